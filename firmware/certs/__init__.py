@@ -1,0 +1,1 @@
+"""Certificate service: Edge CA, workload CA, module certificates, trust bundles and renewal."""

@@ -1,0 +1,1 @@
+"""Daemon core: service supervision, signals, sd_notify, logging and the single-instance lock."""

@@ -1,0 +1,1 @@
+"""Identity service: device provisioning and module identities."""

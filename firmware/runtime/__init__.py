@@ -1,0 +1,1 @@
+"""Container runtime: Docker Engine client, module specs, supervision and image garbage collection."""

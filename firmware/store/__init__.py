@@ -1,0 +1,1 @@
+"""Power-safe persistent state: atomic writes and the state store."""

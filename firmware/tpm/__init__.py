@@ -1,0 +1,1 @@
+"""TPM 2.0 access: TCTI selection and command framing."""

@@ -1,0 +1,1 @@
+"""Transports to devices, chosen by URL: TPM device, simulator socket, serial, I2C."""
