@@ -1,1 +1,1 @@
-"""Container runtime: Docker Engine client, module specs, supervision and image garbage collection."""
+"""Container runtime: Docker Engine client, module specs, supervision, image garbage collection."""

@@ -1,0 +1,205 @@
+"""`ModuleSpec`: what a module should be, parsed from the management API or a deployment manifest.
+
+Two input shapes carry the same facts. The management API (IoT Edge's `ModuleSpec`):
+`{"name", "type": "docker", "imagePullPolicy", "config": {"settings": {"image", "createOptions"},
+"env": [{"key", "value"}]}}`, plus our `restartPolicy`, `status` and `version`. A deployment
+manifest's module entry: `{"version", "type", "status", "restartPolicy", "settings": {"image",
+"createOptions" (a JSON string or an object)}, "env": {"NAME": {"value": ...}}}`.
+Every problem names the field it is in.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from firmware.errors import BadRequest
+
+OWNER_LABEL = "net.edgekeeper.owner"
+OWNER_VALUE = "edgekeeper"
+MODULE_LABEL = "net.edgekeeper.module"
+HASH_LABEL = "net.edgekeeper.spec-hash"
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+_MAX_ENV = 256
+
+
+class RestartPolicy(enum.Enum):
+    NEVER = "never"
+    ON_FAILURE = "on-failure"
+    ON_UNHEALTHY = "on-unhealthy"
+    ALWAYS = "always"
+
+
+class DesiredStatus(enum.Enum):
+    RUNNING = "running"
+    STOPPED = "stopped"
+
+
+class PullPolicy(enum.Enum):
+    ON_CREATE = "on-create"
+    NEVER = "never"
+
+
+@dataclass(frozen=True)
+class ModuleSpec:
+    """One module's desired state; equal specs give equal hashes."""
+
+    name: str
+    image: str
+    env: Mapping[str, str] = field(default_factory=dict)
+    create_options: Mapping[str, Any] = field(default_factory=dict)
+    restart_policy: RestartPolicy = RestartPolicy.ALWAYS
+    status: DesiredStatus = DesiredStatus.RUNNING
+    pull_policy: PullPolicy = PullPolicy.ON_CREATE
+    version: str = ""
+
+    def spec_hash(self) -> str:
+        """Hash of what the container is made from; a change means the container is recreated.
+
+        Restart policy and desired status are left out: changing them does not need a new container.
+        """
+        doc = {
+            "image": self.image,
+            "env": dict(sorted(self.env.items())),
+            "createOptions": self.create_options,
+            "version": self.version,
+        }
+        text = json.dumps(doc, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+    def labels(self) -> dict[str, str]:
+        return {OWNER_LABEL: OWNER_VALUE, MODULE_LABEL: self.name, HASH_LABEL: self.spec_hash()}
+
+    def to_api(self) -> dict[str, Any]:
+        """The management API's JSON shape."""
+        return {
+            "name": self.name,
+            "type": "docker",
+            "imagePullPolicy": self.pull_policy.value,
+            "restartPolicy": self.restart_policy.value,
+            "status": self.status.value,
+            "version": self.version,
+            "config": {
+                "settings": {"image": self.image, "createOptions": dict(self.create_options)},
+                "env": [{"key": k, "value": v} for k, v in sorted(self.env.items())],
+            },
+        }
+
+    @classmethod
+    def from_api(cls, doc: object) -> ModuleSpec:
+        body = _object(doc, "body")
+        config = _object(body.get("config", {}), "config")
+        settings = _object(config.get("settings", {}), "config.settings")
+        env_list = config.get("env", [])
+        if not isinstance(env_list, list):
+            raise BadRequest("field 'config.env' must be a list of {\"key\", \"value\"} objects")
+        env: dict[str, str] = {}
+        for index, item in enumerate(env_list):
+            entry = _object(item, f"config.env[{index}]")
+            key, value = entry.get("key"), entry.get("value")
+            if not isinstance(key, str) or not isinstance(value, str):
+                raise BadRequest(f"field 'config.env[{index}]' needs string 'key' and 'value'")
+            env[key] = value
+        return cls._build(
+            name=body.get("name"),
+            kind=body.get("type", "docker"),
+            image=settings.get("image"),
+            create_options=settings.get("createOptions", {}),
+            env=env,
+            restart=body.get("restartPolicy", "always"),
+            status=body.get("status", "running"),
+            pull=body.get("imagePullPolicy", "on-create"),
+            version=body.get("version", ""),
+            where="",
+        )
+
+    @classmethod
+    def from_manifest(cls, name: str, doc: object, where: str = "modules") -> ModuleSpec:
+        prefix = f"{where}.{name}"
+        body = _object(doc, prefix)
+        settings = _object(body.get("settings", {}), f"{prefix}.settings")
+        env_doc = _object(body.get("env", {}), f"{prefix}.env")
+        env: dict[str, str] = {}
+        for key, item in env_doc.items():
+            value = item.get("value") if isinstance(item, dict) else item
+            if not isinstance(value, (str, int, float, bool)):
+                raise BadRequest(f"field '{prefix}.env.{key}' needs a \"value\"")
+            env[key] = value if isinstance(value, str) else json.dumps(value)
+        return cls._build(
+            name=name,
+            kind=body.get("type", "docker"),
+            image=settings.get("image"),
+            create_options=settings.get("createOptions", {}),
+            env=env,
+            restart=body.get("restartPolicy", "always"),
+            status=body.get("status", "running"),
+            pull=body.get("imagePullPolicy", "on-create"),
+            version=body.get("version", ""),
+            where=f"{prefix}.",
+        )
+
+    @classmethod
+    def _build(
+        cls,
+        *,
+        name: object,
+        kind: object,
+        image: object,
+        create_options: object,
+        env: dict[str, str],
+        restart: object,
+        status: object,
+        pull: object,
+        version: object,
+        where: str,
+    ) -> ModuleSpec:
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise BadRequest(
+                f"field '{where}name' must be 1-63 letters, digits, '_', '.' or '-', got {name!r}"
+            )
+        if kind != "docker":
+            raise BadRequest(f"field '{where}type' must be \"docker\", got {kind!r}")
+        if not isinstance(image, str) or not image.strip():
+            raise BadRequest(f"field '{where}settings.image' is required (an image reference)")
+        if isinstance(create_options, str):
+            try:
+                create_options = json.loads(create_options) if create_options.strip() else {}
+            except ValueError as exc:
+                raise BadRequest(
+                    f"field '{where}settings.createOptions' is not valid JSON: {exc}"
+                ) from None
+        options = _object(create_options, f"{where}settings.createOptions")
+        if len(env) > _MAX_ENV:
+            raise BadRequest(f"field '{where}env' has {len(env)} entries, more than {_MAX_ENV}")
+        if not isinstance(version, str):
+            raise BadRequest(f"field '{where}version' must be a string")
+        return cls(
+            name=name,
+            image=image.strip(),
+            env=env,
+            create_options=options,
+            restart_policy=_choice(RestartPolicy, restart, f"{where}restartPolicy"),
+            status=_choice(DesiredStatus, status, f"{where}status"),
+            pull_policy=_choice(PullPolicy, pull, f"{where}imagePullPolicy"),
+            version=version,
+        )
+
+
+def _object(value: object, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise BadRequest(f"field '{where}' must be a JSON object")
+    return value
+
+
+def _choice(kind: type[enum.Enum], value: object, where: str) -> Any:
+    try:
+        return kind(value)
+    except ValueError:
+        allowed = ", ".join(repr(m.value) for m in kind)
+        raise BadRequest(f"field '{where}' is {value!r}; use one of {allowed}") from None
