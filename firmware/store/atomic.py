@@ -7,6 +7,7 @@ durable. On any failure the temporary file is removed and the old file is left a
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 from pathlib import Path
@@ -73,10 +74,8 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 def _remove_quietly(name: str) -> None:
-    try:
+    with contextlib.suppress(OSError):
         os.unlink(name)
-    except OSError:
-        pass
 
 
 def _write_error(path: Path, exc: OSError) -> StateWriteError:

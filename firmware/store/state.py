@@ -53,7 +53,7 @@ class StateStore:
         if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name) or ".." in name:
             raise InvalidStateName(
                 f"invalid state name {name!r}",
-                hint="use 1-64 characters a-z, 0-9, '.', '_' or '-', starting with a letter or digit",
+                hint="use 1-64 characters from a-z 0-9 . _ - starting with a letter or digit",
             )
         return self.root / f"{name}.json"
 

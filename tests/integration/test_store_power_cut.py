@@ -104,5 +104,5 @@ def test_killed_writer_leaves_old_or_new_document(tmp_path: Path) -> None:
         assert [p.name for p in root.iterdir()] == ["doc.json"], "temp file left after ensure()"
     assert iterations >= 20, f"only {iterations} kill iterations fitted in {TIME_BUDGET_S} s"
     assert seen_new + seen_old == iterations
-    print(f"{iterations} kills: {mid_write} inside a write, {seen_new} found the unacknowledged write")
+    print(f"{iterations} kills: {mid_write} in a write, {seen_new} held the unacknowledged one")
     assert mid_write > 0, "no kill landed inside a write; the test did not exercise the window"

@@ -90,11 +90,10 @@ def test_real_full_disk_keeps_old_content(small_tmpfs: Path) -> None:
     target = small_tmpfs / "doc.json"
     write_atomic(target, b"old content")
     filler = small_tmpfs / "filler"
-    with pytest.raises(OSError) as full:
-        with open(filler, "wb") as out:
-            while True:
-                out.write(b"\0" * 4096)
-                out.flush()
+    with pytest.raises(OSError) as full, open(filler, "wb") as out:
+        while True:
+            out.write(b"\0" * 4096)
+            out.flush()
     assert full.value.errno == errno.ENOSPC
     with pytest.raises(StateError) as caught:
         write_atomic(target, b"x" * 32768)
