@@ -98,7 +98,7 @@ class ModuleSpec:
         settings = _object(config.get("settings", {}), "config.settings")
         env_list = config.get("env", [])
         if not isinstance(env_list, list):
-            raise BadRequest("field 'config.env' must be a list of {\"key\", \"value\"} objects")
+            raise BadRequest('field \'config.env\' must be a list of {"key", "value"} objects')
         env: dict[str, str] = {}
         for index, item in enumerate(env_list):
             entry = _object(item, f"config.env[{index}]")

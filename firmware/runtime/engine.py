@@ -1,0 +1,360 @@
+"""`ContainerRuntime` over the Docker Engine API on its unix socket.
+
+The engine's API version is negotiated once per connection life: `/_ping` says what the engine
+speaks, we use the lower of that and the newest version we know, and refuse engines older than
+1.40. Engine answers map onto the error hierarchy: 404 is `NotFound`, 409 `Conflict`, a socket
+that is missing or refuses us `RuntimeUnavailable`, anything else `EngineError` with the engine's
+message.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from firmware.errors import Conflict, EdgekeeperError, NotFound, Unavailable
+from firmware.runtime.http import EngineUnreachable, UnixHttpClient
+from firmware.runtime.logstream import LogDemuxer, LogFrame, Stream
+
+MIN_API = (1, 40)
+MAX_API = (1, 43)
+
+
+class RuntimeUnavailable(Unavailable):
+    """The container engine cannot be reached right now."""
+
+
+class EngineError(EdgekeeperError):
+    """The engine refused or failed a request; the message is the engine's own."""
+
+    http_status = 502
+
+
+@dataclass(frozen=True)
+class EngineVersion:
+    version: str
+    api_version: str
+    os: str
+    arch: str
+
+
+@dataclass(frozen=True)
+class ContainerSummary:
+    container_id: str
+    name: str
+    image: str
+    state: str
+    status: str
+    labels: Mapping[str, str]
+    created: int
+
+
+class ContainerRuntime:
+    """What the supervisor needs from a container engine (one implementation: `DockerEngine`)."""
+
+    async def version(self) -> EngineVersion:
+        raise NotImplementedError
+
+    async def list_containers(
+        self, labels: Mapping[str, str] | None = None
+    ) -> list[ContainerSummary]:
+        raise NotImplementedError
+
+    async def create_container(self, name: str, body: Mapping[str, Any]) -> str:
+        raise NotImplementedError
+
+    async def start(self, container: str) -> None:
+        raise NotImplementedError
+
+    async def stop(self, container: str, timeout: int = 10) -> None:
+        raise NotImplementedError
+
+    async def restart(self, container: str, timeout: int = 10) -> None:
+        raise NotImplementedError
+
+    async def remove(self, container: str, *, force: bool = False) -> None:
+        raise NotImplementedError
+
+    async def inspect(self, container: str) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def logs(
+        self,
+        container: str,
+        *,
+        tail: int | None = None,
+        since: int | None = None,
+        timestamps: bool = False,
+        follow: bool = False,
+    ) -> AsyncIterator[LogFrame]:
+        raise NotImplementedError
+
+    def events(self, labels: Mapping[str, str] | None = None) -> AsyncIterator[dict[str, Any]]:
+        raise NotImplementedError
+
+
+class DockerEngine(ContainerRuntime):
+    """The Docker Engine API (1.40 and later) over a unix socket."""
+
+    def __init__(self, socket_path: str) -> None:
+        self.socket_path = socket_path
+        self._http = UnixHttpClient(socket_path)
+        self._prefix: str | None = None
+
+    # -- version negotiation -------------------------------------------------------------------
+
+    async def negotiate(self) -> str:
+        """Pick the API version to speak; returns it as "1.41"."""
+        rsp = await self._call("GET", "/_ping", versioned=False)
+        offered = rsp.headers.get("api-version", "")
+        try:
+            major, minor = (int(part) for part in offered.split("."))
+        except ValueError:
+            raise EngineError(
+                f"engine at {self.socket_path} did not say its API version",
+                hint="is that socket a Docker engine?",
+            ) from None
+        if (major, minor) < MIN_API:
+            raise EngineError(
+                f"Docker Engine API {offered} at {self.socket_path} is older than "
+                f"{MIN_API[0]}.{MIN_API[1]}",
+                hint="upgrade the container engine (Docker 19.03 or later)",
+            )
+        chosen = min((major, minor), MAX_API)
+        self._prefix = f"/v{chosen[0]}.{chosen[1]}"
+        return f"{chosen[0]}.{chosen[1]}"
+
+    async def ping(self) -> None:
+        await self._call("GET", "/_ping", versioned=False)
+
+    async def version(self) -> EngineVersion:
+        doc = await self._json("GET", "/version")
+        return EngineVersion(
+            version=doc.get("Version", ""),
+            api_version=doc.get("ApiVersion", ""),
+            os=doc.get("Os", ""),
+            arch=doc.get("Arch", ""),
+        )
+
+    async def info(self) -> dict[str, Any]:
+        return await self._json("GET", "/info")
+
+    # -- containers ------------------------------------------------------------------------------
+
+    async def list_containers(
+        self, labels: Mapping[str, str] | None = None
+    ) -> list[ContainerSummary]:
+        filters = {"label": [f"{k}={v}" for k, v in (labels or {}).items()]}
+        docs = await self._json("GET", "/containers/json", query={"all": True, "filters": filters})
+        return [
+            ContainerSummary(
+                container_id=doc["Id"],
+                name=(doc.get("Names") or ["/"])[0].lstrip("/"),
+                image=doc.get("Image", ""),
+                state=doc.get("State", ""),
+                status=doc.get("Status", ""),
+                labels=doc.get("Labels") or {},
+                created=int(doc.get("Created", 0)),
+            )
+            for doc in docs
+        ]
+
+    async def create_container(self, name: str, body: Mapping[str, Any]) -> str:
+        doc = await self._json("POST", "/containers/create", query={"name": name}, body=body)
+        return doc["Id"]
+
+    async def start(self, container: str) -> None:
+        await self._call("POST", f"/containers/{container}/start")
+
+    async def stop(self, container: str, timeout: int = 10) -> None:
+        await self._call(
+            "POST", f"/containers/{container}/stop", query={"t": timeout}, timeout=timeout + 30
+        )
+
+    async def restart(self, container: str, timeout: int = 10) -> None:
+        await self._call(
+            "POST", f"/containers/{container}/restart", query={"t": timeout}, timeout=timeout + 30
+        )
+
+    async def kill(self, container: str, signal: str = "SIGKILL") -> None:
+        await self._call("POST", f"/containers/{container}/kill", query={"signal": signal})
+
+    async def remove(self, container: str, *, force: bool = False) -> None:
+        await self._call("DELETE", f"/containers/{container}", query={"force": force, "v": True})
+
+    async def inspect(self, container: str) -> dict[str, Any]:
+        return await self._json("GET", f"/containers/{container}/json")
+
+    async def wait(self, container: str) -> int:
+        doc = await self._json("POST", f"/containers/{container}/wait", timeout=None)
+        return int(doc.get("StatusCode", -1))
+
+    async def stats(self, container: str) -> dict[str, Any]:
+        return await self._json("GET", f"/containers/{container}/stats", query={"stream": False})
+
+    async def logs(
+        self,
+        container: str,
+        *,
+        tail: int | None = None,
+        since: int | None = None,
+        timestamps: bool = False,
+        follow: bool = False,
+    ) -> AsyncIterator[LogFrame]:
+        query = {
+            "stdout": True,
+            "stderr": True,
+            "follow": follow,
+            "timestamps": timestamps,
+            "tail": "all" if tail is None else tail,
+            "since": since,
+        }
+        tty = (await self.inspect(container)).get("Config", {}).get("Tty", False)
+        async with self._stream("GET", f"/containers/{container}/logs", query=query) as chunks:
+            demuxer = LogDemuxer()
+            async for chunk in chunks:
+                if tty:
+                    yield LogFrame(Stream.STDOUT, chunk)
+                    continue
+                for frame in demuxer.feed(chunk):
+                    yield frame
+
+    async def events(
+        self, labels: Mapping[str, str] | None = None
+    ) -> AsyncIterator[dict[str, Any]]:
+        filters: dict[str, list[str]] = {"type": ["container"]}
+        if labels:
+            filters["label"] = [f"{k}={v}" for k, v in labels.items()]
+        async with self._stream("GET", "/events", query={"filters": filters}) as chunks:
+            pending = b""
+            async for chunk in chunks:
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    if line.strip():
+                        yield json.loads(line)
+
+    # -- images ------------------------------------------------------------------------------------
+
+    async def pull(
+        self, reference: str, credentials: Mapping[str, str] | None = None
+    ) -> AsyncIterator[dict[str, Any]]:
+        image, _, tag = reference.rpartition(":") if _has_tag(reference) else (reference, "", "")
+        headers = {}
+        if credentials:
+            auth = json.dumps(dict(credentials), separators=(",", ":")).encode()
+            headers["X-Registry-Auth"] = base64.urlsafe_b64encode(auth).decode()
+        query = {"fromImage": image or reference, "tag": tag or "latest"}
+        async with self._stream("POST", "/images/create", query=query, headers=headers) as chunks:
+            pending = b""
+            async for chunk in chunks:
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    if not line.strip():
+                        continue
+                    progress = json.loads(line)
+                    if "error" in progress:
+                        raise EngineError(f"pulling {reference} failed: {progress['error']}")
+                    yield progress
+
+    async def inspect_image(self, reference: str) -> dict[str, Any]:
+        return await self._json("GET", f"/images/{reference}/json")
+
+    async def list_images(self) -> list[dict[str, Any]]:
+        return await self._json("GET", "/images/json")
+
+    async def remove_image(self, reference: str) -> None:
+        await self._call("DELETE", f"/images/{reference}")
+
+    # -- plumbing ----------------------------------------------------------------------------------
+
+    async def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        rsp = await self._call(method, path, **kwargs)
+        return rsp.json()
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, object] | None = None,
+        body: object = None,
+        timeout: float | None = 60.0,
+        versioned: bool = True,
+    ) -> Any:
+        target = await self._target(path) if versioned else path
+        try:
+            rsp = await self._http.request(method, target, query=query, body=body, timeout=timeout)
+        except EngineUnreachable as exc:
+            self._prefix = None
+            raise self._unavailable(exc) from exc
+        if rsp.status >= 400:
+            raise _engine_error(rsp.status, rsp.body, f"{method} {path}")
+        return rsp
+
+    def _stream(self, method: str, path: str, **kwargs: Any) -> _EngineStream:
+        return _EngineStream(self, method, path, kwargs)
+
+    async def _target(self, path: str) -> str:
+        if self._prefix is None:
+            await self.negotiate()
+        return f"{self._prefix}{path}"
+
+    def _unavailable(self, exc: Exception) -> RuntimeUnavailable:
+        return RuntimeUnavailable(
+            f"the container engine at {self.socket_path} cannot be reached ({exc})",
+            hint="is dockerd running? check [runtime] uri in config.toml",
+        )
+
+
+class _EngineStream:
+    """`async with` over a streamed engine answer, yielding its body chunks."""
+
+    def __init__(self, engine: DockerEngine, method: str, path: str, kwargs: dict) -> None:
+        self._engine, self._method, self._path, self._kwargs = engine, method, path, kwargs
+        self._context: Any = None
+
+    async def __aenter__(self) -> AsyncIterator[bytes]:
+        engine = self._engine
+        target = await engine._target(self._path)
+        self._context = engine._http.stream(self._method, target, **self._kwargs)
+        try:
+            rsp = await self._context.__aenter__()
+        except EngineUnreachable as exc:
+            raise engine._unavailable(exc) from exc
+        if rsp.status >= 400:
+            body = await rsp.read()
+            await self._context.__aexit__(None, None, None)
+            raise _engine_error(rsp.status, body, f"{self._method} {self._path}")
+        return self._chunks(rsp)
+
+    async def _chunks(self, rsp: Any) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in rsp.chunks():
+                yield chunk
+        except EngineUnreachable as exc:
+            raise self._engine._unavailable(exc) from exc
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._context.__aexit__(*exc_info)
+
+
+def _has_tag(reference: str) -> bool:
+    return ":" in reference.rsplit("/", 1)[-1] and "@" not in reference
+
+
+def _engine_error(status: int, body: bytes, what: str) -> EdgekeeperError:
+    try:
+        message = json.loads(body).get("message", "") if body else ""
+    except (ValueError, AttributeError):
+        message = body.decode("utf-8", "replace")[:200]
+    message = message or f"{what} failed with HTTP {status}"
+    if status == 404:
+        return NotFound(message)
+    if status == 409:
+        return Conflict(message)
+    return EngineError(f"container engine: {message}")
