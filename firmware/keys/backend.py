@@ -91,7 +91,7 @@ class KeyBackend:
         raise self._unsupported("creating keys")
 
     def import_key(self, key_id: str, kind: KeyKind, material: bytes) -> KeyInfo:
-        """Store caller-supplied key material: raw bytes for symmetric keys, PKCS#8 DER for pairs."""
+        """Store caller-supplied material: raw bytes for symmetric keys, PKCS#8 DER for pairs."""
         raise self._unsupported("importing keys")
 
     def info(self, key_id: str) -> KeyInfo:

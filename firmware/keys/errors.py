@@ -22,10 +22,18 @@ class InvalidKeyHandle(Forbidden):
 
 
 class KeyBackendUnavailable(DeviceError):
-    """The backend's device or library is missing, locked, or refuses us (names the device and fix)."""
+    """The backend's device or library is missing, locked or refuses us (names device and fix)."""
 
 
 class KeyOperationFailed(EdgekeeperError):
     """An operation the backend attempted and failed (e.g. a GCM tag that does not verify)."""
 
     http_status = 400
+
+
+class InvalidDerivationLabel(BadRequest):
+    """A derivation label that is empty, too long or not bytes."""
+
+
+class ReservedKey(Forbidden):
+    """A key the service keeps for itself (the handle-validation key); callers may not touch it."""

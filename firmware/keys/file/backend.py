@@ -1,0 +1,134 @@
+"""`FileBackend`: the `KeyBackend` over the key directory, with loaded keys cached in memory."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+from firmware.keys import software as operations
+from firmware.keys.backend import (
+    BackendInfo,
+    Capability,
+    KeyBackend,
+    KeyInfo,
+    KeyKind,
+    SignAlgorithm,
+)
+from firmware.keys.errors import KeyKindMismatch
+from firmware.keys.file import material
+from firmware.keys.file.keyfile import KeyDirectory
+
+
+class FileBackend(KeyBackend):
+    """Software keys in files. Thread-safe: the executor may call it from several threads."""
+
+    name = "file"
+
+    def __init__(self, directory: Path) -> None:
+        self._dir = KeyDirectory(directory)
+        self._dir.ensure()
+        self._lock = threading.Lock()
+        self._loaded: dict[str, tuple[KeyKind, Any]] = {}
+
+    def describe(self) -> BackendInfo:
+        return BackendInfo(
+            name=self.name,
+            device=str(self._dir.path),
+            kinds=frozenset(KeyKind),
+            capabilities=frozenset(Capability),
+        )
+
+    def create(self, key_id: str, kind: KeyKind) -> KeyInfo:
+        with self._lock:
+            existing = self._existing_kind(key_id)
+            if existing is None:
+                self._dir.write(key_id, kind, material.generate(kind))
+            else:
+                self._check_kind(key_id, existing, kind)
+        return KeyInfo(key_id=key_id, kind=kind, backend=self.name)
+
+    def import_key(self, key_id: str, kind: KeyKind, key_material: bytes) -> KeyInfo:
+        stored = material.check_import(key_id, kind, key_material)
+        with self._lock:
+            self._dir.write(key_id, kind, stored)
+            self._loaded.pop(key_id, None)
+        return KeyInfo(key_id=key_id, kind=kind, backend=self.name)
+
+    def info(self, key_id: str) -> KeyInfo:
+        kind, _ = self._load(key_id)
+        return KeyInfo(key_id=key_id, kind=kind, backend=self.name)
+
+    def list_keys(self) -> list[KeyInfo]:
+        infos = []
+        for key_id in self._dir.key_ids():
+            kind, _ = self._dir.read(key_id)
+            infos.append(KeyInfo(key_id=key_id, kind=kind, backend=self.name))
+        return infos
+
+    def public_key(self, key_id: str) -> bytes:
+        kind, key = self._load(key_id)
+        if not kind.asymmetric:
+            raise KeyKindMismatch(
+                f"key {key_id!r} is a symmetric {kind.value} key and has no public key"
+            )
+        return material.public_der(key)
+
+    def sign(self, key_id: str, algorithm: SignAlgorithm, data: bytes) -> bytes:
+        kind, key = self._load(key_id)
+        operations.check_algorithm(key_id, kind, algorithm)
+        if algorithm is SignAlgorithm.HMAC_SHA256:
+            return operations.hmac_sha256(key, data)
+        return operations.sign_asymmetric(key, algorithm, data)
+
+    def verify(self, key_id: str, algorithm: SignAlgorithm, data: bytes, signature: bytes) -> bool:
+        import hmac
+
+        kind, key = self._load(key_id)
+        operations.check_algorithm(key_id, kind, algorithm)
+        if algorithm is SignAlgorithm.HMAC_SHA256:
+            return hmac.compare_digest(operations.hmac_sha256(key, data), signature)
+        return operations.verify_asymmetric(key.public_key(), algorithm, data, signature)
+
+    def encrypt(self, key_id: str, iv: bytes, aad: bytes, plaintext: bytes) -> bytes:
+        kind, key = self._load(key_id)
+        operations.check_aes(key_id, kind)
+        return operations.gcm_encrypt(key_id, key, iv, aad, plaintext)
+
+    def decrypt(self, key_id: str, iv: bytes, aad: bytes, ciphertext: bytes) -> bytes:
+        kind, key = self._load(key_id)
+        operations.check_aes(key_id, kind)
+        return operations.gcm_decrypt(key_id, key, iv, aad, ciphertext)
+
+    def delete(self, key_id: str) -> None:
+        with self._lock:
+            self._loaded.pop(key_id, None)
+            self._dir.delete(key_id)
+
+    def close(self) -> None:
+        with self._lock:
+            self._loaded.clear()
+
+    def _load(self, key_id: str) -> tuple[KeyKind, Any]:
+        with self._lock:
+            cached = self._loaded.get(key_id)
+            if cached is not None:
+                return cached
+            kind, stored = self._dir.read(key_id)
+            key = material.load_private(key_id, kind, stored) if kind.asymmetric else stored
+            self._loaded[key_id] = (kind, key)
+            return kind, key
+
+    def _existing_kind(self, key_id: str) -> KeyKind | None:
+        if not self._dir.file_for(key_id).exists():
+            return None
+        kind, _ = self._dir.read(key_id)
+        return kind
+
+    @staticmethod
+    def _check_kind(key_id: str, existing: KeyKind, wanted: KeyKind) -> None:
+        if existing is not wanted:
+            raise KeyKindMismatch(
+                f"key {key_id!r} exists as a {existing.value} key, not {wanted.value}",
+                hint="pick another name, or delete the existing key first",
+            )

@@ -1,0 +1,179 @@
+"""Which backend holds which key, and how each backend is built: the one place that knows names.
+
+`BackendRegistry` maps a backend name to a zero-argument factory and opens backends lazily, on first
+use, so a board without a token or TPM never imports their libraries. A backend that fails to open
+raises `KeyBackendUnavailable` naming the device and the fix; it is tried again on the next use and
+never affects the other backends. `registry_from_config` builds the factories from `Config`.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import threading
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from firmware.errors import EdgekeeperError
+from firmware.keys.backend import KeyBackend
+from firmware.keys.errors import KeyBackendUnavailable
+from firmware.keys.names import validate_key_name
+
+BackendFactory = Callable[[], KeyBackend]
+
+
+class BackendRegistry:
+    """Backends by name, opened on first use; the per-key choice of backend."""
+
+    def __init__(
+        self,
+        default: str,
+        factories: Mapping[str, BackendFactory],
+        overrides: Mapping[str, str] | None = None,
+    ) -> None:
+        self._factories = dict(factories)
+        self.default = self._known(default, "[keys] default_backend")
+        self._overrides = {
+            validate_key_name(key): self._known(backend, f"[keys.backends] {key}")
+            for key, backend in (overrides or {}).items()
+        }
+        self._open: dict[str, KeyBackend] = {}
+        self._lock = threading.Lock()
+
+    def backend_for(self, key_id: str) -> str:
+        """The backend name a key lives in: its override, else the default."""
+        return self._overrides.get(key_id, self.default)
+
+    def configured(self) -> list[str]:
+        """The default backend and every backend named by an override, default first."""
+        names = [self.default]
+        names += sorted(set(self._overrides.values()) - {self.default})
+        return names
+
+    def in_use(self) -> list[str]:
+        """The configured backends, then any other backend a handle has opened."""
+        names = self.configured()
+        return names + sorted(set(self._open) - set(names))
+
+    def opened(self, name: str) -> KeyBackend | None:
+        """The backend if it is already open; never blocks."""
+        return self._open.get(name)
+
+    def open(self, name: str) -> KeyBackend:
+        """The backend `name`, built on first use (blocking: call through the executor)."""
+        backend = self._open.get(name)
+        if backend is not None:
+            return backend
+        factory = self._factories.get(name)
+        if factory is None:
+            raise KeyBackendUnavailable(
+                f"key backend {name!r} is not known",
+                hint=f"use one of {', '.join(sorted(self._factories))}",
+            )
+        with self._lock:
+            backend = self._open.get(name)
+            if backend is None:
+                backend = _build(name, factory)
+                self._open[name] = backend
+        return backend
+
+    def close(self) -> None:
+        with self._lock:
+            backends, self._open = list(self._open.values()), {}
+        for backend in backends:
+            backend.close()
+
+    def _known(self, name: str, where: str) -> str:
+        if name not in self._factories:
+            raise KeyBackendUnavailable(
+                f"{where} names key backend {name!r}, which does not exist",
+                hint=f"use one of {', '.join(sorted(self._factories))}",
+            )
+        return name
+
+
+def _build(name: str, factory: BackendFactory) -> KeyBackend:
+    try:
+        return factory()
+    except EdgekeeperError:
+        raise
+    except ImportError as err:
+        raise KeyBackendUnavailable(
+            f"key backend {name!r} cannot load its library: {err}",
+            hint="install the backend's library or choose another backend in [keys]",
+        ) from err
+    except OSError as err:
+        raise KeyBackendUnavailable(
+            f"key backend {name!r} cannot open its device: {err}",
+            hint="check the device path and permissions in [keys] / [tpm]",
+        ) from err
+
+
+def registry_from_config(config: Any) -> BackendRegistry:
+    """The registry for `Config`: [keys], [keys.backends], [keys.file], [keys.pkcs11], [tpm]."""
+    keys = config.keys
+    data_dir = Path(config.paths.data_dir)
+    factories: dict[str, BackendFactory] = {
+        "file": lambda: _file_backend(keys, data_dir),
+        "pkcs11": lambda: _pkcs11_backend(keys),
+        "tpm": lambda: _tpm_backend(config, data_dir),
+    }
+    return BackendRegistry(
+        default=keys.default_backend,
+        factories=factories,
+        overrides=dict(getattr(keys, "backends", None) or {}),
+    )
+
+
+def _file_backend(keys: Any, data_dir: Path) -> KeyBackend:
+    from firmware.keys.file import FileBackend
+
+    directory = getattr(keys.file, "dir", None) or data_dir / "keys"
+    return FileBackend(Path(directory))
+
+
+def _pkcs11_backend(keys: Any) -> KeyBackend:
+    settings = keys.pkcs11
+    if not settings.module:
+        raise KeyBackendUnavailable(
+            "the pkcs11 key backend has no module configured",
+            hint="set [keys.pkcs11] module to the token's PKCS#11 library path",
+        )
+    pin = settings.pin
+    if getattr(settings, "pin_file", None):
+        pin = read_pin_file(Path(settings.pin_file))
+    from firmware.keys.pkcs11 import Pkcs11Backend
+
+    return Pkcs11Backend(
+        str(settings.module), token_label=settings.token_label, slot=settings.slot, pin=pin
+    )
+
+
+def _tpm_backend(config: Any, data_dir: Path) -> KeyBackend:
+    tcti = getattr(config.tpm, "tcti", None)
+    if not tcti:
+        raise KeyBackendUnavailable(
+            "the tpm key backend has no TPM configured",
+            hint='set [tpm] tcti, e.g. "device:/dev/tpmrm0"',
+        )
+    from firmware.keys.tpm import TpmBackend
+
+    return TpmBackend(tcti, data_dir / "tpm-keys")
+
+
+def read_pin_file(path: Path) -> str:
+    """The PIN in a 0600 file (first line); refuses a file others can read."""
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise KeyBackendUnavailable(
+            f"PIN file {path} cannot be read: {err.strerror}",
+            hint="create it with the token's user PIN and chmod 600",
+        ) from err
+    if mode & 0o077:
+        raise KeyBackendUnavailable(
+            f"PIN file {path} is readable by others (mode {mode:o})", hint=f"chmod 600 {path}"
+        )
+    return text.strip()

@@ -1,0 +1,111 @@
+"""Software cryptography on key objects and secrets in memory: the file backend's operations and
+the key service's derived keys. Also the algorithm/kind checks every backend may reuse."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+from firmware.keys.backend import KeyKind, SignAlgorithm
+from firmware.keys.errors import KeyKindMismatch, KeyOperationFailed
+
+GCM_TAG_LENGTH = 16
+
+_KIND_OF = {
+    SignAlgorithm.ECDSA_SHA256: KeyKind.EC_P256,
+    SignAlgorithm.RSA_PKCS1_SHA256: KeyKind.RSA_2048,
+    SignAlgorithm.RSA_PSS_SHA256: KeyKind.RSA_2048,
+    SignAlgorithm.HMAC_SHA256: KeyKind.HMAC_SHA256,
+}
+
+
+def check_algorithm(key_id: str, kind: KeyKind, algorithm: SignAlgorithm) -> None:
+    if _KIND_OF[algorithm] is not kind:
+        raise KeyKindMismatch(
+            f"key {key_id!r} is a {kind.value} key and cannot do {algorithm.value}",
+            hint=f"use a {_KIND_OF[algorithm].value} key for {algorithm.value}",
+        )
+
+
+def check_aes(key_id: str, kind: KeyKind) -> None:
+    if kind is not KeyKind.AES_256:
+        raise KeyKindMismatch(
+            f"key {key_id!r} is a {kind.value} key and cannot do AES-256-GCM",
+            hint="use an aes-256 key (or a key derived from an HMAC key)",
+        )
+
+
+def hmac_sha256(secret: bytes, data: bytes) -> bytes:
+    return hmac.digest(secret, data, "sha256")
+
+
+def sign_asymmetric(private: Any, algorithm: SignAlgorithm, data: bytes) -> bytes:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec, padding
+
+    if algorithm is SignAlgorithm.ECDSA_SHA256:
+        return private.sign(data, ec.ECDSA(hashes.SHA256()))
+    return private.sign(data, _rsa_padding(algorithm, padding, hashes), hashes.SHA256())
+
+
+def verify_asymmetric(public: Any, algorithm: SignAlgorithm, data: bytes, signature: bytes) -> bool:
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec, padding
+
+    try:
+        if algorithm is SignAlgorithm.ECDSA_SHA256:
+            public.verify(signature, data, ec.ECDSA(hashes.SHA256()))
+        else:
+            public.verify(
+                signature,
+                data,
+                _rsa_padding(algorithm, padding, hashes, verify=True),
+                hashes.SHA256(),
+            )
+    except InvalidSignature:
+        return False
+    return True
+
+
+def gcm_encrypt(key_id: str, secret: bytes, iv: bytes, aad: bytes, plaintext: bytes) -> bytes:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    _check_iv(key_id, iv)
+    return AESGCM(secret).encrypt(iv, plaintext, aad)
+
+
+def gcm_decrypt(key_id: str, secret: bytes, iv: bytes, aad: bytes, ciphertext: bytes) -> bytes:
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    _check_iv(key_id, iv)
+    if len(ciphertext) < GCM_TAG_LENGTH:
+        raise KeyOperationFailed(
+            f"ciphertext for key {key_id!r} is shorter than the {GCM_TAG_LENGTH}-byte GCM tag"
+        )
+    try:
+        return AESGCM(secret).decrypt(iv, ciphertext, aad)
+    except InvalidTag:
+        raise KeyOperationFailed(
+            f"AES-256-GCM tag does not verify for key {key_id!r}",
+            hint="the ciphertext, IV or AAD was altered, or another key encrypted it",
+        ) from None
+
+
+def _check_iv(key_id: str, iv: bytes) -> None:
+    if not 8 <= len(iv) <= 128:
+        raise KeyOperationFailed(
+            f"IV for key {key_id!r} is {len(iv)} bytes", hint="use a 12-byte random IV"
+        )
+
+
+def _rsa_padding(
+    algorithm: SignAlgorithm, padding: Any, hashes: Any, *, verify: bool = False
+) -> Any:
+    """PKCS#1 v1.5, or PSS with MGF1-SHA256: salt of the digest length when signing (what tokens
+    and TPMs produce), any salt length when verifying."""
+    if algorithm is SignAlgorithm.RSA_PSS_SHA256:
+        salt = padding.PSS.AUTO if verify else padding.PSS.DIGEST_LENGTH
+        return padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=salt)
+    return padding.PKCS1v15()
