@@ -1,0 +1,182 @@
+"""Routing of local API requests to handlers, and the one place errors become HTTP answers.
+
+`Router.add` registers `async def handler(request, **path_params) -> ApiResponse` for a method,
+a path pattern such as `/modules/{name}/genid/{genid}/sign`, the listeners it is served on and
+the api-versions it accepts. `Router.dispatch` checks the api-version, finds the route (404, or
+405 with Allow), calls the handler and renders what it raises: an `EdgekeeperError` as
+`{"message": render()}` with its `http_status`, anything else as a logged 500 "internal error".
+The HTTP server, the console and tests all go through `dispatch`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+from firmware.api import versions
+from firmware.api.model import ApiRequest, ApiResponse
+from firmware.errors import BadRequest, EdgekeeperError
+
+Handler = Callable[..., Awaitable[ApiResponse]]
+
+log = logging.getLogger("edgekeeper.api")
+
+# Listeners whose routes the console may also use: it offers the management command set.
+_CONSOLE_MIRRORS = "mgmt"
+
+
+@dataclass(frozen=True)
+class _Segment:
+    text: str
+    is_param: bool
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    pattern: str
+    handler: Handler
+    listeners: frozenset[str]
+    api_versions: frozenset[str]
+    segments: tuple[_Segment, ...]
+
+    def match(self, parts: list[str]) -> dict[str, str] | None:
+        if len(parts) != len(self.segments):
+            return None
+        params: dict[str, str] = {}
+        for segment, part in zip(self.segments, parts, strict=True):
+            if segment.is_param:
+                if not part:
+                    return None
+                params[segment.text] = part
+            elif segment.text != part:
+                return None
+        return params
+
+    @property
+    def literal_count(self) -> int:
+        return sum(not segment.is_param for segment in self.segments)
+
+
+class Router:
+    """The routes of the local APIs, shared by every listener."""
+
+    def __init__(self, supported_versions: Iterable[str] = versions.SUPPORTED) -> None:
+        self.supported_versions = tuple(supported_versions)
+        self._routes: list[Route] = []
+
+    def add(
+        self,
+        method: str,
+        pattern: str,
+        handler: Handler,
+        *,
+        listeners: Iterable[str] = ("mgmt",),
+        api_versions: Iterable[str] | None = None,
+    ) -> None:
+        """Serve `handler` for `method` on `pattern` to the given listeners (kinds, e.g. "mgmt",
+        "workload"); the console is allowed wherever "mgmt" is. `api_versions` defaults to all."""
+        method = method.upper()
+        segments = _parse_pattern(pattern)
+        allowed = set(listeners)
+        if _CONSOLE_MIRRORS in allowed:
+            allowed.add("console")
+        accepted = frozenset(self.supported_versions if api_versions is None else api_versions)
+        unknown = accepted - set(self.supported_versions)
+        if unknown:
+            raise ValueError(f"route {method} {pattern}: unknown api-versions {sorted(unknown)}")
+        for route in self._routes:
+            if route.method == method and route.segments == segments and route.listeners & allowed:
+                raise ValueError(f"route {method} {pattern} is already registered")
+        self._routes.append(Route(method, pattern, handler, frozenset(allowed), accepted, segments))
+
+    def routes(self) -> tuple[Route, ...]:
+        return tuple(self._routes)
+
+    async def dispatch(self, request: ApiRequest) -> ApiResponse:
+        """Answer one request; never raises."""
+        try:
+            return await self._dispatch(request)
+        except EdgekeeperError as error:
+            return ApiResponse.error(error.http_status, error.render())
+        except Exception:
+            log.error("internal error answering %s %s", request.method, request.path, exc_info=True)
+            return ApiResponse.error(500, "internal error")
+
+    async def _dispatch(self, request: ApiRequest) -> ApiResponse:
+        version = self._checked_version(request)
+        if not request.path.startswith("/"):
+            return ApiResponse.error(404, f"no such path: {request.path}")
+        parts = _split_path(request.path)
+        kind = request.listener_kind
+        matches: list[tuple[Route, dict[str, str]]] = []
+        for route in self._routes:
+            if kind not in route.listeners:
+                continue
+            params = route.match(parts)
+            if params is not None:
+                matches.append((route, params))
+        if not matches:
+            return ApiResponse.error(404, f"no such path: {request.path}")
+        method = request.method.upper()
+        for_method = [(route, params) for route, params in matches if route.method == method]
+        if not for_method:
+            allowed = ", ".join(sorted({route.method for route, _ in matches}))
+            return ApiResponse.error(
+                405,
+                f"method {method} is not allowed on {request.path}; allowed: {allowed}",
+                headers=(("Allow", allowed),),
+            )
+        route, params = max(for_method, key=lambda match: match[0].literal_count)
+        if version not in route.api_versions:
+            accepted = [v for v in self.supported_versions if v in route.api_versions]
+            raise BadRequest(
+                f"api-version {version} does not offer {method} {route.pattern}",
+                hint=f"use one of: {', '.join(accepted)}",
+            )
+        return await route.handler(request, **params)
+
+    def _checked_version(self, request: ApiRequest) -> str:
+        version = request.query.get("api-version")
+        supported = ", ".join(self.supported_versions)
+        if version is None:
+            raise BadRequest(
+                "missing required query parameter api-version",
+                hint=f"add ?api-version=<one of: {supported}>",
+            )
+        if version not in self.supported_versions:
+            raise BadRequest(
+                f"unsupported api-version {version!r}", hint=f"use one of: {supported}"
+            )
+        return version
+
+
+def _split_path(path: str) -> list[str]:
+    """The decoded segments of a percent-encoded path; `%2F` stays inside its segment."""
+    try:
+        return [unquote(part, errors="strict") for part in path.split("/")[1:]]
+    except UnicodeDecodeError:
+        raise BadRequest(
+            f"path {path} has percent-escapes that are not UTF-8", hint="encode names as UTF-8"
+        ) from None
+
+
+def _parse_pattern(pattern: str) -> tuple[_Segment, ...]:
+    if not pattern.startswith("/"):
+        raise ValueError(f"route pattern {pattern!r} must start with '/'")
+    segments = []
+    names: set[str] = set()
+    for part in pattern.split("/")[1:]:
+        if part.startswith("{") and part.endswith("}"):
+            name = part[1:-1]
+            if not name.isidentifier() or name in names:
+                raise ValueError(f"route pattern {pattern!r}: bad parameter {part!r}")
+            names.add(name)
+            segments.append(_Segment(name, True))
+        elif "{" in part or "}" in part:
+            raise ValueError(f"route pattern {pattern!r}: a parameter must be a whole segment")
+        else:
+            segments.append(_Segment(part, False))
+    return tuple(segments)

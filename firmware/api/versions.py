@@ -1,0 +1,31 @@
+"""The `api-version` values the local APIs accept: those of IoT Edge's management and workload APIs.
+
+Every request must name one (`?api-version=2022-08-03`), as with IoT Edge's edgelet. The list is
+the union of the versions edgelet has published, oldest first, so a module or tool written for
+any IoT Edge release finds its version here.
+"""
+
+from __future__ import annotations
+
+SUPPORTED: tuple[str, ...] = (
+    "2018-06-28",
+    "2019-01-30",
+    "2019-10-22",
+    "2019-11-05",
+    "2020-07-07",
+    "2020-10-10",
+    "2021-12-07",
+    "2022-08-03",
+)
+
+LATEST = SUPPORTED[-1]
+
+# What modules are told to use (IOTEDGE_APIVERSION): the one IoT Edge 1.2+ hands its modules.
+MODULE_DEFAULT = "2020-10-10"
+
+
+def since(first: str) -> tuple[str, ...]:
+    """The supported versions from `first` on, for routes that appeared in a later version."""
+    if first not in SUPPORTED:
+        raise ValueError(f"unknown api-version {first!r}")
+    return SUPPORTED[SUPPORTED.index(first) :]

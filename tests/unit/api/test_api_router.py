@@ -1,0 +1,160 @@
+"""Router: api-version checks, 404/405, listeners, path parameters and error rendering."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+
+from firmware.api import versions
+from firmware.api.model import ApiRequest, ApiResponse
+from firmware.api.router import Router
+from firmware.errors import NotFound
+
+V = versions.LATEST
+
+
+def dispatch(router: Router, method: str, path: str, **kwargs) -> ApiResponse:
+    query = kwargs.pop("query", {"api-version": V})
+    return asyncio.run(router.dispatch(ApiRequest(method, path, query=query, **kwargs)))
+
+
+async def echo(request: ApiRequest, **params: str) -> ApiResponse:
+    return ApiResponse(body={"params": params, "listener": request.listener})
+
+
+@pytest.fixture
+def router() -> Router:
+    r = Router()
+    r.add("GET", "/modules", echo)
+    r.add("POST", "/modules", echo)
+    r.add("GET", "/modules/{name}", echo)
+    r.add("POST", "/modules/{name}/genid/{genid}/sign", echo, listeners=("workload",))
+    r.add("GET", "/modules/special", echo)
+    return r
+
+
+def test_path_parameters_are_decoded_per_segment(router: Router) -> None:
+    answer = dispatch(router, "GET", "/modules/a%2Fb")
+    assert answer.status == 200
+    assert answer.json() == {"params": {"name": "a/b"}, "listener": "mgmt"}
+
+
+def test_literal_segment_wins_over_parameter(router: Router) -> None:
+    router.add("DELETE", "/modules/{name}", echo)
+    assert dispatch(router, "GET", "/modules/special").json()["params"] == {}
+
+
+def test_missing_api_version_is_400_listing_supported(router: Router) -> None:
+    answer = dispatch(router, "GET", "/modules", query={})
+    assert answer.status == 400
+    message = answer.json()["message"]
+    assert "api-version" in message
+    assert "2018-06-28" in message and "2022-08-03" in message
+
+
+def test_unknown_api_version_is_400_naming_it(router: Router) -> None:
+    answer = dispatch(router, "GET", "/modules", query={"api-version": "2099-01-01"})
+    assert answer.status == 400
+    assert "'2099-01-01'" in answer.json()["message"]
+    assert "2020-07-07" in answer.json()["message"]
+
+
+def test_unknown_path_is_404(router: Router) -> None:
+    answer = dispatch(router, "GET", "/nothing/here")
+    assert answer.status == 404
+    assert answer.json() == {"message": "no such path: /nothing/here"}
+    assert dispatch(router, "GET", "/modules/").status == 404
+    assert dispatch(router, "GET", "modules").status == 404
+
+
+def test_wrong_method_is_405_with_allow(router: Router) -> None:
+    answer = dispatch(router, "DELETE", "/modules")
+    assert answer.status == 405
+    assert ("Allow", "GET, POST") in answer.headers
+    assert "DELETE" in answer.json()["message"]
+
+
+def test_routes_only_answer_on_their_listeners(router: Router) -> None:
+    path = "/modules/m/genid/1/sign"
+    assert dispatch(router, "POST", path, listener="workload:m").status == 200
+    assert dispatch(router, "POST", path, listener="mgmt").status == 404
+    assert dispatch(router, "GET", "/modules", listener="workload:m").status == 404
+
+
+def test_console_may_use_every_management_route(router: Router) -> None:
+    assert dispatch(router, "GET", "/modules/x", listener="console").json()["listener"] == "console"
+    assert dispatch(router, "POST", "/modules/m/genid/1/sign", listener="console").status == 404
+
+
+def test_route_limited_to_later_api_versions(router: Router) -> None:
+    router.add("GET", "/systeminfo", echo, api_versions=versions.since("2019-11-05"))
+    assert dispatch(router, "GET", "/systeminfo").status == 200
+    old = dispatch(router, "GET", "/systeminfo", query={"api-version": "2018-06-28"})
+    assert old.status == 400
+    assert "2018-06-28" in old.json()["message"] and "2019-11-05" in old.json()["message"]
+
+
+def test_edgekeeper_error_is_rendered_with_its_status(router: Router) -> None:
+    async def missing(request: ApiRequest, name: str) -> ApiResponse:
+        raise NotFound(f"module {name} does not exist", hint="see `edgekeeper list`")
+
+    router.add("GET", "/things/{name}", missing)
+    answer = dispatch(router, "GET", "/things/x")
+    assert answer.status == 404
+    assert answer.json() == {"message": "module x does not exist (see `edgekeeper list`)"}
+
+
+def test_other_exception_is_500_internal_error_and_logged(
+    router: Router, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def broken(request: ApiRequest) -> ApiResponse:
+        raise ZeroDivisionError("secret detail")
+
+    router.add("GET", "/broken", broken)
+    with caplog.at_level(logging.ERROR, logger="edgekeeper.api"):
+        answer = dispatch(router, "GET", "/broken")
+    assert answer.status == 500
+    assert answer.json() == {"message": "internal error"}
+    assert any(
+        record.exc_info and record.exc_info[0] is ZeroDivisionError for record in caplog.records
+    )
+
+
+def test_bad_json_body_is_400_naming_the_problem(router: Router) -> None:
+    async def takes_json(request: ApiRequest) -> ApiResponse:
+        return ApiResponse(body=request.json_object())
+
+    router.add("PUT", "/json", takes_json)
+    answer = dispatch(router, "PUT", "/json", body=b'{"a": ')
+    assert answer.status == 400
+    assert "not valid JSON" in answer.json()["message"]
+    assert "line 1" in answer.json()["message"]
+    assert (
+        dispatch(router, "PUT", "/json", body=b"")
+        .json()["message"]
+        .startswith("request body is empty")
+    )
+    assert "an array" in dispatch(router, "PUT", "/json", body=b"[1]").json()["message"]
+    assert dispatch(router, "PUT", "/json", body=b"\xff\xfe").status == 400
+    assert dispatch(router, "PUT", "/json", body=b'{"a": 1}').json() == {"a": 1}
+
+
+def test_undecodable_percent_escape_is_400(router: Router) -> None:
+    assert dispatch(router, "GET", "/modules/%ff").status == 400
+
+
+def test_duplicate_and_malformed_routes_are_refused(router: Router) -> None:
+    with pytest.raises(ValueError, match="already registered"):
+        router.add("GET", "/modules", echo)
+    with pytest.raises(ValueError, match="whole segment"):
+        router.add("GET", "/a/x{b}", echo)
+    with pytest.raises(ValueError, match="unknown api-versions"):
+        router.add("GET", "/b", echo, api_versions=["1999-01-01"])
+
+
+def test_versions_list_matches_iot_edge() -> None:
+    assert versions.SUPPORTED[0] == "2018-06-28"
+    assert versions.LATEST == "2022-08-03"
+    assert versions.since("2021-12-07") == ("2021-12-07", "2022-08-03")
