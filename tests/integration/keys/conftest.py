@@ -35,7 +35,8 @@ class KeyStore:
 
     async def service(self) -> KeyService:
         """A freshly started key service over this store (a daemon start)."""
-        service = KeyService(BackendRegistry(self.name, {self.name: self.open_backend}), self.executor)
+        registry = BackendRegistry(self.name, {self.name: self.open_backend})
+        service = KeyService(registry, self.executor)
         await service.start()
         self.services.append(service)
         return service
