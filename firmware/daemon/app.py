@@ -1,0 +1,347 @@
+"""`edgekeeper run`: start-up checks, the event loop, the services, reload and shutdown.
+
+`run(config_file, board, log_level, log_format)` is what the CLI calls. Before the loop starts it
+loads the config, creates the run and data directories, takes the single-instance lock and opens
+the state store; a problem there prints one `error: ...` line and returns 1. Then every enabled
+service is prepared (a failure is again one line and exit 1), started under the supervisor, and
+READY=1 goes to the service manager. SIGTERM/SIGINT stop the services within `STOP_TIMEOUT_S`
+and return 0; SIGHUP reloads the config (an invalid one is logged problem by problem and the old
+one kept), restarting the services whose config sections changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from firmware.daemon import signals
+from firmware.daemon.executor import BoundedExecutor
+from firmware.daemon.lock import InstanceLock
+from firmware.daemon.logs import LogControl, fields, get_logger
+from firmware.daemon.notify import Notifier
+from firmware.daemon.service import ConfigCell, DaemonContext, ServiceDirectory
+from firmware.daemon.services import SERVICES, ServiceEntry, enabled_services
+from firmware.daemon.status import DaemonStatus
+from firmware.daemon.supervisor import FAILED, Supervisor
+from firmware.errors import DaemonError, EdgekeeperError
+
+log = get_logger("daemon")
+
+STOP_TIMEOUT_S = 10.0
+STATE_SUBDIR = "state"
+
+
+def run(
+    config_file: str | os.PathLike[str] | None,
+    board: str | None,
+    log_level: str | None = None,
+    log_format: str | None = None,
+) -> int:
+    """Run the daemon in the foreground until SIGTERM/SIGINT; the process exit code."""
+    try:
+        logs = LogControl(level=log_level or "info", fmt=log_format or "text")
+    except EdgekeeperError as error:
+        print(f"error: {error.render()}", file=sys.stderr)
+        return 2
+    daemon = None
+    try:
+        daemon = Daemon.start_up(config_file, board, logs, log_level, log_format)
+        code = _run_loop(daemon)
+    except EdgekeeperError as error:
+        print(f"error: {error.render()}", file=sys.stderr)
+        code = 1
+    finally:
+        if daemon is not None:
+            daemon.close()
+        logs.close()
+    return code
+
+
+def _run_loop(daemon: Daemon) -> int:
+    loop = asyncio.new_event_loop()
+    try:
+        code = loop.run_until_complete(daemon.serve())
+        leftovers = [task for task in asyncio.all_tasks(loop) if not task.done()]
+        for task in leftovers:
+            task.cancel()
+        if leftovers:
+            loop.run_until_complete(asyncio.wait(leftovers, timeout=1.0))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+    finally:
+        loop.close()
+    if daemon.executor.in_flight:
+        log.error(
+            "blocking calls still running at exit; not waiting for them",
+            extra=fields(calls=daemon.executor.in_flight),
+        )
+        logging.shutdown()
+        os._exit(code or 1)
+    return code
+
+
+class Daemon:
+    """One running edgekeeper: config, lock, store, services, and the loop-side machinery."""
+
+    def __init__(
+        self,
+        config_file: Any,
+        board: str | None,
+        config: Any,
+        logs: LogControl,
+        lock: InstanceLock,
+        store: Any,
+        pinned_logging: bool,
+        catalogue: tuple[ServiceEntry, ...] = SERVICES,
+    ) -> None:
+        self.config_file = config_file
+        self.board = board
+        self.config = ConfigCell(config)
+        self.logs = logs
+        self.lock = lock
+        self.store = store
+        self.catalogue = catalogue
+        self.executor = BoundedExecutor()
+        self.notifier = Notifier.from_env()
+        self.supervisor = Supervisor(on_change=self._services_changed)
+        self.services = ServiceDirectory()
+        self.entries: dict[str, ServiceEntry] = {}
+        self._pinned_logging = pinned_logging
+        self._stopping = False
+        self._stop_event: asyncio.Event | None = None
+        self._reload_lock: asyncio.Lock | None = None
+        self._reloads: set[asyncio.Task[None]] = set()
+        self._last_status = ""
+        self.ctx: DaemonContext | None = None
+
+    @classmethod
+    def start_up(
+        cls,
+        config_file: Any,
+        board: str | None,
+        logs: LogControl,
+        log_level: str | None = None,
+        log_format: str | None = None,
+    ) -> Daemon:
+        """Load the config, make the directories, take the lock, open the store (or raise)."""
+        from firmware.config import load_config
+        from firmware.store.state import StateStore
+
+        config = load_config(config_file, board)
+        if log_level is None:
+            logs.set_level(config.logging.level)
+        if log_format is None:
+            logs.set_format(config.logging.format)
+        run_dir = Path(config.paths.run_dir)
+        data_dir = Path(config.paths.data_dir)
+        _make_dir(run_dir, 0o755, "run_dir")
+        lock = InstanceLock(run_dir)
+        lock.acquire()
+        try:
+            _make_dir(data_dir, 0o700, "data_dir")
+            store = StateStore(data_dir / STATE_SUBDIR)
+            store.ensure()
+        except BaseException:
+            lock.release()
+            raise
+        pinned = log_level is not None or log_format is not None
+        return cls(config_file, board, config, logs, lock, store, pinned)
+
+    def state(self) -> str:
+        """The daemon's state: "stopping", "degraded" or "running"."""
+        if self._stopping:
+            return "stopping"
+        return "degraded" if self.supervisor.degraded else "running"
+
+    async def serve(self) -> int:
+        """Run the services until asked to stop; the exit code."""
+        loop = asyncio.get_running_loop()
+        self.logs.attach_loop(loop)
+        self._stop_event = asyncio.Event()
+        self._reload_lock = asyncio.Lock()
+        uninstall = signals.install(loop, self._on_stop_signal, self._on_reload_signal)
+        try:
+            self.ctx = self._context()
+            DaemonStatus(self.ctx, self.state).register(self.ctx.router)
+            await self._start_services()
+            log.info(
+                "edgekeeper ready",
+                extra=fields(
+                    pid=os.getpid(),
+                    board=self.config.current.board.name,
+                    services=",".join(self.supervisor.names()) or "none",
+                ),
+            )
+            self.notifier.ready(self._status_line())
+            self.notifier.start_watchdog(loop)
+            await self._stop_event.wait()
+            return await self._shut_down()
+        finally:
+            uninstall()
+            self.notifier.close()
+            self.executor.shutdown(wait=False)
+            self.logs.attach_loop(None)
+
+    def close(self) -> None:
+        """Release the lock (after the loop ended)."""
+        self.lock.release()
+
+    def request_stop(self) -> None:
+        """Ask the daemon to stop (what SIGTERM does)."""
+        if self._stop_event is not None:
+            self._stop_event.set()
+
+    def _context(self) -> DaemonContext:
+        from firmware.api.router import Router
+
+        return DaemonContext(
+            config_cell=self.config,
+            store=self.store,
+            router=Router(),
+            executor=self.executor,
+            supervisor=self.supervisor,
+            logs=self.logs,
+            started_at=time.time(),
+            services=self.services,
+            request_stop=self.request_stop,
+        )
+
+    async def _start_services(self) -> None:
+        for entry in enabled_services(self.config.current, self.catalogue):
+            try:
+                service = self._create(entry)
+                self.supervisor.add(service, self.ctx)
+                await self.supervisor.prepare(service)
+            except EdgekeeperError:
+                await self.supervisor.stop_all(STOP_TIMEOUT_S)
+                raise
+            except Exception as error:
+                log.error(
+                    "service failed to start", exc_info=error, extra=fields(service=entry.name)
+                )
+                await self.supervisor.stop_all(STOP_TIMEOUT_S)
+                raise DaemonError(
+                    f"service {entry.name} failed to start: {type(error).__name__}: {error}",
+                    hint="see the log above for the traceback; this is a bug, please report it",
+                ) from error
+            self.supervisor.start(service, self.ctx, prepared=True)
+        await asyncio.sleep(0)
+
+    def _create(self, entry: ServiceEntry) -> Any:
+        service = entry.create()
+        self.entries[entry.name] = entry
+        self.services.add(service)
+        return service
+
+    async def _shut_down(self) -> int:
+        self._stopping = True
+        self.notifier.stopping()
+        log.info("stopping", extra=fields(timeout_s=STOP_TIMEOUT_S))
+        for task in list(self._reloads):
+            task.cancel()
+        overran = await self.supervisor.stop_all(STOP_TIMEOUT_S)
+        log.info("stopped" if not overran else "stopped; some services overran")
+        return 1 if overran else 0
+
+    def _on_stop_signal(self, sig: signal.Signals) -> None:
+        log.info("signal received; stopping", extra=fields(signal=sig.name))
+        self.request_stop()
+
+    def _on_reload_signal(self) -> None:
+        if self._stopping:
+            return
+        task = asyncio.get_running_loop().create_task(self.reload())
+        self._reloads.add(task)
+        task.add_done_callback(self._reloads.discard)
+
+    async def reload(self) -> bool:
+        """Load the config again and apply it; False (old config kept) if it is invalid."""
+        from firmware.config import load_config
+
+        assert self._reload_lock is not None
+        async with self._reload_lock:
+            self.notifier.reloading()
+            log.info("reloading configuration", extra=fields(config=str(self.config_file)))
+            try:
+                config = await self.executor.run(load_config, self.config_file, self.board)
+            except EdgekeeperError as error:
+                problems = getattr(error, "problems", None) or [error]
+                for problem in problems:
+                    text = problem.render() if hasattr(problem, "render") else str(problem)
+                    log.error("configuration problem", extra=fields(problem=text))
+                log.error(
+                    "configuration not reloaded; keeping the one in force",
+                    extra=fields(problems=len(problems)),
+                )
+                self.notifier.ready(self._status_line())
+                return False
+            await self._apply(config)
+            log.info("configuration reloaded")
+            self.notifier.ready(self._status_line())
+            return True
+
+    async def _apply(self, new: Any) -> None:
+        old = self.config.current
+        if old.paths != new.paths:
+            log.warning(
+                "[paths] changed; the lock and state store move only at the next start",
+            )
+        self.config.current = new
+        if not self._pinned_logging:
+            self.logs.set_level(new.logging.level)
+            self.logs.set_format(new.logging.format)
+        wanted = {entry.name: entry for entry in enabled_services(new, self.catalogue)}
+        states = {state.name: state.state for state in self.supervisor.snapshot()}
+        for name in list(self.entries):
+            entry = self.entries[name]
+            if name not in wanted:
+                log.info("service disabled by the new configuration", extra=fields(service=name))
+                await self._stop_service(name)
+            elif entry.section_changed(old, new) or states.get(name) == FAILED:
+                log.info("restarting service for the new configuration", extra=fields(service=name))
+                await self._stop_service(name)
+        for name, entry in wanted.items():
+            if name not in self.entries:
+                service = self._create(entry)
+                self.supervisor.start(service, self.ctx)
+
+    async def _stop_service(self, name: str) -> None:
+        await self.supervisor.stop(name, STOP_TIMEOUT_S)
+        self.supervisor.forget(name)
+        self.services.remove(name)
+        self.entries.pop(name, None)
+
+    def _status_line(self) -> str:
+        snapshot = self.supervisor.snapshot()
+        failed = [s.name for s in snapshot if s.state == FAILED]
+        if failed:
+            return f"degraded: {', '.join(failed)} failed"
+        return f"running: {len(snapshot)} services"
+
+    def _services_changed(self) -> None:
+        if self._stopping or self.ctx is None:
+            return
+        line = self._status_line()
+        if line != self._last_status:
+            self._last_status = line
+            self.notifier.status(line)
+
+
+def _make_dir(path: Path, mode: int, key: str) -> None:
+    try:
+        path.mkdir(mode=mode, parents=True, exist_ok=True)
+    except OSError as error:
+        raise DaemonError(
+            f"cannot create {key} {path}: {error.strerror}",
+            hint=f"create it writable for uid {os.geteuid()} or set [paths] {key} elsewhere",
+        ) from error
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise DaemonError(
+            f"{key} {path} is not writable",
+            hint=f"make it writable for uid {os.geteuid()} or set [paths] {key} elsewhere",
+        )

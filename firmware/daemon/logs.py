@@ -1,0 +1,228 @@
+"""Structured logs: one line per event, text or JSON, with a runtime level and extra sinks.
+
+Text: `2026-11-23T19:20:00.123Z INFO console: message key=value`. JSON: one object per line with
+`ts`, `level`, `logger`, `msg`, the event's fields and `exc` (the traceback) if any.
+Fields are attached with `extra=fields(key=value)`; a field whose name looks like a secret
+(pin, password, key material, token, ...) is written as `***`.
+
+`LogControl` owns the root logger's output (so `logging.getLogger(__name__)` in any module and
+`get_logger("console")` both end up here) and is what the daemon and its services hold:
+`set_level`, `set_format` and `add_sink(callable)` for the console, which receives each
+formatted line on the event loop's thread (lines logged from executor threads are handed over
+to the loop), so it can print them between its own output without tearing it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TextIO
+
+from firmware.errors import BadRequest
+
+ROOT = "edgekeeper"
+LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
+FORMATS = ("text", "json")
+SECRET_FIELD = re.compile(r"(pin|password|passwd|secret|token|private|sas|credential|^key$)", re.I)
+REDACTED = "***"
+
+Sink = Callable[[str], None]
+
+
+def fields(**values: Any) -> dict[str, Any]:
+    """`extra=` argument attaching key=value fields to a log event."""
+    return {"fields": values}
+
+
+def get_logger(name: str) -> logging.Logger:
+    """The logger of a daemon part, e.g. `get_logger("console")` -> `edgekeeper.console`."""
+    return logging.getLogger(f"{ROOT}.{name}")
+
+
+def parse_level(level: str) -> int:
+    """The logging level for a name such as "debug"; BadRequest names the accepted ones."""
+    try:
+        return LEVELS[str(level).lower()]
+    except KeyError:
+        raise BadRequest(
+            f"unknown log level {level!r}", hint=f"use one of {', '.join(LEVELS)}"
+        ) from None
+
+
+def level_name(level: int) -> str:
+    """The lower-case name of a logging level."""
+    return logging.getLevelName(level).lower()
+
+
+def _timestamp(created: float) -> str:
+    seconds = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created))
+    return f"{seconds}.{int(created % 1 * 1000):03d}Z"
+
+
+def _short_name(name: str) -> str:
+    if name in (ROOT, "root", "firmware"):
+        return "daemon"
+    return name.removeprefix(f"{ROOT}.").removeprefix("firmware.")
+
+
+def _safe_fields(record: logging.LogRecord) -> dict[str, Any]:
+    values = getattr(record, "fields", None) or {}
+    return {k: (REDACTED if SECRET_FIELD.search(k) else v) for k, v in values.items()}
+
+
+def _text_value(value: Any) -> str:
+    text = str(value)
+    if not text or any(c.isspace() or c in '"=' for c in text):
+        return json.dumps(text)
+    return text
+
+
+class TextFormatter(logging.Formatter):
+    """`<UTC time> <LEVEL> <logger>: <message> key=value ...` plus the traceback, if any."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        parts = [
+            _timestamp(record.created),
+            record.levelname,
+            f"{_short_name(record.name)}:",
+            record.getMessage(),
+        ]
+        parts += [f"{k}={_text_value(v)}" for k, v in _safe_fields(record).items()]
+        line = " ".join(parts)
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        event: dict[str, Any] = {
+            "ts": _timestamp(record.created),
+            "level": level_name(record.levelno),
+            "logger": _short_name(record.name),
+            "msg": record.getMessage(),
+        }
+        for key, value in _safe_fields(record).items():
+            event.setdefault(key, value)
+        if record.exc_info:
+            event["exc"] = self.formatException(record.exc_info)
+        return json.dumps(event, default=str)
+
+
+def _formatter(fmt: str) -> logging.Formatter:
+    if fmt not in FORMATS:
+        raise BadRequest(f"unknown log format {fmt!r}", hint="use text or json")
+    return JsonFormatter() if fmt == "json" else TextFormatter()
+
+
+class _SinkHandler(logging.Handler):
+    """Hands each formatted line to the registered sinks, on the event loop's thread."""
+
+    def __init__(self, control: LogControl) -> None:
+        super().__init__()
+        self._control = control
+
+    def emit(self, record: logging.LogRecord) -> None:
+        sinks = self._control.sinks()
+        if not sinks:
+            return
+        try:
+            line = self.format(record)
+        except Exception:
+            self.handleError(record)
+            return
+        loop = self._control.loop
+        if loop is None or loop.is_closed() or threading.get_ident() == self._control.loop_thread:
+            self._deliver(sinks, line)
+        else:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._deliver, sinks, line)
+
+    def _deliver(self, sinks: list[Sink], line: str) -> None:
+        for sink in sinks:
+            try:
+                sink(line)
+            except Exception:
+                self._control.remove_sink(sink)
+                logging.getLogger(ROOT).exception("log sink %r failed and was removed", sink)
+
+
+class LogControl:
+    """The daemon's logging: where lines go, in which format, from which level."""
+
+    def __init__(self, level: str = "info", fmt: str = "text", stream: TextIO | None = None):
+        self._logger = logging.getLogger()
+        self._stream_handler = logging.StreamHandler(stream or sys.stderr)
+        self._sink_handler = _SinkHandler(self)
+        self._sinks: list[Sink] = []
+        self._lock = threading.Lock()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.loop_thread: int | None = None
+        self.format = "text"
+        self.set_format(fmt)
+        self.set_level(level)
+        for handler in (self._stream_handler, self._sink_handler):
+            self._logger.addHandler(handler)
+
+    @property
+    def level(self) -> str:
+        """The current level's name."""
+        return level_name(self._logger.level)
+
+    def set_level(self, level: str) -> str:
+        """Change the level at run time; returns its name. BadRequest for an unknown level."""
+        self._logger.setLevel(parse_level(level))
+        return self.level
+
+    def set_format(self, fmt: str) -> None:
+        """Switch between "text" and "json" lines."""
+        formatter = _formatter(fmt)
+        self._stream_handler.setFormatter(formatter)
+        self._sink_handler.setFormatter(formatter)
+        self.format = fmt
+
+    def attach_loop(self, loop: asyncio.AbstractEventLoop | None) -> None:
+        """Deliver sink lines on `loop`'s thread from now on (None: deliver in place)."""
+        self.loop = loop
+        self.loop_thread = threading.get_ident() if loop is not None else None
+
+    def add_sink(self, sink: Sink) -> Callable[[], None]:
+        """Send every formatted line to `sink` too; returns a function that removes it."""
+        with self._lock:
+            self._sinks.append(sink)
+        return lambda: self.remove_sink(sink)
+
+    def remove_sink(self, sink: Sink) -> None:
+        """Stop sending lines to `sink` (no error if it is not registered)."""
+        with self._lock, contextlib.suppress(ValueError):
+            self._sinks.remove(sink)
+
+    def sinks(self) -> list[Sink]:
+        """A copy of the registered sinks."""
+        with self._lock:
+            return list(self._sinks)
+
+    def add_handler(self, handler: logging.Handler) -> Callable[[], None]:
+        """Attach a logging handler of one's own (it gets raw records); returns its remover."""
+        self._logger.addHandler(handler)
+        return lambda: self._logger.removeHandler(handler)
+
+    def close(self) -> None:
+        """Detach this control's handlers from the root logger."""
+        for handler in (self._stream_handler, self._sink_handler):
+            self._logger.removeHandler(handler)
+        self.attach_loop(None)

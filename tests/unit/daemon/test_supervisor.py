@@ -1,0 +1,160 @@
+"""The supervisor: restarts with back-off, gives up on a service that keeps failing, spares others."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+
+from firmware.daemon.supervisor import RestartPolicy, Supervisor
+from firmware.errors import DeviceError
+
+FAST = RestartPolicy(
+    initial_delay=0.02, max_delay=0.08, healthy_after=10.0, max_failures=5, failure_window=10.0
+)
+
+
+class Crashing:
+    """Fails on each of its first `failures` runs, then serves until cancelled."""
+
+    def __init__(self, name: str, failures: int) -> None:
+        self.name = name
+        self.failures = failures
+        self.starts: list[float] = []
+        self.serving = asyncio.Event()
+        self.cleaned_up = False
+
+    async def run(self, ctx: object) -> None:
+        self.starts.append(asyncio.get_running_loop().time())
+        if len(self.starts) <= self.failures:
+            raise DeviceError(f"{self.name} lost its device", hint="plug it back")
+        self.serving.set()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            self.cleaned_up = True
+
+
+class Steady:
+    name = "steady"
+
+    def __init__(self) -> None:
+        self.running = asyncio.Event()
+
+    async def run(self, ctx: object) -> None:
+        self.running.set()
+        await asyncio.Event().wait()
+
+
+async def test_crash_restarts_with_doubling_backoff(caplog: pytest.LogCaptureFixture) -> None:
+    supervisor = Supervisor(FAST)
+    service = Crashing("flaky", failures=3)
+    with caplog.at_level(logging.INFO):
+        supervisor.start(service, ctx=None)
+        await asyncio.wait_for(service.serving.wait(), 2)
+    gaps = [b - a for a, b in zip(service.starts, service.starts[1:], strict=False)]
+    assert len(gaps) == 3
+    assert gaps[0] >= 0.02 and gaps[1] >= 0.04 and gaps[2] >= 0.08
+    assert gaps[2] < 0.08 * 3, "delay should be capped at max_delay"
+    (state,) = supervisor.snapshot()
+    assert (state.name, state.state, state.restarts) == ("flaky", "running", 3)
+    assert state.last_error == "flaky lost its device (plug it back)"
+    assert not supervisor.degraded
+    failures = [r for r in caplog.records if r.getMessage() == "service failed"]
+    assert len(failures) == 3
+    assert all(r.exc_info and r.exc_info[0] is DeviceError for r in failures)
+    assert await supervisor.stop_all(1.0) == []
+    assert service.cleaned_up
+    assert supervisor.snapshot()[0].state == "stopped"
+
+
+async def test_keeps_failing_marks_degraded_and_others_go_on() -> None:
+    supervisor = Supervisor(FAST)
+    broken = Crashing("broken", failures=1000)
+    steady = Steady()
+    supervisor.start(steady, ctx=None)
+    supervisor.start(broken, ctx=None)
+    await asyncio.wait_for(steady.running.wait(), 1)
+    for _ in range(200):
+        if supervisor.degraded:
+            break
+        await asyncio.sleep(0.01)
+    states = {s.name: s for s in supervisor.snapshot()}
+    assert supervisor.degraded
+    assert states["broken"].state == "failed"
+    assert len(broken.starts) == FAST.max_failures
+    assert states["steady"].state == "running"
+    await asyncio.sleep(0.1)
+    assert len(broken.starts) == FAST.max_failures, "a failed service must stay stopped"
+    assert await supervisor.stop_all(1.0) == []
+
+
+async def test_healthy_run_resets_the_delay() -> None:
+    policy = RestartPolicy(
+        initial_delay=0.02, max_delay=1.0, healthy_after=0.05, max_failures=99, failure_window=9
+    )
+
+    class SlowThenCrash:
+        name = "slow"
+
+        def __init__(self) -> None:
+            self.starts: list[float] = []
+            self.done = asyncio.Event()
+
+        async def run(self, ctx: object) -> None:
+            self.starts.append(asyncio.get_running_loop().time())
+            if len(self.starts) == 5:
+                self.done.set()
+                await asyncio.Event().wait()
+            if len(self.starts) >= 3:
+                await asyncio.sleep(0.06)
+            raise RuntimeError("boom")
+
+    supervisor = Supervisor(policy)
+    service = SlowThenCrash()
+    supervisor.start(service, ctx=None)
+    await asyncio.wait_for(service.done.wait(), 3)
+    gap_after_healthy = service.starts[4] - service.starts[3]
+    assert gap_after_healthy < 0.06 + 0.04, "delay should be back at initial after a healthy run"
+    await supervisor.stop_all(1.0)
+
+
+async def test_stop_overrun_is_reported() -> None:
+    class Stubborn:
+        name = "stubborn"
+
+        async def run(self, ctx: object) -> None:
+            try:
+                await asyncio.Event().wait()
+            finally:
+                await asyncio.shield(asyncio.sleep(0.3))
+
+    supervisor = Supervisor(FAST)
+    supervisor.start(Stubborn(), ctx=None)
+    await asyncio.sleep(0)
+    assert await supervisor.stop_all(0.05) == ["stubborn"]
+    await asyncio.sleep(0.3)
+
+
+async def test_prepare_failure_on_restart_counts_as_failure() -> None:
+    class NoDevice:
+        name = "nodev"
+        prepares = 0
+
+        async def prepare(self, ctx: object) -> None:
+            self.prepares += 1
+            raise DeviceError("console device /dev/ttyX missing")
+
+        async def run(self, ctx: object) -> None:
+            raise AssertionError("run must not start without prepare")
+
+    supervisor = Supervisor(FAST)
+    service = NoDevice()
+    supervisor.start(service, ctx=None)
+    for _ in range(200):
+        if supervisor.degraded:
+            break
+        await asyncio.sleep(0.01)
+    assert service.prepares == FAST.max_failures
+    assert supervisor.snapshot()[0].last_error == "console device /dev/ttyX missing"
