@@ -1,4 +1,4 @@
-"""The supervisor: restarts with back-off, gives up on a service that keeps failing, spares others."""
+"""The supervisor: back-off restarts, giving up on a service that keeps failing, sparing others."""
 
 from __future__ import annotations
 
