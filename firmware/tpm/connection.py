@@ -1,0 +1,221 @@
+"""One ESAPI context to one TPM, used by one thread at a time, that survives TPM resets.
+
+`TpmConnection.run(what, op)` calls `op(esapi)` under the connection's lock and deals with what the
+TPM answers: a busy TPM (RETRY, YIELDED, TESTING) is asked again after a growing wait; a TPM that
+was reset and wants TPM2_Startup gets Startup(CLEAR); handles that stopped naming loaded objects
+(after a reset, a restart of the simulator, a lost connection) are dropped so `op` loads its
+objects again on the next attempt; a full TPM gets its least recently used object flushed; a
+lockout or anything else becomes one clear `EdgekeeperError`. Methods block: call them from the
+daemon's executor, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import TypeVar
+
+from tpm2_pytss import ESAPI, ESYS_TR
+from tpm2_pytss.constants import TPM2_RC, TPM2_SU
+from tpm2_pytss.TSS2_Exception import TSS2_Exception
+from tpm2_pytss.types import TPM2B_PRIVATE, TPM2B_PUBLIC
+
+from firmware.tpm import codes
+from firmware.tpm.codes import Outcome
+from firmware.tpm.errors import (
+    LOCKOUT_HINT,
+    TCTI_HINT,
+    TpmCommandFailed,
+    TpmLockout,
+    TpmUnavailable,
+)
+from firmware.tpm.objects import DEFAULT_CAPACITY, LoadedObjects
+from firmware.tpm.retry import RetryPolicy
+from firmware.tpm.srk import SRK_HANDLE, ensure_srk
+from firmware.tpm.tcti import TctiSpec, open_tcti, unavailable
+
+T = TypeVar("T")
+Connector = Callable[[], tuple[ESAPI, Callable[[], None]]]
+
+
+class TpmConnection:
+    """The TPM behind one TCTI: commands, the storage root key and the loaded-object cache."""
+
+    def __init__(
+        self,
+        tcti: str | TctiSpec,
+        *,
+        retry: RetryPolicy | None = None,
+        srk_handle: int = SRK_HANDLE,
+        capacity: int = DEFAULT_CAPACITY,
+        connector: Connector | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.spec = tcti if isinstance(tcti, TctiSpec) else TctiSpec.parse(tcti)
+        self.retry = retry or RetryPolicy()
+        self.srk_handle = srk_handle
+        self.objects = LoadedObjects(capacity)
+        self.resets = 0
+        self._connector = connector or self._open
+        self._sleep = sleep
+        self._lock = threading.RLock()
+        self._esapi: ESAPI | None = None
+        self._close_link: Callable[[], None] = _nothing
+        self._srk: tuple[ESYS_TR, TPM2B_PUBLIC] | None = None
+        self._closed = False
+
+    def run(self, what: str, op: Callable[[ESAPI], T]) -> T:
+        """`op(esapi)` with retries and recovery; `what` names the operation in errors."""
+        with self._lock:
+            delays = self.retry.delays()
+            recovered: set[Outcome] = set()
+            while True:
+                esapi = self._session()
+                try:
+                    return op(esapi)
+                except TSS2_Exception as exc:
+                    self._recover(what, esapi, exc, delays, recovered)
+
+    def srk(self, esapi: ESAPI) -> ESYS_TR:
+        """The storage root key's handle, created and persisted on first use if absent."""
+        return self._storage_root(esapi)[0]
+
+    def srk_public(self, esapi: ESAPI) -> TPM2B_PUBLIC:
+        """The storage root key's public area (the parent that keys are wrapped for on import)."""
+        return self._storage_root(esapi)[1]
+
+    def load(
+        self, esapi: ESAPI, name: str, private: TPM2B_PRIVATE, public: TPM2B_PUBLIC, token: bytes
+    ) -> ESYS_TR:
+        """The handle of a child of the SRK, loaded from its blobs unless already loaded."""
+        return self.objects.load(
+            esapi, name, token, lambda: esapi.load(self.srk(esapi), private, public)
+        )
+
+    def unload(self, name: str) -> None:
+        """Flush `name` from the TPM if it is loaded."""
+        with self._lock:
+            if self._esapi is not None:
+                self.objects.discard(self._esapi, name)
+
+    def close(self) -> None:
+        """Flush what we loaded and disconnect; the connection is not used afterwards."""
+        with self._lock:
+            if self._esapi is not None:
+                with contextlib.suppress(TSS2_Exception):
+                    while self.objects.evict_oldest(self._esapi):
+                        pass
+            self._disconnect()
+            self._closed = True
+
+    def _session(self) -> ESAPI:
+        if self._closed:
+            raise TpmUnavailable(f"the connection to the TPM ({self.spec.where}) is closed")
+        if self._esapi is None:
+            self._esapi, self._close_link = self._connector()
+        return self._esapi
+
+    def _open(self) -> tuple[ESAPI, Callable[[], None]]:
+        tcti = open_tcti(self.spec)
+        try:
+            esapi = ESAPI(tcti)
+        except TSS2_Exception as exc:
+            tcti.close()
+            raise unavailable(self.spec, exc) from exc
+
+        def close() -> None:
+            esapi.close()
+            tcti.close()
+
+        return esapi, close
+
+    def _storage_root(self, esapi: ESAPI) -> tuple[ESYS_TR, TPM2B_PUBLIC]:
+        if self._srk is None:
+            self._srk = ensure_srk(esapi, self.srk_handle)
+        return self._srk
+
+    def _recover(
+        self,
+        what: str,
+        esapi: ESAPI,
+        exc: TSS2_Exception,
+        delays: Iterator[float],
+        recovered: set[Outcome],
+    ) -> None:
+        """Make the next attempt worthwhile, or raise the error that ends the operation."""
+        outcome = codes.classify(exc.rc)
+        if outcome is Outcome.RETRY:
+            delay = next(delays, None)
+            if delay is None:
+                raise TpmCommandFailed(
+                    f"the TPM ({self.spec.where}) stayed busy while {what} "
+                    f"after {self.retry.attempts} attempts: {exc}",
+                    rc=exc.rc,
+                    hint="the TPM may still be self-testing; try again in a moment",
+                ) from exc
+            self._sleep(delay)
+            return
+        if outcome is Outcome.FULL:
+            if self.objects.evict_oldest(esapi):
+                return
+            raise TpmCommandFailed(
+                f"the TPM ({self.spec.where}) has no room for another object while {what}",
+                rc=exc.rc,
+                hint="other programs hold TPM object slots; use device:/dev/tpmrm0 so the "
+                "kernel resource manager shares them",
+            ) from exc
+        if outcome is Outcome.LOCKOUT:
+            raise TpmLockout(
+                f"the TPM ({self.spec.where}) is in dictionary-attack lockout while {what}",
+                hint=LOCKOUT_HINT,
+            ) from exc
+        if outcome in recovered or outcome is Outcome.FAILED:
+            raise self._failure(what, exc, outcome) from exc
+        recovered.add(outcome)
+        if outcome is Outcome.STARTUP:
+            self._startup(what, esapi)
+            self._lost_objects(esapi)
+        elif outcome is Outcome.STALE:
+            self._lost_objects(esapi)
+        else:
+            self._disconnect()
+
+    def _failure(self, what: str, exc: TSS2_Exception, outcome: Outcome) -> Exception:
+        if outcome is Outcome.DISCONNECTED:
+            return TpmUnavailable(
+                f"lost the TPM ({self.spec.where}) while {what}: {exc}", hint=TCTI_HINT
+            )
+        return TpmCommandFailed(f"the TPM ({self.spec.where}) refused {what}: {exc}", rc=exc.rc)
+
+    def _startup(self, what: str, esapi: ESAPI) -> None:
+        try:
+            esapi.startup(TPM2_SU.CLEAR)
+        except TSS2_Exception as exc:
+            if codes.tpm_code(exc.rc) != TPM2_RC.INITIALIZE:  # someone else started it: fine
+                outcome = codes.classify(exc.rc)
+                raise self._failure(f"TPM2_Startup before {what}", exc, outcome) from exc
+
+    def _lost_objects(self, esapi: ESAPI) -> None:
+        """The TPM no longer holds what we loaded: forget it (the SRK handle is looked up again)."""
+        self.objects.forget_all(esapi)
+        if self._srk is not None:
+            with contextlib.suppress(TSS2_Exception):
+                esapi.tr_close(self._srk[0])
+            self._srk = None
+        self.resets += 1
+
+    def _disconnect(self) -> None:
+        self.objects.forget_all(None)
+        self._srk = None
+        if self._esapi is not None:
+            self._esapi = None
+            self.resets += 1
+            with contextlib.suppress(TSS2_Exception):
+                self._close_link()
+        self._close_link = _nothing
+
+
+def _nothing() -> None:
+    """Closing a link that was never opened."""
