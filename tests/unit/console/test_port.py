@@ -1,0 +1,133 @@
+"""Opening the console device: none, pty, device paths, pyserial URLs; errors that say the fix."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+
+import pytest
+
+from firmware.console.port import PTY_FILE, FdPort, ThreadedPort, open_console_port
+from firmware.errors import DeviceError
+
+
+def test_none_means_no_console(tmp_path):
+    assert asyncio.run(open_console_port("none", 115200, tmp_path)) is None
+
+
+def test_missing_device_is_one_clear_error(tmp_path):
+    with pytest.raises(DeviceError) as caught:
+        asyncio.run(open_console_port("/dev/ttyS9-missing", 115200, tmp_path))
+    line = caught.value.render()
+    assert "console device /dev/ttyS9-missing does not exist" in line
+    assert "[console] device" in line and "/etc/edgekeeper/config.toml" in line
+
+
+def test_unknown_device_spelling_is_refused(tmp_path):
+    with pytest.raises(DeviceError, match="not 'none', 'pty', a /dev path or a pyserial URL"):
+        asyncio.run(open_console_port("ttyS0", 115200, tmp_path))
+
+
+def test_unreachable_url_names_the_device(tmp_path):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        free = probe.getsockname()[1]
+    with pytest.raises(DeviceError, match=f"socket://127.0.0.1:{free} cannot be opened"):
+        asyncio.run(open_console_port(f"socket://127.0.0.1:{free}", 115200, tmp_path))
+
+
+def test_pty_writes_its_path_and_survives_without_a_terminal(tmp_path):
+    async def body():
+        port = await open_console_port("pty", 115200, tmp_path)
+        assert isinstance(port, FdPort)
+        slave = (tmp_path / PTY_FILE).read_text().strip()
+        assert slave.startswith("/dev/pts/")
+        assert slave in port.description
+        port.write(b"nobody is reading this\r\n")
+        terminal = os.open(slave, os.O_RDWR | os.O_NOCTTY)
+        try:
+            assert os.read(terminal, 100) == b"nobody is reading this\r\n"
+            os.write(terminal, b"typed")
+            assert await asyncio.wait_for(port.read(), 5) == b"typed"
+            os.close(terminal)
+            terminal = -1
+            port.write(b"after the terminal left\r\n")  # no EIO: the slave is still held open
+            await asyncio.wait_for(port.drain(), 5)
+        finally:
+            if terminal >= 0:
+                os.close(terminal)
+            port.close()
+        assert not (tmp_path / PTY_FILE).exists()
+
+    asyncio.run(body())
+
+
+def test_pty_output_past_the_kernel_buffer_waits_in_the_port(tmp_path):
+    async def body():
+        port = await open_console_port("pty", 115200, tmp_path)
+        try:
+            port.write(b"x" * 300_000)
+            assert port.backlog > 0
+            drained = asyncio.create_task(port.drain())
+            await asyncio.sleep(0.05)
+            assert not drained.done()
+            terminal = os.open((tmp_path / PTY_FILE).read_text().strip(), os.O_RDONLY | os.O_NOCTTY)
+            loop = asyncio.get_running_loop()
+            received = 0
+            while received < 300_000:
+                received += len(await loop.run_in_executor(None, os.read, terminal, 65536))
+            os.close(terminal)
+            await asyncio.wait_for(drained, 5)
+            assert port.backlog == 0
+        finally:
+            port.close()
+
+    asyncio.run(body())
+
+
+def test_socket_url_is_driven_by_the_loop(tmp_path):
+    async def body():
+        accepted: asyncio.Queue = asyncio.Queue()
+
+        async def on_client(reader, writer):
+            await accepted.put((reader, writer))
+
+        server = await asyncio.start_server(on_client, "127.0.0.1", 0)
+        host, port_number = server.sockets[0].getsockname()[:2]
+        port = await open_console_port(f"socket://{host}:{port_number}", 115200, tmp_path)
+        try:
+            assert isinstance(port, FdPort)
+            reader, writer = await accepted.get()
+            port.write(b"edgekeeper> ")
+            assert await reader.readexactly(12) == b"edgekeeper> "
+            writer.write(b"help\r")
+            await writer.drain()
+            assert await asyncio.wait_for(port.read(), 5) == b"help\r"
+            writer.close()
+            await writer.wait_closed()
+            with pytest.raises(DeviceError, match="closed by the other end"):
+                await asyncio.wait_for(port.read(), 5)
+        finally:
+            port.close()
+            server.close()
+            await server.wait_closed()
+
+    asyncio.run(body())
+
+
+def test_loop_url_uses_the_reader_and_writer_threads(tmp_path):
+    async def body():
+        port = await open_console_port("loop://", 115200, tmp_path)
+        try:
+            assert isinstance(port, ThreadedPort)
+            port.write(b"echo through loop://")
+            await asyncio.wait_for(port.drain(), 5)
+            received = b""
+            while len(received) < 20:
+                received += await asyncio.wait_for(port.read(), 5)
+            assert received == b"echo through loop://"
+        finally:
+            port.close()
+
+    asyncio.run(body())

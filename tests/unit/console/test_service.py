@@ -1,0 +1,100 @@
+"""The console as a daemon service: opens the configured device, shows the daemon's log lines."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import logging
+from dataclasses import dataclass
+from types import SimpleNamespace
+
+import pytest
+
+from firmware import __version__
+from firmware.console.service import ConsoleService
+from firmware.daemon.executor import BoundedExecutor
+from firmware.daemon.logs import LogControl
+from firmware.errors import DeviceError
+
+from .terminal import Terminal
+
+
+@dataclass(frozen=True)
+class Result:
+    text: str
+    exit_code: int = 0
+
+
+def context(tmp_path, device="pty"):
+    config = SimpleNamespace(
+        hostname="gateway-7",
+        console=SimpleNamespace(device=device, baud=115200, prompt="edgekeeper> "),
+        paths=SimpleNamespace(run_dir=str(tmp_path), data_dir=str(tmp_path)),
+    )
+    logs = LogControl(level="info", stream=io.StringIO())
+    return SimpleNamespace(config=config, executor=BoundedExecutor(), logs=logs, router=None)
+
+
+async def echo_command(argv):
+    return Result(f"you said {argv}")
+
+
+def test_service_serves_the_pty_and_prints_daemon_logs(tmp_path):
+    async def body():
+        ctx = context(tmp_path)
+        ctx.logs.attach_loop(asyncio.get_running_loop())
+        service = ConsoleService(run_command=echo_command)
+        assert service.name == "console"
+        await service.prepare(ctx)
+        task = asyncio.create_task(service.run(ctx))
+        terminal = Terminal(tmp_path)
+        try:
+            banner = await terminal.expect("edgekeeper> ")
+            assert f"edgekeeper {__version__} console on gateway-7".encode() in banner
+            terminal.type("version\r")
+            assert b"you said ['version']" in await terminal.expect("edgekeeper> ")
+            assert service.describe()["port"].startswith("pty /dev/pts/")
+            logging.getLogger("edgekeeper.runtime").warning("agent restarted")
+            await terminal.expect("WARNING runtime: agent restarted\r\n")
+            await asyncio.get_running_loop().run_in_executor(
+                None, logging.getLogger("edgekeeper.keys").info, "from a thread"
+            )
+            await terminal.expect("INFO keys: from a thread\r\nedgekeeper> ")
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            terminal.close()
+            ctx.logs.close()
+            ctx.executor.shutdown()
+        assert ctx.logs.sinks() == []
+        assert not (tmp_path / "console.pty").exists()
+
+    asyncio.run(body())
+
+
+def test_missing_device_fails_prepare_with_the_fix(tmp_path):
+    async def body():
+        ctx = context(tmp_path, device="/dev/ttyUSB-missing")
+        try:
+            with pytest.raises(DeviceError, match="/dev/ttyUSB-missing does not exist"):
+                await ConsoleService(run_command=echo_command).prepare(ctx)
+        finally:
+            ctx.logs.close()
+            ctx.executor.shutdown()
+
+    asyncio.run(body())
+
+
+def test_device_none_returns_at_once(tmp_path):
+    async def body():
+        ctx = context(tmp_path, device="none")
+        try:
+            await asyncio.wait_for(ConsoleService(run_command=echo_command).run(ctx), 5)
+        finally:
+            ctx.logs.close()
+            ctx.executor.shutdown()
+        assert not (tmp_path / "console.pty").exists()
+
+    asyncio.run(body())
