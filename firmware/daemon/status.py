@@ -37,9 +37,9 @@ def _read_kb(path: Path, wanted: dict[str, str], into: dict[str, int]) -> None:
     except OSError:
         return
     for line in text.splitlines():
-        label, _, rest = line.partition(" ")
-        if label in wanted and wanted[label] not in into:
-            into[wanted[label]] = int(rest.split()[0])
+        words = line.split()
+        if len(words) >= 2 and words[0] in wanted and wanted[words[0]] not in into:
+            into[wanted[words[0]]] = int(words[1])
 
 
 class DaemonStatus:
