@@ -84,9 +84,9 @@ class BoardDevices:
     """Device nodes the board's udev rules and bundle grant the daemon access to."""
 
     tpm: str | None = setting(None, doc="TPM resource manager device, e.g. /dev/tpmrm0")
-    i2c: tuple[str, ...] = setting((), doc="I2C bus devices, e.g. [\"/dev/i2c-1\"]")
-    spi: tuple[str, ...] = setting((), doc="SPI devices, e.g. [\"/dev/spidev0.0\"]")
-    serial: tuple[str, ...] = setting((), doc="serial ports, e.g. [\"/dev/ttyS0\"]")
+    i2c: tuple[str, ...] = setting((), doc='I2C bus devices, e.g. ["/dev/i2c-1"]')
+    spi: tuple[str, ...] = setting((), doc='SPI devices, e.g. ["/dev/spidev0.0"]')
+    serial: tuple[str, ...] = setting((), doc='serial ports, e.g. ["/dev/ttyS0"]')
 
 
 @dataclass(frozen=True)
@@ -113,10 +113,13 @@ class Board:
 class Paths:
     """Where state and runtime files live."""
 
-    data_dir: str = setting(
-        "/var/lib/edgekeeper", doc="persistent state (keys, certs, store)"
-    )
+    data_dir: str = setting("/var/lib/edgekeeper", doc="persistent state (keys, certs, store)")
     run_dir: str = setting("/run/edgekeeper", doc="sockets, pid file, console pty link")
+
+    def check(self) -> Iterator[Violation]:
+        for name in ("data_dir", "run_dir"):
+            if not getattr(self, name).startswith("/"):
+                yield Violation(name, f"{name} must be an absolute path", "start it with /")
 
 
 @dataclass(frozen=True)
@@ -138,6 +141,15 @@ class Console:
     baud: int = setting(115200, doc="line speed (bit/s)", min=50, max=4000000)
     prompt: str = setting("edgekeeper> ", doc="the prompt shown before each line")
 
+    def check(self) -> Iterator[Violation]:
+        device = self.device
+        if device not in ("none", "pty") and not device.startswith("/") and "://" not in device:
+            yield Violation(
+                "device",
+                f'console device "{device}" is not "none", "pty", a device path or a URL',
+                'e.g. "/dev/ttyS0", "pty", "socket://127.0.0.1:7000" or "none"',
+            )
+
 
 @dataclass(frozen=True)
 class Listen:
@@ -155,6 +167,9 @@ class Listen:
         "tls1.2", doc="lowest TLS version for TLS listeners (IoT Edge key; kept for compatibility)"
     )
 
+    def check(self) -> Iterator[Violation]:
+        yield from _socket_uris(self.management_uri, self.workload_uri, ("unix://", "fd://"))
+
 
 @dataclass(frozen=True)
 class Connect:
@@ -163,6 +178,16 @@ class Connect:
     management_uri: str = setting("unix://{paths.run_dir}/mgmt.sock", doc="management API")
     workload_uri: str = setting("unix://{paths.run_dir}/workload.sock", doc="workload API")
 
+    def check(self) -> Iterator[Violation]:
+        yield from _socket_uris(self.management_uri, self.workload_uri, ("unix://",))
+
+
+def _socket_uris(management: str, workload: str, schemes: tuple[str, ...]) -> Iterator[Violation]:
+    for name, uri in (("management_uri", management), ("workload_uri", workload)):
+        if not uri.startswith(schemes):
+            allowed = " or ".join(schemes)
+            yield Violation(name, f'"{uri}" is not a {allowed} URI', f"use {allowed}/path.sock")
+
 
 @dataclass(frozen=True)
 class Runtime:
@@ -170,6 +195,12 @@ class Runtime:
 
     uri: str = setting("unix:///var/run/docker.sock", doc="Docker Engine API socket")
     network: str = setting("azure-iot-edge", doc="network the modules join")
+
+    def check(self) -> Iterator[Violation]:
+        if not self.uri.startswith("unix://"):
+            yield Violation(
+                "uri", "the engine is reached over a unix socket", 'use "unix:///path/docker.sock"'
+            )
 
 
 @dataclass(frozen=True)
@@ -303,7 +334,7 @@ class ProvisioningAuthentication:
         if self.method == "sas" and self.device_id_pk is None:
             yield Violation(
                 "device_id_pk",
-                "method = \"sas\" needs device_id_pk",
+                'method = "sas" needs device_id_pk',
                 'set device_id_pk = { value = "<base64 key>" } or { uri = "file://..." }',
             )
         if self.method == "x509":
@@ -491,7 +522,7 @@ class Config:
     allow_elevated_docker_permissions: bool = setting(
         True, doc="let modules ask for privileged create options"
     )
-    board: Board = setting(factory=Board, doc="the hardware (board files only)")
+    board: Board = setting(factory=Board, doc="the hardware (board files only)", board_only=True)
     paths: Paths = setting(factory=Paths, doc="state and runtime directories")
     logging: Logging = setting(factory=Logging, doc="log output")
     console: Console = setting(factory=Console, doc="serial console")

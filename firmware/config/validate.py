@@ -1,0 +1,307 @@
+"""Turn a merged TOML document into the `Config` tree, collecting every problem on the way.
+
+Generic over the schema: it reads each dataclass's field types and `setting()` metadata, so a new
+field or section needs no code here. Problems are reported through a callback with the dotted key,
+a message and a hint; the caller places them in files and lines. A value that is wrong is reported
+and replaced by its default so the walk goes on and finds the next problem.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import types
+import typing
+from collections.abc import Callable, Mapping
+from typing import Any, Literal, Union
+
+from firmware.config import schema
+
+#: `report(key, message, hint)`
+Report = Callable[[str, str, str | None], None]
+
+_INVALID = object()
+_HINTS: dict[type, dict[str, Any]] = {}
+_PLACEHOLDER = re.compile(r"\{paths\.(data_dir|run_dir)\}")
+
+
+def build_config(document: Mapping[str, Any], report: Report) -> schema.Config:
+    """The `Config` for `document`; every problem goes to `report`, defaults fill in for them."""
+    built = _build_table(schema.Config, document, "", report)
+    config = schema.Config() if built is _INVALID else built
+    return expand_placeholders(config)
+
+
+def fields_of(cls: type) -> list[tuple[dataclasses.Field[Any], Any]]:
+    """The schema fields of a section with their resolved types (internal fields left out)."""
+    hints = _HINTS.get(cls)
+    if hints is None:
+        hints = typing.get_type_hints(cls)
+        _HINTS[cls] = hints
+    return [
+        (f, hints[f.name]) for f in dataclasses.fields(cls) if not f.metadata.get(schema.INTERNAL)
+    ]
+
+
+def toml_key(f: dataclasses.Field[Any]) -> str:
+    """The key a field has in TOML (its Python name unless the schema says otherwise)."""
+    return f.metadata.get(schema.TOML_KEY) or f.name
+
+
+def section_type(tp: Any) -> type | None:
+    """The dataclass a field holds (also through `X | None`), else None."""
+    if dataclasses.is_dataclass(tp):
+        return tp
+    if _is_union(tp):
+        classes = [a for a in typing.get_args(tp) if dataclasses.is_dataclass(a)]
+        if len(classes) == 1:
+            return classes[0]
+    return None
+
+
+def describe(tp: Any) -> str:
+    """What a type accepts, in words for an error message."""
+    if tp is Any:
+        return "any value"
+    if tp is str:
+        return "a string"
+    if tp is bool:
+        return "true or false"
+    if tp is int:
+        return "an integer"
+    if tp is float:
+        return "a number"
+    if dataclasses.is_dataclass(tp):
+        return "a table"
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin is Literal:
+        shown = ", ".join(_show(a) for a in args)
+        return shown if len(args) == 1 else f"one of {shown}"
+    if origin is tuple:
+        return f"an array of {_plural(args[0])}"
+    if origin is dict:
+        return f"a table whose values are {_plural(args[1])}"
+    if _is_union(tp):
+        return " or ".join(describe(a) for a in args if a is not type(None))
+    return str(tp)
+
+
+def _plural(tp: Any) -> str:
+    return describe(tp).removeprefix("a ").removeprefix("an ")
+
+
+def _show(value: Any) -> str:
+    return f'"{value}"' if isinstance(value, str) else repr(value).lower()
+
+
+def describe_value(value: Any) -> str:
+    """A TOML value's type and a short sight of it."""
+    if isinstance(value, bool):
+        return f"boolean {str(value).lower()}"
+    if isinstance(value, int):
+        return f"integer {value}"
+    if isinstance(value, float):
+        return f"float {value}"
+    if isinstance(value, str):
+        shown = value if len(value) <= 40 else value[:37] + "..."
+        return f'string "{shown}"'
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "an array"
+    return type(value).__name__
+
+
+def _is_union(tp: Any) -> bool:
+    return typing.get_origin(tp) in (Union, types.UnionType)
+
+
+def _build_table(cls: type, table: Any, path: str, report: Report) -> Any:
+    if not isinstance(table, Mapping):
+        report(path, f"expected a table, got {describe_value(table)}", f"write [{path}] as a table")
+        return _INVALID
+    kwargs: dict[str, Any] = {}
+    known: dict[str, str] = {}
+    complete = True
+    found: list[str] = []
+
+    def counted(key: str, message: str, hint: str | None) -> None:
+        found.append(key)
+        report(key, message, hint)
+
+    for f, tp in fields_of(cls):
+        key = toml_key(f)
+        known[key] = f.name
+        dotted = f"{path}.{key}" if path else key
+        if key not in table:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                counted(dotted, "required key is missing", f"add {key} = ... to [{path}]")
+                complete = False
+            continue
+        value = _convert(tp, table[key], dotted, counted)
+        if value is not _INVALID:
+            value = _check_bounds(f, value, dotted, counted)
+        if value is _INVALID:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                complete = False
+            continue
+        kwargs[f.name] = value
+    for key, value in table.items():
+        if key not in known:
+            report_unknown(f"{path}.{key}" if path else key, value, list(known), counted)
+    if not complete:
+        return _INVALID
+    built = cls(**kwargs)
+    check = getattr(built, "check", None)
+    if check is not None and not found:
+        for violation in check():
+            report(f"{path}.{violation.key}" if path else violation.key, *violation[1:])
+    return built
+
+
+def report_unknown(dotted: str, value: Any, candidates: list[str], report: Report) -> None:
+    """An unknown key: IoT Edge keys edgekeeper lacks get their own hint, others a suggestion."""
+    for unsupported, hint in schema.IOTEDGE_UNSUPPORTED.items():
+        if dotted == unsupported or dotted.startswith(unsupported + "."):
+            report(dotted, "is an IoT Edge setting edgekeeper does not support", hint)
+            return
+    if isinstance(value, Mapping) and any(
+        u.startswith(dotted + ".") for u in schema.IOTEDGE_UNSUPPORTED
+    ):
+        for key, inner in value.items():
+            report_unknown(f"{dotted}.{key}", inner, [], report)
+        return
+    import difflib
+
+    name = dotted.rpartition(".")[2]
+    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]!r}?" if close else "remove it, or check its spelling"
+    report(dotted, "unknown key", hint)
+
+
+def _convert(tp: Any, value: Any, dotted: str, report: Report) -> Any:
+    if tp is Any:
+        return value
+    section = tp if dataclasses.is_dataclass(tp) else None
+    if section is not None:
+        return _build_table(section, value, dotted, report)
+    if _is_union(tp):
+        return _convert_union(tp, value, dotted, report)
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return _convert_choice(typing.get_args(tp), value, dotted, report)
+    if origin is tuple:
+        return _convert_array(typing.get_args(tp)[0], value, dotted, report)
+    if origin is dict:
+        return _convert_mapping(typing.get_args(tp)[1], value, dotted, report)
+    if _scalar_fits(tp, value):
+        return float(value) if tp is float else value
+    report(dotted, f"expected {describe(tp)}, got {describe_value(value)}", _type_hint(tp))
+    return _INVALID
+
+
+def _scalar_fits(tp: Any, value: Any) -> bool:
+    if tp is bool or isinstance(value, bool):
+        return tp is bool and isinstance(value, bool)
+    if tp is float:
+        return isinstance(value, (int, float))
+    return tp in (str, int) and type(value) is tp
+
+
+def _type_hint(tp: Any) -> str:
+    examples = {
+        str: 'quote it: "..."',
+        int: "write a whole number, e.g. 5",
+        bool: "write true or false",
+    }
+    return examples.get(tp, f"use {describe(tp)}")
+
+
+def _convert_union(tp: Any, value: Any, dotted: str, report: Report) -> Any:
+    choices = [a for a in typing.get_args(tp) if a is not type(None)]
+    if len(choices) == 1:
+        return _convert(choices[0], value, dotted, report)
+    for choice in choices:
+        converted = _convert(choice, value, dotted, _silent)
+        if converted is not _INVALID:
+            return converted
+    report(dotted, f"expected {describe(tp)}, got {describe_value(value)}", f"use {describe(tp)}")
+    return _INVALID
+
+
+def _silent(key: str, message: str, hint: str | None) -> None:
+    """A report that drops problems: used while trying the alternatives of a union."""
+
+
+def _convert_choice(options: tuple[Any, ...], value: Any, dotted: str, report: Report) -> Any:
+    for option in options:
+        if type(option) is type(value) and option == value:
+            return value
+    shown = ", ".join(_show(o) for o in options)
+    hint = f"use one of {shown}" if len(options) > 1 else f"use {shown}"
+    if isinstance(value, str):
+        import difflib
+
+        words = [o for o in options if isinstance(o, str)]
+        close = difflib.get_close_matches(value, words, n=1, cutoff=0.6)
+        if close:
+            hint = f'did you mean "{close[0]}"? Choices: {shown}'
+    report(dotted, f"{describe_value(value)} is not allowed", hint)
+    return _INVALID
+
+
+def _convert_array(item: Any, value: Any, dotted: str, report: Report) -> Any:
+    if not isinstance(value, list):
+        report(dotted, f"expected an array, got {describe_value(value)}", "write [ ..., ... ]")
+        return _INVALID
+    items = [_convert(item, v, f"{dotted}.{i}", report) for i, v in enumerate(value)]
+    return _INVALID if _INVALID in items else tuple(items)
+
+
+def _convert_mapping(item: Any, value: Any, dotted: str, report: Report) -> Any:
+    if not isinstance(value, Mapping):
+        report(dotted, f"expected a table, got {describe_value(value)}", f"write [{dotted}]")
+        return _INVALID
+    converted = {k: _convert(item, v, f"{dotted}.{k}", report) for k, v in value.items()}
+    return _INVALID if _INVALID in converted.values() else converted
+
+
+def _check_bounds(f: dataclasses.Field[Any], value: Any, dotted: str, report: Report) -> Any:
+    low, high = f.metadata.get(schema.MIN), f.metadata.get(schema.MAX)
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if number and ((low is not None and value < low) or (high is not None and value > high)):
+        report(dotted, f"{value} is out of range", f"use a value {_span(low, high)}")
+        return _INVALID
+    pattern = f.metadata.get(schema.PATTERN)
+    if pattern is not None and isinstance(value, str) and not re.fullmatch(pattern, value):
+        report(dotted, f'"{value}" has the wrong form', f"e.g. {f.default!s}")
+        return _INVALID
+    return value
+
+
+def _span(low: float | None, high: float | None) -> str:
+    if low is not None and high is not None:
+        return f"from {low} to {high}"
+    return f"of at least {low}" if low is not None else f"of at most {high}"
+
+
+def expand_placeholders(config: schema.Config) -> schema.Config:
+    """Replace `{paths.data_dir}` / `{paths.run_dir}` in every string setting."""
+    values = {"data_dir": config.paths.data_dir, "run_dir": config.paths.run_dir}
+    return _expand(config, lambda m: values[m.group(1)])
+
+
+def _expand(section: Any, lookup: Callable[[re.Match[str]], str]) -> Any:
+    changes: dict[str, Any] = {}
+    for f, _tp in fields_of(type(section)):
+        value = getattr(section, f.name)
+        if isinstance(value, str) and "{" in value:
+            expanded = _PLACEHOLDER.sub(lookup, value)
+            if expanded != value:
+                changes[f.name] = expanded
+        elif dataclasses.is_dataclass(value):
+            expanded_section = _expand(value, lookup)
+            if expanded_section is not value:
+                changes[f.name] = expanded_section
+    return dataclasses.replace(section, **changes) if changes else section
