@@ -287,6 +287,21 @@ class Certificates:
     renew_at_percent: int = setting(
         80, doc="renew a certificate when this share of its lifetime has passed", min=1, max=99
     )
+    renew_retry_initial_seconds: int = setting(
+        60, doc="first retry after a failed renewal (doubles per failure)", min=1, max=86400
+    )
+    renew_retry_max_seconds: int = setting(
+        3600, doc="longest wait between renewal retries", min=1, max=604800
+    )
+    workload_ca_expiry_days: int = setting(
+        90, doc="lifetime of the workload CA (capped by the Edge CA)", min=1, max=3650
+    )
+    server_cert_expiry_days: int = setting(
+        30, doc="module server certificate lifetime when a request names none", min=1, max=3650
+    )
+    identity_cert_expiry_days: int = setting(
+        30, doc="module identity certificate lifetime", min=1, max=3650
+    )
 
 
 @dataclass(frozen=True)
@@ -516,6 +531,9 @@ class Config:
     )
     parent_hostname: str | None = setting(None, doc="parent device in a nested Edge setup")
     trust_bundle_cert: str | None = setting(None, doc="file URI of extra trusted CA certificates")
+    manifest_trust_bundle_cert: str | None = setting(
+        None, doc="file URI of the CA certificates that sign deployment manifests"
+    )
     auto_reprovisioning_mode: Literal["Dynamic", "AlwaysOnStartup", "OnErrorOnly"] = setting(
         "Dynamic", doc="when to provision again"
     )
