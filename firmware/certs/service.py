@@ -1,0 +1,414 @@
+"""`CertificateService`: the Edge CA hierarchy, module certificates, trust bundles and renewal.
+
+At start the managed certificates (see `firmware.certs.authority`) are loaded from the state store
+under `[certificates] dir`, or issued when missing, expired, or no longer matching their key or
+issuer; each gets a renewal timer. A renewal issues a new certificate for the same key, verifies it
+against its issuer with `cryptography`, replaces the stored one atomically, logs it, and renews the
+certificates it issued. A renewal that fails keeps the old certificate and marks the service
+degraded until a retry succeeds.
+
+Module server and identity certificates are issued per request by the workload CA, for a key pair
+generated for that request and returned with it (never stored).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from firmware.certs import profiles
+from firmware.certs.authority import EDGE_CA, ROOT, WORKLOAD_CA, ManagedSpec, hierarchy
+from firmware.certs.errors import (
+    CertificateIssueFailed,
+    CertificateNotFound,
+    EdgeCaConfigError,
+    InvalidCertificateRequest,
+)
+from firmware.certs.policy import CertificatePolicy, file_uri_path
+from firmware.certs.renewal import RenewalSchedule
+from firmware.certs.signing import CertificateSigner, KeyServiceSigner, SoftwareSigner
+from firmware.errors import NotFound, NotSupported
+from firmware.keys.backend import KeyKind
+
+log = logging.getLogger("edgekeeper.certs")
+
+
+@dataclass(frozen=True)
+class CertificateInfo:
+    """One managed certificate as `certs list` shows it."""
+
+    name: str
+    subject: str
+    issuer: str
+    not_before: datetime
+    not_after: datetime
+    days_left: float
+    backend: str
+    status: str
+
+    def document(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "subject": self.subject,
+            "issuer": self.issuer,
+            "notBefore": self.not_before.isoformat(),
+            "notAfter": self.not_after.isoformat(),
+            "daysLeft": self.days_left,
+            "backend": self.backend,
+            "status": self.status,
+        }
+
+
+@dataclass(frozen=True)
+class IssuedCertificate:
+    """A module certificate: the PEM chain (leaf first), its private key PEM, its expiry."""
+
+    certificate_pem: str
+    private_key_pem: str
+    expiration: datetime
+
+
+class CertificateService:
+    """Managed CA certificates in the state store, with renewal timers; issues module certs."""
+
+    def __init__(self, keys: Any, policy: CertificatePolicy, executor: Any) -> None:
+        from firmware.store.state import StateStore
+
+        self._keys = keys
+        self.policy = policy
+        self._executor = executor
+        self._store = StateStore(policy.directory)
+        self._specs = {spec.name: spec for spec in hierarchy(policy)}
+        self._signers: dict[str, CertificateSigner] = {}
+        self._certs: dict[str, Any] = {}
+        self._operator_chain: list[Any] = []
+        self._schedule = RenewalSchedule(
+            self._renew_scheduled,
+            renew_at=policy.renew_at,
+            retry_initial=policy.retry_initial,
+            retry_max=policy.retry_max,
+        )
+
+    async def start(self) -> None:
+        """Load or issue every managed certificate and arm the renewal timers."""
+        await self._executor.run(self._store.ensure)
+        for spec in self._specs.values():
+            if spec.renewable:
+                self._signers[spec.name] = await self._key_signer(spec.key_name)
+                await self._load_or_issue(spec)
+                self._plan(spec.name)
+            else:
+                await self._load_operator_ca(spec)
+
+    async def stop(self) -> None:
+        self._schedule.cancel()
+        await self._schedule.wait_idle()
+
+    @property
+    def degraded(self) -> dict[str, str]:
+        """Certificates whose last renewal failed, with the reason."""
+        return {name: failure.message for name, failure in self._schedule.failures.items()}
+
+    def describe(self) -> dict[str, Any]:
+        return {"degraded": self.degraded, "certificates": sorted(self._certs)}
+
+    def certificate(self, name: str) -> Any:
+        """The current `cryptography` certificate of managed certificate `name`."""
+        try:
+            return self._certs[name]
+        except KeyError:
+            raise CertificateNotFound(
+                f"no managed certificate {name!r}",
+                hint=f"managed certificates: {', '.join(sorted(self._certs))}",
+            ) from None
+
+    async def list(self) -> list[CertificateInfo]:
+        now = _now()
+        infos = []
+        for name, cert in self._certs.items():
+            left = (cert.not_valid_after_utc - now).total_seconds()
+            status = "ok"
+            if name in self.degraded:
+                status = f"degraded: {self.degraded[name]}"
+            if left <= 0:
+                status = "expired"
+            infos.append(
+                CertificateInfo(
+                    name=name,
+                    subject=cert.subject.rfc4514_string(),
+                    issuer=cert.issuer.rfc4514_string(),
+                    not_before=cert.not_valid_before_utc,
+                    not_after=cert.not_valid_after_utc,
+                    days_left=round(left / 86400, 2),
+                    backend=self._signers[name].backend,
+                    status=status,
+                )
+            )
+        return infos
+
+    async def renew(self, name: str) -> CertificateInfo:
+        """Renew `name` now (same key, new validity) and the certificates it issued."""
+        self.certificate(name)
+        spec = self._specs[name]
+        if not spec.renewable:
+            raise NotSupported(
+                f"certificate {name!r} is provided by the operator and not renewed by edgekeeper",
+                hint="replace the file named in [edge_ca] cert and restart",
+            )
+        await self._renew_tree(name)
+        return next(info for info in await self.list() if info.name == name)
+
+    async def issue_server_certificate(
+        self, common_name: str, sans: list[str] | tuple[str, ...] = (), expiration: Any = None
+    ) -> IssuedCertificate:
+        """A TLS server certificate for a module: CN, SANs (DNS names or IPs), capped lifetime."""
+        profiles.check_common_name(common_name)
+        entries = profiles.subject_alt_names(list(sans) or [common_name])
+        return await self._issue_leaf(
+            common_name, entries, expiration, self.policy.server_lifetime, server=True
+        )
+
+    async def issue_identity_certificate(
+        self, module_id: str, expiration: Any = None
+    ) -> IssuedCertificate:
+        """A TLS client identity certificate whose CN is the module id."""
+        profiles.check_common_name(module_id)
+        return await self._issue_leaf(
+            module_id, [], expiration, self.policy.identity_lifetime, server=False
+        )
+
+    async def trust_bundle(self) -> str:
+        """PEM of the roots modules should trust: the quickstart root or the operator's chain,
+        then the certificates of `trust_bundle_cert`."""
+        if self.policy.quickstart:
+            pems = [_pem(self._certs[ROOT])]
+        else:
+            pems = [_pem(cert) for cert in [self._certs[EDGE_CA], *self._operator_chain]]
+        if self.policy.trust_bundle is not None:
+            pems.append(await self._read_text(self.policy.trust_bundle, "trust_bundle_cert"))
+        return "".join(pems)
+
+    async def manifest_trust_bundle(self) -> str:
+        if self.policy.manifest_trust_bundle is None:
+            raise NotFound(
+                "no manifest trust bundle is configured",
+                hint='set manifest_trust_bundle_cert = "file:///..." in config.toml',
+            )
+        return await self._read_text(self.policy.manifest_trust_bundle, "manifest_trust_bundle")
+
+    async def _issue_leaf(
+        self, common_name: str, sans: list[Any], expiration: Any, default: float, server: bool
+    ) -> IssuedCertificate:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        issuer = self._certs[WORKLOAD_CA]
+        signer = self._signers[WORKLOAD_CA]
+        now = _now()
+        not_after = _expiration(expiration, now) if expiration is not None else None
+        if not_after is None:
+            not_after = now + timedelta(seconds=default)
+        private = ec.generate_private_key(ec.SECP256R1())
+        builder = profiles.leaf_builder(
+            common_name,
+            private.public_key(),
+            issuer,
+            await signer.public_key(),
+            now,
+            not_after,
+            sans,
+            server,
+        )
+        cert = await signer.sign(builder)
+        _check_issued(cert, issuer, common_name)
+        chain = [cert, issuer, self._certs[EDGE_CA]]
+        key_pem = private.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        return IssuedCertificate(
+            certificate_pem="".join(_pem(c) for c in chain),
+            private_key_pem=key_pem.decode("ascii"),
+            expiration=cert.not_valid_after_utc,
+        )
+
+    async def _renew_scheduled(self, name: str) -> None:
+        await self._renew_tree(name)
+
+    async def _renew_tree(self, name: str) -> None:
+        await self._issue(self._specs[name])
+        log.info(
+            "renewed certificate %s, valid until %s",
+            name,
+            self._certs[name].not_valid_after_utc.isoformat(),
+        )
+        self._schedule.succeeded(name)
+        self._plan(name)
+        for child in self._specs.values():
+            if child.issuer == name and child.renewable:
+                await self._renew_tree(child.name)
+
+    async def _load_or_issue(self, spec: ManagedSpec) -> None:
+        record = await self._executor.run(self._store.get, spec.name)
+        cert = await self._usable(spec, record)
+        if cert is None:
+            await self._issue(spec)
+            log.info("issued certificate %s", spec.name)
+        else:
+            self._certs[spec.name] = cert
+
+    async def _usable(self, spec: ManagedSpec, record: dict[str, Any] | None) -> Any:
+        """The stored certificate if it still fits its key and issuer and has not expired."""
+        from cryptography import x509
+
+        if not record or record.get("key") != spec.key_name:
+            return None
+        try:
+            cert = x509.load_pem_x509_certificate(record["certificate"].encode("ascii"))
+        except (KeyError, ValueError, AttributeError):
+            log.warning("stored certificate %s is unreadable; issuing a new one", spec.name)
+            return None
+        own_key = await self._signers[spec.name].public_key()
+        if _spki(cert.public_key()) != _spki(own_key) or cert.not_valid_after_utc <= _now():
+            return None
+        issuer = self._certs.get(spec.issuer) if spec.issuer else cert
+        try:
+            cert.verify_directly_issued_by(issuer)
+        except Exception:
+            return None
+        return cert
+
+    async def _issue(self, spec: ManagedSpec) -> None:
+        signer = self._signers[spec.name]
+        issuer_cert = self._certs[spec.issuer] if spec.issuer else None
+        issuer_signer = self._signers[spec.issuer] if spec.issuer else signer
+        now = _now()
+        builder = profiles.ca_builder(
+            spec.common_name,
+            await signer.public_key(),
+            issuer_cert,
+            await issuer_signer.public_key(),
+            now,
+            now + timedelta(seconds=spec.lifetime),
+            spec.path_length,
+        )
+        cert = await issuer_signer.sign(builder)
+        _check_issued(cert, issuer_cert if issuer_cert is not None else cert, spec.name)
+        record = {"certificate": _pem(cert), "key": spec.key_name, "issuer": spec.issuer}
+        await self._executor.run(self._store.put, spec.name, record)
+        self._certs[spec.name] = cert
+
+    async def _key_signer(self, key_name: str) -> CertificateSigner:
+        handle = await self._keys.create_key_pair(key_name, KeyKind.EC_P256)
+        info = await self._keys.info(handle)
+        return KeyServiceSigner(self._keys, handle, info.kind, info.backend)
+
+    async def _load_operator_ca(self, spec: ManagedSpec) -> None:
+        from cryptography import x509
+
+        path = self.policy.edge_ca_cert
+        try:
+            certs = x509.load_pem_x509_certificates(
+                (await self._read_text(path, "[edge_ca] cert")).encode("ascii")
+            )
+        except ValueError as err:
+            raise EdgeCaConfigError(
+                f"[edge_ca] cert {path} holds no PEM certificate", hint="give a PEM file"
+            ) from err
+        signer = await self._operator_signer()
+        if _spki(certs[0].public_key()) != _spki(await signer.public_key()):
+            raise EdgeCaConfigError(
+                f"[edge_ca] pk does not match the certificate in {path}",
+                hint="give the private key that belongs to the Edge CA certificate",
+            )
+        self._signers[spec.name] = signer
+        self._certs[spec.name] = certs[0]
+        self._operator_chain = certs[1:]
+
+    async def _operator_signer(self) -> CertificateSigner:
+        uri = self.policy.edge_ca_key or ""
+        if uri.startswith("key:"):
+            return await self._existing_key_signer(uri[len("key:") :])
+        from cryptography.hazmat.primitives import serialization
+
+        path = file_uri_path(uri, "[edge_ca] pk")
+        text = await self._read_text(path, "[edge_ca] pk")
+        try:
+            private = serialization.load_pem_private_key(text.encode("ascii"), password=None)
+        except (ValueError, TypeError) as err:
+            raise EdgeCaConfigError(
+                f"[edge_ca] pk {path} is not an unencrypted PEM private key",
+                hint="give the Edge CA key as unencrypted PEM (file mode 0600)",
+            ) from err
+        return SoftwareSigner(private)
+
+    async def _existing_key_signer(self, key_name: str) -> CertificateSigner:
+        handle = await self._keys.load(key_name)
+        info = await self._keys.info(handle)
+        return KeyServiceSigner(self._keys, handle, info.kind, info.backend)
+
+    async def _read_text(self, path: Any, where: str) -> str:
+        try:
+            return await self._executor.run(path.read_text, "ascii")
+        except (OSError, UnicodeDecodeError) as err:
+            raise EdgeCaConfigError(
+                f"{where} file {path} cannot be read: {err}", hint="check the path and its mode"
+            ) from err
+
+    def _plan(self, name: str) -> None:
+        cert = self._certs[name]
+        delay = self._schedule.plan(
+            name, cert.not_valid_before_utc.timestamp(), cert.not_valid_after_utc.timestamp()
+        )
+        log.debug("certificate %s renews in %.0f s", name, delay)
+
+
+def _check_issued(cert: Any, issuer: Any, what: str) -> None:
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except Exception as err:
+        raise CertificateIssueFailed(
+            f"certificate {what!r} does not verify against its issuer",
+            hint="the signing key does not match the issuer certificate; check [keys.backends]",
+        ) from err
+
+
+def _expiration(value: Any, now: datetime) -> datetime:
+    if isinstance(value, datetime):
+        when = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    else:
+        try:
+            when = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        except ValueError:
+            raise InvalidCertificateRequest(
+                f"expiration {value!r} is not an ISO 8601 time",
+                hint='use e.g. "2030-01-01T00:00:00Z"',
+            ) from None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+    if when <= now:
+        raise InvalidCertificateRequest(
+            f"expiration {value!s} is in the past", hint="ask for a time in the future"
+        )
+    return when.replace(microsecond=0)
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc).replace(microsecond=0)
+
+
+def _pem(cert: Any) -> str:
+    from cryptography.hazmat.primitives import serialization
+
+    return cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
+
+
+def _spki(public_key: Any) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
+    return public_key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
