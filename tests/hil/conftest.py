@@ -1,0 +1,144 @@
+"""HIL harness: pytest-embedded's serial DUT on the edgekeeper console, sim board or real one.
+
+pytest-embedded is switched off for the rest of the suite (`-p no:pytest_embedded` in
+pyproject.toml: its autouse fixtures would start a multiprocessing manager and make log dirs for
+every test). Here its fixtures and hooks are taken into this conftest, so they exist for
+tests/hil only. Run the HIL tests with `pytest tests/hil ...` so that its options (`--port`,
+`--baud`, `--count`, `--embedded-services`) are known when the command line is read.
+
+Without `--port`, the `port` fixture starts the sim board's daemon (the built binary, or
+`python -m firmware run` when EDGEKEEPER_FROM_SOURCE=1) with a private config whose console is a
+pty, waits for `<run_dir>/console.pty` and hands that path to pytest-embedded's serial service.
+With `--port /dev/ttyUSB0` (or `rfc2217://...`, `socket://...`) the same tests drive that board.
+`--embedded-services` defaults to `serial`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from _pytest.fixtures import FixtureFunctionDefinition
+
+from tests.peers.sim import BackgroundProcess
+
+_EMBEDDED_ACTIVE = "pytest_embedded.plugin" in sys.modules
+
+import pytest_embedded.plugin as _embedded  # noqa: E402
+from pytest_embedded.plugin import multi_dut_argument  # noqa: E402
+
+if not _EMBEDDED_ACTIVE:
+    globals().update(
+        {
+            name: value
+            for name, value in vars(_embedded).items()
+            if name.startswith("pytest_") or isinstance(value, FixtureFunctionDefinition)
+        }
+    )
+
+REPO = Path(__file__).resolve().parents[2]
+READY_TIMEOUT_S = 30.0
+SIM_CONFIG = """\
+hostname = "hil-sim"
+
+[paths]
+data_dir = "{data_dir}"
+run_dir = "{run_dir}"
+
+[logging]
+level = "info"
+
+[console]
+device = "pty"
+baud = 115200
+prompt = "edgekeeper> "
+"""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test under tests/hil carries the `hil` marker (select or deselect with -m)."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(item.path).parents:
+            item.add_marker(pytest.mark.hil)
+
+
+class SimBoard:
+    """The sim board's daemon in the background, its console on a pty."""
+
+    def __init__(self, root: Path, argv_prefix: list[str]) -> None:
+        self.root = root
+        self.run_dir = root / "run"
+        self.data_dir = root / "data"
+        self.config = root / "config.toml"
+        self.process = BackgroundProcess(root, "edgekeeper")
+        self.argv_prefix = argv_prefix
+
+    def start(self) -> str:
+        """Start the daemon; the console's pty path once it is there."""
+        self.config.write_text(
+            SIM_CONFIG.format(data_dir=self.data_dir, run_dir=self.run_dir), encoding="utf-8"
+        )
+        argv = [*self.argv_prefix, "run", "--config", str(self.config), "--board", "sim"]
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        env.pop("NOTIFY_SOCKET", None)
+        self.process.spawn(argv, env=env)
+        pty_file = self.run_dir / "console.pty"
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if pty_file.is_file() and (path := pty_file.read_text().strip()):
+                return path
+            if self.process.exited():
+                pytest.fail(
+                    f"the sim board's daemon exited during start-up ({' '.join(argv)}); "
+                    f"log {self.process.log}:\n{self.process.log_tail(40)}",
+                    pytrace=False,
+                )
+            time.sleep(0.05)
+        self.stop()
+        pytest.fail(
+            f"no {pty_file} after {READY_TIMEOUT_S:.0f} s; log {self.process.log}:\n"
+            f"{self.process.log_tail(40)}",
+            pytrace=False,
+        )
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+@pytest.fixture(scope="session")
+def sim_console(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """Path of the sim board daemon's console pty (the daemon runs for the whole session)."""
+    if os.environ.get("EDGEKEEPER_FROM_SOURCE") == "1":
+        prefix = [sys.executable, "-m", "firmware"]
+    else:
+        prefix = [str(request.getfixturevalue("edgekeeper_binary"))]
+    board = SimBoard(tmp_path_factory.mktemp("hil-sim"), prefix)
+    path = board.start()
+    try:
+        yield path
+    finally:
+        board.stop()
+
+
+@pytest.fixture
+@multi_dut_argument
+def port(request: pytest.FixtureRequest) -> str | None:
+    """`--port` when given (a board on the farm), else the sim board's console pty."""
+    given = request.config.getoption("port", None)
+    if given:
+        return given
+    return request.getfixturevalue("sim_console")
+
+
+@pytest.fixture
+@multi_dut_argument
+def embedded_services(request: pytest.FixtureRequest) -> str | None:
+    """`--embedded-services` when given, else `serial`: the console is a serial port."""
+    return request.config.getoption("embedded_services", None) or "serial"
