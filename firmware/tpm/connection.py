@@ -63,7 +63,7 @@ class TpmConnection:
         self._lock = threading.RLock()
         self._esapi: ESAPI | None = None
         self._close_link: Callable[[], None] = _nothing
-        self._srk: tuple[ESYS_TR, TPM2B_PUBLIC] | None = None
+        self._srk: tuple[ESYS_TR, TPM2B_PUBLIC, bytes] | None = None
         self._closed = False
 
     def run(self, what: str, op: Callable[[ESAPI], T]) -> T:
@@ -85,6 +85,10 @@ class TpmConnection:
     def srk_public(self, esapi: ESAPI) -> TPM2B_PUBLIC:
         """The storage root key's public area (the parent that keys are wrapped for on import)."""
         return self._storage_root(esapi)[1]
+
+    def srk_name(self, esapi: ESAPI) -> bytes:
+        """The storage root key's TPM name: what a child's blobs are bound to."""
+        return self._storage_root(esapi)[2]
 
     def load(
         self, esapi: ESAPI, name: str, private: TPM2B_PRIVATE, public: TPM2B_PUBLIC, token: bytes
@@ -131,9 +135,10 @@ class TpmConnection:
 
         return esapi, close
 
-    def _storage_root(self, esapi: ESAPI) -> tuple[ESYS_TR, TPM2B_PUBLIC]:
+    def _storage_root(self, esapi: ESAPI) -> tuple[ESYS_TR, TPM2B_PUBLIC, bytes]:
         if self._srk is None:
-            self._srk = ensure_srk(esapi, self.srk_handle)
+            handle, public = ensure_srk(esapi, self.srk_handle)
+            self._srk = (handle, public, bytes(public.get_name()))
         return self._srk
 
     def _recover(
