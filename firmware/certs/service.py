@@ -27,7 +27,7 @@ from firmware.certs.errors import (
     InvalidCertificateRequest,
 )
 from firmware.certs.policy import CertificatePolicy, file_uri_path
-from firmware.certs.renewal import RenewalSchedule
+from firmware.certs.renewal import RenewalFailure, RenewalSchedule
 from firmware.certs.signing import CertificateSigner, KeyServiceSigner, SoftwareSigner
 from firmware.errors import NotFound, NotSupported
 from firmware.keys.backend import KeyKind
@@ -110,6 +110,11 @@ class CertificateService:
     def degraded(self) -> dict[str, str]:
         """Certificates whose last renewal failed, with the reason."""
         return {name: failure.message for name, failure in self._schedule.failures.items()}
+
+    @property
+    def renewal_failures(self) -> dict[str, RenewalFailure]:
+        """Failed renewals by certificate: attempts so far, last reason, next retry delay."""
+        return dict(self._schedule.failures)
 
     def describe(self) -> dict[str, Any]:
         return {"degraded": self.degraded, "certificates": sorted(self._certs)}

@@ -1,0 +1,110 @@
+"""Renewal with lifetimes of seconds: timers renew before expiry, replace the stored certificate,
+and a failed renewal keeps the old certificate and reports degraded until a retry succeeds."""
+
+from __future__ import annotations
+
+import asyncio
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from firmware.certs.authority import EDGE_CA, ROOT, WORKLOAD_CA
+from firmware.keys.backend import KeyKind
+from firmware.store.state import StateStore
+from tests.integration.certs.conftest import run
+
+SHORT = {
+    "quickstart_lifetime": 6.0,
+    "workload_ca_lifetime": 3.0,
+    "renew_at": 0.5,
+    "retry_initial": 0.3,
+    "retry_max": 0.6,
+}
+
+
+def stored_serial(device, name):
+    record = StateStore(device.root / "certs").get(name)
+    return x509.load_pem_x509_certificate(record["certificate"].encode()).serial_number
+
+
+def test_timer_renews_the_workload_ca_before_it_expires(device):
+    async def scenario():
+        _keys, certs = await device.boot(**SHORT)
+        first = certs.certificate(WORKLOAD_CA)
+        await asyncio.sleep(2.2)
+        renewed = certs.certificate(WORKLOAD_CA)
+        listing = {info.name: info.status for info in await certs.list()}
+        issued = await certs.issue_server_certificate("m")
+        await certs.stop()
+        return first, renewed, listing, issued
+
+    first, renewed, listing, issued = run(scenario())
+    assert renewed.serial_number != first.serial_number
+    assert renewed.not_valid_after_utc > first.not_valid_after_utc
+    assert stored_serial(device, WORKLOAD_CA) == renewed.serial_number
+    assert listing[WORKLOAD_CA] == "ok"
+    chain = x509.load_pem_x509_certificates(issued.certificate_pem.encode())
+    chain[0].verify_directly_issued_by(renewed)
+
+
+def test_root_renewal_cascades_down_the_chain(device):
+    async def scenario():
+        _keys, certs = await device.boot(**{**SHORT, "workload_ca_lifetime": 60.0})
+        first = {n: certs.certificate(n).serial_number for n in (ROOT, EDGE_CA, WORKLOAD_CA)}
+        await asyncio.sleep(3.6)
+        after = {n: certs.certificate(n) for n in (ROOT, EDGE_CA, WORKLOAD_CA)}
+        await certs.stop()
+        return first, after
+
+    first, after = run(scenario())
+    for name in (ROOT, EDGE_CA, WORKLOAD_CA):
+        assert after[name].serial_number != first[name], name
+    after[EDGE_CA].verify_directly_issued_by(after[ROOT])
+    after[WORKLOAD_CA].verify_directly_issued_by(after[EDGE_CA])
+    assert after[WORKLOAD_CA].not_valid_after_utc <= after[EDGE_CA].not_valid_after_utc
+
+
+def test_failed_renewal_keeps_the_old_certificate_and_reports_degraded(device):
+    async def scenario():
+        keys, certs = await device.boot(**SHORT)
+        old = certs.certificate(WORKLOAD_CA)
+        await keys.delete(await keys.load(WORKLOAD_CA))
+        await asyncio.sleep(2.4)
+        kept = certs.certificate(WORKLOAD_CA)
+        degraded = dict(certs.degraded)
+        attempts = certs.renewal_failures[WORKLOAD_CA].attempts
+        listing = {info.name: info.status for info in await certs.list()}
+        await certs.stop()
+        return old, kept, degraded, attempts, listing
+
+    old, kept, degraded, attempts, listing = run(scenario())
+    assert kept.serial_number == old.serial_number
+    assert stored_serial(device, WORKLOAD_CA) == old.serial_number
+    assert "workload-ca" in degraded[WORKLOAD_CA]
+    assert attempts >= 2
+    assert listing[WORKLOAD_CA].startswith(("degraded", "expired"))
+
+
+def test_renewal_recovers_after_failures(device):
+    async def scenario():
+        keys, certs = await device.boot(**{**SHORT, "workload_ca_lifetime": 2.0})
+        handle = await keys.load(WORKLOAD_CA)
+        public = await keys.public_key(handle)
+        await keys.delete(handle)
+        await asyncio.sleep(1.4)
+        failing = dict(certs.degraded)
+        await keys.create_key_pair(WORKLOAD_CA, KeyKind.EC_P256)
+        await asyncio.sleep(1.0)
+        healed = dict(certs.degraded)
+        current = certs.certificate(WORKLOAD_CA)
+        await certs.stop()
+        return public, failing, healed, current
+
+    public, failing, healed, current = run(scenario())
+    assert WORKLOAD_CA in failing
+    assert healed == {}
+    spki = current.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    assert spki != public
+    assert stored_serial(device, WORKLOAD_CA) == current.serial_number
