@@ -138,19 +138,25 @@ class ConsoleSession:
         if isinstance(event, LineRefused):
             self._emit(crlf(f"error: {event.reason}\n") + self._prompt)
             return
-        self._command = asyncio.create_task(self._run_line(event.text), name="console-command")
+        command = asyncio.create_task(self._run_line(event.text), name="console-command")
+        command.add_done_callback(self._command_done)
+        self._command = command
 
     async def _run_line(self, text: str) -> None:
-        try:
-            output = await self._execute(text)
-            if output:
-                await self._write_output(crlf(output if output.endswith("\n") else output + "\n"))
-        except asyncio.CancelledError:
+        output = await self._execute(text)
+        if output:
+            await self._write_output(crlf(output if output.endswith("\n") else output + "\n"))
+
+    def _command_done(self, command: asyncio.Task[None]) -> None:
+        # A callback, not a `finally`: a command cancelled before it ever ran must end here too.
+        if command.cancelled():
             self._emit(b"^C\r\n")
-        finally:
-            self._output_idle.set()
+        elif command.exception() is not None:
+            log.error("console command failed", exc_info=command.exception())
+        self._output_idle.set()
+        if self._command is command:
             self._command = None
-            self._next()
+        self._next()
 
     def _next(self) -> None:
         if self._closing:

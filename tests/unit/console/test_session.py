@@ -177,6 +177,18 @@ async def test_slow_command_does_not_block_reading_and_ctrl_c_cancels_it(tmp_pat
 
 
 @run
+async def test_ctrl_c_right_behind_enter_cancels_before_the_command_starts(tmp_path):
+    commands = Commands()
+    _session, task, terminal, port = await start(tmp_path, commands)
+    terminal.type("slow\r\x03")
+    await terminal.expect("^C\r\n" + PROMPT)
+    terminal.type("version\r")
+    assert b"ran version" in await terminal.expect(PROMPT)
+    assert commands.calls == [["version"]]
+    await stop(task, terminal, port)
+
+
+@run
 async def test_lines_typed_during_a_command_run_after_it(tmp_path):
     commands = Commands()
     _session, task, terminal, port = await start(tmp_path, commands)
