@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import unquote
 
 from firmware.api import versions
-from firmware.api.model import ApiRequest, ApiResponse
+from firmware.api.model import JSON_TYPE, ApiRequest, ApiResponse
 from firmware.errors import BadRequest, EdgekeeperError
 
 Handler = Callable[..., Awaitable[ApiResponse]]
@@ -98,7 +98,7 @@ class Router:
     async def dispatch(self, request: ApiRequest) -> ApiResponse:
         """Answer one request; never raises."""
         try:
-            return await self._dispatch(request)
+            return _encoded(await self._dispatch(request))
         except EdgekeeperError as error:
             return ApiResponse.error(error.http_status, error.render())
         except Exception:
@@ -151,6 +151,17 @@ class Router:
                 f"unsupported api-version {version!r}", hint=f"use one of: {supported}"
             )
         return version
+
+
+def _encoded(response: ApiResponse) -> ApiResponse:
+    """The response with its JSON body encoded here, so a body that cannot be is a 500 too."""
+    if response.body is None or isinstance(response.body, bytes):
+        return response
+    return replace(
+        response,
+        body=response.encoded_body(),
+        headers=(*response.headers, ("Content-Type", JSON_TYPE)),
+    )
 
 
 def _split_path(path: str) -> list[str]:

@@ -1,0 +1,194 @@
+"""Unix sockets for the local APIs: where a `unix://` or `fd://` URI points, binding with the
+configured mode and group, replacing a stale socket file only when nothing answers on it, and the
+peer credentials of a connection (SO_PEERCRED).
+
+A socket is bound under a temporary name, given its mode and group, then renamed into place, so it
+is never reachable with the wrong permissions and a stale file is replaced in one step.
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import secrets
+import socket
+import stat
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+from firmware.api.model import PeerCredentials
+from firmware.errors import ConfigError, DaemonError
+
+# sun_path holds 108 bytes including the terminating NUL.
+_MAX_PATH = 107
+_PEERCRED = struct.Struct("3i")
+
+
+@dataclass(frozen=True)
+class SocketAddress:
+    """A parsed listen or connect URI: a filesystem path, or a systemd-passed descriptor name."""
+
+    uri: str
+    path: str | None = None
+    fd_name: str | None = None
+
+
+def parse_socket_uri(uri: str, *, key: str = "listen.management_uri") -> SocketAddress:
+    """`unix:///run/edgekeeper/mgmt.sock` or `fd://name`; `ConfigError` naming `key` otherwise."""
+    if uri.startswith("unix://"):
+        path = uri[len("unix://") :]
+        if not path.startswith("/"):
+            raise ConfigError(
+                f"{key}: {uri!r} must name an absolute path",
+                hint="write unix:///run/edgekeeper/mgmt.sock (three slashes)",
+            )
+        if len(os.fsencode(path)) > _MAX_PATH:
+            raise ConfigError(
+                f"{key}: socket path {path} is longer than {_MAX_PATH} bytes",
+                hint="choose a shorter run directory",
+            )
+        return SocketAddress(uri, path=path)
+    if uri.startswith("fd://") and len(uri) > len("fd://"):
+        return SocketAddress(uri, fd_name=uri[len("fd://") :])
+    raise ConfigError(
+        f"{key}: unsupported socket URI {uri!r}",
+        hint="use unix:///path/to.sock or fd://NAME (systemd socket activation)",
+    )
+
+
+@dataclass(frozen=True)
+class SocketFile:
+    """The file a bound socket lives at, recorded so that only ours is ever removed."""
+
+    path: str
+    device: int
+    inode: int
+    changed_ns: int
+
+    def remove(self) -> None:
+        """Unlink the socket file if it is still the one we bound (nobody replaced it)."""
+        try:
+            present = os.lstat(self.path)
+        except FileNotFoundError:
+            return
+        identity = (present.st_dev, present.st_ino, present.st_ctime_ns)
+        if stat.S_ISSOCK(present.st_mode) and identity == (
+            self.device,
+            self.inode,
+            self.changed_ns,
+        ):
+            os.unlink(self.path)
+
+
+def bind_unix_socket(
+    path: str, *, mode: int = 0o660, group: str | None = None
+) -> tuple[socket.socket, SocketFile]:
+    """A listening unix socket at `path` with `mode` and `group`, and its file (to remove at stop);
+    a stale socket file nothing answers on is replaced.
+
+    Refuses (DaemonError) when something answers on `path` or it is not a socket.
+    """
+    target = Path(path)
+    gid = _group_id(group)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+    except OSError as error:
+        raise DaemonError(
+            f"cannot create the socket directory {target.parent}: {error.strerror}",
+            hint="check the permissions of paths.run_dir",
+        ) from None
+    _check_replaceable(target)
+    temporary = target.parent / f".{secrets.token_hex(4)}.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(os.fspath(temporary))
+        os.chmod(temporary, mode)
+        if gid is not None:
+            os.chown(temporary, -1, gid)
+        os.rename(temporary, target)
+        placed = target.lstat()
+        sock.listen(128)
+    except OSError as error:
+        sock.close()
+        temporary.unlink(missing_ok=True)
+        raise DaemonError(
+            f"cannot create the API socket {path}: {error.strerror}",
+            hint="check the permissions of its directory and listen.socket_group",
+        ) from None
+    sock.setblocking(False)
+    return sock, SocketFile(path, placed.st_dev, placed.st_ino, placed.st_ctime_ns)
+
+
+def inherited_socket(name: str) -> socket.socket:
+    """The listening socket systemd passed as `name` (LISTEN_FDS, LISTEN_FDNAMES) or by number."""
+    listen_fds = os.environ.get("LISTEN_FDS", "0")
+    count = int(listen_fds) if listen_fds.isdigit() else 0
+    if os.environ.get("LISTEN_PID") not in (None, str(os.getpid())):
+        count = 0
+    names = os.environ.get("LISTEN_FDNAMES", "").split(":")
+    first = 3
+    if name.isdigit() and first <= int(name) < first + count:
+        fd = int(name)
+    elif name in names[:count]:
+        fd = first + names.index(name)
+    else:
+        raise DaemonError(
+            f"no socket named {name!r} was passed by systemd (LISTEN_FDS={count})",
+            hint="check the FileDescriptorName= of the .socket unit, or listen on unix://",
+        )
+    sock = socket.socket(fileno=fd)
+    sock.setblocking(False)
+    return sock
+
+
+def peer_credentials(sock: socket.socket) -> PeerCredentials | None:
+    """The pid, uid and gid of the process on the other end, as the kernel recorded them."""
+    try:
+        raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
+    except OSError:
+        return None
+    pid, uid, gid = _PEERCRED.unpack(raw)
+    return PeerCredentials(pid=pid, uid=uid, gid=gid)
+
+
+def _group_id(group: str | None) -> int | None:
+    if group is None or group == "":
+        return None
+    if group.isdigit():
+        return int(group)
+    try:
+        return grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise ConfigError(
+            f"listen.socket_group: no group named {group!r} on this system",
+            hint=f"create it (groupadd {group}) or set another group",
+        ) from None
+
+
+def _check_replaceable(target: Path) -> None:
+    try:
+        info = target.lstat()
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(info.st_mode):
+        raise DaemonError(
+            f"{target} exists and is not a socket", hint="remove it or choose another socket path"
+        )
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.settimeout(1.0)
+        probe.connect(os.fspath(target))
+    except (ConnectionRefusedError, FileNotFoundError):
+        return
+    except OSError as error:
+        raise DaemonError(
+            f"cannot check the existing socket {target}: {error.strerror}",
+            hint="remove it if no edgekeeper is running",
+        ) from None
+    finally:
+        probe.close()
+    raise DaemonError(
+        f"another process is serving {target}",
+        hint="is another edgekeeper running? stop it first (systemctl stop edgekeeper)",
+    )
