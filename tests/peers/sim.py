@@ -186,12 +186,18 @@ class Dockerd:
         self._process.spawn(
             [
                 dockerd,
-                "--host", self.uri,
-                "--data-root", str(self.dir / "root"),
-                "--exec-root", str(self.dir / "exec"),
-                "--pidfile", str(self.dir / "dockerd.daemon.pid"),
-                "--storage-driver", "vfs",
-                "--bridge", "none",
+                "--host",
+                self.uri,
+                "--data-root",
+                str(self.dir / "root"),
+                "--exec-root",
+                str(self.dir / "exec"),
+                "--pidfile",
+                str(self.dir / "dockerd.daemon.pid"),
+                "--storage-driver",
+                "vfs",
+                "--bridge",
+                "none",
                 "--iptables=false",
                 "--ip6tables=false",
                 "--ip-masq=false",
@@ -326,11 +332,17 @@ class Swtpm:
             self._portfile.write_text(f"{port}\n")
             self._process.spawn(
                 [
-                    swtpm, "socket", "--tpm2",
-                    "--server", f"type=tcp,port={port},bindaddr={self.host}",
-                    "--ctrl", f"type=tcp,port={port + 1},bindaddr={self.host}",
-                    "--tpmstate", f"dir={self.dir / 'state'}",
-                    "--flags", "not-need-init,startup-clear",
+                    swtpm,
+                    "socket",
+                    "--tpm2",
+                    "--server",
+                    f"type=tcp,port={port},bindaddr={self.host}",
+                    "--ctrl",
+                    f"type=tcp,port={port + 1},bindaddr={self.host}",
+                    "--tpmstate",
+                    f"dir={self.dir / 'state'}",
+                    "--flags",
+                    "not-need-init,startup-clear",
                 ]
             )
             try:
@@ -445,10 +457,14 @@ class SoftHsm:
     def new_token(self, label: str) -> SoftHsmToken:
         """Initialise a token `label` in the next free slot with this installation's PINs."""
         result = self._util(
-            "--init-token", "--free",
-            "--label", label,
-            "--pin", self.user_pin,
-            "--so-pin", self.so_pin,
+            "--init-token",
+            "--free",
+            "--label",
+            label,
+            "--pin",
+            self.user_pin,
+            "--so-pin",
+            self.so_pin,
         )
         if result.returncode != 0:
             raise ServiceFailed(
