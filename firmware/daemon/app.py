@@ -28,7 +28,7 @@ from firmware.daemon.notify import Notifier
 from firmware.daemon.service import ConfigCell, DaemonContext, ServiceDirectory
 from firmware.daemon.services import SERVICES, ServiceEntry, enabled_services
 from firmware.daemon.status import DaemonStatus
-from firmware.daemon.supervisor import FAILED, Supervisor
+from firmware.daemon.supervisor import FAILED, Supervisor, describe_error
 from firmware.errors import DaemonError, EdgekeeperError
 
 log = get_logger("daemon")
@@ -281,7 +281,8 @@ class Daemon:
                 self.notifier.ready(self._status_line())
                 return False
             await self._apply(config)
-            log.info("configuration reloaded")
+            log.info("configuration reloaded", extra=fields(log_level=self.logs.level))
+            log.debug("services in force", extra=fields(services=",".join(self.entries)))
             self.notifier.ready(self._status_line())
             return True
 
@@ -307,8 +308,24 @@ class Daemon:
                 await self._stop_service(name)
         for name, entry in wanted.items():
             if name not in self.entries:
-                service = self._create(entry)
-                self.supervisor.start(service, self.ctx)
+                await self._start_reloaded(entry)
+
+    async def _start_reloaded(self, entry: ServiceEntry) -> None:
+        """Create, prepare and start a service after a reload; a failure goes to back-off."""
+        try:
+            service = self._create(entry)
+            self.supervisor.add(service, self.ctx)
+            await self.supervisor.prepare(service)
+        except Exception as error:
+            log.error(
+                "service failed to start; retrying with back-off",
+                exc_info=not isinstance(error, EdgekeeperError),
+                extra=fields(service=entry.name, error=describe_error(error)),
+            )
+            if entry.name in self.entries:
+                self.supervisor.start(self.services.get(entry.name), self.ctx)
+            return
+        self.supervisor.start(service, self.ctx, prepared=True)
 
     async def _stop_service(self, name: str) -> None:
         await self.supervisor.stop(name, STOP_TIMEOUT_S)
