@@ -81,7 +81,7 @@ def _run_loop(daemon: Daemon) -> int:
             extra=fields(calls=daemon.executor.in_flight),
         )
         logging.shutdown()
-        os._exit(code or 1)
+        os._exit(code)
     return code
 
 

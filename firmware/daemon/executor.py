@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -27,11 +28,13 @@ class BoundedExecutor:
         self._slots: asyncio.Semaphore | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._in_flight = 0
+        self._count_lock = threading.Lock()
 
     @property
     def in_flight(self) -> int:
-        """Calls admitted and not yet finished."""
-        return self._in_flight
+        """Calls submitted to the threads and not yet finished (readable from any thread)."""
+        with self._count_lock:
+            return self._in_flight
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run `fn(*args, **kwargs)` in a worker thread and return (or raise) its result."""
@@ -47,19 +50,18 @@ class BoundedExecutor:
         except BaseException:
             slots.release()
             raise
-        self._in_flight += 1
+        with self._count_lock:
+            self._in_flight += 1
         call.add_done_callback(functools.partial(self._finished, loop, slots))
         return await asyncio.wrap_future(call)
 
     def _finished(
         self, loop: asyncio.AbstractEventLoop, slots: asyncio.Semaphore, _call: Future[Any]
     ) -> None:
-        def release() -> None:
+        with self._count_lock:
             self._in_flight -= 1
-            slots.release()
-
         with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(release)
+            loop.call_soon_threadsafe(slots.release)
 
     def shutdown(self, wait: bool = True) -> None:
         """Stop the threads; queued calls are cancelled, running ones finish if `wait`."""
