@@ -56,6 +56,8 @@ def run(
     except EdgekeeperError as error:
         print(f"error: {error.render()}", file=sys.stderr)
         code = 1
+    except KeyboardInterrupt:
+        code = 130
     finally:
         if daemon is not None:
             daemon.close()

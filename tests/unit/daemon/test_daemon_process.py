@@ -35,10 +35,12 @@ def command(config: Path, *extra: str) -> list[str]:
     return [sys.executable, "-c", ENTRY, "run", "--config", str(config), *extra]
 
 
-def write_config(path: Path, root: Path, *, console: str = "none", level: str = "info") -> None:
+def write_config(
+    path: Path, root: Path, *, console: str = "none", level: str = "info", fmt: str = "text"
+) -> None:
     path.write_text(
         f'[paths]\ndata_dir = "{root}/data"\nrun_dir = "{root}/run"\n\n'
-        f'[logging]\nlevel = "{level}"\n\n'
+        f'[logging]\nlevel = "{level}"\nformat = "{fmt}"\n\n'
         f'[console]\ndevice = "{console}"\n'
     )
 
@@ -319,3 +321,17 @@ def test_stored_state_survives_failed_start(tmp_path: Path) -> None:
     write_config(config, tmp_path, console="/dev/ttyNOPE9")
     one_error_line(run_to_exit(command(config)))
     assert store.get("agent") == {"image": "edge-agent:1.4"}
+
+
+def test_json_log_format(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    write_config(config, tmp_path, fmt="json")
+    daemon = DaemonProcess(tmp_path, config)
+    try:
+        daemon.wait_ready()
+        assert daemon.stop() == 0
+    finally:
+        daemon.close()
+    events = [json.loads(line) for line in daemon.lines]
+    assert {"ts", "level", "logger", "msg"} <= set(events[0])
+    assert any(e["msg"] == "edgekeeper ready" and e["pid"] == daemon.proc.pid for e in events)
