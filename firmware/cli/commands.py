@@ -1,0 +1,436 @@
+"""The command set shared by the CLI and the serial console, each command declared once.
+
+A `Command` names itself (one or two words: "status", "keys list"), says what it does, lists its
+arguments (argparse style), and either makes one API request (`ApiCall`: method, path with
+`{argument}` placeholders, query and body built from the arguments) whose JSON answer its
+`render` turns into text, or runs `local`ly (help, version, and the CLI-only run and config).
+Adding a command is adding one entry to `COMMANDS`.
+
+The CLI sends the request over the management socket (`SocketInvoker`); the console dispatches it
+in-process into the router (`InProcessInvoker`). Both show the same text. `execute(argv, invoker)`
+parses one command line and runs it; errors come back as `error: ...` text with exit code 2 for
+usage errors and 1 otherwise, never as exceptions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
+from urllib.parse import quote
+
+from firmware import __version__
+from firmware.cli import render
+from firmware.errors import EdgekeeperError, UsageError
+
+if TYPE_CHECKING:
+    from firmware.api.model import ApiResponse
+    from firmware.api.router import Router
+
+CLI = "cli"
+CONSOLE = "console"
+EVERYWHERE = frozenset({CLI, CONSOLE})
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """What a command shows and how it ends (0 ok, 1 failed, 2 usage error)."""
+
+    text: str
+    exit_code: int = 0
+
+
+class Invoker(Protocol):
+    """Carries a command's request to the daemon; raises the answer's error for status >= 400."""
+
+    async def request(
+        self, method: str, path: str, query: Mapping[str, str], body: object
+    ) -> ApiResponse: ...
+
+
+@dataclass(frozen=True)
+class Argument:
+    """One argparse argument: its flags or name, and add_argument's keyword options."""
+
+    flags: tuple[str, ...]
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+def argument(*flags: str, **options: Any) -> Argument:
+    return Argument(flags, options)
+
+
+@dataclass(frozen=True)
+class ApiCall:
+    """The request a command makes; `{name}` in `path` is filled (percent-encoded) from args."""
+
+    method: str
+    path: str
+    query: Callable[[argparse.Namespace], Mapping[str, str]] | None = None
+    body: Callable[[argparse.Namespace], object] | None = None
+
+    def build(self, args: argparse.Namespace) -> tuple[str, str, dict[str, str], object]:
+        values = {name: quote(str(value), safe="") for name, value in vars(args).items()}
+        path = self.path.format_map(values)
+        query = dict(self.query(args)) if self.query else {}
+        body = self.body(args) if self.body else None
+        return self.method, path, query, body
+
+
+def render_json(answer: object, args: argparse.Namespace) -> str:
+    return json.dumps(answer, indent=2, sort_keys=True)
+
+
+@dataclass(frozen=True)
+class Command:
+    """One command of the CLI and the console."""
+
+    name: str
+    help: str
+    arguments: tuple[Argument, ...] = ()
+    call: ApiCall | None = None
+    render: Callable[[Any, argparse.Namespace], str] = render_json
+    local: Callable[[argparse.Namespace], CommandResult] | None = None
+    surfaces: frozenset[str] = EVERYWHERE
+
+    @property
+    def words(self) -> list[str]:
+        return self.name.split()
+
+
+# --- renderers and local commands ----------------------------------------------------------
+
+
+def render_status(answer: dict[str, Any], args: argparse.Namespace) -> str:
+    memory = answer.get("memory") or {}
+    head = (
+        f"edgekeeper {answer.get('version', '?')} on {answer.get('board', '?')}: "
+        f"{answer.get('state', '?')}, up {render.duration(answer.get('uptime_s', 0))}, "
+        f"pid {answer.get('pid', '?')}"
+    )
+    usage = f"memory: {render.kib(memory.get('rss_kb'))} resident"
+    usage += f", {render.kib(memory.get('anon_kb'))} anonymous"
+    services = render.table(
+        ("SERVICE", "STATE", "RESTARTS", "LAST ERROR"),
+        (
+            (s.get("name"), s.get("state"), s.get("restarts"), s.get("last_error"))
+            for s in answer.get("services") or ()
+        ),
+    )
+    return "\n".join((head, usage, services))
+
+
+def render_log_level(answer: dict[str, Any], args: argparse.Namespace) -> str:
+    return f"log level: {answer.get('level')}"
+
+
+def show_help(args: argparse.Namespace) -> CommandResult:
+    surface = args.surface
+    if args.topic:
+        try:
+            build_parser(surface, prog=args.prog).parse_args([*args.topic, "--help"])
+        except HelpRequested as shown:
+            return CommandResult(shown.text)
+    available = commands_for(surface)
+    lines = ["commands:"]
+    width = max(len(command.name) for command in available)
+    lines.extend(f"  {command.name.ljust(width)}  {command.help}" for command in available)
+    lines.append(f"`{_prefixed(args.prog, 'help COMMAND')}` tells more about one.")
+    return CommandResult("\n".join(lines))
+
+
+def show_version(args: argparse.Namespace) -> CommandResult:
+    compiled = globals().get("__compiled__")
+    if compiled is not None:
+        mode = "onefile" if getattr(compiled, "onefile", False) else "standalone"
+        build = (
+            f"nuitka {compiled.major}.{compiled.minor}.{compiled.micro} ({mode}), "
+            f"python {platform.python_version()}"
+        )
+    else:
+        build = f"not compiled (python {platform.python_version()}, {sys.executable})"
+    lines = [
+        f"edgekeeper {__version__}",
+        f"board: {_board_name(getattr(args, 'board', None))}",
+        f"build: {build}",
+        f"platform: {platform.system()} {platform.machine()}",
+    ]
+    return CommandResult("\n".join(lines))
+
+
+def _board_name(given: str | None) -> str:
+    if given:
+        return given
+    from firmware.config import list_boards
+    from firmware.config.boards import BOARD_ENV
+
+    chosen = os.environ.get(BOARD_ENV)
+    if chosen:
+        return chosen
+    compiled = [board.name for board in list_boards() if board.compiled]
+    return compiled[0] if compiled else "none compiled in (running from source)"
+
+
+def run_daemon(args: argparse.Namespace) -> CommandResult:
+    from firmware.daemon.app import run
+
+    code = run(args.config, args.board, log_level=args.log_level, log_format=args.log_format)
+    return CommandResult("", code)
+
+
+def validate_config(args: argparse.Namespace) -> CommandResult:
+    from firmware.config.report import validate_report
+
+    ok, text = validate_report(args.file or args.config, args.board)
+    return CommandResult(text, 0 if ok else 1)
+
+
+def show_config(args: argparse.Namespace) -> CommandResult:
+    from firmware.config import load_config
+    from firmware.config.report import show_effective
+
+    return CommandResult(show_effective(load_config(args.config, args.board)))
+
+
+# --- the command table ----------------------------------------------------------------------
+
+COMMANDS: tuple[Command, ...] = (
+    Command(
+        "help",
+        "list the commands, or explain one",
+        (argument("topic", nargs="*", metavar="COMMAND", help="the command to explain"),),
+        local=show_help,
+    ),
+    Command("version", "version, board and build of edgekeeper", local=show_version),
+    Command(
+        "status",
+        "the daemon's state, uptime, memory and services",
+        call=ApiCall("GET", "/daemon/status"),
+        render=render_status,
+    ),
+    Command(
+        "log-level",
+        "change the daemon's log level while it runs",
+        (argument("level", choices=LOG_LEVELS, help="the lowest level logged"),),
+        call=ApiCall("PUT", "/daemon/log-level", body=lambda args: {"level": args.level}),
+        render=render_log_level,
+    ),
+    Command(
+        "run",
+        "run the daemon in the foreground (what the systemd unit starts)",
+        (
+            argument("--log-level", choices=LOG_LEVELS, help="override [logging] level"),
+            argument("--log-format", choices=("text", "json"), help="override [logging] format"),
+        ),
+        local=run_daemon,
+        surfaces=frozenset({CLI}),
+    ),
+    Command(
+        "config validate",
+        "check a config file (and its config.d) and list every problem",
+        (argument("file", nargs="?", metavar="FILE", help="the config file (default: --config)"),),
+        local=validate_config,
+        surfaces=frozenset({CLI}),
+    ),
+    Command(
+        "config show",
+        "the effective configuration, secrets redacted",
+        local=show_config,
+        surfaces=frozenset({CLI}),
+    ),
+)
+
+
+def commands_for(surface: str, table: Iterable[Command] | None = None) -> list[Command]:
+    """The commands offered on `surface` (CLI or CONSOLE), from `COMMANDS` unless given."""
+    return [command for command in (table or COMMANDS) if surface in command.surfaces]
+
+
+# --- parsing -------------------------------------------------------------------------------
+
+
+class HelpRequested(Exception):
+    """`--help` was asked for: `text` is the help to show (never printed by argparse itself)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+
+_UNKNOWN_COMMAND = re.compile(r"argument COMMAND: invalid choice: '(.*?)'")
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argparse parser that raises instead of printing and exiting (the console has no
+    stdout of its own, and the CLI prints errors in one place)."""
+
+    def __init__(self, *args: Any, root: str = "", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.root = root
+
+    def error(self, message: str) -> NoReturn:
+        unknown = _UNKNOWN_COMMAND.match(message)
+        if unknown:
+            raise UsageError(
+                f"{self.prog}: unknown command {unknown.group(1)!r}",
+                hint=f"`{_prefixed(self.root, 'help')}` lists the commands",
+            )
+        raise UsageError(f"{self.prog}: {message}", hint=f"see `{self.prog} --help`")
+
+    def print_help(self, file: Any = None) -> None:
+        raise HelpRequested(self.format_help().rstrip("\n"))
+
+    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
+        raise UsageError(message.strip() if message else f"{self.prog}: cannot parse the line")
+
+
+def _prefixed(prog: str, words: str) -> str:
+    return f"{prog} {words}" if prog else words
+
+
+def build_parser(
+    surface: str,
+    *,
+    prog: str = "",
+    parents: Sequence[argparse.ArgumentParser] = (),
+    sub_parents: Sequence[argparse.ArgumentParser] = (),
+    table: Iterable[Command] | None = None,
+) -> argparse.ArgumentParser:
+    """The parser for `surface`'s commands; `parents` add global options (the CLI's)."""
+    top = _Parser(prog=prog or "edgekeeper", parents=list(parents), root=prog)
+    top.set_defaults(surface=surface, prog=prog)
+    words = top.add_subparsers(dest="command_word", metavar="COMMAND", parser_class=_Parser)
+    words.required = True
+    groups: dict[str, argparse._SubParsersAction] = {}
+    singles: set[str] = set()
+    for command in commands_for(surface, table):
+        first, *rest = command.words
+        if not rest:
+            if first in groups:
+                raise ValueError(f"command {first!r} is also a group of commands")
+            action = words
+            singles.add(first)
+        else:
+            if first in singles:
+                raise ValueError(f"command {first!r} is also a group of commands")
+            if first not in groups:
+                group = words.add_parser(
+                    first,
+                    help=f"{first} commands",
+                    prog=_prefixed(prog, first),
+                    parents=list(sub_parents),
+                    root=prog,
+                )
+                groups[first] = group.add_subparsers(
+                    dest="group_word", metavar="COMMAND", parser_class=_Parser
+                )
+                groups[first].required = True
+            action = groups[first]
+        parser = action.add_parser(
+            command.words[-1],
+            help=command.help,
+            description=command.help,
+            prog=_prefixed(prog, command.name),
+            parents=list(sub_parents),
+            root=prog,
+        )
+        for item in command.arguments:
+            parser.add_argument(*item.flags, **item.options)
+        parser.set_defaults(command=command)
+    return top
+
+
+# --- running -------------------------------------------------------------------------------
+
+
+def run_local(command: Command, args: argparse.Namespace) -> CommandResult:
+    """Run a local command; its errors become `error: ...` text."""
+    assert command.local is not None
+    try:
+        return command.local(args)
+    except EdgekeeperError as error:
+        return failure(error)
+
+
+async def run(command: Command, args: argparse.Namespace, invoker: Invoker) -> CommandResult:
+    """Run a parsed command line: locally, or by its API request through `invoker`."""
+    if command.local is not None:
+        return run_local(command, args)
+    assert command.call is not None
+    try:
+        method, path, query, body = command.call.build(args)
+        answer = await invoker.request(method, path, query, body)
+        return CommandResult(command.render(answer.json(), args))
+    except EdgekeeperError as error:
+        return failure(error)
+
+
+def failure(error: EdgekeeperError) -> CommandResult:
+    return CommandResult(f"error: {error.render()}", 2 if isinstance(error, UsageError) else 1)
+
+
+async def execute(argv: list[str], invoker: Invoker, *, surface: str = CONSOLE) -> CommandResult:
+    """Parse and run one command line (the console's words, without a program name)."""
+    try:
+        args = build_parser(surface).parse_args(argv)
+    except HelpRequested as shown:
+        return CommandResult(shown.text)
+    except UsageError as error:
+        return failure(error)
+    return await run(args.command, args, invoker)
+
+
+# --- invokers ------------------------------------------------------------------------------
+
+
+class SocketInvoker:
+    """The CLI's way to the daemon: the management socket."""
+
+    def __init__(self, uri: str) -> None:
+        from firmware.api.client import ApiClient
+
+        self._client = ApiClient(uri)
+
+    async def request(
+        self, method: str, path: str, query: Mapping[str, str], body: object
+    ) -> ApiResponse:
+        return await self._client.request(method, path, query, body)
+
+
+class InProcessInvoker:
+    """The console's way to the daemon: straight into the router, as listener "console"."""
+
+    def __init__(self, router: Router) -> None:
+        self._router = router
+
+    async def request(
+        self, method: str, path: str, query: Mapping[str, str], body: object
+    ) -> ApiResponse:
+        from firmware.api import versions
+        from firmware.api.errors import error_for_answer
+        from firmware.api.model import JSON_TYPE, ApiRequest
+
+        payload = b"" if body is None else json.dumps(body).encode()
+        request = ApiRequest(
+            method=method,
+            path=path,
+            query={"api-version": versions.LATEST, **query},
+            headers={"content-type": JSON_TYPE} if payload else {},
+            body=payload,
+            listener="console",
+        )
+        answer = await self._router.dispatch(request)
+        if answer.status >= 400:
+            try:
+                document = answer.json()
+            except ValueError:
+                document = None
+            raise error_for_answer(answer.status, document)
+        return answer

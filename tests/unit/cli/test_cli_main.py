@@ -1,0 +1,217 @@
+"""The `edgekeeper` command line: dispatch, global options, errors and exit codes, and commands
+talking to a daemon over a real socket."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from firmware import __version__
+from firmware.cli import commands, main
+from firmware.errors import UsageError
+from tests.unit.cli.daemon_double import ThreadedDaemon, daemon_router
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def edgekeeper(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "firmware", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_version_runs_as_a_module() -> None:
+    done = edgekeeper("version")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0] == f"edgekeeper {__version__}"
+    assert "board: " in done.stdout
+    assert "python 3." in done.stdout
+    assert done.stderr == ""
+
+
+def test_unknown_command_is_a_usage_error_printed_once() -> None:
+    done = edgekeeper("frobnicate")
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr == (
+        "error: edgekeeper: unknown command 'frobnicate' (`edgekeeper help` lists the commands)\n"
+    )
+
+
+def test_bad_argument_is_exit_2_and_no_command_is_exit_2() -> None:
+    bad = edgekeeper("log-level", "loud")
+    assert bad.returncode == 2
+    assert bad.stderr.count("error:") == 1
+    assert "invalid choice: 'loud'" in bad.stderr
+    assert edgekeeper().returncode == 2
+
+
+def test_missing_socket_names_it_and_the_fix(tmp_path: Path) -> None:
+    socket = tmp_path / "none.sock"
+    done = edgekeeper("status", "--socket", f"unix://{socket}")
+    assert done.returncode == 1
+    assert done.stderr == (
+        f"error: cannot reach the edgekeeper daemon at {socket} "
+        "(is `edgekeeper run` running? see `systemctl status edgekeeper`)\n"
+    )
+
+
+def test_status_against_a_daemon_over_its_socket(tmp_path: Path) -> None:
+    with ThreadedDaemon(tmp_path, daemon_router()) as daemon:
+        done = edgekeeper("--management-uri", daemon.uri, "status")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "edgekeeper 0.1.0 on sim: degraded, up 1h 02m, pid 4242"
+    assert lines[1] == "memory: 31.4 MiB resident, 12.1 MiB anonymous"
+    assert lines[2:] == [
+        "SERVICE  STATE    RESTARTS  LAST ERROR",
+        "api      running  0         -",
+        "console  failed   5         no such device",
+    ]
+
+
+def test_socket_from_environment_and_log_level_round_trip(tmp_path: Path) -> None:
+    levels: list[str] = []
+    with ThreadedDaemon(tmp_path, daemon_router(levels)) as daemon:
+        done = edgekeeper("log-level", "debug", env={"EDGEKEEPER_MANAGEMENT_URI": daemon.uri})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "log level: debug\n"
+    assert levels == ["debug"]
+
+
+def test_daemon_error_answer_is_printed_once_with_its_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    router = daemon_router()
+
+    async def refuse(request):
+        from firmware.errors import Conflict
+
+        raise Conflict("the daemon is stopping", hint="wait for it to exit")
+
+    router.add("PUT", "/daemon/refuse", refuse)
+    table = (
+        *commands.COMMANDS,
+        commands.Command("refuse", "test", call=commands.ApiCall("PUT", "/daemon/refuse")),
+    )
+    with ThreadedDaemon(tmp_path, router) as daemon, pytest.MonkeyPatch.context() as patch:
+        patch.setattr(commands, "COMMANDS", table)
+        code = main.main(["edgekeeper", "--socket", daemon.uri, "refuse"])
+    assert code == 1
+    assert capsys.readouterr() == ("", "error: the daemon is stopping (wait for it to exit)\n")
+
+
+def test_error_output_goes_to_stderr_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with ThreadedDaemon(tmp_path, daemon_router()) as daemon:
+        code = main.main(["edgekeeper", "status", "--socket", str(tmp_path / "elsewhere.sock")])
+        assert daemon.path.exists()
+    captured = capsys.readouterr()
+    assert code == 1
+    assert captured.out == ""
+    assert captured.err.count("error: cannot reach the edgekeeper daemon") == 1
+
+
+def test_symlinked_applet_name_dispatches(tmp_path: Path) -> None:
+    launcher = tmp_path / "edgekeeper"
+    launcher.write_text(
+        f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {str(REPO)!r})\n"
+        "from firmware.cli.main import main\nsys.exit(main())\n"
+    )
+    launcher.chmod(0o755)
+    applet = tmp_path / "edgekeeper-version"
+    applet.symlink_to(launcher)
+    done = subprocess.run([str(applet)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"edgekeeper {__version__}\n")
+
+
+def test_command_words_from_program_name() -> None:
+    assert main.command_words(["/usr/bin/edgekeeper", "status"]) == ["status"]
+    assert main.command_words(["/x/firmware/__main__.py", "version"]) == ["version"]
+    assert main.command_words(["edgekeeper-status", "--socket", "s"]) == ["status", "--socket", "s"]
+    assert main.command_words(["/bin/edgekeeper-log-level", "info"]) == ["log-level", "info"]
+    assert main.command_words(["edgekeeper-config-show"]) == ["config", "show"]
+    with pytest.raises(UsageError, match="no edgekeeper command is called 'nope'"):
+        main.command_words(["edgekeeper-nope"])
+    assert main.main(["edgekeeper-nope"]) == 2
+
+
+def test_keyboard_interrupt_exits_130_quietly(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def interrupted(command, args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(commands, "run_local", interrupted)
+    assert main.main(["edgekeeper", "version"]) == 130
+    assert capsys.readouterr() == ("", "")
+
+
+def test_run_passes_global_options_to_the_daemon(monkeypatch: pytest.MonkeyPatch) -> None:
+    from firmware.daemon import app
+
+    calls = []
+
+    def fake_run(config_file, board, log_level=None, log_format=None):
+        calls.append((config_file, board, log_level, log_format))
+        return 3
+
+    monkeypatch.setattr(app, "run", fake_run)
+    argv = ["edgekeeper", "--board", "sim", "run", "--config", "/c.toml", "--log-level", "debug"]
+    assert main.main(argv) == 3
+    assert calls == [("/c.toml", "sim", "debug", None)]
+
+
+def test_config_file_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from firmware.daemon import app
+
+    calls = []
+    monkeypatch.setattr(app, "run", lambda *args, **kwargs: calls.append(args) or 0)
+    monkeypatch.setenv("EDGEKEEPER_CONFIG", "/env.toml")
+    assert main.main(["edgekeeper", "run"]) == 0
+    assert calls == [("/env.toml", None)]
+
+
+def test_help_lists_cli_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main.main(["edgekeeper", "help"]) == 0
+    out = capsys.readouterr().out
+    for name in ("status", "log-level", "run", "config validate", "config show", "version"):
+        assert f"  {name} " in out
+    assert main.main(["edgekeeper", "status", "--help"]) == 0
+    assert "usage: edgekeeper status" in capsys.readouterr().out
+
+
+def test_default_config_file_matches_the_loader() -> None:
+    from firmware.config.loader import DEFAULT_CONFIG_FILE
+
+    assert main.DEFAULT_CONFIG_FILE == DEFAULT_CONFIG_FILE
+
+
+def test_status_start_does_not_load_daemon_config_or_crypto() -> None:
+    probe = (
+        "import sys\nfrom firmware.cli.main import main\n"
+        "main(['edgekeeper', 'status', '--socket', '/nonexistent.sock'])\n"
+        "heavy = [m for m in sys.modules if m.startswith(('firmware.daemon', 'firmware.config',"
+        " 'firmware.keys', 'firmware.runtime', 'cryptography', 'tpm2_pytss', 'serial'))]\n"
+        "print(heavy)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={k: v for k, v in os.environ.items() if not k.startswith("EDGEKEEPER_")},
+    )
+    assert done.stdout.strip() == "[]", done.stderr
