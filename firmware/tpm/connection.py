@@ -57,7 +57,7 @@ class TpmConnection:
         self.retry = retry or RetryPolicy()
         self.srk_handle = srk_handle
         self.objects = LoadedObjects(capacity)
-        self.resets = 0
+        self._resets = 0
         self._connector = connector or self._open
         self._sleep = sleep
         self._lock = threading.RLock()
@@ -65,6 +65,11 @@ class TpmConnection:
         self._close_link: Callable[[], None] = _nothing
         self._srk: tuple[ESYS_TR, TPM2B_PUBLIC, bytes] | None = None
         self._closed = False
+
+    @property
+    def resets(self) -> int:
+        """How often the loaded objects were found lost (TPM reset, restart, reconnection)."""
+        return self._resets + self.objects.resets_detected
 
     def run(self, what: str, op: Callable[[ESAPI], T]) -> T:
         """`op(esapi)` with retries and recovery; `what` names the operation in errors."""
@@ -108,9 +113,7 @@ class TpmConnection:
         """Flush what we loaded and disconnect; the connection is not used afterwards."""
         with self._lock:
             if self._esapi is not None:
-                with contextlib.suppress(TSS2_Exception):
-                    while self.objects.evict_oldest(self._esapi):
-                        pass
+                self.objects.clear(self._esapi, flush=True)
             self._disconnect()
             self._closed = True
 
@@ -181,9 +184,9 @@ class TpmConnection:
         recovered.add(outcome)
         if outcome is Outcome.STARTUP:
             self._startup(what, esapi)
-            self._lost_objects(esapi)
+            self._lost_objects(esapi, flush=False)  # Startup(CLEAR) emptied the TPM already
         elif outcome is Outcome.STALE:
-            self._lost_objects(esapi)
+            self._lost_objects(esapi, flush=True)
         else:
             self._disconnect()
 
@@ -202,21 +205,21 @@ class TpmConnection:
                 outcome = codes.classify(exc.rc)
                 raise self._failure(f"TPM2_Startup before {what}", exc, outcome) from exc
 
-    def _lost_objects(self, esapi: ESAPI) -> None:
-        """The TPM no longer holds what we loaded: forget it (the SRK handle is looked up again)."""
-        self.objects.forget_all(esapi)
+    def _lost_objects(self, esapi: ESAPI, *, flush: bool) -> None:
+        """The TPM lost (some of) what we loaded: start afresh, the SRK handle included."""
+        self.objects.clear(esapi, flush=flush)
         if self._srk is not None:
             with contextlib.suppress(TSS2_Exception):
                 esapi.tr_close(self._srk[0])
             self._srk = None
-        self.resets += 1
+        self._resets += 1
 
     def _disconnect(self) -> None:
-        self.objects.forget_all(None)
+        self.objects.clear(None, flush=False)
         self._srk = None
         if self._esapi is not None:
             self._esapi = None
-            self.resets += 1
+            self._resets += 1
             with contextlib.suppress(TSS2_Exception):
                 self._close_link()
         self._close_link = _nothing

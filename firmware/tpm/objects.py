@@ -4,7 +4,8 @@ A TPM has few transient object slots (three on the reference simulator); the cac
 `capacity` objects and gives one up whenever the TPM says it is full. An entry is keyed by a name
 and remembers a `token` (the blob it was loaded from), so a key replaced under the same name is
 reloaded rather than served from a stale handle. When a load returns a TPM handle that a cached
-entry still claims, the TPM was reset behind our back: every other entry is dropped.
+entry still claims, the TPM was reset behind our back: that entry is dropped and every other one
+flushed (it may have been loaded before the reset or after it).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class LoadedObjects:
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
         self.capacity = capacity
+        self.resets_detected = 0
         self._entries: OrderedDict[str, _Loaded] = OrderedDict()
 
     def __len__(self) -> int:
@@ -53,7 +55,7 @@ class LoadedObjects:
         handle = loader()
         tpm_handle = int(esapi.tr_get_tpm_handle(handle))
         if any(other.tpm_handle == tpm_handle for other in self._entries.values()):
-            self.forget_all(esapi)
+            self._after_reset(esapi, tpm_handle)
         self._entries[name] = _Loaded(handle, tpm_handle, token)
         while len(self._entries) > self.capacity:
             self.evict_oldest(esapi)
@@ -76,15 +78,31 @@ class LoadedObjects:
             esapi.flush_context(entry.handle)
         except TSS2_Exception:
             # Already gone from the TPM (reset, or flushed by someone else): drop our record.
-            with contextlib.suppress(TSS2_Exception):
-                esapi.tr_close(entry.handle)
+            self._close(esapi, entry)
 
-    def forget_all(self, esapi: ESAPI | None) -> None:
-        """Drop every entry without flushing: the TPM lost them (reset) or `esapi` is gone."""
-        entries = list(self._entries.values())
-        self._entries.clear()
+    def clear(self, esapi: ESAPI | None, *, flush: bool) -> None:
+        """Drop every entry; with `flush`, flush each from the TPM when it is still there.
+
+        Without `flush` the TPM is known to have lost them (after Startup); with no `esapi` the
+        context they belonged to is gone.
+        """
         if esapi is None:
-            return
-        for entry in entries:
-            with contextlib.suppress(TSS2_Exception):
-                esapi.tr_close(entry.handle)
+            self._entries.clear()
+        elif flush:
+            for name in list(self._entries):
+                self.discard(esapi, name)
+        else:
+            for name in list(self._entries):
+                self._close(esapi, self._entries.pop(name))
+
+    def _after_reset(self, esapi: ESAPI, reused: int) -> None:
+        self.resets_detected += 1
+        for name, entry in list(self._entries.items()):
+            if entry.tpm_handle == reused:
+                self._close(esapi, self._entries.pop(name))
+        self.clear(esapi, flush=True)
+
+    @staticmethod
+    def _close(esapi: ESAPI, entry: _Loaded) -> None:
+        with contextlib.suppress(TSS2_Exception):
+            esapi.tr_close(entry.handle)

@@ -156,9 +156,14 @@ def test_full_tpm_with_nothing_to_flush_fails_with_a_hint():
     assert "/dev/tpmrm0" in caught.value.hint
 
 
-def test_stale_handle_reloads_once_then_fails():
-    tpm, _ = connection()
+def test_stale_handle_flushes_what_is_left_reloads_once_then_fails():
+    links = Links()
+    tpm, _ = connection(links)
+    tpm.run("loading", lambda esapi: tpm.objects.load(esapi, "k", b"x", lambda: 5))
     assert tpm.run("signing", scripted(REFERENCE_H0)) == "done"
+    assert links.opened[0].flushed == [5]
+    assert len(tpm.objects) == 0
+    assert tpm.resets == 1
     with pytest.raises(TpmCommandFailed):
         tpm.run("signing", scripted(REFERENCE_H0, REFERENCE_H0))
 
