@@ -48,7 +48,13 @@ def write_config(
 class DaemonProcess:
     """A daemon child with its stderr collected line by line and its sd_notify messages."""
 
-    def __init__(self, tmp_path: Path, config: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        tmp_path: Path,
+        config: Path,
+        env: dict[str, str] | None = None,
+        argv: list[str] | None = None,
+    ) -> None:
         self.notify_path = str(tmp_path / f"notify-{time.monotonic_ns()}.sock")
         self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.notify.bind(self.notify_path)
@@ -63,9 +69,8 @@ class DaemonProcess:
         }
         child_env.pop("EDGEKEEPER_BOARD", None)
         self.started = time.monotonic()
-        self.proc = subprocess.Popen(
-            command(config), stderr=subprocess.PIPE, text=True, env=child_env
-        )
+        argv = [sys.executable, "-c", *argv] if argv else command(config)
+        self.proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True, env=child_env)
         self._readers = [
             threading.Thread(target=self._read_stderr, daemon=True),
             threading.Thread(target=self._read_notify, daemon=True),
@@ -335,3 +340,40 @@ def test_json_log_format(tmp_path: Path) -> None:
     events = [json.loads(line) for line in daemon.lines]
     assert {"ts", "level", "logger", "msg"} <= set(events[0])
     assert any(e["msg"] == "edgekeeper ready" and e["pid"] == daemon.proc.pid for e in events)
+
+
+STUCK_SERVICE = '''
+import threading
+
+
+class StuckInExecutor:
+    """Waits on a blocking call that never returns (a hung device read)."""
+
+    name = "stuck"
+
+    async def run(self, ctx):
+        await ctx.executor.run(threading.Event().wait)
+'''
+
+STUCK_ENTRY = (
+    "import sys; sys.path.insert(0, sys.argv[2]); "
+    "import firmware.daemon.services as s; "
+    "s.SERVICES = s.SERVICES + (s.ServiceEntry('stuck', 'stuck_service:StuckInExecutor', ()),); "
+    "from firmware.daemon.app import run; sys.exit(run(sys.argv[1], None))"
+)
+
+
+def test_sigterm_does_not_wait_for_a_hung_blocking_call(
+    daemon_dirs: tuple[Path, Path], tmp_path: Path
+) -> None:
+    config, _ = daemon_dirs
+    (tmp_path / "stuck_service.py").write_text(STUCK_SERVICE)
+    daemon = DaemonProcess(tmp_path, config, argv=[STUCK_ENTRY, str(config), str(tmp_path)])
+    try:
+        daemon.wait_ready()
+        began = time.monotonic()
+        assert daemon.stop() == 0
+        assert time.monotonic() - began < 5
+    finally:
+        daemon.close()
+    assert any("blocking calls still running at exit" in line for line in daemon.lines)
