@@ -1,0 +1,177 @@
+"""TPM set-up against a fresh swtpm per test: the SRK, a cleared TPM, dictionary-attack lockout.
+
+Each test gets its own simulator (empty TPM state) because it changes the TPM's owner state;
+the shared session swtpm stays untouched.
+"""
+
+from __future__ import annotations
+
+import pytest
+from tpm2_pytss import ESYS_TR
+from tpm2_pytss.constants import TPM2_ALG, TPM2_CAP, TPM2_ECC, TPM2_HT, TPMA_OBJECT
+from tpm2_pytss.types import TPM2B_PUBLIC, TPM2B_SENSITIVE_CREATE, TPMS_SENSITIVE_CREATE
+
+from firmware.keys.backend import KeyKind, SignAlgorithm
+from firmware.keys.errors import KeyBackendUnavailable
+from firmware.keys.tpm import TpmBackend
+from firmware.tpm.connection import TpmConnection
+from firmware.tpm.errors import TpmCommandFailed, TpmLockout, TpmSetupError
+from firmware.tpm.srk import SRK_HANDLE
+from tests.peers.sim import MissingComponent, ServiceFailed, Swtpm
+
+pytestmark = pytest.mark.swtpm
+
+
+@pytest.fixture
+def fresh_swtpm(tmp_path):
+    tpm = Swtpm(tmp_path / "swtpm")
+    try:
+        tpm.start()
+    except (MissingComponent, ServiceFailed) as error:
+        pytest.fail(str(error), pytrace=False)
+    yield tpm
+    tpm.stop()
+
+
+@pytest.fixture
+def connect(fresh_swtpm):
+    opened: list[TpmConnection] = []
+
+    def open_one() -> TpmConnection:
+        opened.append(TpmConnection(fresh_swtpm.tcti))
+        return opened[-1]
+
+    yield open_one
+    for tpm in opened:
+        tpm.close()
+
+
+def persistent_handles(tpm: TpmConnection) -> list[int]:
+    def op(esapi):
+        _, data = esapi.get_capability(TPM2_CAP.HANDLES, TPM2_HT.PERSISTENT << 24, 64)
+        return [int(handle) for handle in data.data.handles]
+
+    return tpm.run("listing persistent handles", op)
+
+
+def test_srk_created_when_absent_then_reused(connect):
+    first = connect()
+    assert persistent_handles(first) == []
+    name = first.run("setting up", first.srk_name)
+    assert persistent_handles(first) == [SRK_HANDLE]
+    public = first.run("reading", first.srk_public).publicArea
+    assert public.type == TPM2_ALG.ECC
+    assert public.parameters.eccDetail.curveID == TPM2_ECC.NIST_P256
+    storage = TPMA_OBJECT.RESTRICTED | TPMA_OBJECT.DECRYPT | TPMA_OBJECT.NODA
+    assert public.objectAttributes & storage == storage
+    tpm_name = first.run("reading", lambda esapi: bytes(esapi.read_public(first.srk(esapi))[1]))
+    assert name == tpm_name
+    first.close()
+    second = connect()
+    assert second.run("setting up", second.srk_name) == name
+    assert persistent_handles(second) == [SRK_HANDLE]
+
+
+def test_srk_made_again_from_the_template_is_the_same_key(connect, tmp_path):
+    tpm = connect()
+    backend = TpmBackend("", tmp_path / "keys", connection=tpm)
+    backend.create("mac", KeyKind.HMAC_SHA256)
+    tag = backend.sign("mac", SignAlgorithm.HMAC_SHA256, b"data")
+    name = tpm.run("naming", tpm.srk_name)
+    backend.close()
+    evictor = connect()
+    evictor.run(
+        "evicting the SRK",
+        lambda esapi: esapi.evict_control(ESYS_TR.OWNER, evictor.srk(esapi), SRK_HANDLE),
+    )
+    evictor.close()
+    again = connect()
+    assert persistent_handles(again) == []
+    backend = TpmBackend("", tmp_path / "keys", connection=again)
+    assert again.run("naming", again.srk_name) == name
+    assert backend.sign("mac", SignAlgorithm.HMAC_SHA256, b"data") == tag
+    backend.close()
+
+
+def test_foreign_object_at_the_srk_handle_is_refused_with_the_fix(connect, tmp_path):
+    tpm = connect()
+
+    def persist_signing_key(esapi):
+        template = TPM2B_PUBLIC.parse(
+            "ecc256:ecdsa-sha256",
+            objectAttributes=TPMA_OBJECT.SIGN_ENCRYPT
+            | TPMA_OBJECT.FIXEDTPM
+            | TPMA_OBJECT.FIXEDPARENT
+            | TPMA_OBJECT.SENSITIVEDATAORIGIN
+            | TPMA_OBJECT.USERWITHAUTH,
+        )
+        handle, *_ = esapi.create_primary(None, template)
+        esapi.evict_control(ESYS_TR.OWNER, handle, SRK_HANDLE)
+        esapi.flush_context(handle)
+
+    tpm.run("persisting a signing key", persist_signing_key)
+    tpm.close()
+    refused = connect()
+    with pytest.raises(TpmSetupError) as caught:
+        refused.run("setting up", refused.srk)
+    assert "0x81000001 is not a storage key" in caught.value.message
+    assert "tpm2_evictcontrol" in caught.value.hint
+    with pytest.raises(KeyBackendUnavailable, match="not a storage key"):
+        TpmBackend("", tmp_path / "keys", connection=connect())
+
+
+def test_cleared_tpm_leaves_keys_orphaned_with_a_clear_error(connect, tmp_path):
+    tpm = connect()
+    backend = TpmBackend("", tmp_path / "keys", connection=tpm)
+    backend.create("ec", KeyKind.EC_P256)
+    backend.close()
+    clearer = connect()
+    clearer.run("clearing the TPM", lambda esapi: esapi.clear(ESYS_TR.LOCKOUT))
+    clearer.close()
+    backend = TpmBackend("", tmp_path / "keys", connection=connect())  # makes a new SRK
+    with pytest.raises(KeyBackendUnavailable) as caught:
+        backend.sign("ec", SignAlgorithm.ECDSA_SHA256, b"data")
+    assert "belongs to another storage root key" in caught.value.message
+    assert "create or import it again" in caught.value.hint
+    backend.create("fresh", KeyKind.EC_P256)  # the backend itself keeps working
+    backend.sign("fresh", SignAlgorithm.ECDSA_SHA256, b"data")
+    backend.close()
+
+
+def test_lockout_is_a_clear_device_error(connect):
+    tpm = connect()
+    password = b"right password"
+
+    def make_protected_key(esapi):
+        # An HMAC key that, unlike edgekeeper's keys, has a password and no noDA.
+        template = TPM2B_PUBLIC.parse(
+            "hmac:sha256",
+            objectAttributes=TPMA_OBJECT.SIGN_ENCRYPT
+            | TPMA_OBJECT.FIXEDTPM
+            | TPMA_OBJECT.FIXEDPARENT
+            | TPMA_OBJECT.SENSITIVEDATAORIGIN
+            | TPMA_OBJECT.USERWITHAUTH,
+        )
+        sensitive = TPM2B_SENSITIVE_CREATE(sensitive=TPMS_SENSITIVE_CREATE(userAuth=password))
+        private, public, *_ = esapi.create(tpm.srk(esapi), sensitive, template)
+        esapi.dictionary_attack_parameters(1, 600, 600)
+        return esapi.load(tpm.srk(esapi), private, public)
+
+    key = tpm.run("making a protected key", make_protected_key)
+
+    def hmac_with(auth):
+        def op(esapi):
+            esapi.tr_set_auth(key, auth)
+            return bytes(esapi.hmac(key, b"data", TPM2_ALG.SHA256))
+
+        return op
+
+    with pytest.raises(TpmCommandFailed):
+        tpm.run("computing an HMAC with a wrong password", hmac_with(b"wrong"))
+    with pytest.raises(TpmLockout) as caught:
+        tpm.run("computing an HMAC", hmac_with(password))
+    assert "is in dictionary-attack lockout while computing an HMAC" in caught.value.message
+    assert "tpm2_dictionarylockout -c" in caught.value.hint
+    tpm.run("resetting the lockout", lambda esapi: esapi.dictionary_attack_lock_reset())
+    assert len(tpm.run("computing an HMAC", hmac_with(password))) == 32
+    tpm.run("flushing", lambda esapi: esapi.flush_context(key))
