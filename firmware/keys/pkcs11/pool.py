@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from firmware.keys.errors import KeyBackendUnavailable
-from firmware.keys.pkcs11.binding import Session
 from firmware.keys.pkcs11.errors import Pkcs11Error
+
+if TYPE_CHECKING:
+    from firmware.keys.pkcs11.binding import Session
 
 T = TypeVar("T")
 
