@@ -20,13 +20,11 @@ def _spki(public) -> bytes:
     )
 
 
-def test_p256_params_are_the_der_oid() -> None:
-    from cryptography.x509.oid import ObjectIdentifier
-
-    assert ec.SECP256R1.name == "secp256r1"
-    oid = ObjectIdentifier("1.2.840.10045.3.1.7")
-    assert oid.dotted_string == "1.2.840.10045.3.1.7"
-    assert der.P256_EC_PARAMS == bytes.fromhex("06082a8648ce3d030107")
+def test_p256_params_are_the_named_curve_oid_cryptography_writes() -> None:
+    spki = _spki(ec.generate_private_key(ec.SECP256R1()).public_key())
+    # AlgorithmIdentifier: id-ecPublicKey, then the named curve as the parameters.
+    algorithm = bytes.fromhex("301306072a8648ce3d0201") + der.P256_EC_PARAMS
+    assert spki[2 : 2 + len(algorithm)] == algorithm
 
 
 def test_ecdsa_raw_and_der_round_trip_with_cryptography() -> None:

@@ -6,6 +6,7 @@ SoftHSM2 token is tested in tests/integration/keys/test_pkcs11_backend.py.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -60,10 +61,8 @@ def test_pool_never_exceeds_its_bound() -> None:
         with lock:
             busy += 1
             peak = max(peak, busy)
-        try:
+        with contextlib.suppress(threading.BrokenBarrierError):
             barrier.wait()
-        except threading.BrokenBarrierError:
-            pass
         with lock:
             busy -= 1
         return session.number
