@@ -98,7 +98,7 @@ class Daemon:
         logs: LogControl,
         lock: InstanceLock,
         store: Any,
-        pinned_logging: bool,
+        pinned_logging: tuple[bool, bool],
         catalogue: tuple[ServiceEntry, ...] = SERVICES,
     ) -> None:
         self.config_file = config_file
@@ -151,7 +151,7 @@ class Daemon:
         except BaseException:
             lock.release()
             raise
-        pinned = log_level is not None or log_format is not None
+        pinned = (log_level is not None, log_format is not None)
         return cls(config_file, board, config, logs, lock, store, pinned)
 
     def state(self) -> str:
@@ -295,8 +295,10 @@ class Daemon:
                 "[paths] changed; the lock and state store move only at the next start",
             )
         self.config.current = new
-        if not self._pinned_logging:
+        level_pinned, format_pinned = self._pinned_logging
+        if not level_pinned:
             self.logs.set_level(new.logging.level)
+        if not format_pinned:
             self.logs.set_format(new.logging.format)
         wanted = {entry.name: entry for entry in enabled_services(new, self.catalogue)}
         states = {state.name: state.state for state in self.supervisor.snapshot()}

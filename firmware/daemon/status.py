@@ -94,7 +94,7 @@ class DaemonStatus:
                 )
             before = self.ctx.logs.level
             now = self.ctx.logs.set_level(level)
-            log.warning("log level changed", extra=fields(level=now, was=before))
+            log.warning("log level changed", extra=fields(to=now, was=before))
             return ApiResponse(200, {"level": now})
 
         router.add("GET", "/daemon/status", get_status)

@@ -21,18 +21,13 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[3]
-# Until firmware/cli/main.py exists: the same arguments as `edgekeeper run`.
-ENTRY = (
-    "import argparse, sys; from firmware.daemon.app import run; p = argparse.ArgumentParser(); "
-    "p.add_argument('cmd'); p.add_argument('--config'); p.add_argument('--board'); "
-    "a = p.parse_args(); sys.exit(run(a.config, a.board))"
-)
+
 START_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 12.0
 
 
 def command(config: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-c", ENTRY, "run", "--config", str(config), *extra]
+    return [sys.executable, "-m", "firmware", "run", "--config", str(config), *extra]
 
 
 def write_config(
@@ -54,6 +49,7 @@ class DaemonProcess:
         config: Path,
         env: dict[str, str] | None = None,
         argv: list[str] | None = None,
+        extra: tuple[str, ...] = (),
     ) -> None:
         self.notify_path = str(tmp_path / f"notify-{time.monotonic_ns()}.sock")
         self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -69,7 +65,7 @@ class DaemonProcess:
         }
         child_env.pop("EDGEKEEPER_BOARD", None)
         self.started = time.monotonic()
-        argv = [sys.executable, "-c", *argv] if argv else command(config)
+        argv = argv or command(config, *extra)
         self.proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True, env=child_env)
         self._readers = [
             threading.Thread(target=self._read_stderr, daemon=True),
@@ -368,7 +364,8 @@ def test_sigterm_does_not_wait_for_a_hung_blocking_call(
 ) -> None:
     config, _ = daemon_dirs
     (tmp_path / "stuck_service.py").write_text(STUCK_SERVICE)
-    daemon = DaemonProcess(tmp_path, config, argv=[STUCK_ENTRY, str(config), str(tmp_path)])
+    argv = [sys.executable, "-c", STUCK_ENTRY, str(config), str(tmp_path)]
+    daemon = DaemonProcess(tmp_path, config, argv=argv)
     try:
         daemon.wait_ready()
         began = time.monotonic()
@@ -377,3 +374,36 @@ def test_sigterm_does_not_wait_for_a_hung_blocking_call(
     finally:
         daemon.close()
     assert any("blocking calls still running at exit" in line for line in daemon.lines)
+
+
+def cli(*words: str) -> subprocess.CompletedProcess[str]:
+    return run_to_exit([sys.executable, "-m", "firmware", *words])
+
+
+def test_cli_overrides_survive_reload_and_log_level_changes_live(
+    daemon_dirs: tuple[Path, Path], tmp_path: Path
+) -> None:
+    config, root = daemon_dirs
+    daemon = DaemonProcess(tmp_path, config, extra=("--log-format", "json"))
+    socket_uri = f"unix://{root}/run/mgmt.sock"
+    try:
+        daemon.wait_ready()
+        write_config(config, root, level="warning", fmt="text")
+        mark = len(daemon.lines)
+        daemon.proc.send_signal(signal.SIGHUP)
+        daemon.wait_for(lambda: len(daemon.lines) > mark, 5, "a log line after SIGHUP")
+        changed = cli("log-level", "debug", "--socket", socket_uri)
+        assert changed.returncode == 0, changed.stderr
+        daemon.wait_log('"log level changed"', after=mark)
+        status = cli("status", "--socket", socket_uri)
+        assert status.returncode == 0, status.stderr
+        assert "running" in status.stdout
+        assert daemon.stop() == 0
+    finally:
+        daemon.close()
+    events = [json.loads(line) for line in daemon.lines]
+    levels = [e["level"] for e in events]
+    assert "warning" in levels
+    (change,) = [e for e in events if e["msg"] == "log level changed"]
+    assert (change["level"], change["was"], change["to"]) == ("warning", "warning", "debug")
+    assert not any(e["msg"] == "configuration reloaded" for e in events), "warning level ignored"
