@@ -131,6 +131,24 @@ def render_log_level(answer: dict[str, Any], args: argparse.Namespace) -> str:
     return f"log level: {answer.get('level')}"
 
 
+def render_keys(answer: dict[str, Any], args: argparse.Namespace) -> str:
+    from firmware.keys.listing import render_keys as render_listing
+
+    return render_listing(answer)
+
+
+def render_certificates(answer: dict[str, Any], args: argparse.Namespace) -> str:
+    from firmware.certs.listing import render_certificates as render_listing
+
+    return render_listing(answer)
+
+
+def render_renewed(answer: dict[str, Any], args: argparse.Namespace) -> str:
+    from firmware.certs.listing import render_renewed as render_listing
+
+    return render_listing(answer)
+
+
 def show_help(args: argparse.Namespace) -> CommandResult:
     surface = args.surface
     if args.topic:
@@ -221,6 +239,25 @@ COMMANDS: tuple[Command, ...] = (
         (argument("level", choices=LOG_LEVELS, help="the lowest level logged"),),
         call=ApiCall("PUT", "/daemon/log-level", body=lambda args: {"level": args.level}),
         render=render_log_level,
+    ),
+    Command(
+        "keys list",
+        "the keys of every key backend, and backends that cannot be reached",
+        call=ApiCall("GET", "/keys"),
+        render=render_keys,
+    ),
+    Command(
+        "certs list",
+        "managed certificates: subject, issuer, not-after, days left, key backend",
+        call=ApiCall("GET", "/certificates"),
+        render=render_certificates,
+    ),
+    Command(
+        "certs renew",
+        "renew a managed certificate now (and the certificates it issued)",
+        (argument("name", metavar="NAME", help="e.g. edge-ca or workload-ca"),),
+        call=ApiCall("POST", "/certificates/{name}/renew"),
+        render=render_renewed,
     ),
     Command(
         "run",
