@@ -15,6 +15,7 @@ from firmware.api.model import ApiRequest
 from firmware.api.router import Router
 from firmware.api.versions import LATEST
 from firmware.certs.daemon import CertificatesService
+from firmware.cli.commands import InProcessInvoker, execute
 from firmware.config import load_config
 from firmware.daemon.executor import BoundedExecutor
 from firmware.daemon.service import ServiceDirectory
@@ -67,13 +68,18 @@ def test_keys_and_certificates_routes(tmp_path):
         certs = (await ctx.router.dispatch(request("GET", "/certificates"))).json()
         renewed = await ctx.router.dispatch(request("POST", "/certificates/workload-ca/renew"))
         missing = await ctx.router.dispatch(request("POST", "/certificates/nope/renew"))
+        invoker = InProcessInvoker(ctx.router)
+        shown = {
+            words: await execute(words.split(), invoker)
+            for words in ("keys list", "certs list", "certs renew edge-ca", "certs renew nope")
+        }
         await stop(tasks)
         # a restarted service registers nothing twice
         again = KeysService()
         await again.prepare(ctx)
-        return listed, certs, renewed, missing
+        return listed, certs, renewed, missing, shown
 
-    listed, certs, renewed, missing = asyncio.run(scenario())
+    listed, certs, renewed, missing, shown = asyncio.run(scenario())
     ctx.executor.shutdown()
     names = {(k["name"], k["kind"], k["backend"]) for k in listed["keys"]}
     assert ("device-identity", "hmac-sha256", "file") in names
@@ -88,6 +94,15 @@ def test_keys_and_certificates_routes(tmp_path):
     assert renewed.json()["notAfter"] >= by_name["workload-ca"]["notAfter"]
     assert missing.status == 404
     assert "nope" in missing.json()["message"]
+    keys_text = shown["keys list"].text.splitlines()
+    assert keys_text[0].split() == ["NAME", "KIND", "BACKEND"]
+    assert any(line.split() == ["device-identity", "hmac-sha256", "file"] for line in keys_text)
+    certs_text = shown["certs list"].text
+    assert certs_text.startswith("NAME")
+    assert "DAYS LEFT" in certs_text and "CN=edgekeeper workload CA" in certs_text
+    assert shown["certs renew edge-ca"].text.startswith("renewed edge-ca: valid until ")
+    assert shown["certs renew nope"].exit_code == 1
+    assert "no managed certificate 'nope'" in shown["certs renew nope"].text
     assert (tmp_path / "data" / "keys").is_dir()
     assert (tmp_path / "data" / "certs" / "workload-ca.json").is_file()
 
