@@ -170,7 +170,8 @@ class Daemon:
         try:
             self.ctx = self._context()
             DaemonStatus(self.ctx, self.state).register(self.ctx.router)
-            await self._start_services()
+            async with self._reload_lock:
+                await self._start_services()
             log.info(
                 "edgekeeper ready",
                 extra=fields(
