@@ -74,7 +74,7 @@ class TpmConnection:
     def run(self, what: str, op: Callable[[ESAPI], T]) -> T:
         """`op(esapi)` with retries and recovery; `what` names the operation in errors."""
         with self._lock:
-            delays = self.retry.delays()
+            delays = self.retry.delays()  # a generator: nothing is computed until a retry
             recovered: set[Outcome] = set()
             while True:
                 esapi = self._session()
