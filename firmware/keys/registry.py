@@ -8,8 +8,6 @@ never affects the other backends. `registry_from_config` builds the factories fr
 
 from __future__ import annotations
 
-import os
-import stat
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -140,13 +138,15 @@ def _pkcs11_backend(keys: Any) -> KeyBackend:
             "the pkcs11 key backend has no module configured",
             hint="set [keys.pkcs11] module to the token's PKCS#11 library path",
         )
-    pin = settings.pin
-    if getattr(settings, "pin_file", None):
-        pin = read_pin_file(Path(settings.pin_file))
     from firmware.keys.pkcs11 import Pkcs11Backend
 
+    pin_file = Path(settings.pin_file) if settings.pin_file else None
     return Pkcs11Backend(
-        str(settings.module), token_label=settings.token_label, slot=settings.slot, pin=pin
+        str(settings.module),
+        token_label=settings.token_label,
+        slot=settings.slot,
+        pin=settings.pin,
+        pin_file=pin_file,
     )
 
 
@@ -160,20 +160,3 @@ def _tpm_backend(config: Any, data_dir: Path) -> KeyBackend:
     from firmware.keys.tpm import TpmBackend
 
     return TpmBackend(tcti, data_dir / "tpm-keys")
-
-
-def read_pin_file(path: Path) -> str:
-    """The PIN in a 0600 file (first line); refuses a file others can read."""
-    try:
-        mode = stat.S_IMODE(os.stat(path).st_mode)
-        text = path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise KeyBackendUnavailable(
-            f"PIN file {path} cannot be read: {err.strerror}",
-            hint="create it with the token's user PIN and chmod 600",
-        ) from err
-    if mode & 0o077:
-        raise KeyBackendUnavailable(
-            f"PIN file {path} is readable by others (mode {mode:o})", hint=f"chmod 600 {path}"
-        )
-    return text.strip()
