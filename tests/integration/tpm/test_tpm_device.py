@@ -175,3 +175,19 @@ def test_lockout_is_a_clear_device_error(connect):
     tpm.run("resetting the lockout", lambda esapi: esapi.dictionary_attack_lock_reset())
     assert len(tpm.run("computing an HMAC", hmac_with(password))) == 32
     tpm.run("flushing", lambda esapi: esapi.flush_context(key))
+
+
+def test_tpm_gone_is_a_device_error_and_comes_back(fresh_swtpm, tmp_path):
+    backend = TpmBackend(fresh_swtpm.tcti, tmp_path / "keys")
+    try:
+        backend.import_key("mac", KeyKind.HMAC_SHA256, b"m" * 32)
+        tag = backend.sign("mac", SignAlgorithm.HMAC_SHA256, b"data")
+        fresh_swtpm.stop()
+        with pytest.raises(KeyBackendUnavailable) as caught:
+            backend.sign("mac", SignAlgorithm.HMAC_SHA256, b"data")
+        assert f"127.0.0.1:{fresh_swtpm.port}" in caught.value.message
+        assert "[tpm] tcti" in caught.value.hint
+        fresh_swtpm.start()
+        assert backend.sign("mac", SignAlgorithm.HMAC_SHA256, b"data") == tag
+    finally:
+        backend.close()
