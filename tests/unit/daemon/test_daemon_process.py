@@ -246,6 +246,12 @@ def test_sighup_with_good_config_reloads(
     states = {s["name"]: s["state"] for s in status["services"]}
     assert states == {"api": "running", "console": "running"}, "\n".join(running.lines)
     assert running.messages.count(b"RELOADING=1\nSTATUS=reloading configuration") == 1
+    config.write_text(config.read_text() + 'prompt = "gw1> "\n')
+    mark = len(running.lines)
+    running.proc.send_signal(signal.SIGHUP)
+    running.wait_log("configuration reloaded", after=mark)
+    restarted = [line for line in running.lines[mark:] if "restarting service for" in line]
+    assert len(restarted) == 1 and restarted[0].endswith("service=console"), restarted
     write_config(config, root, console="none")
     mark = len(running.lines)
     running.proc.send_signal(signal.SIGHUP)
@@ -303,6 +309,18 @@ def test_unwritable_data_dir(tmp_path: Path) -> None:
     )
     line = one_error_line(run_to_exit(command(config)))
     assert f"{tmp_path}/blocker/data" in line and "data_dir" in line
+
+
+def test_unusable_run_dir(tmp_path: Path) -> None:
+    (tmp_path / "blocker").write_text("a file where the run dir should be")
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[paths]\ndata_dir = "{tmp_path}/data"\nrun_dir = "{tmp_path}/blocker/run"\n'
+        '[console]\ndevice = "none"\n'
+    )
+    line = one_error_line(run_to_exit(command(config)))
+    assert f"cannot create run_dir {tmp_path}/blocker/run" in line
+    assert "[paths] run_dir" in line
 
 
 def test_missing_console_device(tmp_path: Path) -> None:
