@@ -2,7 +2,8 @@
 
 Each test starts the daemon on a private config (temp run and data dirs, console "none" or
 loop://) with NOTIFY_SOCKET pointing at a datagram socket of the test, so readiness is observed
-the way systemd observes it.
+the way systemd observes it. The daemon is the built binary when EDGEKEEPER_BINARY names it (as
+`build.py test` does), else `python -m firmware` from the source tree.
 """
 
 from __future__ import annotations
@@ -26,8 +27,14 @@ START_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 12.0
 
 
+def program() -> list[str]:
+    """The built binary when `build.py test` names it in EDGEKEEPER_BINARY, else the source."""
+    binary = os.environ.get("EDGEKEEPER_BINARY")
+    return [binary] if binary else [sys.executable, "-m", "firmware"]
+
+
 def command(config: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "firmware", "run", "--config", str(config), *extra]
+    return [*program(), "run", "--config", str(config), *extra]
 
 
 def write_config(
@@ -395,7 +402,7 @@ def test_sigterm_does_not_wait_for_a_hung_blocking_call(
 
 
 def cli(*words: str) -> subprocess.CompletedProcess[str]:
-    return run_to_exit([sys.executable, "-m", "firmware", *words])
+    return run_to_exit([*program(), *words])
 
 
 def test_cli_overrides_survive_reload_and_log_level_changes_live(
