@@ -20,7 +20,7 @@ from typing import TypeVar
 from tpm2_pytss import ESAPI, ESYS_TR
 from tpm2_pytss.constants import TPM2_RC, TPM2_SU
 from tpm2_pytss.TSS2_Exception import TSS2_Exception
-from tpm2_pytss.types import TPM2B_PRIVATE, TPM2B_PUBLIC
+from tpm2_pytss.types import TPM2B_PUBLIC
 
 from firmware.tpm import codes
 from firmware.tpm.codes import Outcome
@@ -94,14 +94,6 @@ class TpmConnection:
     def srk_name(self, esapi: ESAPI) -> bytes:
         """The storage root key's TPM name: what a child's blobs are bound to."""
         return self._storage_root(esapi)[2]
-
-    def load(
-        self, esapi: ESAPI, name: str, private: TPM2B_PRIVATE, public: TPM2B_PUBLIC, token: bytes
-    ) -> ESYS_TR:
-        """The handle of a child of the SRK, loaded from its blobs unless already loaded."""
-        return self.objects.load(
-            esapi, name, token, lambda: esapi.load(self.srk(esapi), private, public)
-        )
 
     def unload(self, name: str) -> None:
         """Flush `name` from the TPM if it is loaded."""

@@ -30,8 +30,3 @@ class RetryPolicy:
         for _ in range(self.attempts - 1):
             yield min(delay, self.max_delay_s)
             delay *= self.factor
-
-    @property
-    def longest_wait_s(self) -> float:
-        """The total time spent waiting when every attempt is answered with a retry code."""
-        return sum(self.delays())
