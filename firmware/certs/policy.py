@@ -71,6 +71,8 @@ def file_uri_path(uri: str | None, where: str) -> Path | None:
     parsed = urlparse(uri)
     if parsed.scheme != "file" or parsed.netloc not in ("", "localhost") or not parsed.path:
         raise EdgeCaConfigError(
-            f"{where} = {uri!r} is not a file URI", hint='use "file:///absolute/path.pem"'
+            f"{where} = {uri!r} is not a file URI",
+            hint='use "file:///absolute/path.pem" (a key may also be "key:NAME" or '
+            '"pkcs11:object=NAME")',
         )
     return Path(unquote(parsed.path))

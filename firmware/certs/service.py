@@ -335,8 +335,9 @@ class CertificateService:
 
     async def _operator_signer(self) -> CertificateSigner:
         uri = self.policy.edge_ca_key or ""
-        if uri.startswith("key:"):
-            return await self._existing_key_signer(uri[len("key:") :])
+        key_name = _key_service_name(uri)
+        if key_name is not None:
+            return await self._existing_key_signer(key_name)
         from cryptography.hazmat.primitives import serialization
 
         path = file_uri_path(uri, "[edge_ca] pk")
@@ -369,6 +370,27 @@ class CertificateService:
             name, cert.not_valid_before_utc.timestamp(), cert.not_valid_after_utc.timestamp()
         )
         log.debug("certificate %s renews in %.0f s", name, delay)
+
+
+def _key_service_name(uri: str) -> str | None:
+    """The key-service key an `[edge_ca] pk` names: `key:NAME`, or a PKCS#11 URI's `object=NAME`
+    (route that name to the pkcs11 backend in `[keys.backends]`); None for file URIs."""
+    from urllib.parse import unquote
+
+    if uri.startswith("key:"):
+        return uri[len("key:") :]
+    if uri.startswith("pkcs11:"):
+        attributes = dict(
+            part.split("=", 1) for part in uri[len("pkcs11:") :].split(";") if "=" in part
+        )
+        if "object" not in attributes:
+            raise EdgeCaConfigError(
+                f"[edge_ca] pk = {uri!r} names no object",
+                hint='use "pkcs11:object=<key label>" and route that key to pkcs11 in '
+                "[keys.backends]",
+            )
+        return unquote(attributes["object"])
+    return None
 
 
 def _check_issued(cert: Any, issuer: Any, what: str) -> None:

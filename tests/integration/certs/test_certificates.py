@@ -218,7 +218,10 @@ def test_operator_provided_edge_ca_from_files(device, tmp_path):
     assert listing[EDGE_CA].backend == "file (operator)"
 
 
-def test_operator_ca_with_key_service_rsa_key_signs_through_der_assembly(device, tmp_path):
+@pytest.mark.parametrize(
+    "uri", ["key:operator-ca", "pkcs11:token=t;object=operator-ca;type=private"]
+)
+def test_operator_ca_with_key_service_rsa_key_signs_through_der_assembly(device, tmp_path, uri):
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     cert, cert_file = _operator_ca(tmp_path, key)
     pkcs8 = key.private_bytes(
@@ -229,7 +232,7 @@ def test_operator_ca_with_key_service_rsa_key_signs_through_der_assembly(device,
         keys = device.keys()
         await keys.start()
         await keys.import_key("operator-ca", KeyKind.RSA_2048, pkcs8)
-        _keys, certs = await device.boot(edge_ca_cert=cert_file, edge_ca_key="key:operator-ca")
+        _keys, certs = await device.boot(edge_ca_cert=cert_file, edge_ca_key=uri)
         issued = await certs.issue_server_certificate("mod")
         bundle = await certs.trust_bundle()
         workload = certs.certificate(WORKLOAD_CA)
