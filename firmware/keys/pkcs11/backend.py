@@ -114,6 +114,7 @@ class Pkcs11Backend(KeyBackend):
         max_sessions: int = DEFAULT_MAX_SESSIONS,
     ) -> None:
         self._pin = resolve_pin(pin, pin_file)
+        self._wanted = (token_label, slot)
         self._module = Pkcs11Module.open(module_path)
         self._mutating = threading.Lock()
         self._objects: dict[str, _KeyObjects] = {}
@@ -297,8 +298,19 @@ class Pkcs11Backend(KeyBackend):
         self._module.release()
 
     def _open_session(self) -> Session:
-        """A new session, logged in (once for the whole token) when the token needs it."""
-        session = self._module.open_session(self._token)
+        """A new session, logged in (once for the whole token) when the token needs it.
+
+        A token that left its slot (unplugged and plugged back, renumbered by the module) is
+        looked up again by its label once; its old object handles are forgotten.
+        """
+        try:
+            session = self._module.open_session(self._token)
+        except Pkcs11Error as err:
+            if not err.session_lost:
+                raise
+            self._token = select_token(self._module, *self._wanted)
+            self._objects.clear()
+            session = self._module.open_session(self._token)
         try:
             if not session.logged_in() and (self._pin is not None or self._token.login_required):
                 self._login(session)

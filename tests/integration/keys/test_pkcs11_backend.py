@@ -440,3 +440,17 @@ def test_closed_backend_refuses_calls(open_backend: Any) -> None:
     backend.close()
     with pytest.raises(KeyBackendUnavailable, match="closed"):
         backend.list_keys()
+
+
+def test_token_found_again_after_its_slot_changed(backend: Any) -> None:
+    """A module that renumbers slots after a re-plug is simulated by pointing the backend at a
+    slot that does not exist once every session has died."""
+    import dataclasses
+
+    key_id = _name()
+    backend.create(key_id, KeyKind.HMAC_SHA256)
+    real = backend.token
+    backend.pool.run(lambda session: session.module.functions.C_CloseAllSessions(real.slot))
+    backend._token = dataclasses.replace(real, slot=4242)
+    assert len(backend.sign(key_id, SignAlgorithm.HMAC_SHA256, b"x")) == 32
+    assert backend.token == real
