@@ -27,6 +27,7 @@ class Notifier:
         self.watchdog_usec = watchdog_usec
         self._socket: socket.socket | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._failing = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Notifier:
@@ -61,11 +62,16 @@ class Notifier:
                 self._socket.setblocking(False)
             self._socket.sendto(message, target)
         except OSError as exc:
-            log.warning(
-                "cannot notify the service manager",
-                extra=fields(socket=self.address, error=exc.strerror or str(exc)),
-            )
+            if not self._failing:
+                log.warning(
+                    "cannot notify the service manager",
+                    extra=fields(socket=self.address, error=exc.strerror or str(exc)),
+                )
+            self._failing = True
             return False
+        if self._failing:
+            log.info("service manager reachable again", extra=fields(socket=self.address))
+            self._failing = False
         return True
 
     def ready(self, status: str) -> None:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
 from pathlib import Path
+
+import pytest
 
 from firmware.daemon.notify import Notifier
 
@@ -80,3 +83,19 @@ async def test_no_watchdog_timer_without_usec(tmp_path: Path) -> None:
     handles_before = len(loop._scheduled)  # type: ignore[attr-defined]
     assert notifier.start_watchdog(loop) is None
     assert len(loop._scheduled) == handles_before  # type: ignore[attr-defined]
+
+
+def test_unreachable_manager_is_logged_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = str(tmp_path / "later.sock")
+    notifier = Notifier.from_env({"NOTIFY_SOCKET": path})
+    with caplog.at_level(logging.INFO):
+        assert notifier.send(WATCHDOG=1) is False
+        assert notifier.send(WATCHDOG=1) is False
+        with listener(path) as sock:
+            assert notifier.send(WATCHDOG=1) is True
+            assert sock.recv(64) == b"WATCHDOG=1"
+    notifier.close()
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages == ["cannot notify the service manager", "service manager reachable again"]
