@@ -454,3 +454,29 @@ def test_token_found_again_after_its_slot_changed(backend: Any) -> None:
     backend._token = dataclasses.replace(real, slot=4242)
     assert len(backend.sign(key_id, SignAlgorithm.HMAC_SHA256, b"x")) == 32
     assert backend.token == real
+
+
+def _resident_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def test_many_operations_do_not_grow_memory(backend: Any) -> None:
+    ids = {kind: _name("leak") for kind in KeyKind}
+    for kind, key_id in ids.items():
+        backend.create(key_id, kind)
+
+    def operations(count: int) -> None:
+        for _ in range(count):
+            backend.sign(ids[KeyKind.EC_P256], SignAlgorithm.ECDSA_SHA256, b"x")
+            backend.sign(ids[KeyKind.HMAC_SHA256], SignAlgorithm.HMAC_SHA256, b"x")
+            iv = os.urandom(12)
+            sealed = backend.encrypt(ids[KeyKind.AES_256], iv, b"aad", b"y" * 100)
+            backend.decrypt(ids[KeyKind.AES_256], iv, b"aad", sealed)
+            backend.public_key(ids[KeyKind.RSA_2048])
+
+    operations(1000)
+    before = _resident_bytes()
+    operations(4000)
+    grown = _resident_bytes() - before
+    assert grown < 2 * 1024 * 1024, f"resident memory grew by {grown} bytes over 20000 calls"
