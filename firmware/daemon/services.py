@@ -46,6 +46,21 @@ SERVICES: tuple[ServiceEntry, ...] = (
         ("console", "paths"),
         lambda config: config.console.device != "none",
     ),
+    ServiceEntry("keys", "firmware.keys.daemon:KeysService", ("keys", "tpm", "paths")),
+    ServiceEntry(
+        "certs",
+        "firmware.certs.daemon:CertificatesService",
+        (
+            "certificates",
+            "edge_ca",
+            "keys",
+            "tpm",
+            "paths",
+            "hostname",
+            "trust_bundle_cert",
+            "manifest_trust_bundle_cert",
+        ),
+    ),
 )
 
 
