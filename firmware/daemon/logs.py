@@ -2,8 +2,10 @@
 
 Text: `2026-11-23T19:20:00.123Z INFO console: message key=value`. JSON: one object per line with
 `ts`, `level`, `logger`, `msg`, the event's fields and `exc` (the traceback) if any.
-Fields are attached with `extra=fields(key=value)`; a field whose name looks like a secret
-(pin, password, key material, token, ...) is written as `***`.
+Fields are attached with `extra=fields(key=value)`; a field whose name says it holds a secret
+(ends in pin, password, passphrase, secret, token, key, credential(s); or mentions private or
+sas) is written as `***`: `user_pin`, `symmetric_key`, `sas_token` are hidden, `token_label`
+and `key_id` are not.
 
 `LogControl` owns the root logger's output (so `logging.getLogger(__name__)` in any module and
 `get_logger("console")` both end up here) and is what the daemon and its services hold:
@@ -35,7 +37,10 @@ LEVELS = {
     "error": logging.ERROR,
 }
 FORMATS = ("text", "json")
-SECRET_FIELD = re.compile(r"(pin|password|passwd|secret|token|private|sas|credential|^key$)", re.I)
+SECRET_FIELD = re.compile(
+    r"(^|_)(pin|password|passwd|passphrase|secret|token|key|credentials?)$|private|(^|_)sas",
+    re.I,
+)
 REDACTED = "***"
 
 Sink = Callable[[str], None]

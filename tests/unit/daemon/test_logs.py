@@ -84,7 +84,33 @@ def test_secret_fields_are_redacted(control: LogControl, stream: io.StringIO) ->
     event = json.loads(stream.getvalue())
     assert event["user_pin"] == "***"
     assert event["password"] == "***"
+    assert event["token_label"] == "edge"
     assert "1234" not in stream.getvalue() and "hunter2" not in stream.getvalue()
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "pin",
+        "user_pin",
+        "symmetric_key",
+        "sas_token",
+        "private_key_pem",
+        "Password",
+        "device_credentials",
+        "secret",
+        "key",
+    ],
+)
+def test_secret_field_names(control: LogControl, stream: io.StringIO, name: str) -> None:
+    get_logger("keys").info("x", extra=fields(**{name: "s3cr3t"}))
+    assert "s3cr3t" not in stream.getvalue()
+
+
+@pytest.mark.parametrize("name", ["token_label", "key_id", "keys", "pinned", "monkey_count"])
+def test_plain_field_names(control: LogControl, stream: io.StringIO, name: str) -> None:
+    get_logger("keys").info("x", extra=fields(**{name: "visible"}))
+    assert f"{name}=visible" in stream.getvalue()
 
 
 def test_values_with_spaces_are_quoted(control: LogControl, stream: io.StringIO) -> None:
