@@ -113,18 +113,24 @@ class Pkcs11Backend(KeyBackend):
         *,
         max_sessions: int = DEFAULT_MAX_SESSIONS,
     ) -> None:
+        """Open the token (blocking) and log in once; errors name the module, token and fix.
+
+        `token_label` and/or `slot` pick the token (neither: the only initialised one); the PIN
+        comes from `pin` or a 0600 `pin_file`; at most `max_sessions` sessions are opened.
+        """
         self._pin = resolve_pin(pin, pin_file)
         self._wanted = (token_label, slot)
-        self._module = Pkcs11Module.open(module_path)
         self._mutating = threading.Lock()
         self._objects: dict[str, _KeyObjects] = {}
+        self._pool = SessionPool(self._open_session, max_sessions)
+        self._module = Pkcs11Module.open(module_path)
         try:
             self._token = select_token(self._module, token_label, slot)
             self._mechanisms = self._module.mechanisms(self._token.slot)
             self._kinds = mechanisms.offered_kinds(self._mechanisms)
-            self._pool = SessionPool(self._open_session, max_sessions)
             self._pool.run(Session.state)
         except BaseException:
+            self._pool.close()
             self._module.release()
             raise
 
