@@ -186,8 +186,10 @@ class Pkcs11Backend(KeyBackend):
                 session.destroy(handle)
 
         with self._mutating:
-            self._objects.pop(key_id, None)
-            self._pool.run(replace)
+            try:
+                self._pool.run(replace)
+            finally:
+                self._objects.pop(key_id, None)
         return KeyInfo(key_id=key_id, kind=kind, backend=self.name)
 
     def info(self, key_id: str) -> KeyInfo:
@@ -295,8 +297,10 @@ class Pkcs11Backend(KeyBackend):
                 raise self._not_found(key_id)
 
         with self._mutating:
-            self._objects.pop(key_id, None)
-            self._pool.run(delete)
+            try:
+                self._pool.run(delete)
+            finally:
+                self._objects.pop(key_id, None)
 
     def close(self) -> None:
         """Close the sessions and release the module (finalised when no backend uses it)."""
