@@ -159,4 +159,5 @@ def _tpm_backend(config: Any, data_dir: Path) -> KeyBackend:
         )
     from firmware.keys.tpm import TpmBackend
 
-    return TpmBackend(tcti, data_dir / "tpm-keys")
+    owner = getattr(getattr(config.tpm, "hierarchy_authorization", None), "owner", None)
+    return TpmBackend(tcti, data_dir / "tpm-keys", owner_auth=owner)

@@ -41,7 +41,11 @@ Connector = Callable[[], tuple[ESAPI, Callable[[], None]]]
 
 
 class TpmConnection:
-    """The TPM behind one TCTI: commands, the storage root key and the loaded-object cache."""
+    """The TPM behind one TCTI: commands, the storage root key and the loaded-object cache.
+
+    `owner_auth` is the owner hierarchy's password when it has one (needed only to create the
+    SRK); `connector` replaces the TCTI-string connection (e.g. a Python TCTI over a transport).
+    """
 
     def __init__(
         self,
@@ -50,10 +54,12 @@ class TpmConnection:
         retry: RetryPolicy | None = None,
         srk_handle: int = SRK_HANDLE,
         capacity: int = DEFAULT_CAPACITY,
+        owner_auth: str | None = None,
         connector: Connector | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.spec = tcti if isinstance(tcti, TctiSpec) else TctiSpec.parse(tcti)
+        self._owner_auth = owner_auth
         self.retry = retry or RetryPolicy()
         self.srk_handle = srk_handle
         self.objects = LoadedObjects(capacity)
@@ -114,6 +120,8 @@ class TpmConnection:
             raise TpmUnavailable(f"the connection to the TPM ({self.spec.where}) is closed")
         if self._esapi is None:
             self._esapi, self._close_link = self._connector()
+            if self._owner_auth:
+                self._esapi.tr_set_auth(ESYS_TR.OWNER, self._owner_auth)
         return self._esapi
 
     def _open(self) -> tuple[ESAPI, Callable[[], None]]:

@@ -27,9 +27,10 @@ SRK_ATTRIBUTES = (
     | TPMA_OBJECT.DECRYPT
 )
 _STORAGE = TPMA_OBJECT.RESTRICTED | TPMA_OBJECT.DECRYPT
-_MANUAL_SRK = (
-    "create it once by hand: tpm2_createprimary -C o -G ecc -c srk.ctx && "
-    "tpm2_evictcontrol -C o -c srk.ctx 0x{handle:08x}"
+_OWNER_HINT = (
+    "if the owner hierarchy has a password, set it in [tpm.hierarchy_authorization] owner, or "
+    "create the key once by hand: tpm2_createprimary -C o -P PASSWORD -G ecc -c srk.ctx && "
+    "tpm2_evictcontrol -C o -P PASSWORD -c srk.ctx 0x{handle:08x}"
 )
 
 
@@ -98,5 +99,5 @@ def _create(esapi: ESAPI, handle: int) -> tuple[ESYS_TR, TPM2B_PUBLIC]:
 def _setup_failed(step: str, handle: int, exc: TSS2_Exception) -> TpmSetupError:
     return TpmSetupError(
         f"cannot {step} the storage root key at 0x{handle:08x}: {exc}",
-        hint=f"if the owner hierarchy has a password, {_MANUAL_SRK.format(handle=handle)}",
+        hint=_OWNER_HINT.format(handle=handle),
     )

@@ -66,14 +66,25 @@ class _Key:
 
 
 class TpmBackend(KeyBackend):
-    """Keys in the TPM reached through `tcti`, their blobs in `state_dir`."""
+    """Keys in the TPM reached through `tcti`, their blobs in `state_dir`.
+
+    `owner_auth` is `[tpm.hierarchy_authorization] owner` (only needed to create the SRK);
+    `connection` replaces the one built from `tcti` (tests, a shared TPM connection).
+    """
 
     name = "tpm"
 
-    def __init__(self, tcti: str, state_dir: Path, *, connection: TpmConnection | None = None):
+    def __init__(
+        self,
+        tcti: str,
+        state_dir: Path,
+        *,
+        owner_auth: str | None = None,
+        connection: TpmConnection | None = None,
+    ) -> None:
         self._store = KeyBlobStore(state_dir)
         self._store.ensure()
-        self._tpm = connection or TpmConnection(tcti)
+        self._tpm = connection or TpmConnection(tcti, owner_auth=owner_auth)
         self._keys: dict[str, _Key] = {}
         self._keys_lock = threading.Lock()
         self._change_lock = threading.Lock()  # create/import/delete, one at a time

@@ -191,3 +191,22 @@ def test_tpm_gone_is_a_device_error_and_comes_back(fresh_swtpm, tmp_path):
         assert backend.sign("mac", SignAlgorithm.HMAC_SHA256, b"data") == tag
     finally:
         backend.close()
+
+
+def test_owner_password_is_needed_to_create_the_srk(connect, fresh_swtpm, tmp_path):
+    setter = connect()
+    setter.run(
+        "setting an owner password",
+        lambda esapi: esapi.hierarchy_change_auth(ESYS_TR.OWNER, b"owner secret"),
+    )
+    setter.close()
+    with pytest.raises(KeyBackendUnavailable) as caught:
+        TpmBackend(fresh_swtpm.tcti, tmp_path / "keys")
+    assert "cannot create the storage root key at 0x81000001" in caught.value.message
+    assert "[tpm.hierarchy_authorization] owner" in caught.value.hint
+    backend = TpmBackend(fresh_swtpm.tcti, tmp_path / "keys", owner_auth="owner secret")
+    try:
+        backend.create("ec", KeyKind.EC_P256)
+        backend.sign("ec", SignAlgorithm.ECDSA_SHA256, b"data")
+    finally:
+        backend.close()
