@@ -480,3 +480,30 @@ def test_many_operations_do_not_grow_memory(backend: Any) -> None:
     operations(4000)
     grown = _resident_bytes() - before
     assert grown < 2 * 1024 * 1024, f"resident memory grew by {grown} bytes over 20000 calls"
+
+
+def test_locked_pin_is_reported_without_trying_to_log_in(
+    open_backend: Any, monkeypatch: pytest.MonkeyPatch, softhsm: Any
+) -> None:
+    """SoftHSM2 never locks its PIN, so the token's flags are made to say it is locked."""
+    import dataclasses
+
+    from firmware.keys.pkcs11.binding import Pkcs11Module, Session, lib
+    from firmware.keys.pkcs11.errors import PinLocked
+
+    real_token = Pkcs11Module.token
+
+    def locked(module: Pkcs11Module, slot: int) -> Any:
+        info = real_token(module, slot)
+        return dataclasses.replace(info, flags=info.flags | lib.CKF_USER_PIN_LOCKED)
+
+    def login(session: Session, pin: bytes | None) -> None:
+        raise AssertionError("tried to log in to a locked token")
+
+    monkeypatch.setattr(Pkcs11Module, "token", locked)
+    monkeypatch.setattr(Session, "login", login)
+    with pytest.raises(PinLocked) as caught:
+        open_backend()
+    assert caught.value.code == 0xA4
+    assert caught.value.message == f"the user PIN of token '{softhsm.token_label}' is locked"
+    assert "security officer PIN" in (caught.value.hint or "")
