@@ -158,3 +158,23 @@ def test_versions_list_matches_iot_edge() -> None:
     assert versions.SUPPORTED[0] == "2018-06-28"
     assert versions.LATEST == "2022-08-03"
     assert versions.since("2021-12-07") == ("2021-12-07", "2022-08-03")
+
+
+def test_body_that_cannot_be_encoded_is_500(
+    router: Router, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def odd(request: ApiRequest) -> ApiResponse:
+        return ApiResponse(body={"when": object()})
+
+    router.add("GET", "/odd", odd)
+    with caplog.at_level(logging.ERROR, logger="edgekeeper.api"):
+        answer = dispatch(router, "GET", "/odd")
+    assert (answer.status, answer.json()) == (500, {"message": "internal error"})
+    assert caplog.records
+
+
+def test_json_body_is_encoded_once_with_its_content_type(router: Router) -> None:
+    answer = dispatch(router, "GET", "/modules")
+    assert isinstance(answer.body, bytes)
+    assert answer.content_type() == "application/json"
+    assert answer.json() == {"params": {}, "listener": "mgmt"}

@@ -1,0 +1,76 @@
+"""The CLI against a real `edgekeeper run`: status and log-level over the configured socket."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def program() -> list[str]:
+    """The built binary when `build.py test` names it in EDGEKEEPER_BINARY, else the source."""
+    binary = os.environ.get("EDGEKEEPER_BINARY")
+    return [binary] if binary else [sys.executable, "-m", "firmware"]
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEKEEPER_")}
+    return subprocess.run(
+        [*program(), *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**env, "PYTHONPATH": str(REPO)},
+    )
+
+
+def test_status_and_log_level_against_a_running_daemon(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[paths]\ndata_dir = "{tmp_path}/data"\nrun_dir = "{tmp_path}/run"\n\n'
+        '[console]\ndevice = "none"\n'
+    )
+    socket_path = tmp_path / "run" / "mgmt.sock"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEKEEPER_")}
+    daemon = subprocess.Popen(
+        [*program(), "run", "--config", str(config)],
+        cwd=REPO,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**env, "PYTHONPATH": str(REPO)},
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not socket_path.exists():
+            assert daemon.poll() is None, daemon.communicate()[1]
+            assert time.monotonic() < deadline, "the daemon did not create its socket in 30 s"
+            time.sleep(0.05)
+        assert socket_path.stat().st_mode & 0o777 == 0o660
+
+        status = cli("--config", str(config), "status")
+        assert status.returncode == 0, status.stderr
+        lines = status.stdout.splitlines()
+        assert re.fullmatch(
+            rf"edgekeeper \S+ on \S+: running, up \d+s, pid {daemon.pid}", lines[0]
+        ), lines
+        assert re.fullmatch(r"memory: [\d.]+ MiB resident, [\d.]+ MiB anonymous", lines[1])
+        assert lines[2].split() == ["SERVICE", "STATE", "RESTARTS", "LAST", "ERROR"]
+        assert re.search(r"^api +running +0 +-$", status.stdout, re.MULTILINE)
+
+        level = cli("--socket", f"unix://{socket_path}", "log-level", "debug")
+        assert (level.returncode, level.stdout) == (0, "log level: debug\n"), level.stderr
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        _, log = daemon.communicate(timeout=30)
+    assert daemon.returncode == 0, log
+    assert not socket_path.exists()
+    after = cli("--config", str(config), "status")
+    assert after.returncode == 1
+    assert after.stderr.startswith(f"error: cannot reach the edgekeeper daemon at {socket_path}")
