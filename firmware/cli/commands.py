@@ -22,6 +22,7 @@ import re
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 from urllib.parse import quote
 
@@ -206,7 +207,8 @@ def run_daemon(args: argparse.Namespace) -> CommandResult:
 def validate_config(args: argparse.Namespace) -> CommandResult:
     from firmware.config.report import validate_report
 
-    ok, text = validate_report(args.file or args.config, args.board)
+    chosen = args.file or args.config
+    ok, text = validate_report(Path(chosen) if chosen else None, args.board)
     return CommandResult(text, 0 if ok else 1)
 
 
@@ -214,7 +216,9 @@ def show_config(args: argparse.Namespace) -> CommandResult:
     from firmware.config import load_config
     from firmware.config.report import show_effective
 
-    return CommandResult(show_effective(load_config(args.config, args.board)))
+    config = load_config(Path(args.config) if args.config else None, args.board)
+    text = show_effective(config, args.format, sources=args.sources)
+    return CommandResult(text.rstrip("\n"))
 
 
 # --- the command table ----------------------------------------------------------------------
@@ -279,6 +283,10 @@ COMMANDS: tuple[Command, ...] = (
     Command(
         "config show",
         "the effective configuration, secrets redacted",
+        (
+            argument("--format", choices=("toml", "json"), default="toml", help="output format"),
+            argument("--sources", action="store_true", help="the file and line of each value"),
+        ),
         local=show_config,
         surfaces=frozenset({CLI}),
     ),

@@ -36,6 +36,11 @@ def main(argv: list[str] | None = None) -> int:
         return _run(words)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`edgekeeper config show | head`): say nothing more, like `cat`.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
     except EdgekeeperError as error:
         print(f"error: {error.render()}", file=sys.stderr)
         return 2 if isinstance(error, UsageError) else 1

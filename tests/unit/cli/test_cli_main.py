@@ -215,3 +215,55 @@ def test_status_start_does_not_load_daemon_config_or_crypto() -> None:
         env={k: v for k, v in os.environ.items() if not k.startswith("EDGEKEEPER_")},
     )
     assert done.stdout.strip() == "[]", done.stderr
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_config_validate_reports_every_problem(tmp_path: Path) -> None:
+    good = write(tmp_path / "good.toml", '[console]\ndevice = "none"\n')
+    ok = edgekeeper("config", "validate", str(good))
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.startswith("configuration is valid")
+    bad = write(tmp_path / "bad.toml", '[paths]\nrun_dirx = "/x"\n[console]\nbaud = "fast"\n')
+    failed = edgekeeper("--config", str(bad), "config", "validate")
+    assert failed.returncode == 1
+    assert failed.stdout == ""
+    assert f"{bad}:2: paths.run_dirx" in failed.stderr
+    assert f"{bad}:4: console.baud" in failed.stderr
+
+
+def test_config_show_redacts_secrets_and_bad_config_is_one_error(tmp_path: Path) -> None:
+    config = write(tmp_path / "c.toml", '[keys.pkcs11]\npin = "s3cret-pin"\n')
+    shown = edgekeeper("config", "show", "--config", str(config))
+    assert shown.returncode == 0, shown.stderr
+    assert "[keys.pkcs11]" in shown.stdout
+    assert "s3cret-pin" not in shown.stdout
+    as_json = edgekeeper("--config", str(config), "config", "show", "--format", "json")
+    assert as_json.stdout.lstrip().startswith("{")
+    bad = write(tmp_path / "bad.toml", "[paths\n")
+    failed = edgekeeper("--config", str(bad), "config", "show")
+    assert failed.returncode == 1
+    assert failed.stderr.startswith(f"error: {bad}:1: TOML syntax error")
+    assert [line for line in failed.stderr.splitlines() if line.startswith("error:")] == [
+        failed.stderr.splitlines()[0]
+    ]
+
+
+def test_closed_stdout_ends_quietly(tmp_path: Path) -> None:
+    config = write(tmp_path / "c.toml", "")
+    reader, writer = os.pipe()
+    os.close(reader)
+    with os.fdopen(writer, "w") as closed:
+        done = subprocess.run(
+            [sys.executable, "-m", "firmware", "--config", str(config), "config", "show"],
+            cwd=REPO,
+            stdout=closed,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 141
+    assert done.stderr == ""
