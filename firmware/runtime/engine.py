@@ -69,10 +69,10 @@ class ContainerRuntime:
     async def start(self, container: str) -> None:
         raise NotImplementedError
 
-    async def stop(self, container: str, timeout: int = 10) -> None:
+    async def stop(self, container: str, grace: int | None = None) -> None:
         raise NotImplementedError
 
-    async def restart(self, container: str, timeout: int = 10) -> None:
+    async def restart(self, container: str, grace: int | None = None) -> None:
         raise NotImplementedError
 
     async def remove(self, container: str, *, force: bool = False) -> None:
@@ -92,7 +92,7 @@ class ContainerRuntime:
     ) -> AsyncIterator[LogFrame]:
         raise NotImplementedError
 
-    def events(self, labels: Mapping[str, str] | None = None) -> AsyncIterator[dict[str, Any]]:
+    def subscribe(self, labels: Mapping[str, str] | None = None) -> Any:
         raise NotImplementedError
 
 
@@ -169,14 +169,18 @@ class DockerEngine(ContainerRuntime):
     async def start(self, container: str) -> None:
         await self._call("POST", f"/containers/{container}/start")
 
-    async def stop(self, container: str, timeout: int = 10) -> None:
+    async def stop(self, container: str, grace: int | None = None) -> None:
+        """Stop within `grace` seconds, or the container's own StopTimeout (default 10 s)."""
         await self._call(
-            "POST", f"/containers/{container}/stop", query={"t": timeout}, timeout=timeout + 30
+            "POST", f"/containers/{container}/stop", query={"t": grace}, limit=_grace(grace)
         )
 
-    async def restart(self, container: str, timeout: int = 10) -> None:
+    async def restart(self, container: str, grace: int | None = None) -> None:
         await self._call(
-            "POST", f"/containers/{container}/restart", query={"t": timeout}, timeout=timeout + 30
+            "POST",
+            f"/containers/{container}/restart",
+            query={"t": grace},
+            limit=_grace(grace),
         )
 
     async def kill(self, container: str, signal: str = "SIGKILL") -> None:
@@ -189,7 +193,7 @@ class DockerEngine(ContainerRuntime):
         return await self._json("GET", f"/containers/{container}/json")
 
     async def wait(self, container: str) -> int:
-        doc = await self._json("POST", f"/containers/{container}/wait", timeout=None)
+        doc = await self._json("POST", f"/containers/{container}/wait", limit=None)
         return int(doc.get("StatusCode", -1))
 
     async def stats(self, container: str) -> dict[str, Any]:
@@ -222,20 +226,16 @@ class DockerEngine(ContainerRuntime):
                 for frame in demuxer.feed(chunk):
                     yield frame
 
-    async def events(
-        self, labels: Mapping[str, str] | None = None
-    ) -> AsyncIterator[dict[str, Any]]:
+    def subscribe(self, labels: Mapping[str, str] | None = None) -> _EventFeed:
+        """`async with engine.subscribe(labels) as events:` then `async for event in events`.
+
+        Entering the block waits until the engine has accepted the subscription, so nothing that
+        happens after it is missed.
+        """
         filters: dict[str, list[str]] = {"type": ["container"]}
         if labels:
             filters["label"] = [f"{k}={v}" for k, v in labels.items()]
-        async with self._stream("GET", "/events", query={"filters": filters}) as chunks:
-            pending = b""
-            async for chunk in chunks:
-                pending += chunk
-                *lines, pending = pending.split(b"\n")
-                for line in lines:
-                    if line.strip():
-                        yield json.loads(line)
+        return _EventFeed(self._stream("GET", "/events", query={"filters": filters}))
 
     # -- images ------------------------------------------------------------------------------------
 
@@ -249,17 +249,10 @@ class DockerEngine(ContainerRuntime):
             headers["X-Registry-Auth"] = base64.urlsafe_b64encode(auth).decode()
         query = {"fromImage": image or reference, "tag": tag or "latest"}
         async with self._stream("POST", "/images/create", query=query, headers=headers) as chunks:
-            pending = b""
-            async for chunk in chunks:
-                pending += chunk
-                *lines, pending = pending.split(b"\n")
-                for line in lines:
-                    if not line.strip():
-                        continue
-                    progress = json.loads(line)
-                    if "error" in progress:
-                        raise EngineError(f"pulling {reference} failed: {progress['error']}")
-                    yield progress
+            async for progress in _json_lines(chunks):
+                if "error" in progress:
+                    raise EngineError(f"pulling {reference} failed: {progress['error']}")
+                yield progress
 
     async def inspect_image(self, reference: str) -> dict[str, Any]:
         return await self._json("GET", f"/images/{reference}/json")
@@ -283,12 +276,12 @@ class DockerEngine(ContainerRuntime):
         *,
         query: Mapping[str, object] | None = None,
         body: object = None,
-        timeout: float | None = 60.0,
+        limit: float | None = 60.0,
         versioned: bool = True,
     ) -> Any:
         target = await self._target(path) if versioned else path
         try:
-            rsp = await self._http.request(method, target, query=query, body=body, timeout=timeout)
+            rsp = await self._http.request(method, target, query=query, body=body, limit=limit)
         except EngineUnreachable as exc:
             self._prefix = None
             raise self._unavailable(exc) from exc
@@ -341,6 +334,34 @@ class _EngineStream:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self._context.__aexit__(*exc_info)
+
+
+class _EventFeed:
+    """The engine's event stream as parsed JSON objects, inside `async with`."""
+
+    def __init__(self, stream: _EngineStream) -> None:
+        self._stream = stream
+
+    async def __aenter__(self) -> AsyncIterator[dict[str, Any]]:
+        return _json_lines(await self._stream.__aenter__())
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._stream.__aexit__(*exc_info)
+
+
+async def _json_lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[dict[str, Any]]:
+    pending = b""
+    async for chunk in chunks:
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            if line.strip():
+                yield json.loads(line)
+
+
+def _grace(stop_timeout: int | None) -> float:
+    """How long to wait for the engine to answer a stop that may take `stop_timeout` seconds."""
+    return (10 if stop_timeout is None else stop_timeout) + 60.0
 
 
 def _has_tag(reference: str) -> bool:

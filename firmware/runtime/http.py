@@ -65,13 +65,16 @@ class UnixHttpClient:
         query: Mapping[str, object] | None = None,
         body: object = None,
         headers: Mapping[str, str] | None = None,
-        timeout: float | None = 60.0,
+        limit: float | None = 60.0,
     ) -> HttpResponse:
-        async def whole() -> HttpResponse:
-            async with self.stream(method, path, query=query, body=body, headers=headers) as rsp:
-                return HttpResponse(rsp.status, rsp.headers, await rsp.read())
-
-        return await asyncio.wait_for(whole(), timeout)
+        """The whole answer, within `limit` seconds."""
+        # asyncio.timeout, not wait_for: wait_for can swallow a cancellation that arrives just as
+        # the answer completes, leaving the caller running after it was cancelled.
+        async with (
+            asyncio.timeout(limit),
+            self.stream(method, path, query=query, body=body, headers=headers) as rsp,
+        ):
+            return HttpResponse(rsp.status, rsp.headers, await rsp.read())
 
     @asynccontextmanager
     async def stream(
@@ -101,12 +104,11 @@ class _Exchange:
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
 
-    async def open(self, socket_path: str, timeout: float) -> None:
+    async def open(self, socket_path: str, limit: float) -> None:
         try:
-            self._reader, self._writer = await asyncio.wait_for(
-                asyncio.open_unix_connection(socket_path), timeout
-            )
-        except (OSError, asyncio.TimeoutError) as exc:
+            async with asyncio.timeout(limit):
+                self._reader, self._writer = await asyncio.open_unix_connection(socket_path)
+        except (TimeoutError, OSError) as exc:
             raise EngineUnreachable(f"{socket_path}: {exc or 'timed out'}") from exc
 
     async def send(

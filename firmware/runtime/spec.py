@@ -73,8 +73,9 @@ class ModuleSpec:
         text = json.dumps(doc, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:32]
 
-    def labels(self) -> dict[str, str]:
-        return {OWNER_LABEL: OWNER_VALUE, MODULE_LABEL: self.name, HASH_LABEL: self.spec_hash()}
+    def labels(self, owner: str = OWNER_VALUE) -> dict[str, str]:
+        """Labels that mark a container as made by the daemon `owner` for this spec."""
+        return {OWNER_LABEL: owner, MODULE_LABEL: self.name, HASH_LABEL: self.spec_hash()}
 
     def to_api(self) -> dict[str, Any]:
         """The management API's JSON shape."""

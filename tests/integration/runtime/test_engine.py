@@ -76,19 +76,18 @@ def test_events_stream_reports_container_start_and_die(sim_dockerd, busybox_imag
     async def scenario():
         seen: list[str] = []
 
-        async def watch():
-            async for event in engine.events(label):
+        async def watch(events):
+            async for event in events:
                 seen.append(event["Action"])
                 if event["Action"] == "die":
                     return
 
-        watcher = asyncio.create_task(watch())
-        await asyncio.sleep(0.3)
-        cid = await engine.create_container(
-            name, {"Image": busybox_image, "Cmd": ["true"], "Labels": label}
-        )
-        await engine.start(cid)
-        await asyncio.wait_for(watcher, 30)
+        async with engine.subscribe(label) as events:
+            cid = await engine.create_container(
+                name, {"Image": busybox_image, "Cmd": ["true"], "Labels": label}
+            )
+            await engine.start(cid)
+            await asyncio.wait_for(watch(events), 30)
         assert await engine.wait(cid) == 0
         await engine.remove(cid)
         return seen
