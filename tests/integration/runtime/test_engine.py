@@ -59,7 +59,7 @@ def test_container_lifecycle_with_labels_and_demuxed_logs(sim_dockerd, busybox_i
         assert (await engine.inspect(cid))["State"]["Running"] is True
         with pytest.raises(Conflict):
             await engine.remove(cid)
-        await engine.stop(cid, timeout=0)
+        await engine.stop(cid, grace=0)
         assert (await engine.inspect(cid))["State"]["Running"] is False
         await engine.remove(cid)
         with pytest.raises(NotFound):
