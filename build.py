@@ -79,14 +79,42 @@ def fail(message: str, code: int = 2) -> None:
 
 
 def run(argv: list, **kwargs) -> subprocess.CompletedProcess:
-    kwargs.setdefault("check", True)
+    """Run a command; a failure or Ctrl-C ends build.py with one line (and stops the command)."""
+    argv = [str(a) for a in argv]
+    check = kwargs.pop("check", True)
     try:
-        return subprocess.run([str(a) for a in argv], **kwargs)
-    except subprocess.CalledProcessError as error:
-        fail(f"`{' '.join(map(str, argv))}` exited {error.returncode}")
+        result = subprocess.run(argv, **kwargs, check=False)
     except FileNotFoundError as error:
         fail(f"{error.filename}: not found")
-    raise AssertionError("unreachable")
+    except KeyboardInterrupt:
+        log(f"interrupted: {argv[0]}")
+        raise SystemExit(130) from None
+    if check and result.returncode != 0:
+        fail(f"`{' '.join(argv)}` exited {result.returncode}")
+    return result
+
+
+class BuildLock:
+    """One build.py at a time may set up or build in this tree (others wait, then find it done)."""
+
+    def __init__(self) -> None:
+        self.path = CACHE / "build.lock"
+        self.file = None
+
+    def __enter__(self) -> BuildLock:
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.file = open(self.path, "w")
+        try:
+            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log("another build.py is setting up or building here; waiting for it")
+            fcntl.flock(self.file, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.file.close()
 
 
 def digest(*parts: bytes | str) -> str:
@@ -391,6 +419,11 @@ def build_key(board: str, mode: str) -> str:
 
 def build(board: str, mode: str = BUILD_MODE) -> Path:
     """dist/<board>/edgekeeper, rebuilt only when its inputs changed."""
+    with BuildLock():
+        return build_locked(board, mode)
+
+
+def build_locked(board: str, mode: str) -> Path:
     setup()
     build_ffi()
     target = DIST / board / "edgekeeper"
@@ -462,7 +495,8 @@ def sim_start():
 def sim_describe(board) -> None:
     state = board.status()
     for name, up in state.items():
-        print(f"{name:10} {'running' if up else 'stopped'}")
+        words = ("token ready", "no token") if name == "softhsm" else ("running", "stopped")
+        print(f"{name:10} {words[0] if up else words[1]}")
     print(f"engine socket   {board.dockerd.uri}")
     print(f"swtpm           {board.swtpm.tcti} (control port {board.swtpm.ctrl_port})")
     print(f"SOFTHSM2_CONF   {board.softhsm.conf} (token {board.softhsm.token_label!r})")
@@ -696,7 +730,8 @@ def main(argv: list[str]) -> int:
     if rest and args.command not in ("test", "run"):
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.command == "setup":
-        setup()
+        with BuildLock():
+            setup()
         log("set-up complete")
         return 0
     if args.command == "build":

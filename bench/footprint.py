@@ -208,12 +208,12 @@ def measure(
 
 
 def unpacked_program(binary: Path) -> Path | None:
-    """The program the onefile binary unpacked (the one systemd runs), if this is a onefile build."""
+    """The program a onefile binary unpacked (what systemd runs), if this is a onefile build."""
     keyfile = binary.with_name("edgekeeper.buildkey")
     if not keyfile.exists():
         return None
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    program = cache / "edgekeeper" / keyfile.read_text().strip()[:16] / "edgekeeper"
+    program = cache / "edgekeeper" / keyfile.read_text().strip()[:16] / "edgekeeper.bin"
     return program if program.exists() else None
 
 
@@ -257,26 +257,20 @@ def main() -> int:
         engine = Dockerd(base / "engine")
         engine.start()
         try:
-            subjects = [("edgekeeper (onefile, as launched)", args.binary.resolve())]
-            for subject, program in subjects + [("edgekeeper (unpacked, as systemd runs it)", None)]:
-                if program is None:
-                    program = unpacked_program(args.binary.resolve())
-                    if program is None:
-                        continue
+            binary = args.binary.resolve()
+            subjects = [("edgekeeper (onefile, as launched)", binary)]
+            for subject, program in subjects:
                 workdir = base / subject.split()[1].strip("(,")
                 workdir.mkdir()
                 config = write_config(workdir, engine)
+                argv = [str(program), "run", "--config", str(config)]
+                pty_file = workdir / "run" / "console.pty"
                 results.append(
-                    measure(
-                        subject,
-                        [str(program), "run", "--config", str(config)],
-                        program,
-                        workdir,
-                        args.settle,
-                        args.window,
-                        workdir / "run" / "console.pty",
-                    )
+                    measure(subject, argv, program, workdir, args.settle, args.window, pty_file)
                 )
+                unpacked = unpacked_program(binary)
+                if program == binary and unpacked is not None:
+                    subjects.append(("edgekeeper (unpacked, as systemd runs it)", unpacked))
             workdir = base / "python"
             workdir.mkdir()
             interpreter = Path(args.python).resolve()
@@ -302,9 +296,7 @@ def main() -> int:
     report(results)
     if args.json:
         args.json.write_text(
-            json.dumps(
-                [asdict(f) | {"wakeups_per_s": f.wakeups_per_s} for f in results], indent=2
-            )
+            json.dumps([asdict(f) | {"wakeups_per_s": f.wakeups_per_s} for f in results], indent=2)
             + "\n"
         )
     return 0
