@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from firmware.certs import profiles
@@ -405,7 +405,7 @@ def _check_issued(cert: Any, issuer: Any, what: str) -> None:
 
 def _expiration(value: Any, now: datetime) -> datetime:
     if isinstance(value, datetime):
-        when = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        when = value if value.tzinfo else value.replace(tzinfo=UTC)
     else:
         try:
             when = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
@@ -415,7 +415,7 @@ def _expiration(value: Any, now: datetime) -> datetime:
                 hint='use e.g. "2030-01-01T00:00:00Z"',
             ) from None
         if when.tzinfo is None:
-            when = when.replace(tzinfo=timezone.utc)
+            when = when.replace(tzinfo=UTC)
     if when <= now:
         raise InvalidCertificateRequest(
             f"expiration {value!s} is in the past", hint="ask for a time in the future"
@@ -424,7 +424,7 @@ def _expiration(value: Any, now: datetime) -> datetime:
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc).replace(microsecond=0)
+    return datetime.now(UTC).replace(microsecond=0)
 
 
 def _pem(cert: Any) -> str:

@@ -4,7 +4,7 @@ capping, restart reuse, operator-provided Edge CAs (software key, key-service RS
 from __future__ import annotations
 
 import ipaddress
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from cryptography import x509
@@ -81,11 +81,11 @@ def test_identity_certificate_is_a_client_certificate(device):
 def test_lifetime_is_capped_by_the_issuer(device):
     async def scenario():
         _keys, certs = await device.boot(workload_ca_lifetime=3600.0)
-        far = datetime(2100, 1, 1, tzinfo=timezone.utc)
+        far = datetime(2100, 1, 1, tzinfo=UTC)
         issued = await certs.issue_server_certificate("m", expiration=far.isoformat())
         workload = certs.certificate(WORKLOAD_CA)
         short = await certs.issue_server_certificate(
-            "m", expiration=datetime.now(timezone.utc) + timedelta(seconds=600)
+            "m", expiration=datetime.now(UTC) + timedelta(seconds=600)
         )
         with pytest.raises(InvalidCertificateRequest, match="past"):
             await certs.issue_server_certificate("m", expiration="2000-01-01T00:00:00Z")
@@ -166,7 +166,7 @@ def test_manifest_trust_bundle_from_config(device, tmp_path):
 
 
 def _operator_ca(tmp_path, key):
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Operator Edge CA")])
     cert = (
         x509.CertificateBuilder()

@@ -9,6 +9,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from firmware.certs.authority import EDGE_CA, ROOT, WORKLOAD_CA
+from firmware.certs.errors import CertificateIssueFailed
 from firmware.keys.backend import KeyKind
 from firmware.store.state import StateStore
 from tests.integration.certs.conftest import run
@@ -108,3 +109,23 @@ def test_renewal_recovers_after_failures(device):
     )
     assert spki != public
     assert stored_serial(device, WORKLOAD_CA) == current.serial_number
+
+
+def test_signature_by_a_key_that_does_not_match_the_issuer_is_refused(device):
+    async def scenario():
+        keys, certs = await device.boot()
+        old = certs.certificate(WORKLOAD_CA)
+        await keys.delete(await keys.load(EDGE_CA))
+        await keys.create_key_pair(EDGE_CA, KeyKind.EC_P256)
+        try:
+            await certs.renew(WORKLOAD_CA)
+        except CertificateIssueFailed as err:
+            failure = err
+        kept = certs.certificate(WORKLOAD_CA)
+        await certs.stop()
+        return old, kept, failure
+
+    old, kept, failure = run(scenario())
+    assert "does not verify against its issuer" in failure.message
+    assert kept.serial_number == old.serial_number
+    assert stored_serial(device, WORKLOAD_CA) == old.serial_number

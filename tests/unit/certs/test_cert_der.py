@@ -3,6 +3,8 @@ TBS bytes and signature parses back to the same certificate."""
 
 from __future__ import annotations
 
+from datetime import UTC
+
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -32,14 +34,14 @@ def test_bit_string_and_sequence():
 
 @pytest.mark.parametrize("kind", ["ec", "rsa"])
 def test_reassembled_certificate_is_byte_identical(kind):
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     if kind == "ec":
         key, identifier = ec.generate_private_key(ec.SECP256R1()), der.ECDSA_WITH_SHA256
     else:
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         identifier = der.SHA256_WITH_RSA
-    now = datetime.now(timezone.utc).replace(microsecond=0)
+    now = datetime.now(UTC).replace(microsecond=0)
     builder = profiles.ca_builder(
         "t", key.public_key(), None, key.public_key(), now, now + timedelta(days=1), None
     )
