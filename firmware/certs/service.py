@@ -309,7 +309,7 @@ class CertificateService:
     async def _key_signer(self, key_name: str) -> CertificateSigner:
         handle = await self._keys.create_key_pair(key_name, KeyKind.EC_P256)
         info = await self._keys.info(handle)
-        return KeyServiceSigner(self._keys, handle, info.kind, info.backend)
+        return KeyServiceSigner(self._keys, handle, info.kind, info.backend, self._executor)
 
     async def _load_operator_ca(self, spec: ManagedSpec) -> None:
         from cryptography import x509
@@ -349,12 +349,12 @@ class CertificateService:
                 f"[edge_ca] pk {path} is not an unencrypted PEM private key",
                 hint="give the Edge CA key as unencrypted PEM (file mode 0600)",
             ) from err
-        return SoftwareSigner(private)
+        return SoftwareSigner(private, self._executor)
 
     async def _existing_key_signer(self, key_name: str) -> CertificateSigner:
         handle = await self._keys.load(key_name)
         info = await self._keys.info(handle)
-        return KeyServiceSigner(self._keys, handle, info.kind, info.backend)
+        return KeyServiceSigner(self._keys, handle, info.kind, info.backend, self._executor)
 
     async def _read_text(self, path: Any, where: str) -> str:
         try:

@@ -31,12 +31,13 @@ class CertificateSigner(Protocol):
 
 
 class SoftwareSigner:
-    """A private key held in memory (operator-provided key file)."""
+    """A private key held in memory (operator-provided key file); signs in the executor."""
 
     backend = "file (operator)"
 
-    def __init__(self, private_key: Any) -> None:
+    def __init__(self, private_key: Any, executor: Any) -> None:
         self._private = private_key
+        self._executor = executor
 
     async def public_key(self) -> Any:
         return self._private.public_key()
@@ -44,13 +45,13 @@ class SoftwareSigner:
     async def sign(self, builder: Any) -> Any:
         from cryptography.hazmat.primitives import hashes
 
-        return builder.sign(self._private, hashes.SHA256())
+        return await self._executor.run(builder.sign, self._private, hashes.SHA256())
 
 
 class KeyServiceSigner:
     """A key-service key pair (EC P-256 or RSA-2048) in any backend, used by handle."""
 
-    def __init__(self, keys: Any, handle: Any, kind: KeyKind, backend: str) -> None:
+    def __init__(self, keys: Any, handle: Any, kind: KeyKind, backend: str, executor: Any) -> None:
         if kind not in (KeyKind.EC_P256, KeyKind.RSA_2048):
             raise CertificateIssueFailed(
                 f"a {kind.value} key cannot sign certificates",
@@ -60,6 +61,7 @@ class KeyServiceSigner:
         self._handle = handle
         self._kind = kind
         self.backend = backend
+        self._executor = executor
 
     async def public_key(self) -> Any:
         from cryptography.hazmat.primitives import serialization
@@ -68,16 +70,21 @@ class KeyServiceSigner:
 
     async def sign(self, builder: Any) -> Any:
         from cryptography import x509
-        from cryptography.hazmat.primitives import hashes
 
-        draft = builder.sign(_throwaway(self._kind), hashes.SHA256())
-        tbs = draft.tbs_certificate_bytes
+        tbs = await self._executor.run(_tbs_bytes, builder, self._kind)
         if self._kind is KeyKind.EC_P256:
             algorithm, identifier = SignAlgorithm.ECDSA_SHA256, der.ECDSA_WITH_SHA256
         else:
             algorithm, identifier = SignAlgorithm.RSA_PKCS1_SHA256, der.SHA256_WITH_RSA
         signature = await self._keys.sign(self._handle, algorithm, tbs)
         return x509.load_der_x509_certificate(der.certificate(tbs, identifier, signature))
+
+
+def _tbs_bytes(builder: Any, kind: KeyKind) -> bytes:
+    """The TBSCertificate DER `builder` encodes for an issuer key of `kind` (blocking)."""
+    from cryptography.hazmat.primitives import hashes
+
+    return builder.sign(_throwaway(kind), hashes.SHA256()).tbs_certificate_bytes
 
 
 def _throwaway(kind: KeyKind) -> Any:
