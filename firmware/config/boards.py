@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import os
 import re
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from firmware.config import toml
 from firmware.config.errors import ConfigProblem
 
 #: The board `build.py` compiles into the binary (absent when running from source).
@@ -103,7 +103,7 @@ def _describe(path: Path, name: str, *, compiled: bool) -> BoardFile:
 def _board_table(path: Path) -> dict[str, object]:
     """The `[board]` table of a file, or empty when it cannot be read (validation says why)."""
     try:
-        board = toml.loads(path.read_text(encoding="utf-8")).get("board", {})
-    except (OSError, toml.TOMLDecodeError, UnicodeDecodeError):
+        board = tomllib.loads(path.read_text(encoding="utf-8")).get("board", {})
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
         return {}
     return board if isinstance(board, dict) else {}

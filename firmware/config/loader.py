@@ -12,12 +12,13 @@ the keys of earlier ones: tables merge key by key, scalars and arrays replace. I
 from __future__ import annotations
 
 import re
+import tomllib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from firmware.config import schema, toml
+from firmware.config import schema
 from firmware.config.boards import resolve_board
 from firmware.config.errors import ConfigProblem, ConfigProblems
 from firmware.config.locate import key_lines
@@ -120,7 +121,7 @@ def _read(
                 None,
                 "",
                 f"{what} cannot be read: {err.strerror}",
-                "check its permissions (the daemon runs as root)",
+                "check its owner and mode; the daemon reads it as root",
             )
         )
         return
@@ -148,8 +149,9 @@ def evaluate(sources: Sequence[LayerSource], problems: Sequence[ConfigProblem] =
         built.append(ConfigProblem(file, line, key, message, hint))
 
     config = build_config(merge.document, report)
-    built.sort(key=lambda p: (order.get(p.file or "", -1), p.line or 0))
-    found = tuple(merge.problems + built)
+    found = tuple(
+        sorted(merge.problems + built, key=lambda p: (order.get(p.file or "", -1), p.line or 0))
+    )
     names = tuple(source.name for source in sources)
     if found:
         return Evaluation(None, found, names)
@@ -164,8 +166,8 @@ def _show_origin(origin: tuple[str, int | None]) -> str:
 
 def _add_layer(merge: _Merge, source: LayerSource) -> None:
     try:
-        document = toml.loads(source.text)
-    except toml.TOMLDecodeError as err:
+        document = tomllib.loads(source.text)
+    except tomllib.TOMLDecodeError as err:
         text = str(err)
         match = _SYNTAX_POSITION.search(text)
         line = int(match.group(1)) if match else None

@@ -194,7 +194,10 @@ def _array(scan: _Scanner, parts: tuple[str, ...]) -> None:
             scan.advance()
             index += 1
             continue
+        start = scan.pos
         _value(scan, (*parts, str(index)))
+        if scan.pos == start:
+            raise ValueError("unexpected character in array")
 
 
 def _inline_table(scan: _Scanner, parts: tuple[str, ...]) -> None:

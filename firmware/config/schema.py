@@ -472,7 +472,7 @@ class AgentConfig:
     """The agent container's image and create options."""
 
     image: str = setting("mcr.microsoft.com/azureiotedge-agent:1.5", doc="agent image")
-    create_options: Any = setting(
+    create_options: dict[str, Any] = setting(
         factory=dict, key="createOptions", doc="Docker container create options, as a TOML table"
     )
     auth: RegistryAuth | None = setting(None, doc="registry credentials for the image")
