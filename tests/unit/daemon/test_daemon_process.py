@@ -27,10 +27,26 @@ START_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 12.0
 
 
-def program() -> list[str]:
-    """The built binary when `build.py test` names it in EDGEKEEPER_BINARY, else the source."""
+PROGRAM: list[str] = [sys.executable, "-m", "firmware"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def daemon_program(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[str]]:
+    """The built program when `build.py test` names the binary in EDGEKEEPER_BINARY, else the
+    source. A onefile binary is unpacked once and its program run directly, as systemd does."""
     binary = os.environ.get("EDGEKEEPER_BINARY")
-    return [binary] if binary else [sys.executable, "-m", "firmware"]
+    if binary:
+        cache_home = tmp_path_factory.mktemp("unpack")
+        env = {**os.environ, "XDG_CACHE_HOME": str(cache_home)}
+        subprocess.run([binary, "version"], env=env, capture_output=True, check=True)
+        unpacked = sorted(cache_home.glob("edgekeeper/*/edgekeeper.bin"))
+        PROGRAM[:] = [str(unpacked[0] if unpacked else binary)]
+    yield PROGRAM
+    PROGRAM[:] = [sys.executable, "-m", "firmware"]
+
+
+def program() -> list[str]:
+    return list(PROGRAM)
 
 
 def command(config: Path, *extra: str) -> list[str]:
