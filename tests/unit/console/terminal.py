@@ -22,11 +22,11 @@ class Terminal:
     def type(self, keys: bytes | str) -> None:
         os.write(self.fd, keys.encode() if isinstance(keys, str) else keys)
 
-    async def expect(self, needle: bytes | str, timeout: float = 5.0) -> bytes:
+    async def expect(self, needle: bytes | str, within: float = 5.0) -> bytes:
         """Wait until `needle` appears after the previous match; return what came before it."""
         needle = needle.encode() if isinstance(needle, str) else needle
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        deadline = loop.time() + within
         while (found := self.seen.find(needle, self._mark)) < 0:
             remaining = deadline - loop.time()
             if remaining <= 0:
@@ -45,12 +45,12 @@ class Terminal:
             await self._read(remaining)
         return bytes(self.seen[start:])
 
-    async def _read(self, timeout: float) -> None:
+    async def _read(self, within: float) -> None:
         loop = asyncio.get_running_loop()
         ready = loop.create_future()
         loop.add_reader(self.fd, lambda: ready.done() or ready.set_result(None))
         try:
-            await asyncio.wait_for(ready, timeout)
+            await asyncio.wait_for(ready, within)
         except TimeoutError:
             return
         finally:

@@ -74,6 +74,39 @@ def test_service_serves_the_pty_and_prints_daemon_logs(tmp_path):
     asyncio.run(body())
 
 
+def test_default_commands_come_from_the_shared_command_table(tmp_path):
+    from firmware.api.router import Router
+
+    async def body():
+        ctx = context(tmp_path)
+        ctx.router = Router()
+        service = ConsoleService()
+        await service.prepare(ctx)
+        task = asyncio.create_task(service.run(ctx))
+        terminal = Terminal(tmp_path)
+        try:
+            await terminal.expect("type help\r\nedgekeeper> ")
+            terminal.type("help\r")
+            listing = await terminal.expect("edgekeeper> ")
+            for name in (b"version", b"status", b"log-level"):
+                assert name in listing
+            terminal.type("version\r")
+            assert __version__.encode() in await terminal.expect("edgekeeper> ")
+            terminal.type("status\r")  # no status route in this bare router: an error line
+            assert b"error: " in await terminal.expect("edgekeeper> ")
+            terminal.type("version\r")
+            assert __version__.encode() in await terminal.expect("edgekeeper> ")
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            terminal.close()
+            ctx.logs.close()
+            ctx.executor.shutdown()
+
+    asyncio.run(body())
+
+
 def test_missing_device_fails_prepare_with_the_fix(tmp_path):
     async def body():
         ctx = context(tmp_path, device="/dev/ttyUSB-missing")

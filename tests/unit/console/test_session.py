@@ -230,7 +230,7 @@ async def test_log_lines_never_tear_command_output(tmp_path):
         loop.call_later(n * 0.002, session.post_log, f"LOG-{n}")
     terminal.type("big\r")
     await terminal.expect("big\r\n")
-    block = await terminal.expect(PROMPT, timeout=20)
+    block = await terminal.expect(PROMPT, within=20)
     text = block.decode()
     first = text.index("output-00000")
     last = text.index("output-07999\r\n") + len("output-07999\r\n")
@@ -270,6 +270,6 @@ async def test_nobody_reading_keeps_output_bounded_and_counts_dropped_logs(tmp_p
     assert session.dropped_logs > 0
     assert len(session._logs) <= session_module.LOG_BACKLOG
     terminal = Terminal(tmp_path)
-    await terminal.expect("log lines dropped: nobody was reading]", timeout=10)
+    await terminal.expect("log lines dropped: nobody was reading]", within=10)
     await terminal.expect("log line 019999")
     await stop(task, terminal, port)
