@@ -84,7 +84,9 @@ async def rate_async(call: Callable[[], object], seconds: float) -> float:
 Direct = dict[str, Callable[[], object]]
 
 
-def file_direct(workdir: Path) -> tuple[Callable[[], KeyBackend], Callable[[], Direct]]:
+def file_direct(
+    workdir: Path, stack: contextlib.ExitStack
+) -> tuple[Callable[[], KeyBackend], Callable[[], Direct]]:
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -110,14 +112,15 @@ def file_direct(workdir: Path) -> tuple[Callable[[], KeyBackend], Callable[[], D
 
 
 def pkcs11_direct(
-    workdir: Path,
-) -> tuple[Callable[[], KeyBackend], dict[str, Callable[[], object]]]:
+    workdir: Path, stack: contextlib.ExitStack
+) -> tuple[Callable[[], KeyBackend], Callable[[], Direct]]:
     from firmware.keys.pkcs11 import Pkcs11Backend
     from firmware.keys.pkcs11.binding import Mechanism, Pkcs11Module, lib
     from tests.peers.sim import SoftHsm
 
     hsm = SoftHsm(workdir / "softhsm")
     hsm.start()
+    stack.callback(hsm.remove)
     os.environ["SOFTHSM2_CONF"] = str(hsm.conf)
 
     def open_backend() -> KeyBackend:
@@ -131,7 +134,9 @@ def pkcs11_direct(
     def direct() -> Direct:
         module = Pkcs11Module.open(hsm.module)
         token = next(t for t in module.tokens() if t.label == hsm.token_label)
+        stack.callback(module.release)
         session = module.open_session(token)
+        stack.callback(session.close)
         session.login(hsm.user_pin.encode())
 
         def key(label: str, cls: int) -> int:
@@ -148,7 +153,9 @@ def pkcs11_direct(
     return open_backend, direct
 
 
-def tpm_direct(workdir: Path) -> tuple[Callable[[], KeyBackend], Callable[[], Direct]]:
+def tpm_direct(
+    workdir: Path, stack: contextlib.ExitStack
+) -> tuple[Callable[[], KeyBackend], Callable[[], Direct]]:
     from tpm2_pytss import ESAPI
     from tpm2_pytss.constants import TPM2_ALG, TPM2_SU, TPMA_OBJECT
     from tpm2_pytss.types import (
@@ -163,6 +170,7 @@ def tpm_direct(workdir: Path) -> tuple[Callable[[], KeyBackend], Callable[[], Di
 
     tpm = Swtpm(workdir / "swtpm")
     tpm.start()
+    stack.callback(tpm.stop)
     setup = TpmBackend(tpm.tcti, workdir / "tpm-keys")
     setup.create(EC_KEY, KeyKind.EC_P256)
     setup.create(MAC_KEY, KeyKind.HMAC_SHA256)
@@ -179,6 +187,7 @@ def tpm_direct(workdir: Path) -> tuple[Callable[[], KeyBackend], Callable[[], Di
         """Primary keys of the same types, used with raw ESAPI calls (after the service ran,
         so its loaded objects have been flushed)."""
         esapi = ESAPI(tpm.tcti)
+        stack.callback(esapi.close)
         with contextlib.suppress(Exception):
             esapi.startup(TPM2_SU.CLEAR)
         ec_handle = esapi.create_primary(
@@ -237,8 +246,11 @@ async def through_service(
 
 
 def bench(backend: str, seconds: float) -> list[Row]:
-    with tempfile.TemporaryDirectory(prefix=f"bench-keys-{backend}-") as tmp:
-        open_backend, make_direct = BASELINES[backend](Path(tmp))
+    with (
+        tempfile.TemporaryDirectory(prefix=f"bench-keys-{backend}-") as tmp,
+        contextlib.ExitStack() as stack,
+    ):
+        open_backend, make_direct = BASELINES[backend](Path(tmp), stack)
         served, called = asyncio.run(through_service(backend, open_backend, seconds))
         return [
             Row(backend, operation, served[operation], called[operation], rate_sync(call, seconds))
