@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import io
 import logging
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -133,3 +134,27 @@ async def test_pinned_log_level_survives_reload(tmp_path: Path, logs: LogControl
     await daemon._apply(dataclasses.replace(config, logging=Logging(level="debug", format="json")))
     assert logs.level == "warning"
     assert logs.format == "json"
+
+
+async def test_degraded_daemon_tells_the_service_manager(
+    tmp_path: Path, logs: LogControl, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = str(tmp_path / "notify.sock")
+    monkeypatch.setenv("NOTIFY_SOCKET", path)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as manager:
+        manager.bind(path)
+        manager.setblocking(False)
+        daemon = make_daemon(tmp_path, logs, Config(hostname="gw1"))
+        daemon.ctx = daemon._context()
+        await daemon._start_services()
+        await settle(daemon, lambda: daemon.supervisor.degraded)
+        assert await daemon.supervisor.stop_all(1) == []
+        daemon.notifier.close()
+        messages = []
+        while True:
+            try:
+                messages.append(manager.recv(4096))
+            except BlockingIOError:
+                break
+    assert b"STATUS=degraded: broken failed" in messages
+    assert daemon._status_line() == "degraded: broken failed"
