@@ -79,16 +79,13 @@ def describe(tp: Any) -> str:
         shown = ", ".join(_show(a) for a in args)
         return shown if len(args) == 1 else f"one of {shown}"
     if origin is tuple:
-        return f"an array of {_plural(args[0])}"
+        return f"an array whose items are each {describe(args[0])}"
     if origin is dict:
-        return f"a table whose values are {_plural(args[1])}"
+        return "a table" if args[1] is Any else f"a table whose values are each {describe(args[1])}"
     if _is_union(tp):
-        return " or ".join(describe(a) for a in args if a is not type(None))
+        words = [describe(a) for a in args if a is not type(None)]
+        return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} or {words[-1]}"
     return str(tp)
-
-
-def _plural(tp: Any) -> str:
-    return describe(tp).removeprefix("a ").removeprefix("an ")
 
 
 def _show(value: Any) -> str:

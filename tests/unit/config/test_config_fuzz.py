@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import tempfile
 import tomllib
+from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from firmware.config import Config, ConfigProblems, load_config
 from firmware.config.errors import ConfigProblem
 from firmware.config.loader import LayerSource, evaluate
 from firmware.config.locate import key_lines
@@ -109,6 +112,21 @@ def _outcome_is_sound(sources: list[LayerSource]) -> None:
 def test_random_text_gives_a_config_or_problems(text: str, board: bool) -> None:
     _outcome_is_sound([LayerSource("fuzz.toml", text, board=board)])
     key_lines(text)
+
+
+@settings(max_examples=100, deadline=None)
+@given(TOMLISH, TOMLISH)
+def test_load_config_returns_a_config_or_raises_config_problems(main: str, drop_in: str) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "config.toml"
+        path.write_text(main, encoding="utf-8")
+        (Path(folder) / "config.d").mkdir()
+        (Path(folder) / "config.d" / "10.toml").write_text(drop_in, encoding="utf-8")
+        try:
+            assert isinstance(load_config(path), Config)
+        except ConfigProblems as error:
+            assert error.problems
+            assert error.render()
 
 
 @settings(max_examples=300, deadline=None)

@@ -90,7 +90,11 @@ def test_a_bad_choice_suggests_the_closest_choice(write) -> None:
         ("[watchdog]\nmax_retries = 0\n", "watchdog.max_retries", "0 is out of range"),
         ("[agent.config]\ncreateOptions = 1\n", "agent.config.createOptions", "expected a table"),
         ("logging = 3\n", "logging", "expected a table, got integer 3"),
-        ("[agent.env]\nX = [1]\n", "agent.env.X", "expected a string or an integer or a number"),
+        (
+            "[agent.env]\nX = [1]\n",
+            "agent.env.X",
+            "expected a string, an integer, a number or true or false",
+        ),
         ("[keys.backends]\ndevice-id = 'rom'\n", "keys.backends.device-id", 'string "rom" is not'),
         (
             "[image_garbage_collection]\ncleanup_time = '25:00'\n",
