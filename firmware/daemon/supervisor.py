@@ -127,13 +127,13 @@ class Supervisor:
             self._supervise(supervised, prepared), name=f"service:{service.name}"
         )
 
-    async def stop(self, name: str, timeout: float) -> bool:
-        """Cancel service `name` and wait up to `timeout` s; True if it ended in time."""
-        return not await self._stop([name], timeout)
+    async def stop(self, name: str, grace_s: float) -> bool:
+        """Cancel service `name` and wait up to `grace_s`; True if it ended in time."""
+        return not await self._stop([name], grace_s)
 
-    async def stop_all(self, timeout: float) -> list[str]:
-        """Stop every service (in reverse start order, concurrently); names that overran."""
-        return await self._stop(list(reversed(self._supervised)), timeout)
+    async def stop_all(self, grace_s: float) -> list[str]:
+        """Cancel every service and wait up to `grace_s` for all; the names that overran."""
+        return await self._stop(list(reversed(self._supervised)), grace_s)
 
     def forget(self, name: str) -> None:
         """Drop a stopped service from the snapshot."""
@@ -144,7 +144,7 @@ class Supervisor:
         supervised = self._supervised.get(name)
         return bool(supervised and supervised.task and not supervised.task.done())
 
-    async def _stop(self, names: list[str], timeout: float) -> list[str]:
+    async def _stop(self, names: list[str], grace_s: float) -> list[str]:
         tasks = {}
         for name in names:
             supervised = self._supervised.get(name)
@@ -158,12 +158,12 @@ class Supervisor:
                 self._set(supervised, STOPPED)
         if not tasks:
             return []
-        done, pending = await asyncio.wait(tasks, timeout=timeout)
+        done, pending = await asyncio.wait(tasks, timeout=grace_s)
         for task in done:
             self._set(tasks[task], STOPPED)
         overran = [tasks[task].service.name for task in pending]
         for name in overran:
-            log.error("service did not stop in time", extra=fields(service=name, timeout=timeout))
+            log.error("service did not stop in time", extra=fields(service=name, grace_s=grace_s))
         return overran
 
     def _set(self, supervised: _Supervised, state: str) -> None:
