@@ -52,7 +52,7 @@ def resolve_board(board: str | Path | None) -> Path | ConfigProblem | None:
             )
         return path
     name = board or os.environ.get(BOARD_ENV) or None
-    compiled = _compiled_name()
+    compiled = compiled_board_name()
     if name is None:
         return COMPILED_BOARD if compiled is not None else None
     if name == compiled:
@@ -77,13 +77,14 @@ def list_boards() -> list[BoardFile]:
         for path in sorted(SOURCE_BOARDS.glob("*.toml")):
             if not path.name.startswith("."):
                 boards[path.stem] = _describe(path, path.stem, compiled=False)
-    compiled = _compiled_name()
+    compiled = compiled_board_name()
     if compiled is not None:
         boards[compiled] = _describe(COMPILED_BOARD, compiled, compiled=True)
     return [boards[name] for name in sorted(boards)]
 
 
-def _compiled_name() -> str | None:
+def compiled_board_name() -> str | None:
+    """The name of the board built into the binary, None when running from source."""
     if not COMPILED_BOARD.is_file():
         return None
     return str(_board_table(COMPILED_BOARD).get("name") or "compiled")

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from firmware.config import schema
+from firmware.config import boards, schema
 from firmware.config.boards import resolve_board
 from firmware.config.errors import ConfigProblem, ConfigProblems
 from firmware.config.locate import key_lines
@@ -88,7 +88,7 @@ def read_sources(
     if isinstance(board_file, ConfigProblem):
         problems.append(board_file)
     elif board_file is not None:
-        _read(board_file, sources, problems, board=True)
+        _read(board_file, sources, problems, board=True, shown=_board_shown(board_file))
     if config_file is None and not DEFAULT_CONFIG_FILE.exists():
         return sources, problems
     main = Path(config_file) if config_file is not None else DEFAULT_CONFIG_FILE
@@ -101,23 +101,36 @@ def read_sources(
     return sources, problems
 
 
+def _board_shown(path: Path) -> str:
+    """The compiled-in board is named as such, not by the temporary path it unpacks to."""
+    if path == boards.COMPILED_BOARD:
+        return f"<board {boards.compiled_board_name()} built into the binary>"
+    return str(path)
+
+
 def _read(
-    path: Path, sources: list[LayerSource], problems: list[ConfigProblem], *, board: bool = False
+    path: Path,
+    sources: list[LayerSource],
+    problems: list[ConfigProblem],
+    *,
+    board: bool = False,
+    shown: str | None = None,
 ) -> None:
     what = "board file" if board else "config file"
+    shown = shown or str(path)
     try:
         data = path.read_bytes()
     except FileNotFoundError:
         fix = "check the --board path" if board else "create it or give --config FILE"
-        problems.append(ConfigProblem(str(path), None, "", f"{what} not found", fix))
+        problems.append(ConfigProblem(shown, None, "", f"{what} not found", fix))
         return
     except IsADirectoryError:
-        problems.append(ConfigProblem(str(path), None, "", f"{what} is a directory", "name a file"))
+        problems.append(ConfigProblem(shown, None, "", f"{what} is a directory", "name a file"))
         return
     except OSError as err:
         problems.append(
             ConfigProblem(
-                str(path),
+                shown,
                 None,
                 "",
                 f"{what} cannot be read: {err.strerror}",
@@ -130,10 +143,10 @@ def _read(
     except UnicodeDecodeError as err:
         line = data[: err.start].count(b"\n") + 1
         problems.append(
-            ConfigProblem(str(path), line, "", f"{what} is not UTF-8 text", "save it as UTF-8")
+            ConfigProblem(shown, line, "", f"{what} is not UTF-8 text", "save it as UTF-8")
         )
         return
-    sources.append(LayerSource(str(path), text, board=board))
+    sources.append(LayerSource(shown, text, board=board))
 
 
 def evaluate(sources: Sequence[LayerSource], problems: Sequence[ConfigProblem] = ()) -> Evaluation:

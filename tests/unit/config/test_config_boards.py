@@ -89,6 +89,7 @@ def test_compiled_board_is_used_by_default_and_by_its_name(private_system: Path)
     compiled.parent.mkdir(parents=True, exist_ok=True)
     compiled.write_text('[board]\nname = "factory"\narch = "riscv64"\n')
     assert load_config(None).board.arch == "riscv64"
+    assert validate_files(None).layers == ("<board factory built into the binary>",)
     assert load_config(None, "factory").board.arch == "riscv64"
     assert load_config(None, "sim").board.name == "sim"
     listed = {b.name: b for b in list_boards()}
