@@ -21,7 +21,7 @@ from firmware.config import schema
 Report = Callable[[str, str, str | None], None]
 
 _INVALID = object()
-_HINTS: dict[type, dict[str, Any]] = {}
+_TYPE_HINTS: dict[type, dict[str, Any]] = {}
 _PLACEHOLDER = re.compile(r"\{paths\.(data_dir|run_dir)\}")
 
 
@@ -34,10 +34,10 @@ def build_config(document: Mapping[str, Any], report: Report) -> schema.Config:
 
 def fields_of(cls: type) -> list[tuple[dataclasses.Field[Any], Any]]:
     """The schema fields of a section with their resolved types (internal fields left out)."""
-    hints = _HINTS.get(cls)
+    hints = _TYPE_HINTS.get(cls)
     if hints is None:
         hints = typing.get_type_hints(cls)
-        _HINTS[cls] = hints
+        _TYPE_HINTS[cls] = hints
     return [
         (f, hints[f.name]) for f in dataclasses.fields(cls) if not f.metadata.get(schema.INTERNAL)
     ]
