@@ -107,7 +107,7 @@ class ApiClient:
                 f"no permission to use the edgekeeper socket {self.path}",
                 hint="run as root or as a member of the socket's group (listen.socket_group)",
             ) from None
-        except (asyncio.TimeoutError, OSError):
+        except (TimeoutError, OSError):
             raise self._unreachable() from None
         exchange = _Exchange(reader, writer, self.path, self.timeout_s)
         try:
@@ -150,7 +150,7 @@ class _Exchange:
         self._writer.write(data)
         try:
             await asyncio.wait_for(self._writer.drain(), self._timeout_s)
-        except (ConnectionError, asyncio.TimeoutError):
+        except (TimeoutError, ConnectionError):
             raise self._broken("took no request") from None
 
     async def head(self) -> tuple[int, tuple[tuple[str, str], ...]]:
@@ -177,7 +177,7 @@ class _Exchange:
 
     async def close(self) -> None:
         self._writer.close()
-        with contextlib.suppress(OSError, asyncio.TimeoutError):
+        with contextlib.suppress(OSError, TimeoutError):
             await asyncio.wait_for(self._writer.wait_closed(), self._timeout_s)
 
     async def _next_event(self, timeout_s: float | None) -> object:
@@ -189,8 +189,9 @@ class _Exchange:
             if event is not h11.NEED_DATA:
                 return event
             try:
-                data = await asyncio.wait_for(self._reader.read(_READ_SIZE), timeout_s)
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(timeout_s):
+                    data = await self._reader.read(_READ_SIZE)
+            except TimeoutError:
                 raise DaemonUnreachable(
                     f"the edgekeeper daemon at {self._path} did not answer in {timeout_s:g} s",
                     hint="see `journalctl -u edgekeeper` for what it is doing",

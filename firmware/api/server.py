@@ -40,6 +40,8 @@ log = logging.getLogger("edgekeeper.api")
 
 _READ_SIZE = 64 * 1024
 _MAX_QUERY_FIELDS = 64
+_LINGER_S = 1.0  # how long a refused client may go on sending before we close
+_LINGER_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -128,7 +130,7 @@ class _Connection:
                 data = await self._receive(timeout)
                 if data is None:
                     if deadline is not None:
-                        await self._refuse(408, "request not received in time")
+                        await self._refuse(408, "request not received in time", linger=False)
                     return None
                 if deadline is None:
                     deadline = loop.time() + self._limits.request_timeout_s
@@ -148,11 +150,12 @@ class _Connection:
             else:  # ConnectionClosed, or PAUSED after the peer closed
                 return None
 
-    async def _receive(self, timeout: float) -> bytes | None:
-        """Bytes from the client (b"" at EOF), or None when it sent nothing in `timeout`."""
+    async def _receive(self, within_s: float) -> bytes | None:
+        """Bytes from the client (b"" at EOF), or None when it sent nothing `within_s`."""
         try:
-            return await asyncio.wait_for(self._reader.read(_READ_SIZE), timeout)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(within_s):
+                return await self._reader.read(_READ_SIZE)
+        except TimeoutError:
             return None
 
     async def _accept_head(self, head: h11.Request) -> bool:
@@ -215,13 +218,20 @@ class _Connection:
         if not data:
             return
         self._writer.write(data)
+        if self._writer.transport.get_write_buffer_size() == 0:
+            return  # all sent already: nothing to wait for
         try:
             await asyncio.wait_for(self._writer.drain(), self._limits.write_timeout_s)
-        except (asyncio.TimeoutError, ConnectionError):
+        except (TimeoutError, ConnectionError):
             raise _Drop from None
 
-    async def _refuse(self, status: int, message: str) -> None:
-        """Answer an error the client caused, then end the connection (where HTTP allows it)."""
+    async def _refuse(self, status: int, message: str, *, linger: bool = True) -> None:
+        """Answer an error the client caused, then end the connection (where HTTP allows it).
+
+        With `linger`, what the client is still sending is read and dropped for a moment before
+        the close: closing a unix socket with unread data resets it, and the client could lose
+        the answer that says what was wrong.
+        """
         if self._h11.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
             return
         body = ApiResponse.error(status, message).encoded_body()
@@ -230,10 +240,34 @@ class _Connection:
             ("content-length", str(len(body))),
             ("connection", "close"),
         ]
-        with contextlib.suppress(h11.LocalProtocolError, _Drop):
-            await self._write(self._h11.send(h11.Response(status_code=status, headers=headers)))
-            await self._write(self._h11.send(h11.Data(data=body)))
-            await self._write(self._h11.send(h11.EndOfMessage()))
+        try:
+            answer = b"".join(
+                self._h11.send(event) or b""
+                for event in (
+                    h11.Response(status_code=status, headers=headers),
+                    h11.Data(data=body),
+                    h11.EndOfMessage(),
+                )
+            )
+            await self._write(answer)
+        except (h11.LocalProtocolError, _Drop):
+            return
+        if linger:
+            await self._linger()
+
+    async def _linger(self) -> None:
+        with contextlib.suppress(OSError, RuntimeError):
+            self._writer.write_eof()
+        dropped = 0
+        try:
+            async with asyncio.timeout(_LINGER_S):
+                while dropped < _LINGER_BYTES:
+                    chunk = await self._reader.read(_READ_SIZE)
+                    if not chunk:
+                        return
+                    dropped += len(chunk)
+        except (TimeoutError, ConnectionError):
+            return
 
     async def _send(self, response: ApiResponse) -> None:
         headers: list[tuple[str, str]] = []
@@ -246,12 +280,12 @@ class _Connection:
         if response.stream is None:
             body = response.encoded_body()
             headers.append(("content-length", str(len(body))))
-            await self._write(
-                self._h11.send(h11.Response(status_code=response.status, headers=headers))
-            )
+            events: list[h11.Event] = [h11.Response(status_code=response.status, headers=headers)]
             if body:
-                await self._write(self._h11.send(h11.Data(data=body)))
-            await self._write(self._h11.send(h11.EndOfMessage()))
+                events.append(h11.Data(data=body))
+            events.append(h11.EndOfMessage())
+            # One write for the whole answer: one syscall and one wake-up for the client.
+            await self._write(b"".join(self._h11.send(event) or b"" for event in events))
             return
         headers.append(("connection", "close"))
         await self._write(

@@ -52,7 +52,7 @@ async def serving(
         yield server
 
 
-async def exchange(path: str, data: bytes, *, timeout: float = 5.0) -> bytes:
+async def exchange(path: str, data: bytes, *, within_s: float = 5.0) -> bytes:
     """Send raw bytes, half-close, and read everything until the server closes."""
     reader, writer = await asyncio.open_unix_connection(path)
     try:
@@ -60,7 +60,8 @@ async def exchange(path: str, data: bytes, *, timeout: float = 5.0) -> bytes:
         await writer.drain()
         if writer.can_write_eof():
             writer.write_eof()
-        return await asyncio.wait_for(reader.read(), timeout)
+        async with asyncio.timeout(within_s):
+            return await reader.read()
     finally:
         writer.close()
         with contextlib.suppress(OSError):

@@ -378,3 +378,15 @@ def test_service_binds_in_prepare_and_cleans_up_on_cancel(tmp_path: Path) -> Non
         assert not (tmp_path / "mgmt.sock").exists()
 
     asyncio.run(scenario())
+
+
+def test_refused_client_still_sending_gets_the_answer_not_a_reset(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with serving(tmp_path, max_body_bytes=1000) as server:
+            body = b"z" * (2 * 1024 * 1024)
+            answer = await exchange(server.path, request_bytes("PUT", f"/echo?{QUERY}", body))
+        ((status, _, message),) = parse_responses(answer)
+        assert status == 413
+        assert b"larger than 1000 bytes" in message
+
+    asyncio.run(scenario())
