@@ -103,12 +103,12 @@ def bind_unix_socket(
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.bind(os.fspath(temporary))
+        sock.listen(128)
         os.chmod(temporary, mode)
         if gid is not None:
             os.chown(temporary, -1, gid)
         os.rename(temporary, target)
         placed = target.lstat()
-        sock.listen(128)
     except OSError as error:
         sock.close()
         temporary.unlink(missing_ok=True)
@@ -167,6 +167,8 @@ def _group_id(group: str | None) -> int | None:
 
 
 def _check_replaceable(target: Path) -> None:
+    """Refuse a path that is not a socket or that something answers on (a local connect: it
+    succeeds or is refused at once, so this runs at start-up without the executor)."""
     try:
         info = target.lstat()
     except FileNotFoundError:

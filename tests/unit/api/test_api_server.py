@@ -390,3 +390,29 @@ def test_refused_client_still_sending_gets_the_answer_not_a_reset(tmp_path: Path
         assert b"larger than 1000 bytes" in message
 
     asyncio.run(scenario())
+
+
+def test_socket_passed_by_systemd_is_served(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    listening = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listening.bind(str(tmp_path / "activated.sock"))
+    listening.listen(8)
+    fd = os.dup(listening.fileno())
+    listening.close()
+    count = fd - 3 + 1
+    monkeypatch.setenv("LISTEN_PID", str(os.getpid()))
+    monkeypatch.setenv("LISTEN_FDS", str(count))
+    monkeypatch.setenv("LISTEN_FDNAMES", ":".join(["other"] * (count - 1) + ["mgmt"]))
+
+    async def scenario() -> None:
+        async with ApiSocketServer("fd://mgmt", make_router()) as server:
+            assert server.path is None
+            answer = await exchange(
+                str(tmp_path / "activated.sock"), request_bytes("GET", f"/echo?{QUERY}")
+            )
+            assert parse_responses(answer)[0][0] == 200
+        with pytest.raises(DaemonError, match="no socket named 'absent'"):
+            await ApiSocketServer("fd://absent", make_router()).start()
+
+    asyncio.run(scenario())
