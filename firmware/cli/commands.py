@@ -150,6 +150,24 @@ def render_renewed(answer: dict[str, Any], args: argparse.Namespace) -> str:
     return render_listing(answer)
 
 
+def render_identities(answer: dict[str, Any], args: argparse.Namespace) -> str:
+    from firmware.identity.listing import render_identities as render_listing
+
+    return render_listing(answer)
+
+
+def render_identity(answer: dict[str, Any], args: argparse.Namespace) -> str:
+    from firmware.identity.listing import render_identity as render_listing
+
+    return render_listing(answer)
+
+
+def render_workload_sockets(answer: dict[str, Any], args: argparse.Namespace) -> str:
+    from firmware.identity.listing import render_sockets
+
+    return render_sockets(answer)
+
+
 def show_help(args: argparse.Namespace) -> CommandResult:
     surface = args.surface
     if args.topic:
@@ -262,6 +280,25 @@ COMMANDS: tuple[Command, ...] = (
         (argument("name", metavar="NAME", help="e.g. edge-ca or workload-ca"),),
         call=ApiCall("POST", "/certificates/{name}/renew"),
         render=render_renewed,
+    ),
+    Command(
+        "identity list",
+        "module identities: module, generation id, managed by",
+        call=ApiCall("GET", "/identities"),
+        render=render_identities,
+    ),
+    Command(
+        "identity show",
+        "one module identity",
+        (argument("name", metavar="NAME", help="the module id"),),
+        call=ApiCall("GET", "/identities/{name}"),
+        render=render_identity,
+    ),
+    Command(
+        "identity sockets",
+        "the workload socket of each module: state, connections, path",
+        call=ApiCall("GET", "/workload/sockets"),
+        render=render_workload_sockets,
     ),
     Command(
         "run",

@@ -61,6 +61,11 @@ SERVICES: tuple[ServiceEntry, ...] = (
             "manifest_trust_bundle_cert",
         ),
     ),
+    ServiceEntry(
+        "workload",
+        "firmware.api.workload.daemon:WorkloadService",
+        ("listen", "paths", "provisioning", "hostname"),
+    ),
 )
 
 

@@ -1,0 +1,1 @@
+"""The workload API: what modules call on their own socket (sign, encrypt, certificates)."""
