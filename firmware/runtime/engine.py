@@ -50,6 +50,7 @@ class ContainerSummary:
     status: str
     labels: Mapping[str, str]
     created: int
+    image_id: str = ""
 
 
 class ContainerRuntime:
@@ -158,6 +159,7 @@ class DockerEngine(ContainerRuntime):
                 status=doc.get("Status", ""),
                 labels=doc.get("Labels") or {},
                 created=int(doc.get("Created", 0)),
+                image_id=doc.get("ImageID", ""),
             )
             for doc in docs
         ]

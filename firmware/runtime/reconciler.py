@@ -22,10 +22,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from firmware.daemon.logs import fields, get_logger
-from firmware.errors import EdgekeeperError, NotFound
+from firmware.errors import Conflict, EdgekeeperError, NotFound
 from firmware.runtime.backoff import BackoffPolicy, RestartRecord
 from firmware.runtime.desired import DesiredModules, ModuleChange, diff
 from firmware.runtime.engine import DockerEngine, RuntimeUnavailable
+from firmware.runtime.hooks import ModuleHook
 from firmware.runtime.plan import (
     Action,
     CreateContainer,
@@ -79,6 +80,8 @@ class Reconciler:
         policy: BackoffPolicy | None = None,
         run_blocking: Callable[..., Any] | None = None,
         decorators: tuple[ContainerDecorator, ...] = (),
+        hooks: tuple[ModuleHook, ...] = (),
+        pull_credentials: Mapping[str, Mapping[str, str]] | None = None,
         owner: str = OWNER_VALUE,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -91,11 +94,14 @@ class Reconciler:
         self._policy = policy or BackoffPolicy()
         self._run_blocking = run_blocking
         self._decorators = decorators
+        self._hooks: list[ModuleHook] = list(hooks)
+        self._pull_credentials = dict(pull_credentials or {})
         self._clock = clock
         self._specs: dict[str, ModuleSpec] = {}
         self._records: dict[str, RestartRecord] = {}
         self._issues: dict[str, ModuleIssue] = {}
         self._expected_exits: set[str] = set()
+        self._removed: set[str] = set()
         self._exited: dict[str, int] = {}
         self._wake = asyncio.Event()
         self._loaded = asyncio.Event()
@@ -131,6 +137,17 @@ class Reconciler:
     def record(self, name: str) -> RestartRecord | None:
         return self._records.get(name)
 
+    def backoff_left(self, name: str) -> float:
+        """Seconds before the module may be restarted again (0 when not backing off)."""
+        record = self._records.get(name)
+        if record is None:
+            return 0.0
+        return max(0.0, record.not_before - self._clock())
+
+    def add_hook(self, hook: ModuleHook) -> None:
+        """Run `hook` around every container created or module removed from now on."""
+        self._hooks.append(hook)
+
     def is_agent(self, name: str) -> bool:
         return self._agent is not None and name == self._agent.name
 
@@ -148,6 +165,8 @@ class Reconciler:
                 for change in changes:
                     self._records.pop(change.name, None)
                     self._issues.pop(change.name, None)
+                    if change.after is None:
+                        self._removed.add(change.name)
                 log.info("deployment applied", extra=fields(changes=len(changes)))
                 self._wake.set()
         return changes
@@ -161,6 +180,10 @@ class Reconciler:
 
     async def set_status(self, name: str, status: DesiredStatus) -> None:
         spec = self.spec(name)
+        if status is DesiredStatus.RUNNING:
+            self._records.pop(name, None)
+            if self.is_agent(name):
+                self.degraded = None
         if spec.status is status:
             self._wake.set()
             return
@@ -258,6 +281,12 @@ class Reconciler:
                     deadline = action.when if deadline is None else min(deadline, action.when)
                     continue
                 await self._act(action)
+                if isinstance(action, RemoveContainer) and action.module not in wanted:
+                    self._removed.add(action.module)
+            for module in sorted(self._removed - set(wanted)):
+                if module not in self._issues:
+                    await self._after_remove(module)
+            self._removed.clear()
             return deadline
 
     def _watchdog(self, actions: list[Action]) -> list[Action]:
@@ -312,6 +341,8 @@ class Reconciler:
     async def _create(self, spec: ModuleSpec, start: bool) -> None:
         await self._ensure_image(spec)
         body = self._container_body(spec)
+        for hook in list(self._hooks):
+            await hook.before_create(spec, body)
         container = await self.engine.create_container(spec.name, body)
         log.info("module created", extra=fields(module=spec.name, image=spec.image))
         if start:
@@ -331,7 +362,7 @@ class Reconciler:
                     hint='load the image (docker load) or set imagePullPolicy to "on-create"',
                 ) from None
         log.info("pulling image", extra=fields(module=spec.name, image=spec.image))
-        async for _progress in self.engine.pull(spec.image):
+        async for _progress in self.engine.pull(spec.image, self._pull_credentials.get(spec.name)):
             pass
 
     def _container_body(self, spec: ModuleSpec) -> dict[str, Any]:
@@ -343,6 +374,15 @@ class Reconciler:
             decorate(spec, body)
         return body
 
+    async def _after_remove(self, module: str) -> None:
+        for hook in list(self._hooks):
+            try:
+                await hook.after_remove(module)
+            except EdgekeeperError as exc:
+                log.warning(
+                    "module clean-up failed", extra=fields(module=module, error=exc.render())
+                )
+
     async def _owned(self, name: str) -> list[ObservedContainer]:
         containers = await self.engine.list_containers({**self._owned_label, MODULE_LABEL: name})
         observed = [self._observe(c) for c in containers]
@@ -352,7 +392,7 @@ class Reconciler:
     async def _edit(self, change: Callable[[dict[str, ModuleSpec]], object], name: str) -> None:
         await self._loaded.wait()
         if self.is_agent(name):
-            raise EdgekeeperError(
+            raise Conflict(
                 f"module {name!r} is the agent; it is defined by [agent] in config.toml",
                 hint="edit [agent] and reload the daemon (SIGHUP)",
             )
@@ -363,6 +403,8 @@ class Reconciler:
             self._specs = specs
             self._records.pop(name, None)
             self._issues.pop(name, None)
+            if name not in specs:
+                self._removed.add(name)
         self._wake.set()
 
     async def _blocking(self, fn: Callable[..., Any], *args: Any) -> Any:

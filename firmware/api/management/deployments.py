@@ -1,0 +1,36 @@
+"""`POST /deployments?dry-run=true|false`: replace every module at once from a deployment manifest.
+
+The body is an IoT Edge deployment manifest, its `properties.desired` part, or a plain
+`{"modules": {...}}` (see `firmware.runtime.manifest`). The answer lists what changes, module by
+module: `{"dryRun", "changes": [{"name", "change": "add"|"update"|"remove", "image", "details",
+"recreate"}], "skipped"}`. With `dry-run=false` (the default) the new set is persisted in one write
+and then carried out by the reconciler; a manifest with any error changes nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from firmware.api.model import ApiRequest, ApiResponse
+from firmware.errors import BadRequest
+from firmware.runtime.manifest import change_document, parse_deployment
+
+
+def routes(ctx: Any, current: Any) -> list[tuple[str, str, Any]]:
+    async def deploy(request: ApiRequest) -> ApiResponse:
+        flag = request.query.get("dry-run", "false").lower()
+        if flag not in ("true", "false"):
+            raise BadRequest(f"query parameter 'dry-run' is {flag!r}; use true or false")
+        reconciler = current()
+        deployment = parse_deployment(request.json_object(), agent_name=ctx.config.agent.name)
+        changes = await reconciler.apply(deployment.modules, dry_run=flag == "true")
+        return ApiResponse(
+            200,
+            {
+                "dryRun": flag == "true",
+                "changes": [change_document(change) for change in changes],
+                "skipped": list(deployment.skipped),
+            },
+        )
+
+    return [("POST", "/deployments", deploy)]
