@@ -53,9 +53,7 @@ class WorkloadRig:
     ) -> ApiResponse:
         query = {} if version is None else {"api-version": version}
         data = raw if raw is not None else (b"" if body is None else json.dumps(body).encode())
-        request = ApiRequest(
-            method, path, query=query, body=data, listener=listener, peer=peer
-        )
+        request = ApiRequest(method, path, query=query, body=data, listener=listener, peer=peer)
         return await self.router.dispatch(request)
 
     async def sign(self, module: str, genid: str, data: bytes, **kwargs: Any) -> ApiResponse:
