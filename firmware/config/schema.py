@@ -149,6 +149,12 @@ class Console:
                 f'console device "{device}" is not "none", "pty", a device path or a URL',
                 'e.g. "/dev/ttyS0", "pty", "socket://127.0.0.1:7000" or "none"',
             )
+        if device.startswith("loop://"):
+            yield Violation(
+                "device",
+                "loop:// sends the console's own output back to it as input, without end",
+                'use "pty" for a local console or "none" for no console',
+            )
 
 
 @dataclass(frozen=True)

@@ -103,6 +103,7 @@ def test_a_bad_choice_suggests_the_closest_choice(write) -> None:
         ),
         ("[paths]\ndata_dir = 'var/lib'\n", "paths.data_dir", "data_dir must be an absolute path"),
         ("[console]\ndevice = 'ttyS0'\n", "console.device", 'console device "ttyS0" is not'),
+        ("[console]\ndevice = 'loop://'\n", "console.device", "loop:// sends the console's own"),
         ("[runtime]\nuri = 'tcp://1.2.3.4:2375'\n", "runtime.uri", "the engine is reached over"),
         ("[connect]\nworkload_uri = 'fd://x'\n", "connect.workload_uri", '"fd://x" is not a unix'),
     ],

@@ -1,7 +1,7 @@
 """`edgekeeper run` as a process: start-up, sd_notify, SIGTERM, SIGHUP reloads, start-up failures.
 
 Each test starts the daemon on a private config (temp run and data dirs, console "none" or
-loop://) with NOTIFY_SOCKET pointing at a datagram socket of the test, so readiness is observed
+a pty) with NOTIFY_SOCKET pointing at a datagram socket of the test, so readiness is observed
 the way systemd observes it. The daemon is the built binary when EDGEKEEPER_BINARY names it (as
 `build.py test` does), else `python -m firmware` from the source tree.
 """
@@ -261,7 +261,7 @@ def test_sighup_with_good_config_reloads(
     running: DaemonProcess, daemon_dirs: tuple[Path, Path], tmp_path: Path
 ) -> None:
     config, root = daemon_dirs
-    write_config(config, root, console="loop://", level="debug")
+    write_config(config, root, console="pty", level="debug")
     mark = len(running.lines)
     running.proc.send_signal(signal.SIGHUP)
     running.wait_log("configuration reloaded", after=mark)
