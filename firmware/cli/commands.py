@@ -168,6 +168,12 @@ def render_workload_sockets(answer: dict[str, Any], args: argparse.Namespace) ->
     return render_sockets(answer)
 
 
+def _runtime() -> Any:
+    from firmware.runtime import listing
+
+    return listing
+
+
 def show_help(args: argparse.Namespace) -> CommandResult:
     surface = args.surface
     if args.topic:
@@ -299,6 +305,73 @@ COMMANDS: tuple[Command, ...] = (
         "the workload socket of each module: state, connections, path",
         call=ApiCall("GET", "/workload/sockets"),
         render=render_workload_sockets,
+    ),
+    Command(
+        "list",
+        "the modules: name, status, uptime, image",
+        call=ApiCall("GET", "/modules"),
+        render=lambda answer, args: _runtime().render_modules(answer, args),
+    ),
+    Command(
+        "logs",
+        "a module's output (-f follows it until Ctrl-C)",
+        (
+            argument("name", metavar="NAME", help="the module"),
+            argument("--tail", type=int, metavar="N", help="only the last N lines"),
+            argument("--since", metavar="T", help="unix seconds, RFC 3339, or e.g. 10m"),
+            argument("-f", "--follow", action="store_true", help="keep streaming new lines"),
+            argument("-t", "--timestamps", action="store_true", help="prefix engine timestamps"),
+        ),
+        local=lambda args: _runtime().follow_logs(args),
+        surfaces=frozenset({CLI}),
+    ),
+    Command(
+        "logs",
+        "the last lines a module wrote",
+        (
+            argument("name", metavar="NAME", help="the module"),
+            argument("--tail", type=int, default=50, metavar="N", help="lines (default 50)"),
+        ),
+        call=ApiCall(
+            "GET",
+            "/modules/{name}/logs",
+            query=lambda args: {"tail": str(args.tail), "format": "json"},
+        ),
+        render=lambda answer, args: _runtime().render_log_lines(answer, args),
+        surfaces=frozenset({CONSOLE}),
+    ),
+    *(
+        Command(
+            verb,
+            f"{verb} a module",
+            (argument("name", metavar="NAME", help="the module"),),
+            call=ApiCall("POST", f"/modules/{{name}}/{verb}"),
+            render=lambda answer, args, verb=verb: f"{args.name}: {verb} requested",
+        )
+        for verb in ("start", "stop", "restart")
+    ),
+    Command(
+        "deploy",
+        "apply a deployment manifest (TOML or IoT Edge JSON), showing what changes",
+        (
+            argument("manifest", metavar="MANIFEST", help="the manifest file"),
+            argument("--dry-run", action="store_true", help="show the changes, apply nothing"),
+        ),
+        local=lambda args: _runtime().deploy(args),
+        surfaces=frozenset({CLI}),
+    ),
+    Command(
+        "system status",
+        "container engine, modules summary and why the daemon is degraded",
+        call=ApiCall("GET", "/system/status"),
+        render=lambda answer, args: _runtime().render_system_status(answer, args),
+    ),
+    Command(
+        "system logs",
+        "the daemon's recent log lines",
+        (argument("--lines", type=int, default=100, metavar="N", help="how many (default 100)"),),
+        call=ApiCall("GET", "/system/logs", query=lambda args: {"lines": str(args.lines)}),
+        render=lambda answer, args: _runtime().render_log_lines(answer, args),
     ),
     Command(
         "run",
