@@ -52,6 +52,7 @@ class WorkloadService:
         from firmware.keys.daemon import key_service
 
         register_routes(ctx.router, ctx)
+        self._hook_runtime(ctx)  # before any await: the reconciler must not create without it
         keys = await key_service(ctx)
         identities = ModuleIdentities(keys, ctx.store, ctx.executor.run)
         await identities.start()
