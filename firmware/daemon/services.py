@@ -61,6 +61,14 @@ SERVICES: tuple[ServiceEntry, ...] = (
             "manifest_trust_bundle_cert",
         ),
     ),
+    # Before "workload": its prepare registers a module hook on the runtime service, which must
+    # exist by then (and whose reconciler has not run yet).
+    ServiceEntry(
+        "runtime",
+        "firmware.runtime.service:RuntimeService",
+        ("runtime", "agent", "watchdog", "image_garbage_collection", "paths"),
+        lambda config: bool(config.runtime.uri),
+    ),
     ServiceEntry(
         "workload",
         "firmware.api.workload.daemon:WorkloadService",
