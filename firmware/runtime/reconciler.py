@@ -51,6 +51,9 @@ from firmware.runtime.spec import (
 log = get_logger("runtime")
 
 _EXIT_CODE = re.compile(r"Exited \((-?\d+)\)")
+# A failed action (pull, create, hook) is tried again after this, doubling while failures go on.
+_RETRY_FIRST = 2.0
+_RETRY_CAP = 60.0
 _WAKING_ACTIONS = frozenset({"die", "destroy", "oom", "stop", "kill", "health_status: unhealthy"})
 
 
@@ -102,6 +105,7 @@ class Reconciler:
         self._issues: dict[str, ModuleIssue] = {}
         self._expected_exits: set[str] = set()
         self._removed: set[str] = set()
+        self._retry_delay = _RETRY_FIRST
         self._exited: dict[str, int] = {}
         self._wake = asyncio.Event()
         self._loaded = asyncio.Event()
@@ -276,18 +280,25 @@ class Reconciler:
             wanted = self.modules()
             actions = self._watchdog(plan(wanted, observed, self._records, self._clock()))
             deadline: float | None = None
+            failed = False
             for action in actions:
                 if isinstance(action, WaitUntil):
                     deadline = action.when if deadline is None else min(deadline, action.when)
                     continue
-                await self._act(action)
+                if not await self._act(action):
+                    failed = True
                 if isinstance(action, RemoveContainer) and action.module not in wanted:
                     self._removed.add(action.module)
             for module in sorted(self._removed - set(wanted)):
                 if module not in self._issues:
                     await self._after_remove(module)
             self._removed.clear()
-            return deadline
+            if not failed:
+                self._retry_delay = _RETRY_FIRST
+                return deadline
+            retry = self._clock() + self._retry_delay
+            self._retry_delay = min(self._retry_delay * 2, _RETRY_CAP)
+            return retry if deadline is None else min(deadline, retry)
 
     def _watchdog(self, actions: list[Action]) -> list[Action]:
         if self._agent is None or self._agent_max_retries is None:
@@ -310,7 +321,8 @@ class Reconciler:
             if not (isinstance(a, restarting) and _module_of(a) == self._agent.name)
         ]
 
-    async def _act(self, action: Action) -> None:
+    async def _act(self, action: Action) -> bool:
+        """Carry out one action; False (and the module's issue set) if it failed."""
         module = _module_of(action)
         try:
             if isinstance(action, CreateContainer):
@@ -332,11 +344,13 @@ class Reconciler:
                 await self.engine.remove(action.container_id, force=True)
                 log.info("module container removed", extra=fields(module=module))
             self._issues.pop(module, None)
+            return True
         except RuntimeUnavailable:
             raise
         except EdgekeeperError as exc:
             self._issues[module] = ModuleIssue(exc.render(), time.time())
             log.warning("module action failed", extra=fields(module=module, error=exc.render()))
+            return False
 
     async def _create(self, spec: ModuleSpec, start: bool) -> None:
         await self._ensure_image(spec)

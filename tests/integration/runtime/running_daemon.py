@@ -1,0 +1,116 @@
+"""`edgekeeper run` as a child process against the session dockerd, for the runtime tests."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from firmware.api.client import ApiClient
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def program() -> list[str]:
+    binary = os.environ.get("EDGEKEEPER_BINARY")
+    return [binary] if binary else [sys.executable, "-m", "firmware"]
+
+
+def write_config(root: Path, docker_socket: str, agent: str, image: str) -> Path:
+    """A config with the agent as a sleeping busybox, no console, no image GC."""
+    create_options = {
+        "Cmd": ["sleep", "3600"],
+        "StopTimeout": 1,
+        "HostConfig": {"NetworkMode": "none"},
+    }
+    config = root / "config.toml"
+    config.write_text(
+        f'[paths]\ndata_dir = "{root}/data"\nrun_dir = "{root}/run"\n\n'
+        '[console]\ndevice = "none"\n\n'
+        f'[runtime]\nuri = "unix://{docker_socket}"\n\n'
+        f'[agent]\nname = "{agent}"\nimagePullPolicy = "never"\n\n'
+        f'[agent.config]\nimage = "{image}"\ncreateOptions = {_toml(create_options)}\n\n'
+        "[watchdog]\nmax_retries = 20\n\n"
+        "[image_garbage_collection]\nenabled = false\n"
+    )
+    return config
+
+
+def _toml(value: object) -> str:
+    """An inline TOML value for plain JSON-like data."""
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f'"{k}" = {_toml(v)}' for k, v in value.items()) + " }"
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return json.dumps(value)
+
+
+class DaemonProcess:
+    """One `edgekeeper run --config FILE`; its stderr goes to `log`."""
+
+    def __init__(self, config: Path) -> None:
+        self.config = config
+        self.root = config.parent
+        self.socket = self.root / "run" / "mgmt.sock"
+        self.log = self.root / "daemon.log"
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def uri(self) -> str:
+        return f"unix://{self.socket}"
+
+    def start(self) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEKEEPER_")}
+        with self.log.open("a") as log:
+            self.process = subprocess.Popen(
+                [*program(), "run", "--config", str(self.config)],
+                cwd=REPO,
+                stdout=log,
+                stderr=log,
+                env={**env, "PYTHONPATH": str(REPO)},
+            )
+        deadline = time.monotonic() + 30
+        while not self.socket.exists():
+            assert self.process.poll() is None, self.log.read_text()
+            assert time.monotonic() < deadline, "the daemon made no socket in 30 s"
+            time.sleep(0.05)
+
+    def kill(self) -> None:
+        """SIGKILL: no clean-up at all, as a power cut would leave it."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+        self.socket.unlink(missing_ok=True)
+
+    def stop(self) -> int:
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else 0
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise
+
+    def client(self) -> ApiClient:
+        return ApiClient(self.uri)
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEKEEPER_")}
+        return subprocess.run(
+            [*program(), "--config", str(self.config), *args],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**env, "PYTHONPATH": str(REPO)},
+        )
+
+    def request(self, method: str, path: str, query=None, body=None):
+        return asyncio.run(self.client().request(method, path, query, body))
