@@ -40,32 +40,11 @@ from firmware.runtime.engine import DockerEngine
 from firmware.runtime.reconciler import Reconciler
 from firmware.runtime.spec import MODULE_LABEL, ModuleSpec, PullPolicy
 from firmware.store.state import StateStore
-from tests.peers.sim import busybox_rootfs
 from tests.unit.api.workload.workload_rig import API_VERSION, workload_rig
 
 pytestmark = pytest.mark.docker
 
-HERE = Path(__file__).resolve().parent
-CLIENT_TAG = "edgekeeper-test/workload-client:latest"
 SHARED_IN_CONTAINER = "/var/run/shared-workload.sock"
-
-
-@pytest.fixture(scope="module")
-def client_image(sim_dockerd, tmp_path_factory: pytest.TempPathFactory) -> str:
-    gcc = shutil.which("gcc")
-    if gcc is None:
-        pytest.fail("gcc is needed to build the test client: apt-get install gcc libc6-dev")
-    rootfs = busybox_rootfs(tmp_path_factory.mktemp("client-rootfs"))
-    built = subprocess.run(
-        [gcc, "-static", "-O2", "-o", str(rootfs / "bin" / "uds_http"), str(HERE / "uds_http.c")],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if built.returncode != 0:
-        pytest.fail(f"cannot build uds_http statically (install libc6-dev): {built.stderr}")
-    (rootfs / "var" / "run").mkdir(parents=True)
-    return sim_dockerd.import_image(rootfs, CLIENT_TAG)
 
 
 @pytest.fixture

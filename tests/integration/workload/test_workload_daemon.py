@@ -1,0 +1,283 @@
+"""`edgekeeper run` with a real dockerd: the agent and a deployed module get their identities,
+their own workload sockets and the IOTEDGE_* environment; the agent reaches the management API
+through its mounted socket; the CLI shows identities and sockets; a removed module's socket goes.
+
+Runs the built binary when EDGEKEEPER_BINARY names it, else the source.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+
+from firmware.api.client import ApiClient
+from firmware.daemon.executor import BoundedExecutor
+from firmware.errors import Forbidden
+from firmware.identity.modules import MASTER_KEY, derivation_label
+from firmware.keys.backend import SignAlgorithm
+from firmware.keys.file import FileBackend
+from firmware.keys.registry import BackendRegistry
+from firmware.keys.service import KeyService
+from firmware.runtime.engine import DockerEngine
+from firmware.runtime.spec import MODULE_LABEL
+
+pytestmark = pytest.mark.docker
+
+REPO = Path(__file__).resolve().parents[3]
+API = "2020-10-10"
+
+
+def program() -> list[str]:
+    binary = os.environ.get("EDGEKEEPER_BINARY")
+    return [binary] if binary else [sys.executable, "-m", "firmware"]
+
+
+def environment() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEKEEPER_")}
+    return {**env, "PYTHONPATH": str(REPO)}
+
+
+@dataclass
+class Daemon:
+    root: Path
+    config: Path
+    agent: str
+
+    @property
+    def run_dir(self) -> Path:
+        return self.root / "run"
+
+
+def wait_until(check, what: str, within: float = 60.0):
+    deadline = time.monotonic() + within
+    while True:
+        found = check()
+        if found:
+            return found
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def daemon(sim_dockerd, client_image) -> Iterator[Daemon]:
+    root = Path(tempfile.mkdtemp(prefix="ekwd", dir="/tmp"))
+    agent = f"ekagent{uuid.uuid4().hex[:6]}"
+    config = root / "config.toml"
+    config.write_text(
+        f'hostname = "gw.local"\n\n'
+        f'[paths]\ndata_dir = "{root}/data"\nrun_dir = "{root}/run"\n\n'
+        '[console]\ndevice = "none"\n\n'
+        f'[runtime]\nuri = "{sim_dockerd.uri}"\n\n'
+        f'[agent]\nname = "{agent}"\nimagePullPolicy = "never"\n\n'
+        f'[agent.config]\nimage = "{client_image}"\n\n'
+        '[agent.config.createOptions]\nCmd = ["sleep", "3600"]\nStopTimeout = 1\n\n'
+        '[agent.config.createOptions.HostConfig]\nNetworkMode = "none"\n'
+    )
+    process = subprocess.Popen(
+        [*program(), "run", "--config", str(config)],
+        cwd=REPO,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environment(),
+    )
+    try:
+
+        def started() -> bool:
+            assert process.poll() is None, process.communicate()[1]
+            return (root / "run" / "workload.sock").exists()
+
+        wait_until(started, "the workload socket", 30)
+        yield Daemon(root, config, agent)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, log = process.communicate(timeout=30)
+        remove_modules(sim_dockerd, [agent, *modules_named(sim_dockerd, "ekmod")])
+        shutil.rmtree(root, ignore_errors=True)
+    assert process.returncode == 0, log
+
+
+def modules_named(sim_dockerd, prefix: str) -> list[str]:
+    listing = sim_dockerd.docker(
+        "ps", "-a", "--format", "{{.Names}}", "--filter", f"name={prefix}"
+    ).stdout
+    return listing.split()
+
+
+def remove_modules(sim_dockerd, names: list[str]) -> None:
+    async def remove() -> None:
+        engine = DockerEngine(str(sim_dockerd.socket))
+        for name in names:
+            for found in await engine.list_containers({MODULE_LABEL: name}):
+                await engine.remove(found.container_id, force=True)
+
+    asyncio.run(remove())
+
+
+def running_container(sim_dockerd, name: str) -> str:
+    def find() -> str | None:
+        ids = sim_dockerd.docker(
+            "ps", "-q", "--filter", f"label={MODULE_LABEL}={name}", "--filter", "status=running"
+        ).stdout.split()
+        return ids[0] if ids else None
+
+    return wait_until(find, f"module {name} running")
+
+
+def call(sim_dockerd, name: str, socket: str, method: str, target: str, body=None):
+    container = running_container(sim_dockerd, name)
+    argv = ["exec", container, "uds_http", socket, method, f"{target}?api-version={API}"]
+    if body is not None:
+        argv.append(json.dumps(body))
+    result = sim_dockerd.docker(*argv, check=False)
+    assert result.returncode == 0, result.stderr
+    status, _, text = result.stdout.partition("\n")
+    return int(status), json.loads(text) if text.strip() else None
+
+
+def cli(daemon: Daemon, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*program(), "--config", str(daemon.config), *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=environment(),
+    )
+
+
+WORKLOAD = "/var/run/iotedge/workload.sock"
+MGMT = "/var/run/iotedge/mgmt.sock"
+
+
+def sign_body(data: bytes) -> dict[str, str]:
+    return {"keyId": "primary", "algo": "HMACSHA256", "data": base64.b64encode(data).decode()}
+
+
+def test_daemon_gives_modules_identities_and_sockets(sim_dockerd, daemon: Daemon) -> None:
+    agent = daemon.agent
+    module = f"ekmod{uuid.uuid4().hex[:6]}"
+    container = running_container(sim_dockerd, agent)
+    env = sim_dockerd.docker("exec", container, "env").stdout.splitlines()
+    assert f"IOTEDGE_MODULEID={agent}" in env
+    assert f"IOTEDGE_MANAGEMENTURI=unix://{MGMT}" in env
+    assert "IOTEDGE_GATEWAYHOSTNAME=gw.local" in env
+    genid = next(line for line in env if line.startswith("IOTEDGE_MODULEGENERATIONID="))
+    genid = genid.partition("=")[2]
+
+    # the agent reaches the management API through its socket, and lists the identities
+    status, listed = call(sim_dockerd, agent, MGMT, "GET", "/identities")
+    assert status == 200, listed
+    assert {
+        "moduleId": agent,
+        "managedBy": "iotedge",
+        "generationId": genid,
+        "authType": "sas",
+    } in (listed["identities"])
+    # the agent deploys a module through the management API
+    spec = {
+        "name": module,
+        "type": "docker",
+        "imagePullPolicy": "never",
+        "config": {
+            "settings": {
+                "image": "edgekeeper-test/workload-client:latest",
+                "createOptions": {
+                    "Cmd": ["sleep", "3600"],
+                    "StopTimeout": 1,
+                    "HostConfig": {"NetworkMode": "none"},
+                },
+            }
+        },
+    }
+    status, created = call(sim_dockerd, agent, MGMT, "POST", "/modules", spec)
+    assert status in (200, 201), created
+    module_env = sim_dockerd.docker(
+        "exec", running_container(sim_dockerd, module), "env"
+    ).stdout.splitlines()
+    module_genid = next(
+        line.partition("=")[2]
+        for line in module_env
+        if line.startswith("IOTEDGE_MODULEGENERATIONID=")
+    )
+    assert not any(line.startswith("IOTEDGE_MANAGEMENTURI=") for line in module_env)
+    data = b"hub%2Fdevices%2Fdev%2Fmodules%2Fm\n1900000000"
+    status, signed = call(
+        sim_dockerd,
+        module,
+        WORKLOAD,
+        "POST",
+        f"/modules/{module}/genid/{module_genid}/sign",
+        sign_body(data),
+    )
+    assert status == 200, signed
+    status, refused = call(
+        sim_dockerd,
+        module,
+        WORKLOAD,
+        "POST",
+        f"/modules/{agent}/genid/{genid}/sign",
+        sign_body(data),
+    )
+    assert status == 403, refused
+    status, bundle = call(sim_dockerd, module, WORKLOAD, "GET", "/trust-bundle")
+    assert status == 200
+    x509.load_pem_x509_certificates(bundle["certificate"].encode())
+
+    # the host is no module: on the shared socket it cannot act as one
+    async def from_host() -> None:
+        workload = ApiClient(f"unix://{daemon.run_dir}/workload.sock", api_version=API)
+        with pytest.raises(Forbidden, match="is not in the container"):
+            await workload.request(
+                "POST", f"/modules/{agent}/genid/{genid}/sign", body=sign_body(data)
+            )
+
+    asyncio.run(from_host())
+
+    listing = cli(daemon, "identity", "list")
+    assert listing.returncode == 0, listing.stderr
+    assert any(line.split()[:2] == [module, module_genid] for line in listing.stdout.splitlines())
+    shown = cli(daemon, "identity", "show", agent)
+    assert f"generation: {genid}" in shown.stdout
+    missing = cli(daemon, "identity", "show", "ghost")
+    assert missing.returncode == 1 and "no module identity 'ghost'" in missing.stderr
+    sockets = cli(daemon, "identity", "sockets")
+    assert sockets.returncode == 0, sockets.stderr
+    assert any(line.split()[:2] == [module, "listening"] for line in sockets.stdout.splitlines())
+
+    # removing the module removes its socket
+    socket_file = daemon.run_dir / "mnt" / f"{module}.sock"
+    assert socket_file.is_socket()
+    status, _ = call(sim_dockerd, agent, MGMT, "DELETE", f"/modules/{module}")
+    assert status in (200, 204)
+    wait_until(lambda: not socket_file.exists(), "the removed module's socket to go")
+
+    # the digest is HMAC-SHA256 with the key derived from the device identity key
+    async def verify() -> bytes:
+        executor = BoundedExecutor()
+        registry = BackendRegistry("file", {"file": lambda: FileBackend(daemon.root / "data/keys")})
+        keys = KeyService(registry, executor)
+        try:
+            child = await keys.derive(
+                await keys.load(MASTER_KEY), derivation_label(module, module_genid)
+            )
+            return await keys.sign(child, SignAlgorithm.HMAC_SHA256, data)
+        finally:
+            await keys.close()
+            executor.shutdown()
+
+    assert base64.b64decode(signed["digest"]) == asyncio.run(verify())
