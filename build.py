@@ -423,7 +423,22 @@ def build(board: str, mode: str = BUILD_MODE) -> Path:
         return build_locked(board, mode)
 
 
+def check_arch(board: str) -> None:
+    """Nuitka builds for the machine it runs on: refuse a board of another architecture."""
+    import tomllib
+
+    arch = tomllib.loads(board_file(board).read_text()).get("board", {}).get("arch")
+    machine = platform.machine()
+    aliases = {"arm64": "aarch64", "amd64": "x86_64", "armv7": "armv7l"}
+    if arch and aliases.get(arch, arch) != machine:
+        fail(
+            f"board {board} is {arch} but this machine is {machine}: Nuitka does not "
+            f"cross-compile; run build.py on an {arch} builder (or an {arch} container)"
+        )
+
+
 def build_locked(board: str, mode: str) -> Path:
+    check_arch(board)
     setup()
     build_ffi()
     target = DIST / board / "edgekeeper"

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -243,7 +242,11 @@ def report(results: list[Figures]) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--binary", type=Path, default=REPO / "dist" / "sim" / "edgekeeper")
-    parser.add_argument("--python", default=shutil.which("python3") or sys.executable)
+    parser.add_argument(
+        "--python",
+        default="/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable,
+        help="the interpreter measured as the baseline",
+    )
     parser.add_argument("--settle", type=float, default=10.0, help="idle time before memory (s)")
     parser.add_argument("--window", type=float, default=30.0, help="idle CPU window (s)")
     parser.add_argument("--json", type=Path, help="write the figures here as JSON")
