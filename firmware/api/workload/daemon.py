@@ -41,7 +41,7 @@ class WorkloadService:
         self.sockets: ModuleSockets | None = None
         self.limits = SocketRateLimits(RateLimit())
         self._ready = asyncio.Event()
-        self._hooked = False
+        self._hook: WorkloadHook | None = None
 
     async def prepare(self, ctx: Any) -> None:
         register_routes(ctx.router, ctx)
@@ -102,19 +102,17 @@ class WorkloadService:
     def _hook_runtime(self, ctx: Any) -> None:
         """Register the module hook with the runtime service (once; it outlives restarts)."""
         runtime = ctx.services.get("runtime")
-        if runtime is None or self._hooked:
+        if runtime is None or self._hook is not None:
             return
-        runtime.add_hook(
-            WorkloadHook(
-                self.wait_ready,
-                self._module_sockets(ctx),
-                device_facts(ctx.config),
-                is_agent=lambda name: _is_agent(runtime, name),
-                management_socket=_unix_path(ctx.config.listen.management_uri),
-                forget_limits=self.limits.forget,
-            )
+        self._hook = WorkloadHook(
+            self.wait_ready,
+            self._module_sockets(ctx),
+            device_facts(ctx.config),
+            is_agent=lambda name: _is_agent(runtime, name),
+            management_socket=_unix_path(ctx.config.listen.management_uri),
+            forget_limits=self.limits.forget,
         )
-        self._hooked = True
+        runtime.add_hook(self._hook)
 
     def _module_sockets(self, ctx: Any) -> ModuleSockets:
         if self.sockets is None:
@@ -122,11 +120,13 @@ class WorkloadService:
         return self.sockets
 
     async def _join_runtime(self, ctx: Any, sockets: ModuleSockets) -> None:
-        """Open the sockets of the modules the runtime already runs (adopted at start)."""
+        """Open the sockets of the modules the runtime already runs (adopted at start), and
+        restart their containers: a bind mount keeps the socket file it found at container
+        start, so a container from before this daemon started holds a dead socket."""
         self._hook_runtime(ctx)
         runtime = ctx.services.get("runtime")
         reconciler = getattr(runtime, "reconciler", None)
-        if reconciler is None:
+        if reconciler is None or self._hook is None:
             log.info("no runtime service: only the shared workload socket is served")
             return
         await reconciler.loaded()
@@ -134,6 +134,10 @@ class WorkloadService:
             try:
                 await self.identities.ensure(name)
                 await sockets.open(name)
+                if name in self._hook.prepared or await reconciler.container_id(name) is None:
+                    continue
+                await reconciler.restart(name)
+                log.info("module %s restarted to mount its new workload socket", name)
             except EdgekeeperError as error:
                 log.warning("workload socket of module %s: %s", name, error.render())
 

@@ -40,6 +40,8 @@ class WorkloadHook:
         self._is_agent = is_agent
         self._management_socket = management_socket
         self._forget_limits = forget_limits
+        # Modules whose container this daemon created (so its binds name the current sockets).
+        self.prepared: set[str] = set()
 
     async def before_create(self, spec: Any, body: dict[str, Any]) -> None:
         identity = await (await self._identities()).ensure(spec.name)
@@ -51,7 +53,9 @@ class WorkloadHook:
             management_socket=self._management_socket if agent else None,
         )
         decorate(body, env, mounts)
+        self.prepared.add(spec.name)
 
     async def after_remove(self, module_name: str) -> None:
+        self.prepared.discard(module_name)
         await self._sockets.close(module_name)
         self._forget_limits(listener_for(module_name))

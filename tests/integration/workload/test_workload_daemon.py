@@ -19,7 +19,6 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -52,15 +51,42 @@ def environment() -> dict[str, str]:
     return {**env, "PYTHONPATH": str(REPO)}
 
 
-@dataclass
 class Daemon:
-    root: Path
-    config: Path
-    agent: str
+    """`edgekeeper run` on a config of its own; `start()`/`stop()` may be called again."""
+
+    def __init__(self, root: Path, config: Path, agent: str) -> None:
+        self.root = root
+        self.config = config
+        self.agent = agent
+        self.run_dir = root / "run"
+        self.process: subprocess.Popen[str] | None = None
 
     @property
-    def run_dir(self) -> Path:
-        return self.root / "run"
+    def log(self) -> str:
+        return (self.root / "daemon.log").read_text()
+
+    def start(self) -> None:
+        with open(self.root / "daemon.log", "a") as log:
+            self.process = subprocess.Popen(
+                [*program(), "run", "--config", str(self.config)],
+                cwd=REPO,
+                stderr=log,
+                text=True,
+                env=environment(),
+            )
+        process = self.process
+
+        def started() -> bool:
+            assert process.poll() is None, self.log
+            return (self.run_dir / "workload.sock").exists()
+
+        wait_until(started, "the workload socket", 30)
+
+    def stop(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(timeout=30)
+        assert self.process.returncode == 0, self.log
 
 
 def wait_until(check, what: str, within: float = 60.0):
@@ -88,27 +114,14 @@ def daemon(sim_dockerd, client_image) -> Iterator[Daemon]:
         '[agent.config.createOptions]\nCmd = ["sleep", "3600"]\nStopTimeout = 1\n\n'
         '[agent.config.createOptions.HostConfig]\nNetworkMode = "none"\n'
     )
-    process = subprocess.Popen(
-        [*program(), "run", "--config", str(config)],
-        cwd=REPO,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=environment(),
-    )
+    running = Daemon(root, config, agent)
+    running.start()
     try:
-
-        def started() -> bool:
-            assert process.poll() is None, process.communicate()[1]
-            return (root / "run" / "workload.sock").exists()
-
-        wait_until(started, "the workload socket", 30)
-        yield Daemon(root, config, agent)
+        yield running
     finally:
-        process.send_signal(signal.SIGTERM)
-        _, log = process.communicate(timeout=30)
+        running.stop()
         remove_modules(sim_dockerd, [agent, *modules_named(sim_dockerd, "ekmod")])
         shutil.rmtree(root, ignore_errors=True)
-    assert process.returncode == 0, log
 
 
 def modules_named(sim_dockerd, prefix: str) -> list[str]:
@@ -258,6 +271,24 @@ def test_daemon_gives_modules_identities_and_sockets(sim_dockerd, daemon: Daemon
     sockets = cli(daemon, "identity", "sockets")
     assert sockets.returncode == 0, sockets.stderr
     assert any(line.split()[:2] == [module, "listening"] for line in sockets.stdout.splitlines())
+
+    # after a daemon restart the adopted containers reach their (new) sockets again
+    daemon.stop()
+    daemon.start()
+    for name in (agent, module):
+        line = f"module {name} restarted to mount its new workload socket"
+        wait_until(lambda line=line: line in daemon.log, f"{name} restarted")
+    status, signed_again = call(
+        sim_dockerd,
+        module,
+        WORKLOAD,
+        "POST",
+        f"/modules/{module}/genid/{module_genid}/sign",
+        sign_body(data),
+    )
+    assert (status, signed_again) == (200, signed)
+    status, listed = call(sim_dockerd, agent, MGMT, "GET", "/identities")
+    assert status == 200, listed
 
     # removing the module removes its socket
     socket_file = daemon.run_dir / "mnt" / f"{module}.sock"
