@@ -1,0 +1,53 @@
+"""Image GC schedule: run times from the wall clock, durations from the config."""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+
+from firmware.errors import ConfigError
+from firmware.runtime.images import ImageSchedule, duration_seconds
+
+DAY = 86400.0
+
+
+def local(*parts: int) -> float:
+    return datetime.datetime(*parts).astimezone().timestamp()
+
+
+def test_daily_run_is_the_next_cleanup_time():
+    schedule = ImageSchedule(recurrence=DAY, threshold=7 * DAY, hour=3, minute=30)
+    assert schedule.next_run(local(2026, 11, 23, 10, 0)) == local(2026, 11, 24, 3, 30)
+    assert schedule.next_run(local(2026, 11, 23, 1, 0)) == local(2026, 11, 23, 3, 30)
+
+
+def test_shorter_recurrence_steps_from_the_cleanup_time():
+    schedule = ImageSchedule(recurrence=12 * 3600, threshold=DAY, hour=3)
+    assert schedule.next_run(local(2026, 11, 23, 10, 0)) == local(2026, 11, 23, 15, 0)
+    assert schedule.next_run(local(2026, 11, 23, 15, 0)) == local(2026, 11, 24, 3, 0)
+
+
+def test_a_recent_run_pushes_the_next_one_a_whole_recurrence():
+    schedule = ImageSchedule(recurrence=2 * DAY, threshold=DAY, hour=0)
+    last = local(2026, 11, 23, 0, 0)
+    # restarted 30 s after a run: not again tonight, but two days after the last one
+    assert schedule.next_run(last + 30, last) == local(2026, 11, 25, 0, 0)
+
+
+def test_schedule_from_config_section():
+    class Section:
+        cleanup_recurrence = "12h"
+        image_age_cleanup_threshold = "7d"
+        cleanup_time = "04:15"
+
+    schedule = ImageSchedule.from_config(Section)
+    assert (schedule.recurrence, schedule.threshold) == (12 * 3600, 7 * DAY)
+    assert (schedule.hour, schedule.minute) == (4, 15)
+
+
+def test_durations():
+    assert duration_seconds("90s", "x") == 90
+    assert duration_seconds("2 w", "x") == 14 * DAY
+    with pytest.raises(ConfigError, match=r"\[image_garbage_collection\] cleanup_recurrence"):
+        duration_seconds("soon", "[image_garbage_collection] cleanup_recurrence")
