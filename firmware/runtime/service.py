@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import weakref
 from typing import Any
 
 from firmware.daemon.logs import fields, get_logger
@@ -31,6 +32,8 @@ log = get_logger("runtime")
 
 SERVICE_NAME = "runtime"
 
+_HOOKS: weakref.WeakKeyDictionary[Any, list[ModuleHook]] = weakref.WeakKeyDictionary()
+
 
 class RuntimeService:
     """The reconciler and image GC under the daemon's supervisor."""
@@ -45,6 +48,8 @@ class RuntimeService:
 
     def add_hook(self, hook: ModuleHook) -> None:
         """Run `hook` before every container create and after every module removal."""
+        if hook in self._hooks:
+            return
         self._hooks.append(hook)
         if self.reconciler is not None:
             self.reconciler.add_hook(hook)
@@ -53,24 +58,29 @@ class RuntimeService:
         from firmware.api.management import register_routes
 
         config = ctx.config
+        # Hooks outlive this instance: a reload makes a new RuntimeService, and the services
+        # that registered hooks on the old one do not register them again.
+        shared = _HOOKS.setdefault(ctx.services, [])
+        shared.extend(hook for hook in self._hooks if hook not in shared)
+        self._hooks = shared
         self.engine = DockerEngine(engine_socket(config.runtime.uri))
+        self.images = ImageCollector(
+            self.engine,
+            ctx.store,
+            in_use=self._images_in_use,
+            schedule=ImageSchedule.from_config(config.image_garbage_collection),
+            run_blocking=ctx.executor.run,
+        )
         agent = agent_spec(config)
+        auth = registry_auth(config)
         self.reconciler = Reconciler(
             self.engine,
             DesiredModules(ctx.store),
             agent=agent,
             agent_max_retries=max_retries(config.watchdog.max_retries),
             run_blocking=ctx.executor.run,
-            hooks=tuple(self._hooks),
-            pull_credentials={agent.name: registry_auth(config)} if registry_auth(config) else {},
-        )
-        gc = config.image_garbage_collection
-        self.images = ImageCollector(
-            self.engine,
-            ctx.store,
-            in_use=self._images_in_use,
-            schedule=ImageSchedule.from_config(gc),
-            run_blocking=ctx.executor.run,
+            hooks=(self.images, *self._hooks),
+            pull_credentials={agent.name: auth} if auth else {},
         )
         register_routes(ctx.router, ctx)
 
