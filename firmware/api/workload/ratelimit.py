@@ -17,7 +17,7 @@ from firmware.api.workload.errors import TooManyRequests
 class RateLimit:
     """Requests per second a socket may make, and how many it may make at once."""
 
-    rate: float = 2000.0
+    rate: float = 1000.0
     burst: int = 200
 
 
