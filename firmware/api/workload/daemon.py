@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from firmware.api.model import ApiRequest, ApiResponse
 from firmware.api.server import ApiSocketServer
 from firmware.api.workload.access import ContainerRef, WorkloadAccess
 from firmware.api.workload.environment import DeviceFacts
-from firmware.api.workload.hook import WorkloadHook
+from firmware.api.workload.hook import WorkloadHook, WorkloadPlacement
 from firmware.api.workload.ratelimit import RateLimit, SocketRateLimits
 from firmware.api.workload.routes import WorkloadApi
 from firmware.api.workload.sockets import ModuleSockets
@@ -29,6 +30,7 @@ from firmware.errors import EdgekeeperError, NotFound, Unavailable
 log = logging.getLogger("edgekeeper.workload")
 
 SERVICE_NAME = "workload"
+READY_WAIT_S = 60.0
 
 
 class WorkloadService:
@@ -39,25 +41,25 @@ class WorkloadService:
     def __init__(self) -> None:
         self.identities: Any = None
         self.sockets: ModuleSockets | None = None
-        self.limits = SocketRateLimits(RateLimit())
+        self._placement: WorkloadPlacement | None = None
         self._ready = asyncio.Event()
-        self._hook: WorkloadHook | None = None
 
     async def prepare(self, ctx: Any) -> None:
         register_routes(ctx.router, ctx)
-        self._hook_runtime(ctx)
+        _hook_runtime(ctx)
 
     async def run(self, ctx: Any) -> None:
         from firmware.identity.modules import ModuleIdentities
         from firmware.keys.daemon import key_service
 
         register_routes(ctx.router, ctx)
-        self._hook_runtime(ctx)  # before any await: the reconciler must not create without it
+        hook = _hook_runtime(ctx)  # before any await: the reconciler must not create without it
         keys = await key_service(ctx)
         identities = ModuleIdentities(keys, ctx.store, ctx.executor.run)
         await identities.start()
-        listen = ctx.config.listen
-        sockets = self._module_sockets(ctx)
+        config = ctx.config
+        listen = config.listen
+        sockets = ModuleSockets(Path(config.paths.run_dir), ctx.router)
         shared = ApiSocketServer(
             listen.workload_uri,
             ctx.router,
@@ -66,10 +68,19 @@ class WorkloadService:
             group=listen.socket_group,
         )
         await shared.start()
-        self.identities = identities
+        self.identities, self.sockets = identities, sockets
+        self._placement = WorkloadPlacement(
+            identities,
+            sockets,
+            device_facts(config),
+            _unix_path(listen.management_uri),
+            shared_limits(ctx.router),
+        )
         try:
+            if hook is not None:
+                hook.prepared.clear()  # the sockets are new: every running module must remount
             self._ready.set()
-            await self._join_runtime(ctx, sockets)
+            await self._join_runtime(ctx, sockets, hook)
             log.info("workload API ready on %s", listen.workload_uri)
             await shared.serve_forever()
         finally:
@@ -77,9 +88,18 @@ class WorkloadService:
             await shared.close()
             await sockets.close_all()
 
-    async def wait_ready(self) -> Any:
-        await self._ready.wait()
-        return self.identities
+    async def placement(self) -> WorkloadPlacement:
+        """What the module hook needs, once ready; `Unavailable` after `READY_WAIT_S`."""
+        try:
+            async with asyncio.timeout(READY_WAIT_S):
+                await self._ready.wait()
+        except TimeoutError:
+            raise Unavailable(
+                f"the workload service is not ready after {READY_WAIT_S:g} s",
+                hint="see `edgekeeper status`: it waits for the key service",
+            ) from None
+        assert self._placement is not None
+        return self._placement
 
     def current(self) -> Any:
         """The module identities when ready; `Unavailable` otherwise (never waits)."""
@@ -99,34 +119,14 @@ class WorkloadService:
             "sockets": len(self.sockets.status()),
         }
 
-    def _hook_runtime(self, ctx: Any) -> None:
-        """Register the module hook with the runtime service (once; it outlives restarts)."""
-        runtime = ctx.services.get("runtime")
-        if runtime is None or self._hook is not None:
-            return
-        self._hook = WorkloadHook(
-            self.wait_ready,
-            self._module_sockets(ctx),
-            device_facts(ctx.config),
-            is_agent=lambda name: _is_agent(runtime, name),
-            management_socket=_unix_path(ctx.config.listen.management_uri),
-            forget_limits=self.limits.forget,
-        )
-        runtime.add_hook(self._hook)
-
-    def _module_sockets(self, ctx: Any) -> ModuleSockets:
-        if self.sockets is None:
-            self.sockets = ModuleSockets(Path(ctx.config.paths.run_dir), ctx.router)
-        return self.sockets
-
-    async def _join_runtime(self, ctx: Any, sockets: ModuleSockets) -> None:
-        """Open the sockets of the modules the runtime already runs (adopted at start), and
-        restart their containers: a bind mount keeps the socket file it found at container
-        start, so a container from before this daemon started holds a dead socket."""
-        self._hook_runtime(ctx)
-        runtime = ctx.services.get("runtime")
-        reconciler = getattr(runtime, "reconciler", None)
-        if reconciler is None or self._hook is None:
+    async def _join_runtime(
+        self, ctx: Any, sockets: ModuleSockets, hook: WorkloadHook | None
+    ) -> None:
+        """Open the sockets of the modules the runtime already runs, and restart their
+        containers: a bind mount keeps the socket file it found at container start, so a
+        container from before these sockets were opened holds a dead socket."""
+        reconciler = getattr(ctx.services.get("runtime"), "reconciler", None)
+        if reconciler is None or hook is None:
             log.info("no runtime service: only the shared workload socket is served")
             return
         await reconciler.loaded()
@@ -134,12 +134,43 @@ class WorkloadService:
             try:
                 await self.identities.ensure(name)
                 await sockets.open(name)
-                if name in self._hook.prepared or await reconciler.container_id(name) is None:
+                if name in hook.prepared or await reconciler.container_id(name) is None:
                     continue
                 await reconciler.restart(name)
                 log.info("module %s restarted to mount its new workload socket", name)
             except EdgekeeperError as error:
                 log.warning("workload socket of module %s: %s", name, error.render())
+
+
+# One hook per runtime service and one set of rate limits per router, whichever instance of the
+# workload service (a reload makes a new one) is running.
+_HOOKS: weakref.WeakKeyDictionary[Any, WorkloadHook] = weakref.WeakKeyDictionary()
+_LIMITS: weakref.WeakKeyDictionary[Any, SocketRateLimits] = weakref.WeakKeyDictionary()
+
+
+def shared_limits(router: Any) -> SocketRateLimits:
+    limits = _LIMITS.get(router)
+    if limits is None:
+        limits = _LIMITS[router] = SocketRateLimits(RateLimit())
+    return limits
+
+
+def _hook_runtime(ctx: Any) -> WorkloadHook | None:
+    """The module hook, registered with the runtime service once (it outlives restarts)."""
+    runtime = ctx.services.get("runtime")
+    if runtime is None:
+        return None
+    hook = _HOOKS.get(runtime)
+    if hook is None:
+
+        async def placement() -> WorkloadPlacement:
+            return await _service(ctx).placement()
+
+        hook = _HOOKS[runtime] = WorkloadHook(
+            placement, is_agent=lambda name: _is_agent(runtime, name)
+        )
+        runtime.add_hook(hook)
+    return hook
 
 
 def device_facts(config: Any) -> DeviceFacts:
@@ -169,11 +200,8 @@ def register_routes(router: Any, ctx: Any) -> None:
     async def containers(module: str) -> ContainerRef | None:
         return await _container_of(ctx, module)
 
-    limits = getattr(ctx.services.get(SERVICE_NAME), "limits", None) or SocketRateLimits(
-        RateLimit()
-    )
     access = WorkloadAccess(containers, ctx.executor.run)
-    WorkloadApi(identities, keys, certs, access, limits).register(router)
+    WorkloadApi(identities, keys, certs, access, shared_limits(router)).register(router)
     register_identity_routes(router, identities)
 
     async def socket_status(request: ApiRequest) -> ApiResponse:

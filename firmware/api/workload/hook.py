@@ -4,11 +4,15 @@ Before a module's container is created it makes sure the module has an identity,
 module's socket and edits the create body (the `IOTEDGE_*` variables, the socket bind mount, the
 management socket for the agent). After a module is removed its socket is closed and its file
 removed; the identity stays until deleted on the management API (as IoT Edge's agent does).
+
+The hook is registered once and outlives restarts of the workload service: it asks for the
+current `WorkloadPlacement` (identities, sockets, device facts) on every call.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from firmware.api.workload.environment import (
@@ -17,45 +21,52 @@ from firmware.api.workload.environment import (
     decorate,
     module_environment,
 )
+from firmware.api.workload.ratelimit import SocketRateLimits
 from firmware.api.workload.sockets import ModuleSockets, listener_for
 
 
+@dataclass(frozen=True)
+class WorkloadPlacement:
+    """What the hook needs from the running workload service."""
+
+    identities: Any  # ModuleIdentities
+    sockets: ModuleSockets
+    device: DeviceFacts
+    management_socket: str | None
+    limits: SocketRateLimits
+
+
 class WorkloadHook:
-    """`firmware.runtime.hooks.ModuleHook` for the workload API; `identities()` waits until the
-    module identities are ready and returns them."""
+    """`firmware.runtime.hooks.ModuleHook` for the workload API; `placement()` waits (bounded)
+    until the workload service is ready and returns what it serves with."""
 
     def __init__(
         self,
-        identities: Callable[[], Awaitable[Any]],
-        sockets: ModuleSockets,
-        device: DeviceFacts,
+        placement: Callable[[], Awaitable[WorkloadPlacement]],
         *,
         is_agent: Callable[[str], bool],
-        management_socket: str | None,
-        forget_limits: Callable[[str], None] = lambda listener: None,
     ) -> None:
-        self._identities = identities
-        self._sockets = sockets
-        self._device = device
+        self._placement = placement
         self._is_agent = is_agent
-        self._management_socket = management_socket
-        self._forget_limits = forget_limits
-        # Modules whose container this daemon created (so its binds name the current sockets).
+        # Modules whose container was created since the sockets were last (re)opened, so its
+        # bind mount names the socket being served.
         self.prepared: set[str] = set()
 
     async def before_create(self, spec: Any, body: dict[str, Any]) -> None:
-        identity = await (await self._identities()).ensure(spec.name)
-        path = await self._sockets.open(spec.name)
+        placement = await self._placement()
+        identity = await placement.identities.ensure(spec.name)
+        path = await placement.sockets.open(spec.name)
         agent = self._is_agent(spec.name)
-        env = module_environment(spec.name, identity.generation_id, self._device, agent=agent)
+        env = module_environment(spec.name, identity.generation_id, placement.device, agent=agent)
         mounts = ModuleMounts(
             workload_socket=str(path),
-            management_socket=self._management_socket if agent else None,
+            management_socket=placement.management_socket if agent else None,
         )
         decorate(body, env, mounts)
         self.prepared.add(spec.name)
 
     async def after_remove(self, module_name: str) -> None:
         self.prepared.discard(module_name)
-        await self._sockets.close(module_name)
-        self._forget_limits(listener_for(module_name))
+        placement = await self._placement()
+        await placement.sockets.close(module_name)
+        placement.limits.forget(listener_for(module_name))

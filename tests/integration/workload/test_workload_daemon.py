@@ -290,6 +290,25 @@ def test_daemon_gives_modules_identities_and_sockets(sim_dockerd, daemon: Daemon
     status, listed = call(sim_dockerd, agent, MGMT, "GET", "/identities")
     assert status == 200, listed
 
+    # a reload that restarts the workload service: new sockets, modules remount them
+    restarts = daemon.log.count(f"module {module} restarted to mount")
+    daemon.config.write_text(daemon.config.read_text().replace("gw.local", "gw2.local"))
+    assert daemon.process is not None
+    daemon.process.send_signal(signal.SIGHUP)
+    wait_until(
+        lambda: daemon.log.count(f"module {module} restarted to mount") > restarts,
+        "the module restarted after the reload",
+    )
+    status, signed_again = call(
+        sim_dockerd,
+        module,
+        WORKLOAD,
+        "POST",
+        f"/modules/{module}/genid/{module_genid}/sign",
+        sign_body(data),
+    )
+    assert (status, signed_again) == (200, signed)
+
     # removing the module removes its socket
     socket_file = daemon.run_dir / "mnt" / f"{module}.sock"
     assert socket_file.is_socket()

@@ -30,7 +30,7 @@ from cryptography.x509.oid import NameOID
 from firmware.api.server import ApiSocketServer
 from firmware.api.workload.access import ContainerRef
 from firmware.api.workload.environment import DeviceFacts
-from firmware.api.workload.hook import WorkloadHook
+from firmware.api.workload.hook import WorkloadHook, WorkloadPlacement
 from firmware.api.workload.sockets import ModuleSockets
 from firmware.identity.modules import MASTER_KEY, derivation_label
 from firmware.keys.backend import SignAlgorithm
@@ -134,16 +134,18 @@ def test_modules_use_their_own_workload_socket(
         async with workload_rig(tmp_path, containers=containers) as rig:
             sockets = ModuleSockets(run_dir, rig.router)
 
-            async def identities():
-                return rig.identities
-
-            hook = WorkloadHook(
-                identities,
+            placement = WorkloadPlacement(
+                rig.identities,
                 sockets,
                 DeviceFacts("dev-1", "hub.example.net", "gw.local"),
-                is_agent=lambda name: False,
-                management_socket=None,
+                None,
+                rig.limits,
             )
+
+            async def placed() -> WorkloadPlacement:
+                return placement
+
+            hook = WorkloadHook(placed, is_agent=lambda name: False)
             reconciler = Reconciler(
                 engine,
                 DesiredModules(StateStore(tmp_path / "runtime")),
