@@ -94,3 +94,34 @@ def test_routes_answer_any_body_with_a_4xx_or_success(tmp_path: Path) -> None:
             assert any(400 <= status < 500 for status in seen)
 
     asyncio.run(scenario())
+
+
+IDENTITY_FIELDS = ["moduleId", "managedBy", "generationId"]
+identity_bodies = st.dictionaries(
+    st.sampled_from(IDENTITY_FIELDS) | st.text(max_size=8), json_values, max_size=4
+)
+
+
+def test_identity_routes_answer_any_body_with_a_4xx_or_success(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with workload_rig(tmp_path) as rig:
+            await rig.identities.create("m")
+            loop = asyncio.get_running_loop()
+
+            @settings(max_examples=200, deadline=None)
+            @given(
+                raw=st.one_of(
+                    identity_bodies.map(lambda b: json.dumps(b).encode()), st.binary(max_size=32)
+                ),
+                method_path=st.sampled_from([("POST", "/identities"), ("PUT", "/identities/m")]),
+            )
+            def check(raw: bytes, method_path: tuple[str, str]) -> None:
+                method, path = method_path
+                answer = asyncio.run_coroutine_threadsafe(
+                    rig.call(method, path, raw=raw, listener="mgmt"), loop
+                ).result(timeout=30)
+                assert answer.status == 200 or 400 <= answer.status < 500, answer.json()
+
+            await loop.run_in_executor(None, check)
+
+    asyncio.run(scenario())
