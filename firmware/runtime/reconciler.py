@@ -25,7 +25,7 @@ from firmware.daemon.logs import fields, get_logger
 from firmware.errors import Conflict, EdgekeeperError, NotFound
 from firmware.runtime.backoff import BackoffPolicy, RestartRecord
 from firmware.runtime.desired import DesiredModules, ModuleChange, diff
-from firmware.runtime.engine import DockerEngine, RuntimeUnavailable
+from firmware.runtime.engine import DockerEngine, EngineError, RuntimeUnavailable
 from firmware.runtime.hooks import ModuleHook
 from firmware.runtime.plan import (
     Action,
@@ -106,6 +106,9 @@ class Reconciler:
         self._expected_exits: set[str] = set()
         self._removed: set[str] = set()
         self._retry_delay = _RETRY_FIRST
+        self._pulls: dict[str, asyncio.Future[None]] = {}
+        self._pull_failures: dict[str, tuple[float, str, int]] = {}
+        self._activity: dict[str, str] = {}
         self._exited: dict[str, int] = {}
         self._wake = asyncio.Event()
         self._loaded = asyncio.Event()
@@ -137,6 +140,10 @@ class Reconciler:
 
     def issue(self, name: str) -> ModuleIssue | None:
         return self._issues.get(name)
+
+    def activity(self, name: str) -> str | None:
+        """What is under way for the module right now (an image pull), if anything."""
+        return self._activity.get(name)
 
     def record(self, name: str) -> RestartRecord | None:
         return self._records.get(name)
@@ -212,6 +219,15 @@ class Reconciler:
     async def run(self, ctx: Any = None) -> None:
         self._specs = await self._blocking(self._desired_store.load)
         self._loaded.set()
+        try:
+            await self._supervise()
+        finally:
+            pulls = list(self._pulls.values())
+            for pull in pulls:
+                pull.cancel()
+            await asyncio.gather(*pulls, return_exceptions=True)
+
+    async def _supervise(self) -> None:
         retry = 1.0
         while True:
             try:
@@ -353,7 +369,8 @@ class Reconciler:
             return False
 
     async def _create(self, spec: ModuleSpec, start: bool) -> None:
-        await self._ensure_image(spec)
+        if not await self._image_ready(spec):
+            return
         body = self._container_body(spec)
         for hook in list(self._hooks):
             await hook.before_create(spec, body)
@@ -364,10 +381,12 @@ class Reconciler:
             self._records.setdefault(spec.name, RestartRecord()).started(self._clock())
             log.info("module started", extra=fields(module=spec.name))
 
-    async def _ensure_image(self, spec: ModuleSpec) -> None:
+    async def _image_ready(self, spec: ModuleSpec) -> bool:
+        """True if the module's image is here; otherwise a pull runs in the background (the
+        reconciler keeps supervising the other modules) and wakes it when done."""
         try:
             await self.engine.inspect_image(spec.image)
-            return
+            return True
         except NotFound:
             if spec.pull_policy is PullPolicy.NEVER:
                 raise NotFound(
@@ -375,9 +394,37 @@ class Reconciler:
                     'imagePullPolicy is "never"',
                     hint='load the image (docker load) or set imagePullPolicy to "on-create"',
                 ) from None
+        failed = self._pull_failures.get(spec.image)
+        if failed is not None and self._clock() < failed[0]:
+            raise EngineError(failed[1], hint="the pull is tried again later")
+        if spec.image not in self._pulls:
+            self._pulls[spec.image] = asyncio.ensure_future(self._pull(spec))
+        return False
+
+    async def _pull(self, spec: ModuleSpec) -> None:
         log.info("pulling image", extra=fields(module=spec.name, image=spec.image))
-        async for _progress in self.engine.pull(spec.image, self._pull_credentials.get(spec.name)):
-            pass
+        layers: dict[str, str] = {}
+        try:
+            credentials = self._pull_credentials.get(spec.name)
+            async for progress in self.engine.pull(spec.image, credentials):
+                if progress.get("id") and progress.get("status"):
+                    layers[progress["id"]] = progress["status"]
+                    done = sum(s in ("Pull complete", "Already exists") for s in layers.values())
+                    self._activity[spec.name] = f"pulling {spec.image}: {done}/{len(layers)} layers"
+        except EdgekeeperError as exc:
+            tries = self._pull_failures.get(spec.image, (0.0, "", 0))[2] + 1
+            delay = min(_RETRY_FIRST * 2 ** (tries - 1), _RETRY_CAP * 5)
+            message = f"pulling {spec.image} failed: {exc.message}"
+            self._pull_failures[spec.image] = (self._clock() + delay, message, tries)
+            self._issues[spec.name] = ModuleIssue(message, time.time())
+            log.warning("image pull failed", extra=fields(module=spec.name, error=exc.render()))
+        else:
+            self._pull_failures.pop(spec.image, None)
+            log.info("image pulled", extra=fields(module=spec.name, image=spec.image))
+        finally:
+            self._pulls.pop(spec.image, None)
+            self._activity.pop(spec.name, None)
+            self._wake.set()
 
     def _container_body(self, spec: ModuleSpec) -> dict[str, Any]:
         body = copy.deepcopy(dict(spec.create_options))

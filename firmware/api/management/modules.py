@@ -79,7 +79,7 @@ def _runtime_status(
     reconciler: Reconciler, spec: ModuleSpec, state: dict[str, Any], container: dict | None
 ) -> dict[str, str]:
     issue = reconciler.issue(spec.name)
-    note = issue.message if issue else ""
+    note = reconciler.activity(spec.name) or (issue.message if issue else "")
     if container is None:
         return {"status": "unknown", "description": note or "no container yet"}
     engine_state = state.get("Status", "")

@@ -232,6 +232,13 @@ def test_deploy_api_watchdog_and_adoption_after_sigkill(sim_dockerd, busybox_ima
         assert "container engine: reachable" in status.stdout
         assert "modules: 3 (3 running)" in status.stdout
         assert "degraded: no" in status.stdout
+        resources = daemon.request("GET", "/systeminfo/resources").json()
+        usage = {m["name"]: m for m in resources["modules"]}
+        assert set(usage) == {agent, ticker, sleeper}
+        assert usage[ticker]["used_memory"] > 0 and usage[ticker]["used_cpu"] >= 0
+        assert resources["host_uptime"] > 0 and resources["total_ram"] > resources["used_ram"] > 0
+        info = daemon.request("GET", "/systeminfo").json()
+        assert info["osType"] == "linux" and info["server_version"]
         journal = daemon.cli("system", "logs", "--lines", "500")
         assert "supervising modules" in journal.stdout
 
