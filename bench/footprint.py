@@ -28,7 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.peers.sim import Dockerd  # noqa: E402
+from tests.peers.sim import Dockerd, busybox_rootfs  # noqa: E402
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PROMPT = b"edgekeeper> "
@@ -142,7 +142,11 @@ def console_answers(pty_file: Path, deadline: float) -> float | None:
         os.close(fd)
 
 
+AGENT_IMAGE = "edgekeeper-bench/agent:1"
+
+
 def write_config(workdir: Path, engine: Dockerd) -> Path:
+    """The steady state of a gateway: console on a pty, the agent container up and running."""
     config = workdir / "config.toml"
     config.write_text(
         "[paths]\n"
@@ -151,6 +155,10 @@ def write_config(workdir: Path, engine: Dockerd) -> Path:
         '[console]\ndevice = "pty"\n'
         '[logging]\nlevel = "warning"\n'
         f'[runtime]\nuri = "{engine.uri}"\n'
+        '[agent]\nname = "edgeAgent"\nimagePullPolicy = "never"\n'
+        f'[agent.config]\nimage = "{AGENT_IMAGE}"\n'
+        '[agent.config.createOptions]\nCmd = ["sleep", "1000000"]\n'
+        '[agent.config.createOptions.HostConfig]\nNetworkMode = "none"\n'
     )
     return config
 
@@ -196,6 +204,7 @@ def measure(
         figures.window_s = window_s
     finally:
         process.send_signal(signal.SIGTERM)
+        figures.notes.append(f"log {log.name}")
         try:
             process.wait(timeout=15)
         except subprocess.TimeoutExpired:
@@ -260,6 +269,7 @@ def main() -> int:
         engine = Dockerd(base / "engine")
         engine.start()
         try:
+            engine.import_image(busybox_rootfs(base / "agent-rootfs"), AGENT_IMAGE)
             binary = args.binary.resolve()
             subjects = [("edgekeeper (onefile, as launched)", binary)]
             for subject, program in subjects:
@@ -271,6 +281,7 @@ def main() -> int:
                 results.append(
                     measure(subject, argv, program, workdir, args.settle, args.window, pty_file)
                 )
+                engine.docker("rm", "--force", "edgeAgent", check=False)
                 unpacked = unpacked_program(binary)
                 if program == binary and unpacked is not None:
                     subjects.append(("edgekeeper (unpacked, as systemd runs it)", unpacked))
