@@ -6,6 +6,10 @@ changes, a back-off delay ends. There is no polling: between wake-ups it waits o
 most, one timer for the earliest back-off deadline. A lost engine (the event stream ends, the
 socket refuses) is retried with back-off; callers meanwhile get `RuntimeUnavailable`.
 
+Image pulls run in the background, so a slow or failing pull never holds up the supervision of
+the other modules; a failed pull, create or hook is retried after a growing delay. Module hooks
+(`firmware.runtime.hooks`) run before each create and after a module is removed.
+
 The agent is a module like the others with one more rule, the watchdog: it is always wanted, and
 it is restarted until `[watchdog] max_retries` consecutive failures, after which the daemon is
 degraded and the agent left alone until a person acts.
@@ -65,9 +69,6 @@ class ModuleIssue:
     at: float
 
 
-ContainerDecorator = Callable[[ModuleSpec, dict[str, Any]], None]
-
-
 class Reconciler:
     """Keeps the engine's containers matching the desired modules. Run it as a daemon service."""
 
@@ -82,7 +83,6 @@ class Reconciler:
         agent_max_retries: int | None = None,
         policy: BackoffPolicy | None = None,
         run_blocking: Callable[..., Any] | None = None,
-        decorators: tuple[ContainerDecorator, ...] = (),
         hooks: tuple[ModuleHook, ...] = (),
         pull_credentials: Mapping[str, Mapping[str, str]] | None = None,
         owner: str = OWNER_VALUE,
@@ -96,7 +96,6 @@ class Reconciler:
         self._agent_max_retries = agent_max_retries
         self._policy = policy or BackoffPolicy()
         self._run_blocking = run_blocking
-        self._decorators = decorators
         self._hooks: list[ModuleHook] = list(hooks)
         self._pull_credentials = dict(pull_credentials or {})
         self._clock = clock
@@ -431,8 +430,6 @@ class Reconciler:
         body["Image"] = spec.image
         body["Env"] = [*body.get("Env", []), *(f"{k}={v}" for k, v in sorted(spec.env.items()))]
         body["Labels"] = {**body.get("Labels", {}), **spec.labels(self.owner)}
-        for decorate in self._decorators:
-            decorate(spec, body)
         return body
 
     async def _after_remove(self, module: str) -> None:
