@@ -315,3 +315,29 @@ def test_log_ring_keeps_the_last_lines():
         ring(f"line {n}\n")
     assert ring.lines() == ["line 2", "line 3", "line 4"]
     assert ring.lines(1) == ["line 4"] and ring.lines(0) == []
+
+
+def test_console_commands_in_process(setup):
+    from firmware.cli.commands import CONSOLE, InProcessInvoker, execute
+
+    router, _, engine = setup
+    engine.add(ModuleSpec("edgeAgent", "agent:1"), {"Status": "running", "Running": True})
+    invoker = InProcessInvoker(router)
+
+    def console(*words):
+        return asyncio.run(execute(list(words), invoker, surface=CONSOLE))
+
+    listing = console("list")
+    assert listing.exit_code == 0
+    assert listing.text.splitlines()[1].split()[:2] == ["edgeAgent", "running"]
+    assert console("logs", "edgeAgent", "--tail", "5").text == "one\ntwo\noops"
+    assert engine.log_options["tail"] == 5
+    restart = console("restart", "nope")
+    assert (restart.exit_code, restart.text) == (
+        1,
+        "error: no module named 'nope' (`edgekeeper list` shows the modules this gateway runs)",
+    )
+    assert "-f" not in console("help", "logs").text  # the console shows the last lines only
+    assert console("deploy", "x.json").exit_code == 2  # CLI only: it reads a local file
+    status = console("system", "status")
+    assert status.text.startswith("container engine: reachable at /run/fake-docker.sock")
