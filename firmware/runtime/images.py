@@ -131,8 +131,8 @@ class ImageCollector:
                 continue  # the wall clock was set back meanwhile: compute the run again
             try:
                 await self.collect()
-            except RuntimeUnavailable as exc:
-                log.warning("image clean-up skipped", extra=fields(error=exc.message))
+            except EdgekeeperError as exc:
+                log.warning("image clean-up skipped", extra=fields(error=exc.render()))
                 await self._save({**doc, "last_run": self._clock()})
 
     async def collect(self, threshold: float | None = None) -> CollectionResult:

@@ -112,5 +112,17 @@ class DaemonProcess:
             env={**env, "PYTHONPATH": str(REPO)},
         )
 
+    def cli_process(self, *args: str) -> subprocess.Popen:
+        """A CLI command left running (e.g. `logs -f`), its stdout a text pipe."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEKEEPER_")}
+        return subprocess.Popen(
+            [*program(), "--config", str(self.config), *args],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**env, "PYTHONPATH": str(REPO)},
+        )
+
     def request(self, method: str, path: str, query=None, body=None):
         return asyncio.run(self.client().request(method, path, query, body))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import socket
 import time
 import uuid
@@ -168,6 +169,16 @@ def test_deploy_api_watchdog_and_adoption_after_sigkill(sim_dockerd, busybox_ima
         tail = daemon.cli("logs", ticker, "--tail", "2")
         assert tail.returncode == 0, tail.stderr
         assert len(tail.stdout.splitlines()) == 2
+
+        follower = daemon.cli_process("logs", ticker, "-f", "--tail", "1")
+        try:
+            seen = [follower.stdout.readline() for _ in range(3)]
+            assert all(line.startswith("tick ") for line in seen), seen
+            follower.send_signal(signal.SIGINT)  # Ctrl-C ends the follow quietly
+            assert follower.wait(timeout=10) == 130
+        finally:
+            follower.kill()
+            follower.communicate()
 
         # bad input on the real socket: 4xx with a message that says what was wrong
         def refused_with(kind, method, path, body=None, query=None):
