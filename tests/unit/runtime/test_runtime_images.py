@@ -51,3 +51,52 @@ def test_durations():
     assert duration_seconds("2 w", "x") == 14 * DAY
     with pytest.raises(ConfigError, match=r"\[image_garbage_collection\] cleanup_recurrence"):
         duration_seconds("soon", "[image_garbage_collection] cleanup_recurrence")
+
+
+class FakeEngine:
+    def __init__(self):
+        self.images = [
+            {"Id": "sha256:aaa", "RepoTags": ["old:1"]},
+            {"Id": "sha256:bbb", "RepoTags": ["kept:1"]},
+        ]
+        self.removed = []
+
+    async def list_images(self):
+        return [i for i in self.images if i["RepoTags"][0] not in self.removed]
+
+    async def list_containers(self, labels=None):
+        return []
+
+    async def remove_image(self, reference):
+        self.removed.append(reference)
+
+
+def test_the_scheduled_run_happens_on_time_and_is_recorded(tmp_path):
+    import asyncio
+    import time
+
+    from firmware.runtime.images import DOCUMENT, ImageCollector
+    from firmware.store.state import StateStore
+
+    store = StateStore(tmp_path)
+    store.ensure()
+    engine = FakeEngine()
+    collector = ImageCollector(
+        engine,
+        store,
+        in_use=lambda: {"kept:1"},
+        schedule=ImageSchedule(recurrence=1.0, threshold=0.0),
+    )
+
+    async def scenario():
+        task = asyncio.ensure_future(collector.run())
+        await asyncio.sleep(1.6)  # at least one whole-second boundary passes
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    started = time.time()
+    asyncio.run(scenario())
+    assert engine.removed == ["old:1"]
+    doc = store.get(DOCUMENT)
+    assert started <= doc["last_run"] <= time.time()
+    assert list(doc["last_used"]) == ["sha256:bbb"]
