@@ -36,7 +36,9 @@ from tests.integration.runtime.running_daemon import DaemonProcess, write_config
 from tests.peers.sim import Dockerd, busybox_rootfs  # noqa: E402
 
 IMAGE = "edgekeeper-bench/busybox:latest"
-OPTIONS = {"StopTimeout": 1, "HostConfig": {"NetworkMode": "none"}, "Cmd": ["sleep", "300"]}
+# Exits on SIGTERM at once, so a stop measures the orchestration, not a stop timeout.
+COMMAND = ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.1; done"]
+OPTIONS = {"StopTimeout": 1, "HostConfig": {"NetworkMode": "none"}, "Cmd": COMMAND}
 
 
 def docker_cli_cycle(dockerd: Dockerd, count: int) -> float:
@@ -44,16 +46,7 @@ def docker_cli_cycle(dockerd: Dockerd, count: int) -> float:
     for index in range(count):
         name = f"bench-cli-{index}-{uuid.uuid4().hex[:4]}"
         dockerd.docker(
-            "create",
-            "--name",
-            name,
-            "--network",
-            "none",
-            "--stop-timeout",
-            "1",
-            IMAGE,
-            "sleep",
-            "300",
+            "create", "--name", name, "--network", "none", "--stop-timeout", "1", IMAGE, *COMMAND
         )
         dockerd.docker("start", name)
         dockerd.docker("stop", "-t", "1", name)
