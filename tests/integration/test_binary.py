@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import sys
+import tarfile
 import time
 import uuid
 from pathlib import Path
@@ -173,3 +175,50 @@ def test_daemon_starts_and_answers_status(sim_dockerd: Dockerd, binary_image: st
         assert state.stdout.strip() == "0", sim_dockerd.docker("logs", name, check=False).stderr
     finally:
         sim_dockerd.docker("rm", "--force", name, check=False)
+
+
+def test_bundle_is_a_rootfs_overlay(edgekeeper_binary: Path, tmp_path: Path) -> None:
+    built = subprocess.run(
+        [sys.executable, str(REPO / "build.py"), "bundle", "--board", "sim"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert built.returncode == 0, built.stderr
+    tarball = Path(built.stdout.strip().splitlines()[-1])
+    assert tarball.name == f"edgekeeper-sim-{product_version()}.tar.gz"
+    with tarfile.open(tarball) as bundle:
+        names = {member.name.removeprefix("./") for member in bundle.getmembers()}
+        bundle.extractall(tmp_path, filter="data")
+    for path in (
+        "usr/bin/edgekeeper",
+        "etc/edgekeeper/config.toml",
+        "lib/systemd/system/edgekeeper.service",
+        "usr/lib/tmpfiles.d/edgekeeper.conf",
+        "lib/udev/rules.d/60-edgekeeper.rules",
+    ):
+        assert path in names
+    assert (tmp_path / "usr/bin/edgekeeper").read_bytes() == edgekeeper_binary.read_bytes()
+    unit = (tmp_path / "lib/systemd/system/edgekeeper.service").read_text()
+    for line in ("Type=notify", "NotifyAccess=main", "Restart=on-failure", "WatchdogSec="):
+        assert line in unit
+    assert "@" not in unit.replace("$MAINPID", "")
+    program = re.search(r"^ExecStart=(\S+)", unit, re.M).group(1)
+    cache_home = tmp_path / "var" / "cache"
+    unpacked = unpacked_program(tmp_path / "usr/bin/edgekeeper", cache_home)
+    assert str(unpacked).endswith(program.removeprefix("/var/cache")), (unpacked, program)
+    assert "d /run/edgekeeper" in (tmp_path / "usr/lib/tmpfiles.d/edgekeeper.conf").read_text()
+    validate = subprocess.run(
+        [
+            str(tmp_path / "usr/bin/edgekeeper"),
+            "config",
+            "validate",
+            str(tmp_path / "etc/edgekeeper/config.toml"),
+        ],
+        env={"PATH": "/usr/bin:/bin", "XDG_CACHE_HOME": str(cache_home)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert validate.returncode == 0, validate.stdout + validate.stderr
