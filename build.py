@@ -200,7 +200,8 @@ def setup_debian() -> None:
         return
     if os.geteuid() != 0:
         fail(f"missing Debian packages {' '.join(missing)}: run as root or apt-get install them")
-    log(f"installing Debian packages: {' '.join(missing)}")
+    for package in missing:
+        log(f"installing {package}: {APT_PACKAGES.get(package, 'Python headers / venv support')}")
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive", NEEDRESTART_MODE="a")
     apt_lists = Path("/var/lib/apt/lists")
     if not any(apt_lists.glob("*Packages*")):
