@@ -538,4 +538,5 @@ class SimBoard:
             f'token_label = "{self.softhsm.token_label}"\n'
             f'pin = "{self.softhsm.user_pin}"\n'
         )
+        self.config_file.chmod(0o600)
         return self.config_file
