@@ -5,16 +5,19 @@ loop. Callers name keys once (create, load, import) and get an opaque `KeyHandle
 operation takes a handle, which is verified first (see `firmware.keys.handles`).
 
 Derived keys: `derive(parent, label)` returns a handle for the child HMAC key
-HMAC-SHA256(parent, label), computed by the parent's backend whenever the child is used; a derived
-handle may derive further (each step HMAC-SHA256(previous, label) in memory). The child's 32 bytes
-exist only for the one operation: they sign HMAC-SHA256 and encrypt/decrypt AES-256-GCM. The same
-parent and labels give the same child across restarts.
+HMAC-SHA256(parent, label), computed by the parent's backend; a derived handle may derive further
+(each step HMAC-SHA256(previous, label) in memory). The child's 32 bytes sign HMAC-SHA256 and
+encrypt/decrypt AES-256-GCM. They are kept in a small bounded in-memory cache, so a module's
+requests do not each cross the executor to the parent's device; they are never stored or logged,
+and are dropped when the parent key is deleted or replaced. The same parent and labels give the
+same child across restarts.
 """
 
 from __future__ import annotations
 
 import hmac
 import logging
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -60,10 +63,17 @@ class KeyService:
     """Keys in every configured backend, reached through verified handles."""
 
     def __init__(
-        self, registry: BackendRegistry, executor: Executor, *, handle_cache_size: int = 1024
+        self,
+        registry: BackendRegistry,
+        executor: Executor,
+        *,
+        handle_cache_size: int = 1024,
+        derived_cache_size: int = 256,
     ) -> None:
         self._registry = registry
         self._executor = executor
+        self._derived: OrderedDict[tuple[str, str, tuple[bytes, ...]], bytes] = OrderedDict()
+        self._derived_cache_size = derived_cache_size
         self._handles = HandleAuthority(self._validation_mac, cache_size=handle_cache_size)
 
     @property
@@ -104,6 +114,7 @@ class KeyService:
         """Store `material` (raw secret, or PKCS#8 DER for pairs) as key `name`."""
         key_id, backend_name, backend = await self._named(name)
         await self._run(backend.import_key, key_id, kind, material)
+        self._forget_derived(backend_name, key_id)
         return await self._handles.issue(new_payload(key_id, backend_name))
 
     async def info(self, handle: KeyHandle | str) -> KeyInfo:
@@ -180,6 +191,7 @@ class KeyService:
         backend = await self._backend(payload.backend)
         await self._run(backend.delete, payload.key_id)
         self._handles.forget(payload.key_id, payload.backend)
+        self._forget_derived(payload.backend, payload.key_id)
 
     async def list(self) -> KeyListing:
         """Keys of every configured (or opened) backend; an unreachable backend is reported."""
@@ -226,12 +238,24 @@ class KeyService:
         return payload
 
     async def _derived_secret(self, payload: HandlePayload) -> bytes:
+        cache_key = (payload.backend, payload.key_id, tuple(payload.labels))
+        secret = self._derived.get(cache_key)
+        if secret is not None:
+            self._derived.move_to_end(cache_key)
+            return secret
         backend = await self._backend(payload.backend)
         first, *rest = payload.labels
         secret = await self._run(backend.sign, payload.key_id, SignAlgorithm.HMAC_SHA256, first)
         for label in rest:
             secret = hmac.digest(secret, label, "sha256")
+        self._derived[cache_key] = secret
+        if len(self._derived) > self._derived_cache_size:
+            self._derived.popitem(last=False)
         return secret
+
+    def _forget_derived(self, backend: str, key_id: str) -> None:
+        for cached in [k for k in self._derived if k[0] == backend and k[1] == key_id]:
+            del self._derived[cached]
 
     async def _validation_mac(self, data: bytes) -> bytes:
         backend = await self._backend(self._registry.default)
