@@ -70,15 +70,9 @@ class WorkloadService:
         await shared.start()
         self.identities, self.sockets = identities, sockets
         self._placement = WorkloadPlacement(
-            identities,
-            sockets,
-            device_facts(config),
-            _unix_path(listen.management_uri),
-            shared_limits(ctx.router),
+            identities, sockets, device_facts(config), shared_limits(ctx.router)
         )
         try:
-            if hook is not None:
-                hook.prepared.clear()  # the sockets are new: every running module must remount
             self._ready.set()
             await self._join_runtime(ctx, sockets, hook)
             log.info("workload API ready on %s", listen.workload_uri)
@@ -122,9 +116,8 @@ class WorkloadService:
     async def _join_runtime(
         self, ctx: Any, sockets: ModuleSockets, hook: WorkloadHook | None
     ) -> None:
-        """Open the sockets of the modules the runtime already runs, and restart their
-        containers: a bind mount keeps the socket file it found at container start, so a
-        container from before these sockets were opened holds a dead socket."""
+        """Open the sockets of the modules the runtime already runs. Their containers mount the
+        socket directory, so they reach the new sockets without a restart."""
         reconciler = getattr(ctx.services.get("runtime"), "reconciler", None)
         if reconciler is None or hook is None:
             log.info("no runtime service: only the shared workload socket is served")
@@ -133,11 +126,7 @@ class WorkloadService:
         for name in reconciler.modules():
             try:
                 await self.identities.ensure(name)
-                await sockets.open(name)
-                if name in hook.prepared or await reconciler.container_id(name) is None:
-                    continue
-                await reconciler.restart(name)
-                log.info("module %s restarted to mount its new workload socket", name)
+                await sockets.open(name, management=reconciler.is_agent(name))
             except EdgekeeperError as error:
                 log.warning("workload socket of module %s: %s", name, error.render())
 
@@ -247,7 +236,3 @@ def _named(ctx: Any, name: str) -> Any:
 def _is_agent(runtime: Any, name: str) -> bool:
     reconciler = getattr(runtime, "reconciler", None)
     return reconciler is not None and reconciler.is_agent(name)
-
-
-def _unix_path(uri: str) -> str | None:
-    return uri[len("unix://") :] if uri.startswith("unix://") else None

@@ -1,6 +1,10 @@
 """What a module's container gets to reach the workload API: IoT Edge's `IOTEDGE_*` variables and
-the bind mount of its own socket (and, for the agent, the management socket). No I/O: `decorate`
-edits a Docker container-create body.
+the bind mount of its own socket directory. No I/O: `decorate` edits a Docker container-create body.
+
+The module's host directory `<run_dir>/mnt/<module>/` is mounted at `/var/run/iotedge`, so its
+`workload.sock` (and, for the agent, `mgmt.sock`) appear at IoT Edge's usual paths. Mounting the
+directory rather than the socket file means a socket recreated by a restarted daemon is seen by
+the running container at once: modules never need a restart to reach a new daemon.
 """
 
 from __future__ import annotations
@@ -11,8 +15,9 @@ from typing import Any
 from firmware.api import versions
 
 # Where IoT Edge modules find their sockets inside the container.
-WORKLOAD_SOCKET_IN_CONTAINER = "/var/run/iotedge/workload.sock"
-MANAGEMENT_SOCKET_IN_CONTAINER = "/var/run/iotedge/mgmt.sock"
+SOCKET_DIR_IN_CONTAINER = "/var/run/iotedge"
+WORKLOAD_SOCKET_IN_CONTAINER = f"{SOCKET_DIR_IN_CONTAINER}/workload.sock"
+MANAGEMENT_SOCKET_IN_CONTAINER = f"{SOCKET_DIR_IN_CONTAINER}/mgmt.sock"
 
 
 @dataclass(frozen=True)
@@ -27,10 +32,9 @@ class DeviceFacts:
 
 @dataclass(frozen=True)
 class ModuleMounts:
-    """Host paths of the sockets a module's container gets."""
+    """The host directory holding a module's sockets (workload, and mgmt for the agent)."""
 
-    workload_socket: str
-    management_socket: str | None = None  # the agent only
+    socket_dir: str
 
 
 def module_environment(
@@ -52,21 +56,20 @@ def module_environment(
 
 
 def decorate(body: dict[str, Any], env: dict[str, str], mounts: ModuleMounts) -> None:
-    """Add `env` (replacing same-named entries) and the socket binds to a container-create body."""
+    """Add `env` (replacing same-named entries) and the socket directory bind to a create body."""
     kept = [entry for entry in body.get("Env") or [] if entry.partition("=")[0] not in env]
     body["Env"] = [*kept, *(f"{name}={value}" for name, value in sorted(env.items()))]
     host_config = body.setdefault("HostConfig", {})
     binds = [bind for bind in host_config.get("Binds") or [] if not _ours(bind)]
-    binds.append(f"{mounts.workload_socket}:{WORKLOAD_SOCKET_IN_CONTAINER}")
-    if mounts.management_socket is not None:
-        binds.append(f"{mounts.management_socket}:{MANAGEMENT_SOCKET_IN_CONTAINER}")
+    binds.append(f"{mounts.socket_dir}:{SOCKET_DIR_IN_CONTAINER}")
     host_config["Binds"] = binds
 
 
 def _ours(bind: str) -> bool:
-    """True for a bind whose container path is one of the sockets this module places."""
+    """True for a bind whose container path is where this module places sockets."""
     parts = bind.split(":")
     return len(parts) > 1 and parts[1] in (
+        SOCKET_DIR_IN_CONTAINER,
         WORKLOAD_SOCKET_IN_CONTAINER,
         MANAGEMENT_SOCKET_IN_CONTAINER,
     )

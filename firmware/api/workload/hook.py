@@ -1,9 +1,10 @@
 """`WorkloadHook`: the runtime hook that gives each module its identity and its workload socket.
 
 Before a module's container is created it makes sure the module has an identity, opens the
-module's socket and edits the create body (the `IOTEDGE_*` variables, the socket bind mount, the
-management socket for the agent). After a module is removed its socket is closed and its file
-removed; the identity stays until deleted on the management API (as IoT Edge's agent does).
+module's sockets (the workload socket; the management socket too for the agent) and edits the
+create body (the `IOTEDGE_*` variables, the bind mount of the module's socket directory). After a
+module is removed its sockets are closed and removed; the identity stays until deleted on the
+management API (as IoT Edge's agent does).
 
 The hook is registered once and outlives restarts of the workload service: it asks for the
 current `WorkloadPlacement` (identities, sockets, device facts) on every call.
@@ -32,7 +33,6 @@ class WorkloadPlacement:
     identities: Any  # ModuleIdentities
     sockets: ModuleSockets
     device: DeviceFacts
-    management_socket: str | None
     limits: SocketRateLimits
 
 
@@ -48,25 +48,16 @@ class WorkloadHook:
     ) -> None:
         self._placement = placement
         self._is_agent = is_agent
-        # Modules whose container was created since the sockets were last (re)opened, so its
-        # bind mount names the socket being served.
-        self.prepared: set[str] = set()
 
     async def before_create(self, spec: Any, body: dict[str, Any]) -> None:
         placement = await self._placement()
         identity = await placement.identities.ensure(spec.name)
-        path = await placement.sockets.open(spec.name)
         agent = self._is_agent(spec.name)
+        directory = await placement.sockets.open(spec.name, management=agent)
         env = module_environment(spec.name, identity.generation_id, placement.device, agent=agent)
-        mounts = ModuleMounts(
-            workload_socket=str(path),
-            management_socket=placement.management_socket if agent else None,
-        )
-        decorate(body, env, mounts)
-        self.prepared.add(spec.name)
+        decorate(body, env, ModuleMounts(socket_dir=str(directory)))
 
     async def after_remove(self, module_name: str) -> None:
-        self.prepared.discard(module_name)
         placement = await self._placement()
         await placement.sockets.close(module_name)
         placement.limits.forget(listener_for(module_name))

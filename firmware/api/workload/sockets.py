@@ -1,12 +1,16 @@
-"""`ModuleSockets`: one workload socket per module at `<run_dir>/mnt/<module>.sock`.
+"""`ModuleSockets`: one directory per module, `<run_dir>/mnt/<module>/`, holding its sockets.
 
-Each socket is its own listener, "workload:<module>", so a request on it may act only as that
-module. The `mnt` directory is 0700 (only the daemon and the engine reach it on the host); the
-socket file is 0666 because only its own module's container has it, bind-mounted.
+`workload.sock` is its own listener, "workload:<module>", so a request on it may act only as that
+module; the agent's directory also holds `mgmt.sock`, the management API. The directory is what
+is bind-mounted into the container (at /var/run/iotedge), so a socket a restarted daemon creates
+again is at once visible to the running container. The `mnt` directory is 0700 (only the daemon
+and the engine reach it on the host); a module's directory is 0755 and its sockets 0666 because
+only that module's container has them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from dataclasses import dataclass
@@ -19,6 +23,9 @@ from firmware.errors import DaemonError
 log = logging.getLogger("edgekeeper.workload")
 
 MNT_DIR = "mnt"
+WORKLOAD_SOCKET = "workload.sock"
+MANAGEMENT_SOCKET = "mgmt.sock"
+MODULE_DIR_MODE = 0o755
 SOCKET_MODE = 0o666
 LISTENER_KIND = "workload"
 
@@ -46,7 +53,7 @@ class SocketStatus:
 
 
 class ModuleSockets:
-    """Opens, closes and reports the per-module workload sockets."""
+    """Opens, closes and reports the per-module socket directories and their sockets."""
 
     def __init__(
         self, run_dir: Path | str, router: Any, limits: ServerLimits | None = None
@@ -54,51 +61,75 @@ class ModuleSockets:
         self.directory = Path(run_dir) / MNT_DIR
         self._router = router
         self._limits = limits
-        self._servers: dict[str, ApiSocketServer] = {}
+        self._servers: dict[str, list[ApiSocketServer]] = {}
+
+    def directory_of(self, module: str) -> Path:
+        """The host directory mounted into `module`'s container at /var/run/iotedge."""
+        return self.directory / module
 
     def path(self, module: str) -> Path:
-        return self.directory / f"{module}.sock"
+        return self.directory_of(module) / WORKLOAD_SOCKET
 
-    async def open(self, module: str) -> Path:
-        """Serve `module`'s socket (a no-op when it is served already); returns its path."""
-        path = self.path(module)
+    async def open(self, module: str, *, management: bool = False) -> Path:
+        """Serve `module`'s workload socket, and the management API beside it for the agent (a
+        no-op when served already); returns the module's socket directory."""
+        directory = self.directory_of(module)
         if module in self._servers:
-            return path
-        self._make_directory()
-        server = ApiSocketServer(
-            f"unix://{path}",
-            self._router,
-            listener=listener_for(module),
-            mode=SOCKET_MODE,
-            limits=self._limits,
-        )
-        await server.start()
-        self._servers[module] = server
-        return path
+            return directory
+        self._make_directory(directory)
+        listeners = [(WORKLOAD_SOCKET, listener_for(module))]
+        if management:
+            listeners.append((MANAGEMENT_SOCKET, "mgmt"))
+        servers: list[ApiSocketServer] = []
+        try:
+            for name, listener in listeners:
+                server = ApiSocketServer(
+                    f"unix://{directory / name}",
+                    self._router,
+                    listener=listener,
+                    mode=SOCKET_MODE,
+                    limits=self._limits,
+                )
+                await server.start()
+                servers.append(server)
+        except BaseException:
+            for server in servers:
+                await server.close()
+            raise
+        self._servers[module] = servers
+        return directory
 
     async def close(self, module: str) -> None:
-        """Stop serving `module`'s socket and remove its file."""
-        server = self._servers.pop(module, None)
-        if server is not None:
-            await server.close()
-            log.info("workload socket of module %s removed", module)
+        """Stop serving `module`'s sockets (the module is gone): remove them and the directory."""
+        await self._stop(module)
+        with contextlib.suppress(OSError):
+            self.directory_of(module).rmdir()
+        log.info("workload socket of module %s removed", module)
 
     async def close_all(self) -> None:
+        """Stop serving every socket (the daemon stops) but keep the directories: running
+        containers have them mounted, and the next daemon serves its sockets in them again."""
         for module in list(self._servers):
-            await self.close(module)
+            await self._stop(module)
+
+    async def _stop(self, module: str) -> None:
+        for server in self._servers.pop(module, []):
+            await server.close()
 
     def status(self) -> list[SocketStatus]:
         return [
-            SocketStatus(module, str(self.path(module)), True, server.connection_count)
-            for module, server in sorted(self._servers.items())
+            SocketStatus(module, str(self.path(module)), True, servers[0].connection_count)
+            for module, servers in sorted(self._servers.items())
         ]
 
-    def _make_directory(self) -> None:
+    def _make_directory(self, module_dir: Path) -> None:
         try:
             self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
             os.chmod(self.directory, 0o700)
+            module_dir.mkdir(exist_ok=True)
+            os.chmod(module_dir, MODULE_DIR_MODE)
         except OSError as error:
             raise DaemonError(
-                f"cannot create the module socket directory {self.directory}: {error.strerror}",
+                f"cannot create the module socket directory {module_dir}: {error.strerror}",
                 hint="check the permissions of [paths] run_dir",
             ) from None

@@ -152,14 +152,34 @@ def running_container(sim_dockerd, name: str) -> str:
 
 
 def call(sim_dockerd, name: str, socket: str, method: str, target: str, body=None):
+    """One request from inside the module's container: (status, JSON answer)."""
+    result = _exec_client(sim_dockerd, name, socket, method, target, body)
+    assert result.returncode == 0, result.stderr
+    return _answer(result)
+
+
+def call_when_served(sim_dockerd, name: str, socket: str, method: str, target: str, body=None):
+    """`call`, or None while the daemon does not serve the socket yet (a restart is under way)."""
+    result = _exec_client(sim_dockerd, name, socket, method, target, body)
+    return _answer(result) if result.returncode == 0 else None
+
+
+def _exec_client(sim_dockerd, name, socket, method, target, body):
     container = running_container(sim_dockerd, name)
     argv = ["exec", container, "uds_http", socket, method, f"{target}?api-version={API}"]
     if body is not None:
         argv.append(json.dumps(body))
-    result = sim_dockerd.docker(*argv, check=False)
-    assert result.returncode == 0, result.stderr
+    return sim_dockerd.docker(*argv, check=False)
+
+
+def _answer(result):
     status, _, text = result.stdout.partition("\n")
     return int(status), json.loads(text) if text.strip() else None
+
+
+def started_at(sim_dockerd, name: str) -> str:
+    container = running_container(sim_dockerd, name)
+    return sim_dockerd.docker("inspect", "-f", "{{.State.StartedAt}}", container).stdout.strip()
 
 
 def cli(daemon: Daemon, *args: str) -> subprocess.CompletedProcess[str]:
@@ -272,49 +292,45 @@ def test_daemon_gives_modules_identities_and_sockets(sim_dockerd, daemon: Daemon
     assert sockets.returncode == 0, sockets.stderr
     assert any(line.split()[:2] == [module, "listening"] for line in sockets.stdout.splitlines())
 
-    # after a daemon restart the adopted containers reach their (new) sockets again
+    # after a daemon restart the adopted containers reach the new sockets without a restart:
+    # their socket directory is mounted, not the socket file
+    started = {name: started_at(sim_dockerd, name) for name in (agent, module)}
     daemon.stop()
     daemon.start()
-    for name in (agent, module):
-        line = f"module {name} restarted to mount its new workload socket"
-        wait_until(lambda line=line: line in daemon.log, f"{name} restarted")
-    status, signed_again = call(
-        sim_dockerd,
-        module,
-        WORKLOAD,
-        "POST",
-        f"/modules/{module}/genid/{module_genid}/sign",
-        sign_body(data),
-    )
-    assert (status, signed_again) == (200, signed)
-    status, listed = call(sim_dockerd, agent, MGMT, "GET", "/identities")
-    assert status == 200, listed
 
-    # a reload that restarts the workload service: new sockets, modules remount them
-    restarts = daemon.log.count(f"module {module} restarted to mount")
+    def signs_again():
+        return call_when_served(
+            sim_dockerd,
+            module,
+            WORKLOAD,
+            "POST",
+            f"/modules/{module}/genid/{module_genid}/sign",
+            sign_body(data),
+        )
+
+    assert wait_until(signs_again, "the module to reach its socket again") == (200, signed)
+    listed = wait_until(
+        lambda: call_when_served(sim_dockerd, agent, MGMT, "GET", "/identities"),
+        "the agent to reach the management socket again",
+    )
+    assert listed[0] == 200, listed
+    assert {name: started_at(sim_dockerd, name) for name in (agent, module)} == started
+
+    # a reload that restarts the workload service: new sockets, same running containers
     daemon.config.write_text(daemon.config.read_text().replace("gw.local", "gw2.local"))
     assert daemon.process is not None
+    mark = daemon.log.count("workload API ready")
     daemon.process.send_signal(signal.SIGHUP)
-    wait_until(
-        lambda: daemon.log.count(f"module {module} restarted to mount") > restarts,
-        "the module restarted after the reload",
-    )
-    status, signed_again = call(
-        sim_dockerd,
-        module,
-        WORKLOAD,
-        "POST",
-        f"/modules/{module}/genid/{module_genid}/sign",
-        sign_body(data),
-    )
-    assert (status, signed_again) == (200, signed)
+    wait_until(lambda: daemon.log.count("workload API ready") > mark, "the workload service")
+    assert wait_until(signs_again, "the module to sign after the reload") == (200, signed)
+    assert {name: started_at(sim_dockerd, name) for name in (agent, module)} == started
 
-    # removing the module removes its socket
-    socket_file = daemon.run_dir / "mnt" / f"{module}.sock"
-    assert socket_file.is_socket()
+    # removing the module removes its socket directory
+    socket_dir = daemon.run_dir / "mnt" / module
+    assert (socket_dir / "workload.sock").is_socket()
     status, _ = call(sim_dockerd, agent, MGMT, "DELETE", f"/modules/{module}")
     assert status in (200, 204)
-    wait_until(lambda: not socket_file.exists(), "the removed module's socket to go")
+    wait_until(lambda: not socket_dir.exists(), "the removed module's socket directory to go")
 
     # the digest is HMAC-SHA256 with the key derived from the device identity key
     async def verify() -> bytes:

@@ -138,7 +138,6 @@ def test_modules_use_their_own_workload_socket(
                 rig.identities,
                 sockets,
                 DeviceFacts("dev-1", "hub.example.net", "gw.local"),
-                None,
                 rig.limits,
             )
 
@@ -177,7 +176,7 @@ def test_modules_use_their_own_workload_socket(
                 await shared.close()
                 await sockets.close_all()
             assert remaining == [], "module sockets were not removed with their modules"
-            assert not (run_dir / "mnt" / f"{a}.sock").exists()
+            assert not (run_dir / "mnt" / a).exists()
 
     async def checks(rig, sockets, shared_path, reconciler) -> None:
         await modules.container(a)
@@ -196,7 +195,7 @@ def test_modules_use_their_own_workload_socket(
         ):
             assert line in env.splitlines(), env
         assert "IOTEDGE_MANAGEMENTURI" not in env
-        assert (run_dir / "mnt" / f"{a}.sock").is_socket()
+        assert (run_dir / "mnt" / a / "workload.sock").is_socket()
 
         # sign, checked against the key derived here through the key service
         data = f"hub.example.net%2Fdevices%2Fdev-1%2Fmodules%2F{a}\n1900000000".encode()
@@ -249,7 +248,7 @@ def test_modules_use_their_own_workload_socket(
         assert f"belongs to module {b!r}" in refused["message"]
         listing = await modules.exec(b, "ls", "-a", "/var/run/iotedge")
         assert listing.stdout.split() == [".", "..", "workload.sock"]
-        assert (await modules.exec(b, "ls", "/var/run/iotedge/" + f"{a}.sock")).returncode != 0
+        assert (await modules.exec(b, "ls", f"/var/run/{a}")).returncode != 0
         status, refused = await modules.call(
             b, "POST", f"/modules/{a}/genid/{genid}/sign", sign, socket=SHARED_IN_CONTAINER
         )

@@ -43,12 +43,18 @@ def test_socket_status_lists_open_module_sockets(tmp_path: Path) -> None:
         async with workload_rig(tmp_path) as rig:
             sockets = ModuleSockets(run_dir, rig.router)
             try:
-                path = await sockets.open("m1")
+                directory = await sockets.open("m1")
+                path = directory / "workload.sock"
                 assert path.is_socket() and oct(path.stat().st_mode & 0o777) == "0o666"
-                assert oct(path.parent.stat().st_mode & 0o777) == "0o700"
+                assert oct(directory.stat().st_mode & 0o777) == "0o755"
+                assert oct(directory.parent.stat().st_mode & 0o777) == "0o700"
+                assert not (directory / "mgmt.sock").exists()
+                agent = await sockets.open("agent", management=True)
+                assert (agent / "mgmt.sock").is_socket()
+                await sockets.close("agent")
                 await sockets.open("m2")
                 await sockets.close("m2")
-                assert not (run_dir / "mnt" / "m2.sock").exists()
+                assert not (run_dir / "mnt" / "m2").exists()
                 return [entry.document() for entry in sockets.status()]
             finally:
                 await sockets.close_all()
@@ -60,7 +66,7 @@ def test_socket_status_lists_open_module_sockets(tmp_path: Path) -> None:
     assert status == [
         {
             "module": "m1",
-            "path": str(run_dir / "mnt" / "m1.sock"),
+            "path": str(run_dir / "mnt" / "m1" / "workload.sock"),
             "listening": True,
             "connections": 0,
         }

@@ -103,17 +103,9 @@ def test_decorate_adds_env_and_binds_and_replaces_stale_ones() -> None:
         "HostConfig": {"Binds": ["/data:/data", "/tmp/x.sock:/var/run/iotedge/workload.sock"]},
     }
     env = module_environment("m", "9", DEVICE, agent=False)
-    decorate(body, env, ModuleMounts("/run/ek/mnt/m.sock"))
+    decorate(body, env, ModuleMounts("/run/ek/mnt/m"))
     assert "A=1" in body["Env"] and "IOTEDGE_MODULEID=m" in body["Env"]
     assert "IOTEDGE_MODULEID=forged" not in body["Env"]
-    assert body["HostConfig"]["Binds"] == [
-        "/data:/data",
-        "/run/ek/mnt/m.sock:/var/run/iotedge/workload.sock",
-    ]
-    agent_body: dict = {}
-    decorate(
-        agent_body,
-        module_environment("edgeAgent", "1", DEVICE, agent=True),
-        ModuleMounts("/run/ek/mnt/edgeAgent.sock", "/run/ek/mgmt.sock"),
-    )
-    assert "/run/ek/mgmt.sock:/var/run/iotedge/mgmt.sock" in agent_body["HostConfig"]["Binds"]
+    assert body["HostConfig"]["Binds"] == ["/data:/data", "/run/ek/mnt/m:/var/run/iotedge"]
+    decorate(body, env, ModuleMounts("/run/ek/mnt/m"))
+    assert body["HostConfig"]["Binds"] == ["/data:/data", "/run/ek/mnt/m:/var/run/iotedge"]
