@@ -329,7 +329,7 @@ def system_library(name: str) -> Path:
     raise AssertionError("unreachable")
 
 
-def nuitka_options(board: str, mode: str, outdir: Path) -> list[str]:
+def nuitka_options(board: str, mode: str, outdir: Path, key: str) -> list[str]:
     board_path = board_file(board)
     options = [
         f"--mode={mode}",
@@ -353,7 +353,7 @@ def nuitka_options(board: str, mode: str, outdir: Path) -> list[str]:
     options += [f"--include-module={name}" for name in NUITKA_INCLUDE_MODULES]
     options += [f"--include-package={name}" for name in NUITKA_INCLUDE_PACKAGES]
     if mode == "onefile":
-        unpack_id = build_key(board, mode)[:UNPACK_ID_LENGTH]
+        unpack_id = key[:UNPACK_ID_LENGTH]
         options.append(f"--onefile-tempdir-spec={ONEFILE_UNPACK_SPEC % unpack_id}")
         options.append("--onefile-cache-mode=cached")
     if os.environ.get("CI") is None:
@@ -407,6 +407,11 @@ def locale_guard_object() -> Path:
         source.write_text(LOCALE_GUARD_C)
         run(["gcc", "-O2", "-fPIC", "-Wall", "-Werror", "-c", source, "-o", target])
     return target
+
+
+def built_key(board: str) -> str:
+    """The key dist/<board>/edgekeeper was built from (its unpack dir is named after it)."""
+    return (DIST / board / "edgekeeper.buildkey").read_text().strip()
 
 
 def build_key(board: str, mode: str) -> str:
@@ -463,7 +468,7 @@ def build_locked(board: str, mode: str) -> Path:
             "utf8",
             "-m",
             "nuitka",
-            *nuitka_options(board, mode, outdir),
+            *nuitka_options(board, mode, outdir, key),
             "firmware",
         ],
         cwd=ROOT,
@@ -680,7 +685,7 @@ def command_bundle(board_name: str) -> Path:
         "@VERSION@": ver,
         "@BOARD@": board_name,
         "@WATCHDOG_SEC@": str(SYSTEMD_WATCHDOG_SEC),
-        "@UNPACK_ID@": build_key(board_name, BUILD_MODE)[:UNPACK_ID_LENGTH],
+        "@UNPACK_ID@": built_key(board_name)[:UNPACK_ID_LENGTH],
         "@MEMORY_MAX@": f"{int(memory_mb) * 2}M",
     }
 
