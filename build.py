@@ -592,7 +592,10 @@ def command_test(pytest_args: list[str]) -> int:
     binary = build("sim")
     env = dict(os.environ, EDGEKEEPER_BINARY=str(binary))
     env.pop("SOFTHSM2_CONF", None)
-    argv = [VENV_PYTHON, "-m", "pytest", "tests", *pytest_args]
+    names_paths = any(
+        not arg.startswith("-") and (ROOT / arg.split("::")[0]).exists() for arg in pytest_args
+    )
+    argv = [VENV_PYTHON, "-m", "pytest", *([] if names_paths else ["tests"]), *pytest_args]
     log(" ".join(map(str, argv)))
     return subprocess.run([str(a) for a in argv], cwd=ROOT, env=env, check=False).returncode
 
