@@ -409,6 +409,15 @@ def locale_guard_object() -> Path:
     return target
 
 
+def prune_unpacked_programs(keep: str, max_age_s: float = 86400) -> None:
+    """Remove this user's unpacked programs of builds older than a day (~60 MB each)."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "edgekeeper"
+    for unpacked in cache.glob("*"):
+        stale = time.time() - unpacked.stat().st_mtime > max_age_s
+        if unpacked.name != keep and len(unpacked.name) == UNPACK_ID_LENGTH and stale:
+            shutil.rmtree(unpacked, ignore_errors=True)
+
+
 def built_key(board: str) -> str:
     """The key dist/<board>/edgekeeper was built from (its unpack dir is named after it)."""
     return (DIST / board / "edgekeeper.buildkey").read_text().strip()
@@ -488,6 +497,7 @@ def build_locked(board: str, mode: str) -> Path:
         target.unlink(missing_ok=True)
         target.symlink_to("edgekeeper.dist/edgekeeper")
     keyfile.write_text(key + "\n")
+    prune_unpacked_programs(keep=key[:UNPACK_ID_LENGTH])
     log(f"built {target.relative_to(ROOT)} in {time.monotonic() - started:.0f} s")
     return target
 
