@@ -109,3 +109,29 @@ def _rsa_padding(
         salt = padding.PSS.AUTO if verify else padding.PSS.DIGEST_LENGTH
         return padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=salt)
     return padding.PKCS1v15()
+
+
+def load_pkcs8(key_id: str, kind: KeyKind, der: bytes) -> Any:
+    """The private key object of a pair stored as PKCS#8 DER; checks it fits `kind`."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    try:
+        private = serialization.load_der_private_key(der, password=None)
+    except (ValueError, TypeError) as err:
+        raise KeyOperationFailed(
+            f"key {key_id!r} is not an unencrypted PKCS#8 DER private key",
+            hint="export the key as PKCS#8 DER without a password",
+        ) from err
+    fits = (
+        kind is KeyKind.EC_P256
+        and isinstance(private, ec.EllipticCurvePrivateKey)
+        and isinstance(private.curve, ec.SECP256R1)
+    ) or (
+        kind is KeyKind.RSA_2048
+        and isinstance(private, rsa.RSAPrivateKey)
+        and private.key_size == 2048
+    )
+    if not fits:
+        raise KeyOperationFailed(f"key {key_id!r} is not a {kind.value} key")
+    return private

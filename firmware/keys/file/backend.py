@@ -115,7 +115,7 @@ class FileBackend(KeyBackend):
             if cached is not None:
                 return cached
             kind, stored = self._dir.read(key_id)
-            key = material.load_private(key_id, kind, stored) if kind.asymmetric else stored
+            key = operations.load_pkcs8(key_id, kind, stored) if kind.asymmetric else stored
             self._loaded[key_id] = (kind, key)
             return kind, key
 

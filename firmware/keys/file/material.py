@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from firmware.keys import software
 from firmware.keys.backend import KeyKind
 from firmware.keys.errors import KeyOperationFailed
 
@@ -40,34 +41,8 @@ def check_import(key_id: str, kind: KeyKind, material: bytes) -> bytes:
                 f"HMAC key {key_id!r} must be {low} to {high} bytes, got {len(material)}"
             )
         return bytes(material)
-    private = load_private(key_id, kind, material)
+    private = software.load_pkcs8(key_id, kind, material)
     return _pkcs8(private)
-
-
-def load_private(key_id: str, kind: KeyKind, der: bytes) -> Any:
-    """The private key object of a pair stored as PKCS#8 DER; checks it fits `kind`."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ec, rsa
-
-    try:
-        private = serialization.load_der_private_key(der, password=None)
-    except (ValueError, TypeError) as err:
-        raise KeyOperationFailed(
-            f"key {key_id!r} is not an unencrypted PKCS#8 DER private key",
-            hint="export the key as PKCS#8 DER without a password",
-        ) from err
-    fits = (
-        kind is KeyKind.EC_P256
-        and isinstance(private, ec.EllipticCurvePrivateKey)
-        and isinstance(private.curve, ec.SECP256R1)
-    ) or (
-        kind is KeyKind.RSA_2048
-        and isinstance(private, rsa.RSAPrivateKey)
-        and private.key_size == 2048
-    )
-    if not fits:
-        raise KeyOperationFailed(f"key {key_id!r} is not a {kind.value} key")
-    return private
 
 
 def public_der(private: Any) -> bytes:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from firmware.errors import NotSupported
+from firmware.keys import software
 from firmware.keys.backend import (
     BackendInfo,
     Capability,
@@ -229,7 +230,7 @@ class Pkcs11Backend(KeyBackend):
         mechanism = self._sign_mechanism(algorithm)
 
         def sign(session: Session, objects: _KeyObjects) -> bytes:
-            _check_algorithm(key_id, objects.kind, algorithm)
+            software.check_algorithm(key_id, objects.kind, algorithm)
             if algorithm is SignAlgorithm.ECDSA_SHA256:
                 digest = hashlib.sha256(data).digest()
                 return der.ecdsa_raw_to_der(session.sign(objects.key, mechanism, digest))
@@ -241,7 +242,7 @@ class Pkcs11Backend(KeyBackend):
         mechanism = self._sign_mechanism(algorithm)
 
         def verify(session: Session, objects: _KeyObjects) -> bool:
-            _check_algorithm(key_id, objects.kind, algorithm)
+            software.check_algorithm(key_id, objects.kind, algorithm)
             if algorithm is SignAlgorithm.HMAC_SHA256:
                 return session.verify(objects.key, mechanism, data, signature)
             if objects.public is None:
@@ -264,7 +265,7 @@ class Pkcs11Backend(KeyBackend):
         _check_iv(key_id, iv)
 
         def encrypt(session: Session, objects: _KeyObjects) -> bytes:
-            _check_aes(key_id, objects.kind)
+            software.check_aes(key_id, objects.kind)
             return session.encrypt(objects.key, aes_gcm(iv, aad), plaintext)
 
         return self._with_key(key_id, encrypt)
@@ -278,7 +279,7 @@ class Pkcs11Backend(KeyBackend):
             )
 
         def decrypt(session: Session, objects: _KeyObjects) -> bytes:
-            _check_aes(key_id, objects.kind)
+            software.check_aes(key_id, objects.kind)
             try:
                 return session.decrypt(objects.key, aes_gcm(iv, aad), ciphertext)
             except Pkcs11Error as err:
@@ -497,23 +498,6 @@ def _check_kind(key_id: str, existing: KeyKind, wanted: KeyKind) -> None:
         raise KeyKindMismatch(
             f"key {key_id!r} exists as a {existing.value} key, not {wanted.value}",
             hint="pick another name, or delete the existing key first",
-        )
-
-
-def _check_algorithm(key_id: str, kind: KeyKind, algorithm: SignAlgorithm) -> None:
-    wanted = mechanisms.ALGORITHM_KINDS[algorithm]
-    if kind is not wanted:
-        raise KeyKindMismatch(
-            f"key {key_id!r} is a {kind.value} key and cannot do {algorithm.value}",
-            hint=f"use a {wanted.value} key for {algorithm.value}",
-        )
-
-
-def _check_aes(key_id: str, kind: KeyKind) -> None:
-    if kind is not KeyKind.AES_256:
-        raise KeyKindMismatch(
-            f"key {key_id!r} is a {kind.value} key and cannot do AES-256-GCM",
-            hint="use an aes-256 key",
         )
 
 

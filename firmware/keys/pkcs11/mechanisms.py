@@ -32,13 +32,6 @@ ALGORITHM_MECHANISMS: dict[SignAlgorithm, int] = {
     SignAlgorithm.HMAC_SHA256: lib.CKM_SHA256_HMAC,
 }
 
-ALGORITHM_KINDS: dict[SignAlgorithm, KeyKind] = {
-    SignAlgorithm.ECDSA_SHA256: KeyKind.EC_P256,
-    SignAlgorithm.RSA_PKCS1_SHA256: KeyKind.RSA_2048,
-    SignAlgorithm.RSA_PSS_SHA256: KeyKind.RSA_2048,
-    SignAlgorithm.HMAC_SHA256: KeyKind.HMAC_SHA256,
-}
-
 
 def mechanism_name(mechanism: int) -> str:
     return MECHANISM_NAMES.get(mechanism, f"mechanism {mechanism:#x}")

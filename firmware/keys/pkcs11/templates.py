@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from firmware.keys import software
 from firmware.keys.backend import KeyKind
 from firmware.keys.errors import KeyOperationFailed
 from firmware.keys.pkcs11 import der
@@ -120,7 +121,7 @@ def importing(key_id: str, kind: KeyKind, material: bytes) -> NewKey:
                 lib.CKA_VALUE: _check_secret(key_id, kind, material),
             },
         )
-    private_key = _load_pkcs8(key_id, kind, material)
+    private_key = software.load_pkcs8(key_id, kind, material)
     if kind is KeyKind.EC_P256:
         return _ec_import(key_id, private_key)
     return _rsa_import(key_id, private_key)
@@ -137,31 +138,6 @@ def _check_secret(key_id: str, kind: KeyKind, material: bytes) -> bytes:
             f"HMAC key {key_id!r} must be {low} to {high} bytes, got {len(material)}"
         )
     return bytes(material)
-
-
-def _load_pkcs8(key_id: str, kind: KeyKind, material: bytes) -> Any:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ec, rsa
-
-    try:
-        private_key = serialization.load_der_private_key(material, password=None)
-    except (ValueError, TypeError) as err:
-        raise KeyOperationFailed(
-            f"key {key_id!r} is not an unencrypted PKCS#8 DER private key",
-            hint="export the key as PKCS#8 DER without a password",
-        ) from err
-    fits = (
-        kind is KeyKind.EC_P256
-        and isinstance(private_key, ec.EllipticCurvePrivateKey)
-        and isinstance(private_key.curve, ec.SECP256R1)
-    ) or (
-        kind is KeyKind.RSA_2048
-        and isinstance(private_key, rsa.RSAPrivateKey)
-        and private_key.key_size == RSA_BITS
-    )
-    if not fits:
-        raise KeyOperationFailed(f"key {key_id!r} is not a {kind.value} key")
-    return private_key
 
 
 def _ec_import(key_id: str, private_key: Any) -> NewKey:
