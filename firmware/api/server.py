@@ -451,6 +451,30 @@ class ApiSocketServer:
 LISTENERS: tuple[tuple[str, str], ...] = (("mgmt", "management_uri"),)
 
 
+async def start_servers(
+    sockets: list[tuple[str, str]],
+    router: Router,
+    *,
+    mode: int,
+    group: str | None = None,
+    limits: ServerLimits | None = None,
+) -> list[ApiSocketServer]:
+    """Bind every `(uri, listener)` socket, or none: a failure closes the ones already bound."""
+    servers: list[ApiSocketServer] = []
+    try:
+        for uri, listener in sockets:
+            server = ApiSocketServer(
+                uri, router, listener=listener, mode=mode, group=group, limits=limits
+            )
+            await server.start()
+            servers.append(server)
+    except BaseException:
+        for server in servers:
+            await server.close()
+        raise
+    return servers
+
+
 class ApiServerService:
     """Daemon service "api": binds the configured API sockets in `prepare`, serves them in `run`."""
 
@@ -462,24 +486,13 @@ class ApiServerService:
 
     async def prepare(self, ctx: Any) -> None:
         listen = ctx.config.listen
-        servers: list[ApiSocketServer] = []
-        try:
-            for listener, key in LISTENERS:
-                server = ApiSocketServer(
-                    getattr(listen, key),
-                    ctx.router,
-                    listener=listener,
-                    mode=listen.socket_mode,
-                    group=listen.socket_group,
-                    limits=self._limits,
-                )
-                await server.start()
-                servers.append(server)
-        except BaseException:
-            for server in servers:
-                await server.close()
-            raise
-        self._servers = servers
+        self._servers = await start_servers(
+            [(getattr(listen, key), listener) for listener, key in LISTENERS],
+            ctx.router,
+            mode=listen.socket_mode,
+            group=listen.socket_group,
+            limits=self._limits,
+        )
 
     async def run(self, ctx: Any) -> None:
         if not self._servers:

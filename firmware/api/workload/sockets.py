@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from firmware.api.server import ApiSocketServer, ServerLimits
+from firmware.api.server import ApiSocketServer, ServerLimits, start_servers
 from firmware.errors import DaemonError
 
 log = logging.getLogger("edgekeeper.workload")
@@ -77,26 +77,12 @@ class ModuleSockets:
         if module in self._servers:
             return directory
         self._make_directory(directory)
-        listeners = [(WORKLOAD_SOCKET, listener_for(module))]
+        sockets = [(f"unix://{directory / WORKLOAD_SOCKET}", listener_for(module))]
         if management:
-            listeners.append((MANAGEMENT_SOCKET, "mgmt"))
-        servers: list[ApiSocketServer] = []
-        try:
-            for name, listener in listeners:
-                server = ApiSocketServer(
-                    f"unix://{directory / name}",
-                    self._router,
-                    listener=listener,
-                    mode=SOCKET_MODE,
-                    limits=self._limits,
-                )
-                await server.start()
-                servers.append(server)
-        except BaseException:
-            for server in servers:
-                await server.close()
-            raise
-        self._servers[module] = servers
+            sockets.append((f"unix://{directory / MANAGEMENT_SOCKET}", "mgmt"))
+        self._servers[module] = await start_servers(
+            sockets, self._router, mode=SOCKET_MODE, limits=self._limits
+        )
         return directory
 
     async def close(self, module: str) -> None:
