@@ -10,6 +10,7 @@ only that module's container has them.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -62,6 +63,7 @@ class ModuleSockets:
         self._router = router
         self._limits = limits
         self._servers: dict[str, list[ApiSocketServer]] = {}
+        self._opening: dict[str, asyncio.Lock] = {}
 
     def directory_of(self, module: str) -> Path:
         """The host directory mounted into `module`'s container at /var/run/iotedge."""
@@ -74,15 +76,17 @@ class ModuleSockets:
         """Serve `module`'s workload socket, and the management API beside it for the agent (a
         no-op when served already); returns the module's socket directory."""
         directory = self.directory_of(module)
-        if module in self._servers:
-            return directory
-        self._make_directory(directory)
-        sockets = [(f"unix://{directory / WORKLOAD_SOCKET}", listener_for(module))]
-        if management:
-            sockets.append((f"unix://{directory / MANAGEMENT_SOCKET}", "mgmt"))
-        self._servers[module] = await start_servers(
-            sockets, self._router, mode=SOCKET_MODE, limits=self._limits
-        )
+        # The runtime hook and the service's start-up may open the same module at once.
+        async with self._opening.setdefault(module, asyncio.Lock()):
+            if module in self._servers:
+                return directory
+            self._make_directory(directory)
+            sockets = [(f"unix://{directory / WORKLOAD_SOCKET}", listener_for(module))]
+            if management:
+                sockets.append((f"unix://{directory / MANAGEMENT_SOCKET}", "mgmt"))
+            self._servers[module] = await start_servers(
+                sockets, self._router, mode=SOCKET_MODE, limits=self._limits
+            )
         return directory
 
     async def close(self, module: str) -> None:
@@ -99,6 +103,7 @@ class ModuleSockets:
             await self._stop(module)
 
     async def _stop(self, module: str) -> None:
+        self._opening.pop(module, None)
         for server in self._servers.pop(module, []):
             await server.close()
 

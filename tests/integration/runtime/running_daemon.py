@@ -7,18 +7,13 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 from firmware.api.client import ApiClient
+from tests.peers.program import cli_argv, daemon_argv
 
 REPO = Path(__file__).resolve().parents[3]
-
-
-def program() -> list[str]:
-    binary = os.environ.get("EDGEKEEPER_BINARY")
-    return [binary] if binary else [sys.executable, "-m", "firmware"]
 
 
 def write_config(root: Path, docker_socket: str, agent: str, image: str) -> Path:
@@ -68,7 +63,7 @@ class DaemonProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEKEEPER_")}
         with self.log.open("a") as log:
             self.process = subprocess.Popen(
-                [*program(), "run", "--config", str(self.config)],
+                [*daemon_argv(), "run", "--config", str(self.config)],
                 cwd=REPO,
                 stdout=log,
                 stderr=log,
@@ -104,7 +99,7 @@ class DaemonProcess:
     def cli(self, *args: str) -> subprocess.CompletedProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEKEEPER_")}
         return subprocess.run(
-            [*program(), "--config", str(self.config), *args],
+            [*cli_argv(), "--config", str(self.config), *args],
             cwd=REPO,
             capture_output=True,
             text=True,
@@ -116,7 +111,7 @@ class DaemonProcess:
         """A CLI command left running (e.g. `logs -f`), its stdout a text pipe."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEKEEPER_")}
         return subprocess.Popen(
-            [*program(), "--config", str(self.config), *args],
+            [*cli_argv(), "--config", str(self.config), *args],
             cwd=REPO,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -14,7 +14,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -34,16 +33,12 @@ from firmware.keys.registry import BackendRegistry
 from firmware.keys.service import KeyService
 from firmware.runtime.engine import DockerEngine
 from firmware.runtime.spec import MODULE_LABEL
+from tests.peers.program import cli_argv, daemon_argv
 
 pytestmark = pytest.mark.docker
 
 REPO = Path(__file__).resolve().parents[3]
 API = "2020-10-10"
-
-
-def program() -> list[str]:
-    binary = os.environ.get("EDGEKEEPER_BINARY")
-    return [binary] if binary else [sys.executable, "-m", "firmware"]
 
 
 def environment() -> dict[str, str]:
@@ -68,7 +63,7 @@ class Daemon:
     def start(self) -> None:
         with open(self.root / "daemon.log", "a") as log:
             self.process = subprocess.Popen(
-                [*program(), "run", "--config", str(self.config)],
+                [*daemon_argv(), "run", "--config", str(self.config)],
                 cwd=REPO,
                 stderr=log,
                 text=True,
@@ -184,7 +179,7 @@ def started_at(sim_dockerd, name: str) -> str:
 
 def cli(daemon: Daemon, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*program(), "--config", str(daemon.config), *args],
+        [*cli_argv(), "--config", str(daemon.config), *args],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -6,23 +6,18 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
+from tests.peers.program import cli_argv, daemon_argv
+
 REPO = Path(__file__).resolve().parents[3]
-
-
-def program() -> list[str]:
-    """The built binary when `build.py test` names it in EDGEKEEPER_BINARY, else the source."""
-    binary = os.environ.get("EDGEKEEPER_BINARY")
-    return [binary] if binary else [sys.executable, "-m", "firmware"]
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEKEEPER_")}
     return subprocess.run(
-        [*program(), *args],
+        [*cli_argv(), *args],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -45,7 +40,7 @@ def test_status_and_log_level_against_a_running_daemon(tmp_path: Path) -> None:
     socket_path = tmp_path / "run" / "mgmt.sock"
     env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEKEEPER_")}
     daemon = subprocess.Popen(
-        [*program(), "run", "--config", str(config)],
+        [*daemon_argv(), "run", "--config", str(config)],
         cwd=REPO,
         stderr=subprocess.PIPE,
         text=True,

@@ -21,36 +21,16 @@ from pathlib import Path
 
 import pytest
 
+from tests.peers.program import cli_argv, daemon_argv
+
 REPO = Path(__file__).resolve().parents[3]
 
 START_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 12.0
 
 
-PROGRAM: list[str] = [sys.executable, "-m", "firmware"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def daemon_program(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[str]]:
-    """The built program when `build.py test` names the binary in EDGEKEEPER_BINARY, else the
-    source. A onefile binary is unpacked once and its program run directly, as systemd does."""
-    binary = os.environ.get("EDGEKEEPER_BINARY")
-    if binary:
-        cache_home = tmp_path_factory.mktemp("unpack")
-        env = {**os.environ, "XDG_CACHE_HOME": str(cache_home)}
-        subprocess.run([binary, "version"], env=env, capture_output=True, check=True)
-        unpacked = sorted(cache_home.glob("edgekeeper/*/edgekeeper.bin"))
-        PROGRAM[:] = [str(unpacked[0] if unpacked else binary)]
-    yield PROGRAM
-    PROGRAM[:] = [sys.executable, "-m", "firmware"]
-
-
-def program() -> list[str]:
-    return list(PROGRAM)
-
-
 def command(config: Path, *extra: str) -> list[str]:
-    return [*program(), "run", "--config", str(config), *extra]
+    return [*daemon_argv(), "run", "--config", str(config), *extra]
 
 
 def write_config(
@@ -422,7 +402,7 @@ def test_sigterm_does_not_wait_for_a_hung_blocking_call(
 
 
 def cli(*words: str) -> subprocess.CompletedProcess[str]:
-    return run_to_exit([*program(), *words])
+    return run_to_exit([*cli_argv(), *words])
 
 
 def test_cli_overrides_survive_reload_and_log_level_changes_live(

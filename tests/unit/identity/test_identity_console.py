@@ -49,6 +49,9 @@ def test_socket_status_lists_open_module_sockets(tmp_path: Path) -> None:
                 assert oct(directory.stat().st_mode & 0o777) == "0o755"
                 assert oct(directory.parent.stat().st_mode & 0o777) == "0o700"
                 assert not (directory / "mgmt.sock").exists()
+                again = await asyncio.gather(*(sockets.open("m3") for _ in range(3)))
+                assert again == [run_dir / "mnt" / "m3"] * 3
+                await sockets.close("m3")
                 agent = await sockets.open("agent", management=True)
                 assert (agent / "mgmt.sock").is_socket()
                 await sockets.close("agent")

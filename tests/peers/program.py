@@ -1,0 +1,46 @@
+"""How tests start edgekeeper: the built binary when `build.py test` names it, else the source.
+
+The CLI runs the onefile binary itself, as a technician would. The daemon runs the program the
+binary unpacks, as the systemd unit does (docs/build.md): one process with the daemon's own pid,
+so SIGKILL, SIGHUP and sd_notify reach the daemon and not Nuitka's onefile bootstrap.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+UNPACK_HOME = REPO / ".cache" / "test-unpack"
+SOURCE = [sys.executable, "-m", "firmware"]
+UNPACK_ID_LENGTH = 16  # build.py: the unpack directory is the build key's first 16 digits
+
+
+def built_binary() -> str | None:
+    return os.environ.get("EDGEKEEPER_BINARY") or None
+
+
+def cli_argv() -> list[str]:
+    binary = built_binary()
+    return [binary] if binary else list(SOURCE)
+
+
+def daemon_argv() -> list[str]:
+    binary = built_binary()
+    return [_unpacked(binary)] if binary else list(SOURCE)
+
+
+@functools.cache
+def _unpacked(binary: str) -> str:
+    """The program a onefile `binary` unpacks, once per build, into UNPACK_HOME (its directory
+    is named after the build key, as build.py sets it)."""
+    env = {**os.environ, "XDG_CACHE_HOME": str(UNPACK_HOME)}
+    subprocess.run([binary, "version"], env=env, capture_output=True, check=True, timeout=120)
+    build_key = Path(binary).with_name("edgekeeper.buildkey").read_text().strip()
+    program = UNPACK_HOME / "edgekeeper" / build_key[:UNPACK_ID_LENGTH] / "edgekeeper.bin"
+    if not program.is_file():
+        raise FileNotFoundError(f"{binary} did not unpack its program to {program}")
+    return str(program)
