@@ -48,6 +48,12 @@ from firmware.keys.pkcs11.errors import (
 from firmware.keys.pkcs11.pin import resolve_pin
 from firmware.keys.pkcs11.pool import SessionPool
 
+_SIGNATURE_LENGTHS = {
+    SignAlgorithm.RSA_PKCS1_SHA256: templates.RSA_BITS // 8,
+    SignAlgorithm.RSA_PSS_SHA256: templates.RSA_BITS // 8,
+    SignAlgorithm.HMAC_SHA256: hashlib.sha256().digest_size,
+}
+
 T = TypeVar("T")
 
 DEFAULT_MAX_SESSIONS = 4
@@ -243,6 +249,10 @@ class Pkcs11Backend(KeyBackend):
 
         def verify(session: Session, objects: _KeyObjects) -> bool:
             software.check_algorithm(key_id, objects.kind, algorithm)
+            # A signature of the wrong length is refused before the token sees it: whatever the
+            # token's own rules, a MAC check must never accept a truncated tag.
+            if len(signature) != _SIGNATURE_LENGTHS.get(algorithm, len(signature)):
+                return False
             if algorithm is SignAlgorithm.HMAC_SHA256:
                 return session.verify(objects.key, mechanism, data, signature)
             if objects.public is None:

@@ -133,7 +133,10 @@ def test_rsa_pkcs1_and_pss_signatures_verify_with_cryptography(backend: Any) -> 
     public.verify(pss, message, padding.PSS(padding.MGF1(hashes.SHA256()), 32), hashes.SHA256())
     assert pss != backend.sign(key_id, SignAlgorithm.RSA_PSS_SHA256, message)
     assert backend.verify(key_id, SignAlgorithm.RSA_PSS_SHA256, message, pss)
-    assert not backend.verify(key_id, SignAlgorithm.RSA_PSS_SHA256, message, pss[:-1] + b"\0")
+    assert not backend.verify(
+        key_id, SignAlgorithm.RSA_PSS_SHA256, message, pss[:-1] + bytes([pss[-1] ^ 1])
+    )
+    assert not backend.verify(key_id, SignAlgorithm.RSA_PSS_SHA256, message, pss + b"\0")
     assert not backend.verify(key_id, SignAlgorithm.RSA_PSS_SHA256, message, pss[:100])
 
 
