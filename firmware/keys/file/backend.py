@@ -16,8 +16,7 @@ from firmware.keys.backend import (
     SignAlgorithm,
 )
 from firmware.keys.errors import KeyKindMismatch
-from firmware.keys.file import material
-from firmware.keys.file.keyfile import KeyDirectory
+from firmware.keys.file import keyfile, material
 
 
 class FileBackend(KeyBackend):
@@ -26,15 +25,15 @@ class FileBackend(KeyBackend):
     name = "file"
 
     def __init__(self, directory: Path) -> None:
-        self._dir = KeyDirectory(directory)
-        self._dir.ensure()
+        self._files = keyfile.key_files(directory)
+        self._files.ensure()
         self._lock = threading.Lock()
         self._loaded: dict[str, tuple[KeyKind, Any]] = {}
 
     def describe(self) -> BackendInfo:
         return BackendInfo(
             name=self.name,
-            device=str(self._dir.path),
+            device=str(self._files.path),
             kinds=frozenset(KeyKind),
             capabilities=frozenset(Capability),
         )
@@ -43,7 +42,7 @@ class FileBackend(KeyBackend):
         with self._lock:
             existing = self._existing_kind(key_id)
             if existing is None:
-                self._dir.write(key_id, kind, material.generate(kind))
+                self._files.write(key_id, keyfile.encode(kind, material.generate(kind)))
             else:
                 self._check_kind(key_id, existing, kind)
         return KeyInfo(key_id=key_id, kind=kind, backend=self.name)
@@ -51,7 +50,7 @@ class FileBackend(KeyBackend):
     def import_key(self, key_id: str, kind: KeyKind, key_material: bytes) -> KeyInfo:
         stored = material.check_import(key_id, kind, key_material)
         with self._lock:
-            self._dir.write(key_id, kind, stored)
+            self._files.write(key_id, keyfile.encode(kind, stored))
             self._loaded.pop(key_id, None)
         return KeyInfo(key_id=key_id, kind=kind, backend=self.name)
 
@@ -61,8 +60,8 @@ class FileBackend(KeyBackend):
 
     def list_keys(self) -> list[KeyInfo]:
         infos = []
-        for key_id in self._dir.key_ids():
-            kind, _ = self._dir.read(key_id)
+        for key_id in self._files.key_ids():
+            kind, _ = self._read(key_id)
             infos.append(KeyInfo(key_id=key_id, kind=kind, backend=self.name))
         return infos
 
@@ -103,7 +102,7 @@ class FileBackend(KeyBackend):
     def delete(self, key_id: str) -> None:
         with self._lock:
             self._loaded.pop(key_id, None)
-            self._dir.delete(key_id)
+            self._files.delete(key_id)
 
     def close(self) -> None:
         with self._lock:
@@ -114,16 +113,19 @@ class FileBackend(KeyBackend):
             cached = self._loaded.get(key_id)
             if cached is not None:
                 return cached
-            kind, stored = self._dir.read(key_id)
+            kind, stored = self._read(key_id)
             key = operations.load_pkcs8(key_id, kind, stored) if kind.asymmetric else stored
             self._loaded[key_id] = (kind, key)
             return kind, key
 
     def _existing_kind(self, key_id: str) -> KeyKind | None:
-        if not self._dir.file_for(key_id).exists():
+        if not self._files.exists(key_id):
             return None
-        kind, _ = self._dir.read(key_id)
+        kind, _ = self._read(key_id)
         return kind
+
+    def _read(self, key_id: str) -> tuple[KeyKind, bytes]:
+        return keyfile.decode(self._files.file_for(key_id), self._files.read(key_id))
 
     @staticmethod
     def _check_kind(key_id: str, existing: KeyKind, wanted: KeyKind) -> None:

@@ -12,15 +12,11 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import os
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from firmware.errors import StateError
 from firmware.keys.backend import KeyKind
-from firmware.keys.errors import KeyNotFound
-from firmware.store.atomic import fsync_dir, write_atomic
+from firmware.keys.keyfiles import KeyFiles
 from firmware.store.errors import CorruptState
 
 SUFFIX = ".tpmkey"
@@ -70,63 +66,29 @@ class KeyBlob:
 
 
 class KeyBlobStore:
-    """The directory of TPM key files; created 0700. Names are validated key names."""
+    """The TPM backend's key files (`KeyFiles`), each holding one `KeyBlob`."""
 
     def __init__(self, path: Path) -> None:
-        self.path = Path(path)
+        self.files = KeyFiles(path, suffix=SUFFIX, backend="tpm", setting="[paths] data_dir")
+        self.path = self.files.path
 
     def ensure(self) -> None:
-        try:
-            self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
-            if stat.S_IMODE(self.path.stat().st_mode) != 0o700:
-                os.chmod(self.path, 0o700)
-        except OSError as exc:
-            raise StateError(
-                f"TPM key directory {self.path} cannot be created or secured: {exc.strerror}",
-                hint="check that the data dir is writable by edgekeeper ([paths] data_dir)",
-            ) from exc
+        self.files.ensure()
 
     def file_for(self, key_id: str) -> Path:
-        return self.path / f"{key_id}{SUFFIX}"
-
-    def read(self, key_id: str) -> KeyBlob:
-        path = self.file_for(key_id)
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            raise KeyNotFound(
-                f"no key {key_id!r} in the tpm backend ({self.path})",
-                hint="create or import the key first",
-            ) from None
-        except OSError as exc:
-            raise StateError(f"TPM key file {path} cannot be read: {exc.strerror}") from exc
-        return KeyBlob.decode(data, path)
+        return self.files.file_for(key_id)
 
     def exists(self, key_id: str) -> bool:
-        return self.file_for(key_id).exists()
+        return self.files.exists(key_id)
+
+    def read(self, key_id: str) -> KeyBlob:
+        return KeyBlob.decode(self.files.read(key_id), self.file_for(key_id))
 
     def write(self, key_id: str, blob: KeyBlob) -> None:
-        write_atomic(self.file_for(key_id), blob.encode(), mode=0o600)
+        self.files.write(key_id, blob.encode())
 
     def delete(self, key_id: str) -> None:
-        path = self.file_for(key_id)
-        try:
-            path.unlink()
-        except FileNotFoundError:
-            raise KeyNotFound(f"no key {key_id!r} in the tpm backend ({self.path})") from None
-        except OSError as exc:
-            raise StateError(f"TPM key file {path} cannot be deleted: {exc.strerror}") from exc
-        fsync_dir(self.path)
+        self.files.delete(key_id)
 
     def key_ids(self) -> list[str]:
-        try:
-            names = sorted(entry.name for entry in self.path.iterdir())
-        except OSError as exc:
-            raise StateError(
-                f"TPM key directory {self.path} cannot be read: {exc.strerror}"
-            ) from exc
-        return [
-            name[: -len(SUFFIX)]
-            for name in names
-            if name.endswith(SUFFIX) and not name.startswith(".")
-        ]
+        return self.files.key_ids()
