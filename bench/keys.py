@@ -29,7 +29,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from firmware.daemon.executor import BoundedExecutor  # noqa: E402
+from firmware.executor import BoundedExecutor  # noqa: E402
 from firmware.keys.backend import KeyBackend, KeyKind, SignAlgorithm  # noqa: E402
 from firmware.keys.registry import BackendRegistry  # noqa: E402
 from firmware.keys.service import KeyService  # noqa: E402

@@ -70,7 +70,7 @@ async def serve(root: Path) -> None:
     from firmware.api.workload.sockets import ModuleSockets
     from firmware.certs.policy import CertificatePolicy
     from firmware.certs.service import CertificateService
-    from firmware.daemon.executor import BoundedExecutor
+    from firmware.executor import BoundedExecutor
     from firmware.identity.modules import ModuleIdentities
     from firmware.keys.file import FileBackend
     from firmware.keys.registry import BackendRegistry
@@ -193,7 +193,7 @@ def hmac_in_process(seconds: float) -> Figures:
 
 
 async def key_service_in_process(root: Path, seconds: float) -> Figures:
-    from firmware.daemon.executor import BoundedExecutor
+    from firmware.executor import BoundedExecutor
     from firmware.identity.modules import ModuleIdentities
     from firmware.keys.backend import SignAlgorithm
     from firmware.keys.file import FileBackend

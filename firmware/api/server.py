@@ -7,8 +7,8 @@ dropped; it never holds up another client and never takes the server down. Strea
 (`ApiResponse.stream`) go out with chunked encoding and end the connection when done, or as soon
 as the client hangs up.
 
-`ApiSocketServer` serves one socket for one listener name; `ApiServerService` is the daemon
-service ("api") that binds the configured listeners in `prepare` and serves them in `run`.
+`ApiSocketServer` serves one socket for one listener name; `start_servers` binds several, all or
+none.
 """
 
 from __future__ import annotations
@@ -447,10 +447,6 @@ class ApiSocketServer:
                 await asyncio.wait_for(writer.wait_closed(), self._limits.write_timeout_s)
 
 
-# The daemon's listeners: (listener name, the `[listen]` key holding its URI).
-LISTENERS: tuple[tuple[str, str], ...] = (("mgmt", "management_uri"),)
-
-
 async def start_servers(
     sockets: list[tuple[str, str]],
     router: Router,
@@ -473,39 +469,3 @@ async def start_servers(
             await server.close()
         raise
     return servers
-
-
-class ApiServerService:
-    """Daemon service "api": binds the configured API sockets in `prepare`, serves them in `run`."""
-
-    name = "api"
-
-    def __init__(self, limits: ServerLimits | None = None) -> None:
-        self._limits = limits
-        self._servers: list[ApiSocketServer] = []
-
-    async def prepare(self, ctx: Any) -> None:
-        listen = ctx.config.listen
-        self._servers = await start_servers(
-            [(getattr(listen, key), listener) for listener, key in LISTENERS],
-            ctx.router,
-            mode=listen.socket_mode,
-            group=listen.socket_group,
-            limits=self._limits,
-        )
-
-    async def run(self, ctx: Any) -> None:
-        if not self._servers:
-            await self.prepare(ctx)
-        try:
-            await asyncio.gather(*(server.serve_forever() for server in self._servers))
-        finally:
-            servers, self._servers = self._servers, []
-            for server in servers:
-                await server.close()
-
-    def describe(self) -> dict[str, object]:
-        return {
-            "sockets": [server.uri for server in self._servers],
-            "connections": sum(server.connection_count for server in self._servers),
-        }

@@ -15,7 +15,7 @@ from typing import Any
 from firmware import __version__
 from firmware.console.port import ConsolePort, open_console_port
 from firmware.console.session import CommandOutput, CommandRunner, ConsoleSession
-from firmware.daemon.logs import get_logger
+from firmware.logs import get_logger
 
 log = get_logger("console")
 

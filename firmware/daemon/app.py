@@ -21,15 +21,16 @@ from pathlib import Path
 from typing import Any
 
 from firmware.daemon import signals
-from firmware.daemon.executor import BoundedExecutor
 from firmware.daemon.lock import InstanceLock
-from firmware.daemon.logs import LogControl, fields, get_logger
+from firmware.daemon.logs import LogControl
 from firmware.daemon.notify import Notifier
 from firmware.daemon.service import ConfigCell, DaemonContext, ServiceDirectory
 from firmware.daemon.services import SERVICES, ServiceEntry, enabled_services
 from firmware.daemon.status import DaemonStatus
 from firmware.daemon.supervisor import FAILED, Supervisor, describe_error
 from firmware.errors import DaemonError, EdgekeeperError
+from firmware.executor import BoundedExecutor
+from firmware.logs import fields, get_logger
 
 log = get_logger("daemon")
 

@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import re
 import sys
 import threading
 import time
@@ -28,8 +27,8 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 from firmware.errors import BadRequest
+from firmware.logs import REDACTED, ROOT, SECRET_FIELD
 
-ROOT = "edgekeeper"
 LEVELS = {
     "debug": logging.DEBUG,
     "info": logging.INFO,
@@ -37,23 +36,8 @@ LEVELS = {
     "error": logging.ERROR,
 }
 FORMATS = ("text", "json")
-SECRET_FIELD = re.compile(
-    r"(^|_)(pin|password|passwd|passphrase|secret|token|key|credentials?)$|private|(^|_)sas",
-    re.I,
-)
-REDACTED = "***"
 
 Sink = Callable[[str], None]
-
-
-def fields(**values: Any) -> dict[str, Any]:
-    """`extra=` argument attaching key=value fields to a log event."""
-    return {"fields": values}
-
-
-def get_logger(name: str) -> logging.Logger:
-    """The logger of a daemon part, e.g. `get_logger("console")` -> `edgekeeper.console`."""
-    return logging.getLogger(f"{ROOT}.{name}")
 
 
 def parse_level(level: str) -> int:

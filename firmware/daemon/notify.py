@@ -14,7 +14,7 @@ import os
 import socket
 from collections.abc import Mapping
 
-from firmware.daemon.logs import fields, get_logger
+from firmware.logs import fields, get_logger
 
 log = get_logger("notify")
 

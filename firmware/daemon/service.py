@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 if TYPE_CHECKING:
-    from firmware.daemon.executor import BoundedExecutor
     from firmware.daemon.logs import LogControl
     from firmware.daemon.supervisor import Supervisor
+    from firmware.executor import BoundedExecutor
     from firmware.store.state import StateStore
 
 S = TypeVar("S")

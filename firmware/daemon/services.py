@@ -39,7 +39,7 @@ class ServiceEntry:
 
 
 SERVICES: tuple[ServiceEntry, ...] = (
-    ServiceEntry("api", "firmware.api.server:ApiServerService", ("listen", "paths")),
+    ServiceEntry("api", "firmware.api.listeners:ApiServerService", ("listen", "paths")),
     ServiceEntry(
         "console",
         "firmware.console.service:ConsoleService",

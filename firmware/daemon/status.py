@@ -13,9 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from firmware.daemon.logs import fields, get_logger
 from firmware.daemon.service import DaemonContext
 from firmware.errors import BadRequest
+from firmware.logs import fields, get_logger
 
 log = get_logger("status")
 

@@ -16,8 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from firmware.daemon.logs import fields, get_logger
 from firmware.errors import EdgekeeperError
+from firmware.logs import fields, get_logger
 
 log = get_logger("supervisor")
 

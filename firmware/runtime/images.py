@@ -21,8 +21,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from firmware.daemon.logs import fields, get_logger
 from firmware.errors import ConfigError, EdgekeeperError
+from firmware.logs import fields, get_logger
 from firmware.runtime.engine import DockerEngine, RuntimeUnavailable
 from firmware.runtime.spec import ModuleSpec
 

@@ -25,8 +25,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from firmware.daemon.logs import fields, get_logger
 from firmware.errors import Conflict, EdgekeeperError, NotFound
+from firmware.logs import fields, get_logger
 from firmware.runtime.backoff import BackoffPolicy, RestartRecord
 from firmware.runtime.desired import DesiredModules, ModuleChange, diff
 from firmware.runtime.engine import DockerEngine, EngineError, RuntimeUnavailable

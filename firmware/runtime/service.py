@@ -19,8 +19,8 @@ import json
 import weakref
 from typing import Any
 
-from firmware.daemon.logs import fields, get_logger
 from firmware.errors import ConfigError, Unavailable
+from firmware.logs import fields, get_logger
 from firmware.runtime.desired import DesiredModules
 from firmware.runtime.engine import DockerEngine
 from firmware.runtime.hooks import ModuleHook

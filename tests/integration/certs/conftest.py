@@ -9,7 +9,7 @@ import pytest
 
 from firmware.certs.policy import CertificatePolicy
 from firmware.certs.service import CertificateService
-from firmware.daemon.executor import BoundedExecutor
+from firmware.executor import BoundedExecutor
 from firmware.keys.file import FileBackend
 from firmware.keys.registry import BackendRegistry
 from firmware.keys.service import KeyService

@@ -24,8 +24,8 @@ import pytest
 from cryptography import x509
 
 from firmware.api.client import ApiClient
-from firmware.daemon.executor import BoundedExecutor
 from firmware.errors import Forbidden
+from firmware.executor import BoundedExecutor
 from firmware.identity.modules import MASTER_KEY, derivation_label
 from firmware.keys.backend import SignAlgorithm
 from firmware.keys.file import FileBackend

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from firmware.api.listeners import ApiServerService
 from firmware.api.model import ApiRequest, ApiResponse
-from firmware.api.server import ApiServerService, ApiSocketServer
+from firmware.api.server import ApiSocketServer
 from firmware.api.sockets import bind_unix_socket, parse_socket_uri
 from firmware.errors import ConfigError, DaemonError
 from tests.unit.api.apiserver_harness import (

@@ -13,9 +13,9 @@ import pytest
 
 from firmware import __version__
 from firmware.console.service import ConsoleService
-from firmware.daemon.executor import BoundedExecutor
 from firmware.daemon.logs import LogControl
 from firmware.errors import DeviceError
+from firmware.executor import BoundedExecutor
 
 from .terminal import Terminal
 

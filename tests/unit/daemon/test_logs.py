@@ -12,8 +12,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from firmware.daemon.logs import LogControl, fields, get_logger
+from firmware.daemon.logs import LogControl
 from firmware.errors import BadRequest
+from firmware.logs import fields, get_logger
 
 
 @pytest.fixture

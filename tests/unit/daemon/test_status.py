@@ -18,11 +18,11 @@ from firmware import __version__
 from firmware.api.model import ApiRequest
 from firmware.api.router import Router
 from firmware.api.versions import LATEST
-from firmware.daemon.executor import BoundedExecutor
 from firmware.daemon.logs import LogControl
 from firmware.daemon.service import ConfigCell, DaemonContext
 from firmware.daemon.status import DaemonStatus, memory_kb
 from firmware.daemon.supervisor import Supervisor
+from firmware.executor import BoundedExecutor
 from firmware.store.state import StateStore
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from firmware.daemon.executor import BoundedExecutor
+from firmware.executor import BoundedExecutor
 from firmware.identity.errors import IdentityExists, IdentityNotFound, InvalidModuleId
 from firmware.identity.model import ModuleIdentity, check_module_id
 from firmware.identity.modules import MASTER_KEY, STATE_NAME, ModuleIdentities, derivation_label

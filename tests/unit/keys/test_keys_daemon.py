@@ -17,8 +17,8 @@ from firmware.api.versions import LATEST
 from firmware.certs.daemon import CertificatesService
 from firmware.cli.commands import InProcessInvoker, execute
 from firmware.config import load_config
-from firmware.daemon.executor import BoundedExecutor
 from firmware.daemon.service import ServiceDirectory
+from firmware.executor import BoundedExecutor
 from firmware.keys.backend import KeyKind
 from firmware.keys.daemon import KeysService, key_service
 

@@ -20,7 +20,7 @@ from firmware.api.workload.ratelimit import RateLimit, SocketRateLimits
 from firmware.api.workload.routes import WorkloadApi
 from firmware.certs.policy import CertificatePolicy
 from firmware.certs.service import CertificateService
-from firmware.daemon.executor import BoundedExecutor
+from firmware.executor import BoundedExecutor
 from firmware.identity.modules import ModuleIdentities
 from firmware.keys.file import FileBackend
 from firmware.keys.registry import BackendRegistry

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from firmware.daemon.executor import BoundedExecutor
+from firmware.executor import BoundedExecutor
 
 
 async def test_runs_off_the_loop_thread_and_returns() -> None:

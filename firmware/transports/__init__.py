@@ -1,1 +1,0 @@
-"""Transports to devices, chosen by URL: TPM device, simulator socket, serial, I2C."""
