@@ -1,4 +1,4 @@
-"""`ContainerRuntime` over the Docker Engine API on its unix socket.
+"""`DockerEngine`: the `ContainerRuntime` protocol over the Docker Engine API on its unix socket.
 
 The engine's API version is negotiated once per connection life: `/_ping` says what the engine
 speaks, we use the lower of that and the newest version we know, and refuse engines older than
@@ -12,10 +12,10 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from firmware.errors import Conflict, EdgekeeperError, NotFound, Unavailable
+from firmware.runtime.container import ContainerSummary, EngineVersion
 from firmware.runtime.http import EngineUnreachable, UnixHttpClient
 from firmware.runtime.logstream import LogDemuxer, LogFrame, Stream
 
@@ -33,71 +33,7 @@ class EngineError(EdgekeeperError):
     http_status = 502
 
 
-@dataclass(frozen=True)
-class EngineVersion:
-    version: str
-    api_version: str
-    os: str
-    arch: str
-
-
-@dataclass(frozen=True)
-class ContainerSummary:
-    container_id: str
-    name: str
-    image: str
-    state: str
-    status: str
-    labels: Mapping[str, str]
-    created: int
-    image_id: str = ""
-
-
-class ContainerRuntime:
-    """What the supervisor needs from a container engine (one implementation: `DockerEngine`)."""
-
-    async def version(self) -> EngineVersion:
-        raise NotImplementedError
-
-    async def list_containers(
-        self, labels: Mapping[str, str] | None = None
-    ) -> list[ContainerSummary]:
-        raise NotImplementedError
-
-    async def create_container(self, name: str, body: Mapping[str, Any]) -> str:
-        raise NotImplementedError
-
-    async def start(self, container: str) -> None:
-        raise NotImplementedError
-
-    async def stop(self, container: str, grace: int | None = None) -> None:
-        raise NotImplementedError
-
-    async def restart(self, container: str, grace: int | None = None) -> None:
-        raise NotImplementedError
-
-    async def remove(self, container: str, *, force: bool = False) -> None:
-        raise NotImplementedError
-
-    async def inspect(self, container: str) -> dict[str, Any]:
-        raise NotImplementedError
-
-    def logs(
-        self,
-        container: str,
-        *,
-        tail: int | None = None,
-        since: int | None = None,
-        timestamps: bool = False,
-        follow: bool = False,
-    ) -> AsyncIterator[LogFrame]:
-        raise NotImplementedError
-
-    def subscribe(self, labels: Mapping[str, str] | None = None) -> Any:
-        raise NotImplementedError
-
-
-class DockerEngine(ContainerRuntime):
+class DockerEngine:
     """The Docker Engine API (1.40 and later) over a unix socket."""
 
     def __init__(self, socket_path: str) -> None:
