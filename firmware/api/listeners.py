@@ -3,37 +3,36 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
+from firmware.api.router import Router
 from firmware.api.server import ApiSocketServer, ServerLimits, start_servers
-
-# The daemon's listeners: (listener name, the `[listen]` key holding its URI).
-LISTENERS: tuple[tuple[str, str], ...] = (("mgmt", "management_uri"),)
-
+from firmware.config.schema import Listen
 
 
 class ApiServerService:
-    """Daemon service "api": binds the configured API sockets in `prepare`, serves them in `run`."""
+    """Binds `[listen] management_uri` in `prepare` and serves it in `run`."""
 
     name = "api"
 
-    def __init__(self, limits: ServerLimits | None = None) -> None:
+    def __init__(self, listen: Listen, router: Router, limits: ServerLimits | None = None) -> None:
+        self._listen = listen
+        self._router = router
         self._limits = limits
         self._servers: list[ApiSocketServer] = []
 
-    async def prepare(self, ctx: Any) -> None:
-        listen = ctx.config.listen
+    async def prepare(self) -> None:
+        listen = self._listen
         self._servers = await start_servers(
-            [(getattr(listen, key), listener) for listener, key in LISTENERS],
-            ctx.router,
+            [(listen.management_uri, "mgmt")],
+            self._router,
             mode=listen.socket_mode,
             group=listen.socket_group,
             limits=self._limits,
         )
 
-    async def run(self, ctx: Any) -> None:
+    async def run(self) -> None:
         if not self._servers:
-            await self.prepare(ctx)
+            await self.prepare()
         try:
             await asyncio.gather(*(server.serve_forever() for server in self._servers))
         finally:

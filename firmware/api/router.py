@@ -20,6 +20,8 @@ from firmware.api.model import JSON_TYPE, ApiRequest, ApiResponse
 from firmware.errors import BadRequest, EdgekeeperError
 
 Handler = Callable[..., Awaitable[ApiResponse]]
+# A module's routes as (method, pattern, handler), served on the management listener.
+RouteTable = list[tuple[str, str, Handler]]
 
 log = logging.getLogger("edgekeeper.api")
 

@@ -3,7 +3,8 @@
 A `Command` names itself (one or two words: "status", "keys list"), says what it does, lists its
 arguments (argparse style), and either makes one API request (`ApiCall`: method, path with
 `{argument}` placeholders, query and body built from the arguments) whose JSON answer its
-`render` turns into text, or runs `local`ly (help, version, and the CLI-only run and config).
+`render` turns into text, or runs `local`ly (help, version, and the CLI-only run, logs -f,
+deploy and config).
 Adding a command is adding one entry to `COMMANDS`.
 
 The CLI sends the request over the management socket (`SocketInvoker`); the console dispatches it
@@ -27,7 +28,14 @@ from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 from urllib.parse import quote
 
 from firmware import __version__
-from firmware.cli import render
+from firmware.cli.deploy import deploy
+from firmware.cli.follow import follow_logs
+from firmware.cli.result import CommandResult
+from firmware.cli.views.certs import render_certificates, render_renewed
+from firmware.cli.views.daemon import render_log_level, render_status
+from firmware.cli.views.identity import render_identities, render_identity, render_sockets
+from firmware.cli.views.keys import render_keys
+from firmware.cli.views.modules import render_log_lines, render_modules, render_system_status
 from firmware.errors import EdgekeeperError, UsageError
 
 if TYPE_CHECKING:
@@ -38,14 +46,6 @@ CLI = "cli"
 CONSOLE = "console"
 EVERYWHERE = frozenset({CLI, CONSOLE})
 LOG_LEVELS = ("debug", "info", "warning", "error")
-
-
-@dataclass(frozen=True)
-class CommandResult:
-    """What a command shows and how it ends (0 ok, 1 failed, 2 usage error)."""
-
-    text: str
-    exit_code: int = 0
 
 
 class Invoker(Protocol):
@@ -106,82 +106,19 @@ class Command:
         return self.name.split()
 
 
-# --- renderers and local commands ----------------------------------------------------------
-
-
-def render_status(answer: dict[str, Any], args: argparse.Namespace) -> str:
-    memory = answer.get("memory") or {}
-    head = (
-        f"edgekeeper {answer.get('version', '?')} on {answer.get('board', '?')}: "
-        f"{answer.get('state', '?')}, up {render.duration(answer.get('uptime_s', 0))}, "
-        f"pid {answer.get('pid', '?')}"
-    )
-    usage = f"memory: {render.kib(memory.get('rss_kb'))} resident"
-    usage += f", {render.kib(memory.get('anon_kb'))} anonymous"
-    services = render.table(
-        ("SERVICE", "STATE", "RESTARTS", "LAST ERROR"),
-        (
-            (s.get("name"), s.get("state"), s.get("restarts"), s.get("last_error"))
-            for s in answer.get("services") or ()
-        ),
-    )
-    return "\n".join((head, usage, services))
-
-
-def render_log_level(answer: dict[str, Any], args: argparse.Namespace) -> str:
-    return f"log level: {answer.get('level')}"
-
-
-def render_keys(answer: dict[str, Any], args: argparse.Namespace) -> str:
-    from firmware.keys.listing import render_keys as render_listing
-
-    return render_listing(answer)
-
-
-def render_certificates(answer: dict[str, Any], args: argparse.Namespace) -> str:
-    from firmware.certs.listing import render_certificates as render_listing
-
-    return render_listing(answer)
-
-
-def render_renewed(answer: dict[str, Any], args: argparse.Namespace) -> str:
-    from firmware.certs.listing import render_renewed as render_listing
-
-    return render_listing(answer)
-
-
-def render_identities(answer: dict[str, Any], args: argparse.Namespace) -> str:
-    from firmware.identity.listing import render_identities as render_listing
-
-    return render_listing(answer)
-
-
-def render_identity(answer: dict[str, Any], args: argparse.Namespace) -> str:
-    from firmware.identity.listing import render_identity as render_listing
-
-    return render_listing(answer)
-
-
-def render_workload_sockets(answer: dict[str, Any], args: argparse.Namespace) -> str:
-    from firmware.identity.listing import render_sockets
-
-    return render_sockets(answer)
-
-
-def _runtime() -> Any:
-    from firmware.runtime import listing
-
-    return listing
+# --- local commands ------------------------------------------------------------------------
 
 
 def show_help(args: argparse.Namespace) -> CommandResult:
     surface = args.surface
     if args.topic:
         try:
-            build_parser(surface, prog=args.prog).parse_args([*args.topic, "--help"])
+            build_parser(surface, prog=args.prog, table=args.table).parse_args(
+                [*args.topic, "--help"]
+            )
         except HelpRequested as shown:
             return CommandResult(shown.text)
-    available = commands_for(surface)
+    available = commands_for(surface, args.table)
     lines = ["commands:"]
     width = max(len(command.name) for command in available)
     lines.extend(f"  {command.name.ljust(width)}  {command.help}" for command in available)
@@ -219,13 +156,6 @@ def _board_name(given: str | None) -> str:
         return chosen
     compiled = [board.name for board in list_boards() if board.compiled]
     return compiled[0] if compiled else "none compiled in (running from source)"
-
-
-def run_daemon(args: argparse.Namespace) -> CommandResult:
-    from firmware.daemon.app import run
-
-    code = run(args.config, args.board, log_level=args.log_level, log_format=args.log_format)
-    return CommandResult("", code)
 
 
 def validate_config(args: argparse.Namespace) -> CommandResult:
@@ -304,13 +234,13 @@ COMMANDS: tuple[Command, ...] = (
         "identity sockets",
         "the workload socket of each module: state, connections, path",
         call=ApiCall("GET", "/workload/sockets"),
-        render=render_workload_sockets,
+        render=render_sockets,
     ),
     Command(
         "list",
         "the modules: name, status, uptime, image",
         call=ApiCall("GET", "/modules"),
-        render=lambda answer, args: _runtime().render_modules(answer, args),
+        render=render_modules,
     ),
     Command(
         "logs",
@@ -322,7 +252,7 @@ COMMANDS: tuple[Command, ...] = (
             argument("-f", "--follow", action="store_true", help="keep streaming new lines"),
             argument("-t", "--timestamps", action="store_true", help="prefix engine timestamps"),
         ),
-        local=lambda args: _runtime().follow_logs(args),
+        local=follow_logs,
         surfaces=frozenset({CLI}),
     ),
     Command(
@@ -337,7 +267,7 @@ COMMANDS: tuple[Command, ...] = (
             "/modules/{name}/logs",
             query=lambda args: {"tail": str(args.tail), "format": "json"},
         ),
-        render=lambda answer, args: _runtime().render_log_lines(answer, args),
+        render=render_log_lines,
         surfaces=frozenset({CONSOLE}),
     ),
     *(
@@ -357,31 +287,21 @@ COMMANDS: tuple[Command, ...] = (
             argument("manifest", metavar="MANIFEST", help="the manifest file"),
             argument("--dry-run", action="store_true", help="show the changes, apply nothing"),
         ),
-        local=lambda args: _runtime().deploy(args),
+        local=deploy,
         surfaces=frozenset({CLI}),
     ),
     Command(
         "system status",
         "container engine, modules summary and why the daemon is degraded",
         call=ApiCall("GET", "/system/status"),
-        render=lambda answer, args: _runtime().render_system_status(answer, args),
+        render=render_system_status,
     ),
     Command(
         "system logs",
         "the daemon's recent log lines",
         (argument("--lines", type=int, default=100, metavar="N", help="how many (default 100)"),),
         call=ApiCall("GET", "/system/logs", query=lambda args: {"lines": str(args.lines)}),
-        render=lambda answer, args: _runtime().render_log_lines(answer, args),
-    ),
-    Command(
-        "run",
-        "run the daemon in the foreground (what the systemd unit starts)",
-        (
-            argument("--log-level", choices=LOG_LEVELS, help="override [logging] level"),
-            argument("--log-format", choices=("text", "json"), help="override [logging] format"),
-        ),
-        local=run_daemon,
-        surfaces=frozenset({CLI}),
+        render=render_log_lines,
     ),
     Command(
         "config validate",
@@ -401,6 +321,24 @@ COMMANDS: tuple[Command, ...] = (
         surfaces=frozenset({CLI}),
     ),
 )
+
+
+DaemonRunner = Callable[[argparse.Namespace], int]
+
+
+def daemon_command(run_daemon: DaemonRunner) -> Command:
+    """`run`: the daemon in the foreground. The program's entry point supplies `run_daemon`, the
+    one layer above the CLI that may start the daemon."""
+    return Command(
+        "run",
+        "run the daemon in the foreground (what the systemd unit starts)",
+        (
+            argument("--log-level", choices=LOG_LEVELS, help="override [logging] level"),
+            argument("--log-format", choices=("text", "json"), help="override [logging] format"),
+        ),
+        local=lambda args: CommandResult("", run_daemon(args)),
+        surfaces=frozenset({CLI}),
+    )
 
 
 def commands_for(surface: str, table: Iterable[Command] | None = None) -> list[Command]:
@@ -460,12 +398,13 @@ def build_parser(
 ) -> argparse.ArgumentParser:
     """The parser for `surface`'s commands; `parents` add global options (the CLI's)."""
     top = _Parser(prog=prog or "edgekeeper", parents=list(parents), root=prog)
-    top.set_defaults(surface=surface, prog=prog)
+    offered = commands_for(surface, table)
+    top.set_defaults(surface=surface, prog=prog, table=tuple(offered))
     words = top.add_subparsers(dest="command_word", metavar="COMMAND", parser_class=_Parser)
     words.required = True
     groups: dict[str, argparse._SubParsersAction] = {}
     singles: set[str] = set()
-    for command in commands_for(surface, table):
+    for command in offered:
         first, *rest = command.words
         if not rest:
             if first in groups:

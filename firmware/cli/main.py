@@ -6,34 +6,33 @@ link such as `edgekeeper-status` or `edgekeeper-log-level`. Global options (`--c
 management socket; `run` is the daemon itself. Every `EdgekeeperError` that reaches here is
 printed once as `error: ...` on stderr: exit 2 for usage errors, 1 otherwise; Ctrl-C exits 130.
 
-Start-up stays light: this module imports argparse and the command table only; the daemon, the
-config loader and asyncio are imported by the commands that need them.
+Start-up stays light: the daemon and the config loader are imported only by the commands that
+need them.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import sys
-from pathlib import Path
+from collections.abc import Sequence
 
 from firmware.cli import commands
-from firmware.errors import ConfigError, EdgekeeperError, UsageError
+from firmware.cli.connect import CONFIG_ENV, SOCKET_ENV, management_uri
+from firmware.errors import EdgekeeperError, UsageError
 
 PROGRAM = "edgekeeper"
-CONFIG_ENV = "EDGEKEEPER_CONFIG"
-SOCKET_ENV = "EDGEKEEPER_MANAGEMENT_URI"
-# The same as firmware.config.loader's; not imported from there to keep `status` from loading
-# the config machinery when there is no config file (a test holds the two equal).
-DEFAULT_CONFIG_FILE = Path("/etc/edgekeeper/config.toml")
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run one command line (`argv` includes the program name, as `sys.argv` does)."""
+def main(argv: list[str] | None = None, *, run_daemon: commands.DaemonRunner | None = None) -> int:
+    """Run one command line (`argv` includes the program name, as `sys.argv` does); `run_daemon`
+    makes the `run` command available (the program's entry point gives it)."""
     argv = list(sys.argv if argv is None else argv)
+    table = (*commands.COMMANDS, *((commands.daemon_command(run_daemon),) if run_daemon else ()))
     try:
-        words = command_words(argv)
-        return _run(words)
+        words = command_words(argv, table)
+        return _run(words, table)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
@@ -46,7 +45,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2 if isinstance(error, UsageError) else 1
 
 
-def command_words(argv: list[str]) -> list[str]:
+def command_words(
+    argv: list[str], table: Sequence[commands.Command] = commands.COMMANDS
+) -> list[str]:
     """The command line after busybox-style dispatch on the program name."""
     name = os.path.basename(argv[0]) if argv else PROGRAM
     rest = argv[1:]
@@ -54,7 +55,7 @@ def command_words(argv: list[str]) -> list[str]:
     if not name.startswith(prefix):
         return rest
     applet = name[len(prefix) :]
-    for command in commands.commands_for(commands.CLI):
+    for command in commands.commands_for(commands.CLI, table):
         if command.name.replace(" ", "-") == applet:
             return [*command.words, *rest]
     raise UsageError(
@@ -91,12 +92,13 @@ def _global_options(suppress: bool) -> argparse.ArgumentParser:
     return options
 
 
-def _run(words: list[str]) -> int:
+def _run(words: list[str], table: Sequence[commands.Command]) -> int:
     parser = commands.build_parser(
         commands.CLI,
         prog=PROGRAM,
         parents=[_global_options(suppress=False)],
         sub_parents=[_global_options(suppress=True)],
+        table=table,
     )
     try:
         args = parser.parse_args(words)
@@ -107,34 +109,8 @@ def _run(words: list[str]) -> int:
     if command.local is not None:
         result = commands.run_local(command, args)
     else:
-        import asyncio
-
         invoker = commands.SocketInvoker(management_uri(args))
         result = asyncio.run(commands.run(command, args, invoker))
     if result.text:
         print(result.text, file=sys.stdout if result.exit_code == 0 else sys.stderr)
     return result.exit_code
-
-
-def management_uri(args: argparse.Namespace) -> str:
-    """Where the daemon listens: --socket, else the config's [connect] management_uri (from
-    --config, or the default file when it exists and loads), else the built-in default."""
-    from firmware.api.client import DEFAULT_MANAGEMENT_URI
-
-    if args.socket:
-        return args.socket
-    explicit = args.config is not None or args.board is not None
-    if not explicit and not _default_config_file().is_file():
-        return DEFAULT_MANAGEMENT_URI
-    from firmware.config import load_config
-
-    try:
-        return load_config(args.config, args.board).connect.management_uri
-    except ConfigError:
-        if explicit:
-            raise
-        return DEFAULT_MANAGEMENT_URI
-
-
-def _default_config_file() -> Path:
-    return DEFAULT_CONFIG_FILE

@@ -17,20 +17,25 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
+from firmware.api.router import Router
+from firmware.config import load_config
+from firmware.config.errors import ConfigProblems
+from firmware.config.schema import Config
 from firmware.daemon import signals
 from firmware.daemon.lock import InstanceLock
 from firmware.daemon.logs import LogControl
 from firmware.daemon.notify import Notifier
-from firmware.daemon.service import ConfigCell, DaemonContext, ServiceDirectory
-from firmware.daemon.services import SERVICES, ServiceEntry, enabled_services
+from firmware.daemon.service import ConfigCell, DaemonContext, Service, ServiceDirectory
 from firmware.daemon.status import DaemonStatus
 from firmware.daemon.supervisor import FAILED, Supervisor, describe_error
+from firmware.daemon.wiring import ServiceEntry, Wiring
 from firmware.errors import DaemonError, EdgekeeperError
 from firmware.executor import BoundedExecutor
 from firmware.logs import fields, get_logger
+from firmware.store.state import StateStore
 
 log = get_logger("daemon")
 
@@ -93,14 +98,14 @@ class Daemon:
 
     def __init__(
         self,
-        config_file: Any,
+        config_file: str | os.PathLike[str] | None,
         board: str | None,
-        config: Any,
+        config: Config,
         logs: LogControl,
         lock: InstanceLock,
-        store: Any,
+        store: StateStore,
         pinned_logging: tuple[bool, bool],
-        catalogue: tuple[ServiceEntry, ...] = SERVICES,
+        wire: Callable[[DaemonContext], Wiring] = Wiring,
     ) -> None:
         self.config_file = config_file
         self.board = board
@@ -108,7 +113,7 @@ class Daemon:
         self.logs = logs
         self.lock = lock
         self.store = store
-        self.catalogue = catalogue
+        self._wire = wire
         self.executor = BoundedExecutor()
         self.notifier = Notifier.from_env()
         self.supervisor = Supervisor(on_change=self._services_changed)
@@ -121,20 +126,18 @@ class Daemon:
         self._reloads: set[asyncio.Task[None]] = set()
         self._last_status = ""
         self.ctx: DaemonContext | None = None
+        self.wiring: Wiring | None = None
 
     @classmethod
     def start_up(
         cls,
-        config_file: Any,
+        config_file: str | os.PathLike[str] | None,
         board: str | None,
         logs: LogControl,
         log_level: str | None = None,
         log_format: str | None = None,
     ) -> Daemon:
         """Load the config, make the directories, take the lock, open the store (or raise)."""
-        from firmware.config import load_config
-        from firmware.store.state import StateStore
-
         config = load_config(config_file, board)
         if log_level is None:
             logs.set_level(config.logging.level)
@@ -170,7 +173,8 @@ class Daemon:
         uninstall = signals.install(loop, self._on_stop_signal, self._on_reload_signal)
         try:
             self.ctx = self._context()
-            DaemonStatus(self.ctx, self.state).register(self.ctx.router)
+            self.wiring = self._wire(self.ctx)
+            self.wiring.register_routes(DaemonStatus(self.ctx, self.state))
             async with self._reload_lock:
                 await self._start_services()
             log.info(
@@ -201,8 +205,6 @@ class Daemon:
             self._stop_event.set()
 
     def _context(self) -> DaemonContext:
-        from firmware.api.router import Router
-
         return DaemonContext(
             config_cell=self.config,
             store=self.store,
@@ -216,11 +218,11 @@ class Daemon:
         )
 
     async def _start_services(self) -> None:
-        for entry in enabled_services(self.config.current, self.catalogue):
+        for entry in self._wired().enabled(self.config.current):
             try:
                 service = self._create(entry)
-                self.supervisor.add(service, self.ctx)
-                await self.supervisor.prepare(service)
+                self.supervisor.add(service)
+                await service.prepare()
             except EdgekeeperError:
                 await self.supervisor.stop_all(STOP_TIMEOUT_S)
                 raise
@@ -233,13 +235,19 @@ class Daemon:
                     f"service {entry.name} failed to start: {type(error).__name__}: {error}",
                     hint="see the log above for the traceback; this is a bug, please report it",
                 ) from error
-            self.supervisor.start(service, self.ctx, prepared=True)
+            self.supervisor.start(service, prepared=True)
         await asyncio.sleep(0)
 
-    def _create(self, entry: ServiceEntry) -> Any:
-        service = entry.create()
+    def _wired(self) -> Wiring:
+        if self.wiring is None:
+            raise DaemonError("the daemon is not serving yet")
+        return self.wiring
+
+    def _create(self, entry: ServiceEntry) -> Service:
+        if self.ctx is None:
+            raise DaemonError("the daemon is not serving yet")
+        service = entry.create(self.ctx)
         self.entries[entry.name] = entry
-        self.services.add(service)
         return service
 
     async def _shut_down(self) -> int:
@@ -265,8 +273,6 @@ class Daemon:
 
     async def reload(self) -> bool:
         """Load the config again and apply it; False (old config kept) if it is invalid."""
-        from firmware.config import load_config
-
         assert self._reload_lock is not None
         async with self._reload_lock:
             self.notifier.reloading()
@@ -274,10 +280,9 @@ class Daemon:
             try:
                 config = await self.executor.run(load_config, self.config_file, self.board)
             except EdgekeeperError as error:
-                problems = getattr(error, "problems", None) or [error]
+                problems = error.problems if isinstance(error, ConfigProblems) else (error,)
                 for problem in problems:
-                    text = problem.render() if hasattr(problem, "render") else str(problem)
-                    log.error("configuration problem", extra=fields(problem=text))
+                    log.error("configuration problem", extra=fields(problem=problem.render()))
                 log.error(
                     "configuration not reloaded; keeping the one in force",
                     extra=fields(problems=len(problems)),
@@ -290,7 +295,7 @@ class Daemon:
             self.notifier.ready(self._status_line())
             return True
 
-    async def _apply(self, new: Any) -> None:
+    async def _apply(self, new: Config) -> None:
         old = self.config.current
         if old.paths != new.paths:
             log.warning(
@@ -302,7 +307,7 @@ class Daemon:
             self.logs.set_level(new.logging.level)
         if not format_pinned:
             self.logs.set_format(new.logging.format)
-        wanted = {entry.name: entry for entry in enabled_services(new, self.catalogue)}
+        wanted = {entry.name: entry for entry in self._wired().enabled(new)}
         states = {state.name: state.state for state in self.supervisor.snapshot()}
         for name in list(self.entries):
             entry = self.entries[name]
@@ -318,25 +323,26 @@ class Daemon:
 
     async def _start_reloaded(self, entry: ServiceEntry) -> None:
         """Create, prepare and start a service after a reload; a failure goes to back-off."""
+        service: Service | None = None
         try:
             service = self._create(entry)
-            self.supervisor.add(service, self.ctx)
-            await self.supervisor.prepare(service)
+            self.supervisor.add(service)
+            await service.prepare()
         except Exception as error:
             log.error(
                 "service failed to start; retrying with back-off",
                 exc_info=not isinstance(error, EdgekeeperError),
                 extra=fields(service=entry.name, error=describe_error(error)),
             )
-            if entry.name in self.entries:
-                self.supervisor.start(self.services.get(entry.name), self.ctx)
+            if service is not None:
+                self.supervisor.start(service)
             return
-        self.supervisor.start(service, self.ctx, prepared=True)
+        self.supervisor.start(service, prepared=True)
 
     async def _stop_service(self, name: str) -> None:
         await self.supervisor.stop(name, STOP_TIMEOUT_S)
         self.supervisor.forget(name)
-        self.services.remove(name)
+        self.services.forget(name)
         self.entries.pop(name, None)
 
     def _status_line(self) -> str:

@@ -1,96 +1,120 @@
-"""The service contract and the context every service runs with.
+"""The service contract, the typed directory of the daemon's services, and the daemon context.
 
-A service is any object with
-- `name: str`, unique in the daemon (it names the service in logs and status);
-- `async def run(self, ctx: DaemonContext) -> None`: does its work until cancelled; returning
-  means it is done, raising means it failed (the supervisor restarts it with back-off);
-  cancellation is the request to stop: clean up in `finally` and return promptly;
-- optionally `async def prepare(self, ctx) -> None`: acquires what the service needs (opens the
-  UART, binds the socket) and returns. At daemon start every service is prepared before READY;
-  an `EdgekeeperError` raised there ends the start with that error (one line, exit non-zero).
-  On a restart it is called again and its failure counts like a failure of `run`;
-- optionally `def describe(self) -> dict`: detail for the status API (JSON-serialisable).
+A service is built by the wiring (`firmware.daemon.wiring`) with everything it needs passed to
+its constructor, and then driven by the supervisor through `Service`:
+- `name`: unique in the daemon (it names the service in logs, status and the directory);
+- `prepare()`: acquires what the service needs (opens the UART, binds the socket) and returns.
+  At daemon start every service is prepared before READY; an `EdgekeeperError` raised there ends
+  the start with that error. On a restart it is called again and its failure counts like a
+  failure of `run`;
+- `run()`: does its work until cancelled; returning means it is done, raising means it failed
+  (the supervisor restarts it with back-off); cancellation is the request to stop;
+- `describe()`: detail for the status API.
 
-`DaemonContext` is shared by all services. It is frozen; `ctx.config` always gives the config in
-force (a reload swaps it and restarts the services whose sections changed).
+`ServiceDirectory` is how one service (or a route) reaches another at the moment it needs it: a
+reload replaces a service object, and whoever holds the directory finds the new one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Protocol, TypeVar
+
+from firmware.errors import Unavailable
 
 if TYPE_CHECKING:
+    from firmware.api.listeners import ApiServerService
+    from firmware.api.router import Router
+    from firmware.api.workload.daemon import WorkloadService
+    from firmware.certs.daemon import CertificatesService
+    from firmware.config.schema import Config
+    from firmware.console.service import ConsoleService
     from firmware.daemon.logs import LogControl
     from firmware.daemon.supervisor import Supervisor
     from firmware.executor import BoundedExecutor
+    from firmware.keys.daemon import KeysService
+    from firmware.runtime.service import RuntimeService
     from firmware.store.state import StateStore
 
 S = TypeVar("S")
 
 
-@runtime_checkable
 class Service(Protocol):
     """What the supervisor runs."""
 
-    name: str
+    @property
+    def name(self) -> str:
+        """The service's name, unique in the daemon."""
 
-    async def run(self, ctx: DaemonContext) -> None:
+    async def prepare(self) -> None:
+        """Acquire what the service needs; errors here fail the daemon's start."""
+
+    async def run(self) -> None:
         """Serve until cancelled (return when done, raise on failure)."""
+
+    def describe(self) -> dict[str, object]:
+        """Detail for the status API (JSON-serialisable)."""
 
 
 class ConfigCell:
     """The configuration in force; replaced as a whole by a reload."""
 
-    def __init__(self, config: Any) -> None:
+    def __init__(self, config: Config) -> None:
         self.current = config
 
 
+@dataclass
 class ServiceDirectory:
-    """Look up the daemon's other services by type or name."""
+    """The daemon's services by role, as the wiring created them; a reload replaces entries and
+    a stopped service's entry is None."""
 
-    def __init__(self, services: Iterable[Any] = ()) -> None:
-        self._services: dict[str, Any] = {s.name: s for s in services}
+    api: ApiServerService | None = None
+    console: ConsoleService | None = None
+    keys: KeysService | None = None
+    certs: CertificatesService | None = None
+    runtime: RuntimeService | None = None
+    workload: WorkloadService | None = None
 
-    def add(self, service: Any) -> None:
-        """Make `service` findable (replaces one with the same name)."""
-        self._services[service.name] = service
+    def forget(self, name: str) -> None:
+        """Clear the entry of the service called `name` (after it stopped)."""
+        if name in {role.name for role in fields(self)}:
+            setattr(self, name, None)
 
-    def remove(self, name: str) -> None:
-        """Forget the service called `name`, if present."""
-        self._services.pop(name, None)
+    def require_keys(self) -> KeysService:
+        return _running(self.keys, "the key service")
 
-    def get(self, name: str) -> Any | None:
-        """The service called `name`, or None."""
-        return self._services.get(name)
+    def require_certs(self) -> CertificatesService:
+        return _running(self.certs, "the certificate service")
 
-    def find(self, kind: type[S]) -> S | None:
-        """The first running service that is an instance of `kind`, or None."""
-        for service in self._services.values():
-            if isinstance(service, kind):
-                return service
-        return None
+    def require_runtime(self) -> RuntimeService:
+        return _running(self.runtime, "the runtime service", "set [runtime] uri in config.toml")
 
-    def __iter__(self):
-        return iter(list(self._services.values()))
+    def require_workload(self) -> WorkloadService:
+        return _running(self.workload, "the workload service")
+
+
+def _running(service: S | None, what: str, hint: str = "check the daemon log") -> S:
+    if service is None:
+        raise Unavailable(f"{what} is not running", hint=hint)
+    return service
 
 
 @dataclass(frozen=True)
 class DaemonContext:
-    """What a service gets: configuration, state, API router, executor, logs and its peers."""
+    """What the wiring builds services from: configuration, state, router, executor, logs."""
 
     config_cell: ConfigCell
     store: StateStore
-    router: Any
+    router: Router
     executor: BoundedExecutor
     supervisor: Supervisor
     logs: LogControl
     started_at: float
-    services: ServiceDirectory = field(default_factory=ServiceDirectory)
-    request_stop: Callable[[], None] = field(default=lambda: None)
+    services: ServiceDirectory
+    request_stop: Callable[[], None]
 
     @property
-    def config(self) -> Any:
-        """The `firmware.config` Config in force."""
+    def config(self) -> Config:
+        """The configuration in force."""
         return self.config_cell.current

@@ -1,6 +1,7 @@
-"""The daemon's own API: `GET /daemon/status` and `PUT /daemon/log-level`.
+"""The daemon's own state for `GET /daemon/status` and `PUT /daemon/log-level`.
 
-Status answers `{"version", "board", "state", "uptime_s", "pid", "memory", "services"}` where
+The status document is `{"version", "board", "state", "uptime_s", "pid", "memory", "services"}`,
+where
 `state` is "running", "degraded" (a service was given up) or "stopping", and `memory` holds the
 process's resident, anonymous and proportional set sizes in KiB read from /proc.
 """
@@ -11,10 +12,9 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
+from firmware import __version__
 from firmware.daemon.service import DaemonContext
-from firmware.errors import BadRequest
 from firmware.logs import fields, get_logger
 
 log = get_logger("status")
@@ -43,29 +43,27 @@ def _read_kb(path: Path, wanted: dict[str, str], into: dict[str, int]) -> None:
 
 
 class DaemonStatus:
-    """Builds the status document and serves the daemon's routes."""
+    """Builds the status document and changes the log level."""
 
     def __init__(self, ctx: DaemonContext, state: Callable[[], str]) -> None:
         self.ctx = ctx
         self._state = state
         self._started = time.monotonic()
 
-    def document(self) -> dict[str, Any]:
+    def document(self) -> dict[str, object]:
         """The status as the API and the console show it."""
-        from firmware import __version__
-
         services = []
         for entry in self.ctx.supervisor.snapshot():
-            item: dict[str, Any] = {
+            item: dict[str, object] = {
                 "name": entry.name,
                 "state": entry.state,
                 "restarts": entry.restarts,
                 "last_error": entry.last_error,
                 "since": round(entry.since, 3),
             }
-            describe = getattr(self.ctx.supervisor.service(entry.name), "describe", None)
-            if describe is not None:
-                item["detail"] = describe()
+            service = self.ctx.supervisor.service(entry.name)
+            if service is not None:
+                item["detail"] = service.describe()
             services.append(item)
         return {
             "version": __version__,
@@ -77,25 +75,9 @@ class DaemonStatus:
             "services": services,
         }
 
-    def register(self, router: Any) -> None:
-        """Add the daemon's routes to the management API (and so to the console)."""
-        from firmware.api.model import ApiResponse
-
-        async def get_status(request: Any) -> ApiResponse:
-            return ApiResponse(200, self.document())
-
-        async def put_log_level(request: Any) -> ApiResponse:
-            body = request.json_object()
-            level = body.get("level")
-            if not isinstance(level, str):
-                raise BadRequest(
-                    'field "level" is missing or not a string',
-                    hint='send {"level": "debug"|"info"|"warning"|"error"}',
-                )
-            before = self.ctx.logs.level
-            now = self.ctx.logs.set_level(level)
-            log.warning("log level changed", extra=fields(to=now, was=before))
-            return ApiResponse(200, {"level": now})
-
-        router.add("GET", "/daemon/status", get_status)
-        router.add("PUT", "/daemon/log-level", put_log_level)
+    def set_log_level(self, level: str) -> str:
+        """Change the daemon's log level (`BadRequest` for an unknown one); the level now."""
+        before = self.ctx.logs.level
+        now = self.ctx.logs.set_level(level)
+        log.warning("log level changed", extra=fields(to=now, was=before))
+        return now

@@ -14,10 +14,13 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from firmware.errors import EdgekeeperError
 from firmware.logs import fields, get_logger
+
+if TYPE_CHECKING:
+    from firmware.daemon.service import Service
 
 log = get_logger("supervisor")
 
@@ -53,8 +56,7 @@ class ServiceState:
 
 @dataclass
 class _Supervised:
-    service: Any
-    ctx: Any
+    service: Service
     state: str = STARTING
     restarts: int = 0
     last_error: str | None = None
@@ -91,7 +93,7 @@ class Supervisor:
         """Names of the supervised services, in start order."""
         return list(self._supervised)
 
-    def service(self, name: str) -> Any | None:
+    def service(self, name: str) -> Service | None:
         """The service object supervised under `name`, or None."""
         supervised = self._supervised.get(name)
         return supervised.service if supervised else None
@@ -103,25 +105,17 @@ class Supervisor:
             for s in self._supervised.values()
         ]
 
-    async def prepare(self, service: Any) -> None:
-        """Call the service's optional `prepare(ctx)`; its errors propagate to the caller."""
-        supervised = self._supervised.get(service.name)
-        ctx = supervised.ctx if supervised else None
-        prepare = getattr(service, "prepare", None)
-        if prepare is not None:
-            await prepare(ctx)
-
-    def add(self, service: Any, ctx: Any) -> None:
-        """Register `service` (not started yet) so `prepare` and `start` can find its ctx."""
+    def add(self, service: Service) -> None:
+        """Register `service` (not started yet): it shows in the snapshot from now on."""
         if service.name in self._supervised and self._is_alive(service.name):
             raise RuntimeError(f"service {service.name} is already supervised and running")
-        self._supervised[service.name] = _Supervised(service, ctx)
+        self._supervised[service.name] = _Supervised(service)
 
-    def start(self, service: Any, ctx: Any, *, prepared: bool = False) -> None:
+    def start(self, service: Service, *, prepared: bool = False) -> None:
         """Run `service` under supervision; `prepared` skips its first `prepare` call."""
         supervised = self._supervised.get(service.name)
         if supervised is None or supervised.service is not service:
-            self.add(service, ctx)
+            self.add(service)
             supervised = self._supervised[service.name]
         supervised.task = asyncio.create_task(
             self._supervise(supervised, prepared), name=f"service:{service.name}"
@@ -145,7 +139,7 @@ class Supervisor:
         return bool(supervised and supervised.task and not supervised.task.done())
 
     async def _stop(self, names: list[str], grace_s: float) -> list[str]:
-        tasks = {}
+        tasks: dict[asyncio.Task[None], _Supervised] = {}
         for name in names:
             supervised = self._supervised.get(name)
             if supervised is None:
@@ -181,10 +175,10 @@ class Supervisor:
             began = loop.time()
             try:
                 if not prepared:
-                    await self.prepare(service)
+                    await service.prepare()
                 prepared = False
                 self._set(supervised, RUNNING)
-                await service.run(supervised.ctx)
+                await service.run()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

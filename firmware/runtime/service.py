@@ -2,24 +2,21 @@
 
 `prepare` builds everything from the config without touching the engine: `DockerEngine` on
 `[runtime] uri`, the agent's `ModuleSpec` from `[agent]`, `[watchdog] max_retries`, the
-reconciler (blocking store calls through the daemon's executor) and the management API routes.
-`run` runs the reconciler and the image garbage collector until cancelled. A missing or dead
-engine never stops the daemon: the reconciler retries with back-off, `describe()` shows the
+reconciler (blocking store calls through the daemon's executor) with the module hooks it was
+given. `run` runs the reconciler and the image garbage collector until cancelled. A missing or
+dead engine never stops the daemon: the reconciler retries with back-off, `describe()` shows the
 engine unavailable and the API answers 503 with `RuntimeUnavailable`'s message.
-
-Other services reach the reconciler through `runtime_service(ctx)`, and register module hooks
-(`firmware.runtime.hooks.ModuleHook`) with `runtime_service(ctx).add_hook(hook)`; hooks outlive a
-restart of this service.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import weakref
-from typing import Any
+from collections.abc import Sequence
 
+from firmware.config.schema import Config
 from firmware.errors import ConfigError, Unavailable
+from firmware.executor import BoundedExecutor
 from firmware.logs import fields, get_logger
 from firmware.runtime.desired import DesiredModules
 from firmware.runtime.engine import DockerEngine
@@ -27,74 +24,64 @@ from firmware.runtime.hooks import ModuleHook
 from firmware.runtime.images import ImageCollector, ImageSchedule
 from firmware.runtime.reconciler import Reconciler
 from firmware.runtime.spec import DesiredStatus, ModuleSpec, PullPolicy, RestartPolicy
+from firmware.store.state import StateStore
 
 log = get_logger("runtime")
-
-SERVICE_NAME = "runtime"
-
-_HOOKS: weakref.WeakKeyDictionary[Any, list[ModuleHook]] = weakref.WeakKeyDictionary()
 
 
 class RuntimeService:
     """The reconciler and image GC under the daemon's supervisor."""
 
-    name = SERVICE_NAME
+    name = "runtime"
 
-    def __init__(self) -> None:
-        self.engine: DockerEngine | None = None
+    def __init__(
+        self,
+        config: Config,
+        store: StateStore,
+        executor: BoundedExecutor,
+        hooks: Sequence[ModuleHook] = (),
+    ) -> None:
+        self._config = config
+        self._store = store
+        self._executor = executor
+        self._hooks = tuple(hooks)
         self.reconciler: Reconciler | None = None
         self.images: ImageCollector | None = None
-        self._hooks: list[ModuleHook] = []
 
-    def add_hook(self, hook: ModuleHook) -> None:
-        """Run `hook` before every container create and after every module removal."""
-        if hook in self._hooks:
-            return
-        self._hooks.append(hook)
-        if self.reconciler is not None:
-            self.reconciler.add_hook(hook)
-
-    async def prepare(self, ctx: Any) -> None:
-        from firmware.api.management import register_routes
-
-        config = ctx.config
-        # Hooks outlive this instance: a reload makes a new RuntimeService, and the services
-        # that registered hooks on the old one do not register them again.
-        shared = _HOOKS.setdefault(ctx.services, [])
-        shared.extend(hook for hook in self._hooks if hook not in shared)
-        self._hooks = shared
-        self.engine = DockerEngine(engine_socket(config.runtime.uri))
+    async def prepare(self) -> None:
+        config = self._config
+        engine = DockerEngine(engine_socket(config.runtime.uri))
         self.images = ImageCollector(
-            self.engine,
-            ctx.store,
+            engine,
+            self._store,
             in_use=self._images_in_use,
             schedule=ImageSchedule.from_config(config.image_garbage_collection),
-            run_blocking=ctx.executor.run,
+            run_blocking=self._executor.run,
         )
         agent = agent_spec(config)
         auth = registry_auth(config)
         self.reconciler = Reconciler(
-            self.engine,
-            DesiredModules(ctx.store),
+            engine,
+            DesiredModules(self._store),
             agent=agent,
             agent_max_retries=max_retries(config.watchdog.max_retries),
-            run_blocking=ctx.executor.run,
+            run_blocking=self._executor.run,
             hooks=(self.images, *self._hooks),
             pull_credentials={agent.name: auth} if auth else {},
         )
-        register_routes(ctx.router, ctx)
 
-    async def run(self, ctx: Any) -> None:
+    async def run(self) -> None:
         if self.reconciler is None or self.images is None:
-            await self.prepare(ctx)
-        assert self.reconciler is not None and self.images is not None
+            await self.prepare()
+        reconciler, images = self.reconciler, self.images
+        assert reconciler is not None and images is not None
         log.info(
             "supervising modules",
-            extra=fields(engine=self.engine.socket_path if self.engine else "", owner="edgekeeper"),
+            extra=fields(engine=engine_socket(self._config.runtime.uri), owner="edgekeeper"),
         )
-        tasks = [asyncio.ensure_future(self.reconciler.run(ctx))]
-        if ctx.config.image_garbage_collection.enabled:
-            tasks.append(asyncio.ensure_future(self.images.run()))
+        tasks = [asyncio.ensure_future(reconciler.run())]
+        if self._config.image_garbage_collection.enabled:
+            tasks.append(asyncio.ensure_future(images.run()))
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
             for task in done:
@@ -110,13 +97,13 @@ class RuntimeService:
             raise Unavailable("the runtime service has not started", hint="see `edgekeeper status`")
         return self.reconciler
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> dict[str, object]:
         reconciler = self.reconciler
         if reconciler is None:
             return {"engine": "not started"}
         return {
             "engine": "reachable" if reconciler.available else "unavailable",
-            "socket": reconciler.engine.socket_path,
+            "socket": engine_socket(self._config.runtime.uri),
             "modules": len(reconciler.modules()),
             "degraded": reconciler.degraded,
         }
@@ -127,17 +114,8 @@ class RuntimeService:
         return {spec.image for spec in self.reconciler.modules().values()}
 
 
-def runtime_service(ctx: Any) -> RuntimeService:
-    """The daemon's runtime service; `Unavailable` if the daemon runs none."""
-    service = ctx.services.get(SERVICE_NAME)
-    if service is None:
-        raise Unavailable(
-            "the runtime service is not running", hint="set [runtime] uri in config.toml"
-        )
-    return service
-
-
 def engine_socket(uri: str) -> str:
+    """The engine's socket path from `[runtime] uri` (unix:// only)."""
     if not uri.startswith("unix://"):
         raise ConfigError(
             f"[runtime] uri {uri!r} is not a unix:// URI",
@@ -151,7 +129,7 @@ def max_retries(value: int | str) -> int | None:
     return None if value == "infinite" else int(value)
 
 
-def agent_spec(config: Any) -> ModuleSpec:
+def agent_spec(config: Config) -> ModuleSpec:
     """The agent module from `[agent]`: always wanted, always restarted."""
     agent = config.agent
     env = {
@@ -169,7 +147,8 @@ def agent_spec(config: Any) -> ModuleSpec:
     )
 
 
-def registry_auth(config: Any) -> dict[str, str] | None:
+def registry_auth(config: Config) -> dict[str, str] | None:
+    """The agent image's registry credentials from `[agent.config.auth]`, if any."""
     auth = config.agent.config.auth
     if auth is None:
         return None

@@ -10,15 +10,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from firmware.api.model import ApiRequest, ApiResponse
+from firmware.api.router import RouteTable
 from firmware.errors import BadRequest
 from firmware.identity.model import DEFAULT_MANAGER, check_module_id
+from firmware.identity.modules import ModuleIdentities
 
 
-def register_identity_routes(router: Any, identities: Callable[[], Any]) -> None:
-    """Add the `/identities` routes; `identities()` returns the running `ModuleIdentities`."""
+def routes(identities: Callable[[], ModuleIdentities]) -> RouteTable:
+    """The `/identities` routes; `identities()` gives the running `ModuleIdentities`."""
 
     async def list_identities(request: ApiRequest) -> ApiResponse:
         return ApiResponse(
@@ -47,15 +48,13 @@ def register_identity_routes(router: Any, identities: Callable[[], Any]) -> None
         await identities().delete(name)
         return ApiResponse(204)
 
-    for method, pattern, handler in (
+    return [
         ("GET", "/identities", list_identities),
         ("POST", "/identities", create_identity),
         ("GET", "/identities/{name}", show_identity),
         ("PUT", "/identities/{name}", update_identity),
         ("DELETE", "/identities/{name}", delete_identity),
-    ):
-        if not any(r.method == method and r.pattern == pattern for r in router.routes()):
-            router.add(method, pattern, handler)
+    ]
 
 
 def _manager(body: dict[str, object]) -> str:

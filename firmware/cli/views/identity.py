@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from argparse import Namespace
 from typing import Any
 
 from firmware.cli import render
 
 
-def render_identities(answer: dict[str, Any]) -> str:
+def render_identities(answer: dict[str, Any], args: Namespace) -> str:
     identities = answer.get("identities") or []
     if not identities:
         return "no module identities"
@@ -20,7 +21,7 @@ def render_identities(answer: dict[str, Any]) -> str:
     )
 
 
-def render_identity(answer: dict[str, Any]) -> str:
+def render_identity(answer: dict[str, Any], args: Namespace) -> str:
     return "\n".join(
         f"{label}: {render.cell_text(answer.get(key))}"
         for label, key in (
@@ -32,7 +33,7 @@ def render_identity(answer: dict[str, Any]) -> str:
     )
 
 
-def render_sockets(answer: dict[str, Any]) -> str:
+def render_sockets(answer: dict[str, Any], args: Namespace) -> str:
     sockets = answer.get("sockets") or []
     if not sockets:
         return "no module workload sockets"

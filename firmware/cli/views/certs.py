@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from argparse import Namespace
 from typing import Any
 
 from firmware.cli import render
@@ -21,14 +22,14 @@ def _row(cert: dict[str, Any]) -> tuple[object, ...]:
     )
 
 
-def render_certificates(answer: dict[str, Any]) -> str:
+def render_certificates(answer: dict[str, Any], args: Namespace) -> str:
     certs = answer.get("certificates") or []
     if not certs:
         return "no certificates"
     return render.table(_HEADERS, (_row(cert) for cert in certs))
 
 
-def render_renewed(answer: dict[str, Any]) -> str:
+def render_renewed(answer: dict[str, Any], args: Namespace) -> str:
     return (
         f"renewed {answer.get('name')}: valid until {answer.get('notAfter')} "
         f"({answer.get('daysLeft')} days), key in {answer.get('backend')}"

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from argparse import Namespace
 from typing import Any
 
 from firmware.cli import render
 
 
-def render_keys(answer: dict[str, Any]) -> str:
+def render_keys(answer: dict[str, Any], args: Namespace) -> str:
     keys = answer.get("keys") or []
     lines = [
         render.table(

@@ -1,0 +1,221 @@
+"""The one place the daemon is wired: which services run, what each is built from, every route of
+the local APIs and every module hook.
+
+`Wiring(ctx)` is made once per daemon. Its `catalogue` lists the services in start order: each
+`ServiceEntry` names the service, the config sections whose change restarts it on reload, when
+it is enabled, and how to build it from the context (a reload builds a new one from the new
+config). `register_routes` adds every route to the router once, at start; the handlers reach
+the services through the typed `ServiceDirectory` at request time, so a restarted or reloaded
+service is found without registering anything again. The workload module hook and the shared
+rate limits are made here once and outlive every service restart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from firmware.api.listeners import ApiServerService
+from firmware.api.management import (
+    certificates,
+    daemon,
+    deployments,
+    identities,
+    keys,
+    logs,
+    modules,
+    system,
+    workload,
+)
+from firmware.api.management.journal import LogRing
+from firmware.api.workload.access import ContainerRef, WorkloadAccess
+from firmware.api.workload.daemon import WorkloadService
+from firmware.api.workload.hook import WorkloadHook, WorkloadPlacement
+from firmware.api.workload.ratelimit import RateLimit, SocketRateLimits
+from firmware.api.workload.routes import WorkloadApi
+from firmware.certs.daemon import CertificatesService
+from firmware.config.schema import Config
+from firmware.daemon.service import DaemonContext, Service
+from firmware.daemon.status import DaemonStatus
+from firmware.identity.modules import ModuleIdentities
+from firmware.keys.daemon import KeysService
+from firmware.keys.service import KeyService
+from firmware.runtime.reconciler import Reconciler
+from firmware.runtime.service import RuntimeService
+
+if TYPE_CHECKING:
+    from firmware.certs.service import CertificateService
+
+
+def _always(config: Config) -> bool:
+    return True
+
+
+@dataclass(frozen=True)
+class ServiceEntry:
+    """One service the daemon can run."""
+
+    name: str
+    create: Callable[[DaemonContext], Service]
+    sections: tuple[str, ...]
+    enabled: Callable[[Config], bool] = _always
+
+    def section_changed(self, old: Config, new: Config) -> bool:
+        """True if a config section this service depends on differs between two configs."""
+        return any(getattr(old, section) != getattr(new, section) for section in self.sections)
+
+
+class Wiring:
+    """The daemon's services, routes and hooks, built from one `DaemonContext`."""
+
+    def __init__(self, ctx: DaemonContext) -> None:
+        self.ctx = ctx
+        self.workload_limits = SocketRateLimits(RateLimit())
+        self.workload_hook = WorkloadHook(self._placement, is_agent=self._is_agent)
+        self.catalogue: tuple[ServiceEntry, ...] = (
+            ServiceEntry("api", self._api, ("listen", "paths")),
+            ServiceEntry(
+                "console",
+                self._console,
+                ("console", "paths"),
+                lambda config: config.console.device != "none",
+            ),
+            ServiceEntry("keys", self._keys, ("keys", "tpm", "paths")),
+            ServiceEntry(
+                "certs",
+                self._certs,
+                (
+                    "certificates",
+                    "edge_ca",
+                    "keys",
+                    "tpm",
+                    "paths",
+                    "hostname",
+                    "trust_bundle_cert",
+                    "manifest_trust_bundle_cert",
+                ),
+            ),
+            ServiceEntry(
+                "runtime",
+                self._runtime,
+                ("runtime", "agent", "watchdog", "image_garbage_collection", "paths"),
+                lambda config: bool(config.runtime.uri),
+            ),
+            ServiceEntry(
+                "workload",
+                self._workload,
+                ("listen", "paths", "provisioning", "hostname"),
+            ),
+        )
+
+    def enabled(self, config: Config) -> list[ServiceEntry]:
+        """The entries `config` enables, in start order."""
+        return [entry for entry in self.catalogue if entry.enabled(config)]
+
+    # --- services ----------------------------------------------------------------------------
+
+    def _api(self, ctx: DaemonContext) -> Service:
+        service = ctx.services.api = ApiServerService(ctx.config.listen, ctx.router)
+        return service
+
+    def _console(self, ctx: DaemonContext) -> Service:
+        # Deferred: the console (and pyserial) load only on boards that have one.
+        from firmware.console.service import ConsoleService, command_table_runner
+
+        service = ConsoleService(
+            ctx.config, ctx.executor, ctx.logs, command_table_runner(ctx.router)
+        )
+        ctx.services.console = service
+        return service
+
+    def _keys(self, ctx: DaemonContext) -> Service:
+        service = ctx.services.keys = KeysService(ctx.config, ctx.executor)
+        return service
+
+    def _certs(self, ctx: DaemonContext) -> Service:
+        service = CertificatesService(ctx.config, self._key_service, ctx.executor)
+        ctx.services.certs = service
+        return service
+
+    def _runtime(self, ctx: DaemonContext) -> Service:
+        service = RuntimeService(ctx.config, ctx.store, ctx.executor, hooks=(self.workload_hook,))
+        ctx.services.runtime = service
+        return service
+
+    def _workload(self, ctx: DaemonContext) -> Service:
+        service = WorkloadService(
+            ctx.config,
+            ctx.store,
+            ctx.executor,
+            ctx.router,
+            keys=self._key_service,
+            reconciler=self._reconciler_if_any,
+            limits=self.workload_limits,
+        )
+        ctx.services.workload = service
+        return service
+
+    # --- routes ------------------------------------------------------------------------------
+
+    def register_routes(self, status: DaemonStatus) -> None:
+        """Add every route of the management and workload APIs to the router (once, at start)."""
+        ctx = self.ctx
+        ring = LogRing()
+        ctx.logs.add_sink(ring)
+        table = [
+            *daemon.routes(status),
+            *keys.routes(self._keys_now),
+            *certificates.routes(self._certs_now),
+            *modules.routes(self._reconciler),
+            *logs.routes(self._reconciler),
+            *system.routes(ctx, self._reconciler, ring, ctx.started_at),
+            *deployments.routes(ctx, self._reconciler),
+            *identities.routes(self._identities_now),
+            *workload.routes(self._module_sockets),
+        ]
+        for method, pattern, handler in table:
+            ctx.router.add(method, pattern, handler)
+        access = WorkloadAccess(self._container_of, ctx.executor.run)
+        api = WorkloadApi(
+            self._identities_now, self._keys_now, self._certs_now, access, self.workload_limits
+        )
+        api.register(ctx.router)
+
+    # --- what routes and hooks reach at request time -----------------------------------------
+
+    async def _key_service(self) -> KeyService:
+        return await self.ctx.services.require_keys().wait_ready()
+
+    def _keys_now(self) -> KeyService:
+        return self.ctx.services.require_keys().current()
+
+    def _certs_now(self) -> CertificateService:
+        return self.ctx.services.require_certs().current()
+
+    def _identities_now(self) -> ModuleIdentities:
+        return self.ctx.services.require_workload().current()
+
+    def _module_sockets(self) -> workload.SocketListing:
+        return self.ctx.services.require_workload().sockets
+
+    def _reconciler(self) -> Reconciler:
+        return self.ctx.services.require_runtime().current()
+
+    def _reconciler_if_any(self) -> Reconciler | None:
+        runtime = self.ctx.services.runtime
+        return runtime.reconciler if runtime is not None else None
+
+    async def _placement(self) -> WorkloadPlacement:
+        return await self.ctx.services.require_workload().placement()
+
+    def _is_agent(self, name: str) -> bool:
+        reconciler = self._reconciler_if_any()
+        return reconciler is not None and reconciler.is_agent(name)
+
+    async def _container_of(self, module: str) -> ContainerRef | None:
+        reconciler = self._reconciler_if_any()
+        if reconciler is None:
+            return None
+        running = await reconciler.running_container(module)
+        return None if running is None else ContainerRef(running.container_id, running.pid)
