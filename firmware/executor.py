@@ -12,11 +12,20 @@ import asyncio
 import contextlib
 import functools
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import ParamSpec, Protocol, TypeVar
 
 T = TypeVar("T")
+P = ParamSpec("P")
+
+
+class RunBlocking(Protocol):
+    """`BoundedExecutor.run` as a value: for code that needs only to run blocking calls."""
+
+    def __call__(
+        self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> Awaitable[T]: ...
 
 
 class BoundedExecutor:
@@ -36,7 +45,7 @@ class BoundedExecutor:
         with self._count_lock:
             return self._in_flight
 
-    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    async def run(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run `fn(*args, **kwargs)` in a worker thread and return (or raise) its result."""
         loop = asyncio.get_running_loop()
         if self._slots is None:
@@ -56,7 +65,7 @@ class BoundedExecutor:
         return await asyncio.wrap_future(call)
 
     def _finished(
-        self, loop: asyncio.AbstractEventLoop, slots: asyncio.Semaphore, _call: Future[Any]
+        self, loop: asyncio.AbstractEventLoop, slots: asyncio.Semaphore, _call: Future[T]
     ) -> None:
         with self._count_lock:
             self._in_flight -= 1

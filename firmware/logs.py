@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any
 
 ROOT = "edgekeeper"
 SECRET_FIELD = re.compile(
@@ -20,7 +19,7 @@ SECRET_FIELD = re.compile(
 REDACTED = "***"
 
 
-def fields(**values: Any) -> dict[str, Any]:
+def fields(**values: object) -> dict[str, dict[str, object]]:
     """`extra=` argument attaching key=value fields to a log event."""
     return {"fields": values}
 
