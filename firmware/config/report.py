@@ -11,10 +11,13 @@ import dataclasses
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, TypeGuard
 
 from firmware.config import loader, schema
 from firmware.config.validate import fields_of, toml_key
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 REDACTED = "<redacted>"
 _PIN_IN_URI = re.compile(r"(pin-value=)[^;&?]*")
@@ -38,7 +41,7 @@ def validate_report(
     return False, "\n".join(lines)
 
 
-def redacted(config: schema.Config) -> dict[str, Any]:
+def redacted(config: schema.Config) -> dict[str, object]:
     """The config as plain TOML data under its TOML keys, secrets replaced, unset keys left out."""
     return _section(config)
 
@@ -51,9 +54,9 @@ def show_effective(config: schema.Config, fmt: str = "toml", *, sources: bool = 
     """
     data = redacted(config)
     if fmt == "json":
-        import json
+        import json  # deferred: only `config show --format json` needs it (config stays light)
 
-        document: dict[str, Any] = data
+        document: dict[str, object] = data
         if sources:
             document = {"config": data, "sources": dict(config.origins)}
         return json.dumps(document, indent=2, sort_keys=False) + "\n"
@@ -65,22 +68,22 @@ def show_effective(config: schema.Config, fmt: str = "toml", *, sources: bool = 
     return "\n".join(lines).lstrip("\n") + "\n"
 
 
-def _section(section: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+def _section(section: DataclassInstance) -> dict[str, object]:
+    out: dict[str, object] = {}
     for f, _tp in fields_of(type(section)):
-        value = getattr(section, f.name)
+        value: object = getattr(section, f.name)
         if value is None:
             continue
         if f.metadata.get(schema.SECRET):
             out[toml_key(f)] = REDACTED
-        elif dataclasses.is_dataclass(value):
+        elif dataclasses.is_dataclass(value) and not isinstance(value, type):
             out[toml_key(f)] = _section(value)
         else:
             out[toml_key(f)] = _plain(value)
     return out
 
 
-def _plain(value: Any) -> Any:
+def _plain(value: object) -> object:
     if isinstance(value, str):
         return _PIN_IN_URI.sub(rf"\1{REDACTED}", value)
     if isinstance(value, (list, tuple)):
@@ -90,13 +93,13 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _is_table(value: Any, path: tuple[str, ...]) -> bool:
+def _is_table(value: object, path: tuple[str, ...]) -> TypeGuard[dict[str, object]]:
     """Sections print as [tables]; free-form data (createOptions) prints inline."""
     return isinstance(value, dict) and path[-1:] != ("createOptions",)
 
 
 def _emit_table(
-    table: Mapping[str, Any],
+    table: Mapping[str, object],
     path: tuple[str, ...],
     lines: list[str],
     origins: Mapping[str, str] | None,
@@ -134,7 +137,7 @@ def _string(text: str) -> str:
     return '"' + "".join(escaped) + '"'
 
 
-def _value(value: Any) -> str:
+def _value(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):

@@ -21,9 +21,11 @@ Helpers that need more settings add fields to their own section here (small, add
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import MISSING, dataclass, field
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, TypeVar, overload
+
+T = TypeVar("T")
 
 #: Field metadata keys the validator, the docs and `config show` read.
 DOC = "doc"
@@ -37,11 +39,49 @@ INTERNAL = "internal"
 BOARD_ONLY = "board_only"
 
 
+@overload
 def setting(
-    default: Any = MISSING,
+    default: T,
     *,
     doc: str,
-    factory: Any = MISSING,
+    key: str | None = None,
+    aliases: tuple[str, ...] = (),
+    secret: bool = False,
+    min: float | None = None,
+    max: float | None = None,
+    pattern: str | None = None,
+    board_only: bool = False,
+) -> T: ...
+@overload
+def setting(
+    *,
+    doc: str,
+    factory: Callable[[], T],
+    key: str | None = None,
+    aliases: tuple[str, ...] = (),
+    secret: bool = False,
+    min: float | None = None,
+    max: float | None = None,
+    pattern: str | None = None,
+    board_only: bool = False,
+) -> T: ...
+@overload
+def setting(
+    *,
+    doc: str,
+    key: str | None = None,
+    aliases: tuple[str, ...] = (),
+    secret: bool = False,
+    min: float | None = None,
+    max: float | None = None,
+    pattern: str | None = None,
+    board_only: bool = False,
+) -> Any: ...
+def setting(
+    default: object = MISSING,
+    *,
+    doc: str,
+    factory: Callable[[], object] | None = None,
     key: str | None = None,
     aliases: tuple[str, ...] = (),
     secret: bool = False,
@@ -50,7 +90,11 @@ def setting(
     pattern: str | None = None,
     board_only: bool = False,
 ) -> Any:
-    """A dataclass field carrying the schema metadata the validator and docs read."""
+    """A dataclass field carrying the schema metadata the validator and docs read.
+
+    Typed like `dataclasses.field`: the default (or the factory's result) has the field's type;
+    a required setting (no default) is `Any`, as `field()` without a default is.
+    """
     metadata = {
         DOC: doc,
         TOML_KEY: key,
@@ -61,7 +105,7 @@ def setting(
         PATTERN: pattern,
         BOARD_ONLY: board_only,
     }
-    if factory is not MISSING:
+    if factory is not None:
         return field(default_factory=factory, metadata=metadata)
     return field(default=default, metadata=metadata)
 

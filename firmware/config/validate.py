@@ -9,30 +9,51 @@ and replaced by its default so the walk goes on and finds the next problem.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import re
 import types
 import typing
-from collections.abc import Callable, Mapping
-from typing import Any, Literal, Union
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, Union, runtime_checkable
 
 from firmware.config import schema
 
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
 #: `report(key, message, hint)`
 Report = Callable[[str, str, str | None], None]
+#: A schema field with its type as written in the schema (a type form: `str`, `X | None`, ...).
+SchemaField = tuple[dataclasses.Field[object], object]
+Section = TypeVar("Section", bound="DataclassInstance")
 
-_INVALID = object()
-_TYPE_HINTS: dict[type, dict[str, Any]] = {}
+
+class _Invalid(enum.Enum):
+    """A value that was reported and left out (its default fills in)."""
+
+    INVALID = enum.auto()
+
+
+_INVALID = _Invalid.INVALID
+_TYPE_HINTS: dict[type, dict[str, object]] = {}
 _PLACEHOLDER = re.compile(r"\{paths\.(data_dir|run_dir)\}")
+
+
+@runtime_checkable
+class CrossFieldRules(Protocol):
+    """A section with rules across its fields (see `firmware.config.schema`)."""
+
+    def check(self) -> Iterable[schema.Violation]: ...
 
 
 def build_config(document: Mapping[str, Any], report: Report) -> schema.Config:
     """The `Config` for `document`; every problem goes to `report`, defaults fill in for them."""
     built = _build_table(schema.Config, document, "", report)
-    config = schema.Config() if built is _INVALID else built
+    config = built if isinstance(built, schema.Config) else schema.Config()
     return expand_placeholders(config)
 
 
-def fields_of(cls: type) -> list[tuple[dataclasses.Field[Any], Any]]:
+def fields_of(cls: type[DataclassInstance]) -> list[SchemaField]:
     """The schema fields of a section with their resolved types (internal fields left out)."""
     hints = _TYPE_HINTS.get(cls)
     if hints is None:
@@ -43,23 +64,32 @@ def fields_of(cls: type) -> list[tuple[dataclasses.Field[Any], Any]]:
     ]
 
 
-def toml_key(f: dataclasses.Field[Any]) -> str:
+def toml_key(f: dataclasses.Field[object]) -> str:
     """The key a field has in TOML (its Python name unless the schema says otherwise)."""
-    return f.metadata.get(schema.TOML_KEY) or f.name
+    key: str | None = f.metadata.get(schema.TOML_KEY)
+    return key or f.name
 
 
-def section_type(tp: Any) -> type | None:
+def section_type(tp: object) -> type[DataclassInstance] | None:
     """The dataclass a field holds (also through `X | None`), else None."""
-    if dataclasses.is_dataclass(tp):
+    if _is_section(tp):
         return tp
     if _is_union(tp):
-        classes = [a for a in typing.get_args(tp) if dataclasses.is_dataclass(a)]
+        classes = [a for a in typing.get_args(tp) if _is_section(a)]
         if len(classes) == 1:
             return classes[0]
     return None
 
 
-def describe(tp: Any) -> str:
+def _is_section(tp: object) -> typing.TypeGuard[type[DataclassInstance]]:
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+def _is_section_value(value: object) -> typing.TypeGuard[DataclassInstance]:
+    return not isinstance(value, type) and dataclasses.is_dataclass(value)
+
+
+def describe(tp: object) -> str:
     """What a type accepts, in words for an error message."""
     if tp is Any:
         return "any value"
@@ -88,11 +118,11 @@ def describe(tp: Any) -> str:
     return str(tp)
 
 
-def _show(value: Any) -> str:
+def _show(value: object) -> str:
     return f'"{value}"' if isinstance(value, str) else repr(value).lower()
 
 
-def describe_value(value: Any) -> str:
+def describe_value(value: object) -> str:
     """A TOML value's type and a short sight of it."""
     if isinstance(value, bool):
         return f"boolean {str(value).lower()}"
@@ -110,15 +140,17 @@ def describe_value(value: Any) -> str:
     return type(value).__name__
 
 
-def _is_union(tp: Any) -> bool:
+def _is_union(tp: object) -> bool:
     return typing.get_origin(tp) in (Union, types.UnionType)
 
 
-def _build_table(cls: type, table: Any, path: str, report: Report) -> Any:
+def _build_table(
+    cls: type[DataclassInstance], table: object, path: str, report: Report
+) -> DataclassInstance | _Invalid:
     if not isinstance(table, Mapping):
         report(path, f"expected a table, got {describe_value(table)}", f"write [{path}] as a table")
         return _INVALID
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, object] = {}
     known: dict[str, str] = {}
     complete = True
     found: list[str] = []
@@ -150,14 +182,13 @@ def _build_table(cls: type, table: Any, path: str, report: Report) -> Any:
     if not complete:
         return _INVALID
     built = cls(**kwargs)
-    check = getattr(built, "check", None)
-    if check is not None and not found:
-        for violation in check():
+    if isinstance(built, CrossFieldRules) and not found:
+        for violation in built.check():
             report(f"{path}.{violation.key}" if path else violation.key, *violation[1:])
     return built
 
 
-def report_unknown(dotted: str, value: Any, candidates: list[str], report: Report) -> None:
+def report_unknown(dotted: str, value: object, candidates: list[str], report: Report) -> None:
     """An unknown key: IoT Edge keys edgekeeper lacks get their own hint, others a suggestion."""
     for unsupported, hint in schema.IOTEDGE_UNSUPPORTED.items():
         if dotted == unsupported or dotted.startswith(unsupported + "."):
@@ -169,7 +200,7 @@ def report_unknown(dotted: str, value: Any, candidates: list[str], report: Repor
         for key, inner in value.items():
             report_unknown(f"{dotted}.{key}", inner, [], report)
         return
-    import difflib
+    import difflib  # deferred: only a misspelt key needs it (config stays light to import)
 
     name = dotted.rpartition(".")[2]
     close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
@@ -177,12 +208,11 @@ def report_unknown(dotted: str, value: Any, candidates: list[str], report: Repor
     report(dotted, "unknown key", hint)
 
 
-def _convert(tp: Any, value: Any, dotted: str, report: Report) -> Any:
+def _convert(tp: object, value: object, dotted: str, report: Report) -> object:
     if tp is Any:
         return value
-    section = tp if dataclasses.is_dataclass(tp) else None
-    if section is not None:
-        return _build_table(section, value, dotted, report)
+    if _is_section(tp):
+        return _build_table(tp, value, dotted, report)
     if _is_union(tp):
         return _convert_union(tp, value, dotted, report)
     origin = typing.get_origin(tp)
@@ -193,12 +223,12 @@ def _convert(tp: Any, value: Any, dotted: str, report: Report) -> Any:
     if origin is dict:
         return _convert_mapping(typing.get_args(tp)[1], value, dotted, report)
     if _scalar_fits(tp, value):
-        return float(value) if tp is float else value
+        return float(value) if tp is float and isinstance(value, int) else value
     report(dotted, f"expected {describe(tp)}, got {describe_value(value)}", _type_hint(tp))
     return _INVALID
 
 
-def _scalar_fits(tp: Any, value: Any) -> bool:
+def _scalar_fits(tp: object, value: object) -> bool:
     if tp is bool or isinstance(value, bool):
         return tp is bool and isinstance(value, bool)
     if tp is float:
@@ -206,8 +236,8 @@ def _scalar_fits(tp: Any, value: Any) -> bool:
     return tp in (str, int) and type(value) is tp
 
 
-def _type_hint(tp: Any) -> str:
-    examples = {
+def _type_hint(tp: object) -> str:
+    examples: dict[object, str] = {
         str: 'quote it: "..."',
         int: "write a whole number, e.g. 5",
         bool: "write true or false",
@@ -215,7 +245,7 @@ def _type_hint(tp: Any) -> str:
     return examples.get(tp, f"use {describe(tp)}")
 
 
-def _convert_union(tp: Any, value: Any, dotted: str, report: Report) -> Any:
+def _convert_union(tp: object, value: object, dotted: str, report: Report) -> object:
     choices = [a for a in typing.get_args(tp) if a is not type(None)]
     if len(choices) == 1:
         return _convert(choices[0], value, dotted, report)
@@ -231,14 +261,16 @@ def _silent(key: str, message: str, hint: str | None) -> None:
     """A report that drops problems: used while trying the alternatives of a union."""
 
 
-def _convert_choice(options: tuple[Any, ...], value: Any, dotted: str, report: Report) -> Any:
+def _convert_choice(
+    options: tuple[object, ...], value: object, dotted: str, report: Report
+) -> object:
     for option in options:
         if type(option) is type(value) and option == value:
             return value
     shown = ", ".join(_show(o) for o in options)
     hint = f"use one of {shown}" if len(options) > 1 else f"use {shown}"
     if isinstance(value, str):
-        import difflib
+        import difflib  # deferred: only a wrong choice needs it (config stays light to import)
 
         words = [o for o in options if isinstance(o, str)]
         close = difflib.get_close_matches(value, words, n=1, cutoff=0.6)
@@ -248,7 +280,7 @@ def _convert_choice(options: tuple[Any, ...], value: Any, dotted: str, report: R
     return _INVALID
 
 
-def _convert_array(item: Any, value: Any, dotted: str, report: Report) -> Any:
+def _convert_array(item: object, value: object, dotted: str, report: Report) -> object:
     if not isinstance(value, list):
         report(dotted, f"expected an array, got {describe_value(value)}", "write [ ..., ... ]")
         return _INVALID
@@ -256,7 +288,7 @@ def _convert_array(item: Any, value: Any, dotted: str, report: Report) -> Any:
     return _INVALID if _INVALID in items else tuple(items)
 
 
-def _convert_mapping(item: Any, value: Any, dotted: str, report: Report) -> Any:
+def _convert_mapping(item: object, value: object, dotted: str, report: Report) -> object:
     if not isinstance(value, Mapping):
         report(dotted, f"expected a table, got {describe_value(value)}", f"write [{dotted}]")
         return _INVALID
@@ -264,13 +296,19 @@ def _convert_mapping(item: Any, value: Any, dotted: str, report: Report) -> Any:
     return _INVALID if _INVALID in converted.values() else converted
 
 
-def _check_bounds(f: dataclasses.Field[Any], value: Any, dotted: str, report: Report) -> Any:
-    low, high = f.metadata.get(schema.MIN), f.metadata.get(schema.MAX)
-    number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if number and ((low is not None and value < low) or (high is not None and value > high)):
+def _check_bounds(
+    f: dataclasses.Field[object], value: object, dotted: str, report: Report
+) -> object:
+    low: float | None = f.metadata.get(schema.MIN)
+    high: float | None = f.metadata.get(schema.MAX)
+    if (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and ((low is not None and value < low) or (high is not None and value > high))
+    ):
         report(dotted, f"{value} is out of range", f"use a value {_span(low, high)}")
         return _INVALID
-    pattern = f.metadata.get(schema.PATTERN)
+    pattern: str | None = f.metadata.get(schema.PATTERN)
     if pattern is not None and isinstance(value, str) and not re.fullmatch(pattern, value):
         report(dotted, f'"{value}" has the wrong form', f"e.g. {f.default!s}")
         return _INVALID
@@ -289,15 +327,15 @@ def expand_placeholders(config: schema.Config) -> schema.Config:
     return _expand(config, lambda m: values[m.group(1)])
 
 
-def _expand(section: Any, lookup: Callable[[re.Match[str]], str]) -> Any:
-    changes: dict[str, Any] = {}
+def _expand(section: Section, lookup: Callable[[re.Match[str]], str]) -> Section:
+    changes: dict[str, object] = {}
     for f, _tp in fields_of(type(section)):
-        value = getattr(section, f.name)
+        value: object = getattr(section, f.name)
         if isinstance(value, str) and "{" in value:
             expanded = _PLACEHOLDER.sub(lookup, value)
             if expanded != value:
                 changes[f.name] = expanded
-        elif dataclasses.is_dataclass(value):
+        elif _is_section_value(value):
             expanded_section = _expand(value, lookup)
             if expanded_section is not value:
                 changes[f.name] = expanded_section
