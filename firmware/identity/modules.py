@@ -13,9 +13,9 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
+from firmware.errors import Unavailable
 from firmware.identity.errors import IdentityExists, IdentityNotFound
 from firmware.identity.model import (
     DEFAULT_MANAGER,
@@ -24,6 +24,12 @@ from firmware.identity.model import (
     new_generation_id,
 )
 from firmware.keys.backend import KeyKind
+
+if TYPE_CHECKING:
+    from firmware.executor import RunBlocking
+    from firmware.keys.handles import KeyHandle
+    from firmware.keys.service import KeyService
+    from firmware.store.state import StateStore
 
 log = logging.getLogger("edgekeeper.identity")
 
@@ -44,13 +50,13 @@ class ModuleIdentities:
     blocking calls off the loop (the daemon's executor).
     """
 
-    def __init__(self, keys: Any, store: Any, run_blocking: Callable[..., Any]) -> None:
+    def __init__(self, keys: KeyService, store: StateStore, run_blocking: RunBlocking) -> None:
         self._keys = keys
         self._store = store
         self._run_blocking = run_blocking
         self._identities: dict[str, ModuleIdentity] = {}
-        self._master: Any = None
-        self._handles: dict[tuple[str, str], Any] = {}
+        self._master: KeyHandle | None = None
+        self._handles: dict[tuple[str, str], KeyHandle] = {}
         self._lock = asyncio.Lock()
 
     async def start(self) -> None:
@@ -123,7 +129,7 @@ class ModuleIdentities:
             self._handles.pop((module_id, current.generation_id), None)
         log.info("module identity deleted: %s", module_id)
 
-    async def key(self, module_id: str, generation_id: str) -> Any:
+    async def key(self, module_id: str, generation_id: str) -> KeyHandle:
         """The handle of the identity key of `module_id` at `generation_id`; `IdentityNotFound`
         when the module has no identity or another generation (never another module's key)."""
         identity = self.get(module_id)
@@ -135,6 +141,11 @@ class ModuleIdentities:
         cached = self._handles.get((module_id, generation_id))
         if cached is not None:
             return cached
+        if self._master is None:
+            raise Unavailable(
+                "module identity keys are not available yet (the master key is not loaded)",
+                hint="wait until the workload service has started",
+            )
         handle = await self._keys.derive(self._master, derivation_label(module_id, generation_id))
         self._handles[(module_id, generation_id)] = handle
         return handle
