@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, overload
 from urllib.parse import unquote, urlparse
 
 from firmware.certs.errors import EdgeCaConfigError
+
+if TYPE_CHECKING:
+    from firmware.config.schema import Config
 
 DAY = 86400.0
 
@@ -41,7 +44,8 @@ class CertificatePolicy:
         return self.edge_ca_cert is None
 
 
-def policy_from_config(config: Any) -> CertificatePolicy:
+def policy_from_config(config: Config) -> CertificatePolicy:
+    """The policy the settings of `config` describe (days become seconds, percent a share)."""
     certs, edge_ca = config.certificates, config.edge_ca
     return CertificatePolicy(
         directory=Path(certs.dir),
@@ -57,11 +61,17 @@ def policy_from_config(config: Any) -> CertificatePolicy:
         edge_ca_key=edge_ca.pk,
         trust_bundle=file_uri_path(config.trust_bundle_cert, "trust_bundle_cert"),
         manifest_trust_bundle=file_uri_path(
-            getattr(config, "manifest_trust_bundle_cert", None), "manifest_trust_bundle_cert"
+            config.manifest_trust_bundle_cert, "manifest_trust_bundle_cert"
         ),
     )
 
 
+@overload
+def file_uri_path(uri: str, where: str) -> Path: ...
+@overload
+def file_uri_path(uri: None, where: str) -> None: ...
+@overload
+def file_uri_path(uri: str | None, where: str) -> Path | None: ...
 def file_uri_path(uri: str | None, where: str) -> Path | None:
     """The path of a `file:///...` URI (a bare absolute path is accepted too)."""
     if uri is None:

@@ -10,18 +10,23 @@ from __future__ import annotations
 import ipaddress
 import re
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING
+
+from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from firmware.certs.errors import InvalidCertificateRequest
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
+
+    from firmware.certs.signing import SigningPublicKey
 
 MAX_COMMON_NAME = 64
 _DNS_LABEL = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)")
 
 
-def name(common_name: str) -> Any:
-    from cryptography import x509
-    from cryptography.x509.oid import NameOID
-
+def name(common_name: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
 
 
@@ -36,11 +41,9 @@ def check_common_name(common_name: object) -> str:
     return common_name
 
 
-def subject_alt_names(values: list[str] | tuple[str, ...]) -> list[Any]:
+def subject_alt_names(values: list[str] | tuple[str, ...]) -> list[x509.GeneralName]:
     """SAN entries: IP addresses as IPAddress, host names (optionally `*.`-prefixed) as DNSName."""
-    from cryptography import x509
-
-    entries: list[Any] = []
+    entries: list[x509.GeneralName] = []
     for value in values:
         if not isinstance(value, str) or not value:
             raise InvalidCertificateRequest(f"subject alternative name {value!r} is not a string")
@@ -59,23 +62,21 @@ def subject_alt_names(values: list[str] | tuple[str, ...]) -> list[Any]:
     return entries
 
 
-def capped(not_after: datetime, issuer: Any) -> datetime:
+def capped(not_after: datetime, issuer: x509.Certificate | None) -> datetime:
     """`not_after`, no later than the issuer's `not_valid_after`."""
     return min(not_after, issuer.not_valid_after_utc) if issuer is not None else not_after
 
 
 def ca_builder(
     common_name: str,
-    public_key: Any,
-    issuer: Any | None,
-    issuer_public_key: Any,
+    public_key: SigningPublicKey,
+    issuer: x509.Certificate | None,
+    issuer_public_key: SigningPublicKey,
     not_before: datetime,
     not_after: datetime,
     path_length: int | None,
-) -> Any:
+) -> x509.CertificateBuilder:
     """A CA certificate; self-signed when `issuer` (the issuer's certificate) is None."""
-    from cryptography import x509
-
     builder = _base(
         name(common_name),
         public_key,
@@ -91,18 +92,15 @@ def ca_builder(
 
 def leaf_builder(
     common_name: str,
-    public_key: Any,
-    issuer: Any,
-    issuer_public_key: Any,
+    public_key: CertificatePublicKeyTypes,
+    issuer: x509.Certificate,
+    issuer_public_key: SigningPublicKey,
     not_before: datetime,
     not_after: datetime,
-    sans: list[Any],
+    sans: list[x509.GeneralName],
     server: bool,
-) -> Any:
+) -> x509.CertificateBuilder:
     """A module server certificate (`server`) or a client identity certificate."""
-    from cryptography import x509
-    from cryptography.x509.oid import ExtendedKeyUsageOID
-
     usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
     builder = _base(
         name(common_name),
@@ -123,15 +121,13 @@ def leaf_builder(
 
 
 def _base(
-    subject: Any,
-    public_key: Any,
-    issuer_name: Any,
-    issuer_public_key: Any,
+    subject: x509.Name,
+    public_key: CertificatePublicKeyTypes,
+    issuer_name: x509.Name,
+    issuer_public_key: SigningPublicKey,
     not_before: datetime,
     not_after: datetime,
-) -> Any:
-    from cryptography import x509
-
+) -> x509.CertificateBuilder:
     if not_after <= not_before:
         raise InvalidCertificateRequest(
             f"certificate for {subject.rfc4514_string()} would expire at "
@@ -153,9 +149,7 @@ def _base(
     )
 
 
-def _key_usage(ca: bool) -> Any:
-    from cryptography import x509
-
+def _key_usage(ca: bool) -> x509.KeyUsage:
     return x509.KeyUsage(
         digital_signature=True,
         content_commitment=False,

@@ -10,13 +10,26 @@ Certificate is framed in DER (`firmware.certs.der`) and parsed back with `crypto
 from __future__ import annotations
 
 import threading
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from firmware.certs import der
 from firmware.certs.errors import CertificateIssueFailed
 from firmware.keys.backend import KeyKind, SignAlgorithm
 
-_throwaway_keys: dict[KeyKind, Any] = {}
+if TYPE_CHECKING:
+    from firmware.executor import BoundedExecutor
+    from firmware.keys.handles import KeyHandle
+    from firmware.keys.service import KeyService
+
+#: The keys a CA signs with here (SHA-256 signatures): EC P-256 and RSA pairs.
+SigningPrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+SigningPublicKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey
+
+_throwaway_keys: dict[KeyKind, SigningPrivateKey] = {}
 _throwaway_lock = threading.Lock()
 
 
@@ -25,9 +38,9 @@ class CertificateSigner(Protocol):
 
     backend: str
 
-    async def public_key(self) -> Any: ...
+    async def public_key(self) -> SigningPublicKey: ...
 
-    async def sign(self, builder: Any) -> Any: ...
+    async def sign(self, builder: x509.CertificateBuilder) -> x509.Certificate: ...
 
 
 class SoftwareSigner:
@@ -35,23 +48,28 @@ class SoftwareSigner:
 
     backend = "file (operator)"
 
-    def __init__(self, private_key: Any, executor: Any) -> None:
+    def __init__(self, private_key: SigningPrivateKey, executor: BoundedExecutor) -> None:
         self._private = private_key
         self._executor = executor
 
-    async def public_key(self) -> Any:
+    async def public_key(self) -> SigningPublicKey:
         return self._private.public_key()
 
-    async def sign(self, builder: Any) -> Any:
-        from cryptography.hazmat.primitives import hashes
-
+    async def sign(self, builder: x509.CertificateBuilder) -> x509.Certificate:
         return await self._executor.run(builder.sign, self._private, hashes.SHA256())
 
 
 class KeyServiceSigner:
     """A key-service key pair (EC P-256 or RSA-2048) in any backend, used by handle."""
 
-    def __init__(self, keys: Any, handle: Any, kind: KeyKind, backend: str, executor: Any) -> None:
+    def __init__(
+        self,
+        keys: KeyService,
+        handle: KeyHandle,
+        kind: KeyKind,
+        backend: str,
+        executor: BoundedExecutor,
+    ) -> None:
         if kind not in (KeyKind.EC_P256, KeyKind.RSA_2048):
             raise CertificateIssueFailed(
                 f"a {kind.value} key cannot sign certificates",
@@ -63,14 +81,16 @@ class KeyServiceSigner:
         self.backend = backend
         self._executor = executor
 
-    async def public_key(self) -> Any:
-        from cryptography.hazmat.primitives import serialization
+    async def public_key(self) -> SigningPublicKey:
+        key = serialization.load_der_public_key(await self._keys.public_key(self._handle))
+        if not isinstance(key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
+            raise CertificateIssueFailed(
+                f"the key service returned a {type(key).__name__} for a {self._kind.value} key",
+                hint="check the key's backend in [keys.backends]",
+            )
+        return key
 
-        return serialization.load_der_public_key(await self._keys.public_key(self._handle))
-
-    async def sign(self, builder: Any) -> Any:
-        from cryptography import x509
-
+    async def sign(self, builder: x509.CertificateBuilder) -> x509.Certificate:
         tbs = await self._executor.run(_tbs_bytes, builder, self._kind)
         if self._kind is KeyKind.EC_P256:
             algorithm, identifier = SignAlgorithm.ECDSA_SHA256, der.ECDSA_WITH_SHA256
@@ -80,20 +100,16 @@ class KeyServiceSigner:
         return x509.load_der_x509_certificate(der.certificate(tbs, identifier, signature))
 
 
-def _tbs_bytes(builder: Any, kind: KeyKind) -> bytes:
+def _tbs_bytes(builder: x509.CertificateBuilder, kind: KeyKind) -> bytes:
     """The TBSCertificate DER `builder` encodes for an issuer key of `kind` (blocking)."""
-    from cryptography.hazmat.primitives import hashes
-
     return builder.sign(_throwaway(kind), hashes.SHA256()).tbs_certificate_bytes
 
 
-def _throwaway(kind: KeyKind) -> Any:
+def _throwaway(kind: KeyKind) -> SigningPrivateKey:
     """A process-wide key of `kind` used only to let `cryptography` encode a TBSCertificate."""
     with _throwaway_lock:
         key = _throwaway_keys.get(kind)
         if key is None:
-            from cryptography.hazmat.primitives.asymmetric import ec, rsa
-
             if kind is KeyKind.EC_P256:
                 key = ec.generate_private_key(ec.SECP256R1())
             else:
