@@ -6,9 +6,10 @@ every test). Here its fixtures and hooks are taken into this conftest, so they e
 tests/hil only. Run the HIL tests with `pytest tests/hil ...` so that its options (`--port`,
 `--baud`, `--count`, `--embedded-services`) are known when the command line is read.
 
-Without `--port`, the `port` fixture starts the sim board's daemon (the built binary, or
-`python -m firmware run` when EDGEKEEPER_FROM_SOURCE=1) with a private config whose console is a
-pty, waits for `<run_dir>/console.pty` and hands that path to pytest-embedded's serial service.
+Without `--port`, the `port` fixture starts the sim board's daemon the way every test does
+(tests/peers/program.py: the program the built binary unpacks, or `python -m firmware` when
+EDGEKEEPER_FROM_SOURCE=1) with a private config whose console is a pty, waits for
+`<run_dir>/console.pty` and hands that path to pytest-embedded's serial service.
 With `--port /dev/ttyUSB0` (or `rfc2217://...`, `socket://...`) the same tests drive that board.
 `--embedded-services` defaults to `serial`.
 """
@@ -17,14 +18,15 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from _pytest.fixtures import FixtureFunctionDefinition
 
+from tests.peers.program import daemon_argv, daemon_env
 from tests.peers.sim import BackgroundProcess
+from tests.peers.waiting import WaitTimeout, log_tail, wait_until
 
 _EMBEDDED_ACTIVE = "pytest_embedded.plugin" in sys.modules
 
@@ -40,7 +42,6 @@ if not _EMBEDDED_ACTIVE:
         }
     )
 
-REPO = Path(__file__).resolve().parents[2]
 READY_TIMEOUT_S = 30.0
 SIM_CONFIG = """\
 hostname = "hil-sim"
@@ -70,41 +71,41 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 class SimBoard:
     """The sim board's daemon in the background, its console on a pty."""
 
-    def __init__(self, root: Path, argv_prefix: list[str]) -> None:
+    def __init__(self, root: Path, binary: Path | None) -> None:
         self.root = root
         self.run_dir = root / "run"
         self.data_dir = root / "data"
         self.config = root / "config.toml"
         self.process = BackgroundProcess(root, "edgekeeper")
-        self.argv_prefix = argv_prefix
+        self.binary = binary
 
     def start(self) -> str:
         """Start the daemon; the console's pty path once it is there."""
         self.config.write_text(
             SIM_CONFIG.format(data_dir=self.data_dir, run_dir=self.run_dir), encoding="utf-8"
         )
-        argv = [*self.argv_prefix, "run", "--config", str(self.config), "--board", "sim"]
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
-        env.pop("NOTIFY_SOCKET", None)
-        self.process.spawn(argv, env=env)
+        argv = [*daemon_argv(self.binary), "run", "--config", str(self.config), "--board", "sim"]
+        self.process.spawn(argv, env=daemon_env())
         pty_file = self.run_dir / "console.pty"
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if pty_file.is_file() and (path := pty_file.read_text().strip()):
-                return path
+
+        def console_path() -> str | bool:
             if self.process.exited():
                 pytest.fail(
                     f"the sim board's daemon exited during start-up ({' '.join(argv)}); "
-                    f"log {self.process.log}:\n{self.process.log_tail(40)}",
+                    f"log {self.process.log}:\n{log_tail(self.process.log)}",
                     pytrace=False,
                 )
-            time.sleep(0.05)
-        self.stop()
-        pytest.fail(
-            f"no {pty_file} after {READY_TIMEOUT_S:.0f} s; log {self.process.log}:\n"
-            f"{self.process.log_tail(40)}",
-            pytrace=False,
-        )
+            return pty_file.is_file() and pty_file.read_text().strip()
+
+        try:
+            return wait_until(
+                console_path, timeout_s=READY_TIMEOUT_S, what=f"the pty named in {pty_file}"
+            )
+        except WaitTimeout as timeout:
+            self.stop()
+            pytest.fail(
+                f"{timeout}; log {self.process.log}:\n{log_tail(self.process.log)}", pytrace=False
+            )
 
     def stop(self) -> None:
         self.process.stop()
@@ -115,11 +116,9 @@ def sim_console(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     """Path of the sim board daemon's console pty (the daemon runs for the whole session)."""
-    if os.environ.get("EDGEKEEPER_FROM_SOURCE") == "1":
-        prefix = [sys.executable, "-m", "firmware"]
-    else:
-        prefix = [str(request.getfixturevalue("edgekeeper_binary"))]
-    board = SimBoard(tmp_path_factory.mktemp("hil-sim"), prefix)
+    from_source = os.environ.get("EDGEKEEPER_FROM_SOURCE") == "1"
+    binary = None if from_source else request.getfixturevalue("edgekeeper_binary")
+    board = SimBoard(tmp_path_factory.mktemp("hil-sim"), binary)
     path = board.start()
     try:
         yield path

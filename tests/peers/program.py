@@ -2,7 +2,8 @@
 
 The CLI runs the onefile binary itself, as a technician would. The daemon runs the program the
 binary unpacks, as the systemd unit does (docs/build.md): one process with the daemon's own pid,
-so SIGKILL, SIGHUP and sd_notify reach the daemon and not Nuitka's onefile bootstrap.
+so SIGKILL, SIGHUP and sd_notify reach the daemon and not Nuitka's onefile bootstrap. Start it
+with `[*daemon_argv(), "run", ...]` in `daemon_env()`.
 """
 
 from __future__ import annotations
@@ -28,9 +29,22 @@ def cli_argv() -> list[str]:
     return [binary] if binary else list(SOURCE)
 
 
-def daemon_argv() -> list[str]:
-    binary = built_binary()
-    return [_unpacked(binary)] if binary else list(SOURCE)
+def daemon_argv(binary: str | Path | None = None) -> list[str]:
+    """The daemon's command: the program `binary` (default $EDGEKEEPER_BINARY) unpacks, else the
+    source."""
+    binary = binary or built_binary()
+    return [_unpacked(str(binary))] if binary else list(SOURCE)
+
+
+def daemon_env(**extra: str) -> dict[str, str]:
+    """The daemon's environment: ours without EDGEKEEPER_* settings (the test's config decides)
+    nor a NOTIFY_SOCKET (unless `extra` gives one), the repository on PYTHONPATH for the source."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith("EDGEKEEPER_") and name != "NOTIFY_SOCKET"
+    }
+    return {**env, "PYTHONPATH": str(REPO), **extra}
 
 
 @functools.cache

@@ -16,12 +16,15 @@ import signal
 import socket
 import subprocess
 import tarfile
-import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.peers.waiting import WaitTimeout, log_tail, pid_gone, wait_for_exit, wait_until
+
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 20.0
+KILL_TIMEOUT_S = 5.0
 
 
 class MissingComponent(RuntimeError):
@@ -41,26 +44,6 @@ def require_program(name: str, package: str) -> str:
             f"(apt-get install {package}, or run `python3 build.py setup`)"
         )
     return path
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    with contextlib.suppress(OSError):
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        if state == "Z":
-            return False
-    return True
-
-
-def _reap(pid: int) -> None:
-    """Collect `pid` when it is our child (no zombie, no ResourceWarning)."""
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, os.WNOHANG)
 
 
 def free_port_pair(host: str = "127.0.0.1") -> int:
@@ -99,7 +82,7 @@ class BackgroundProcess:
 
     def running(self) -> bool:
         pid = self.pid
-        return pid is not None and _pid_alive(pid)
+        return pid is not None and not pid_gone(pid)
 
     def spawn(self, argv: list[str], env: dict[str, str] | None = None) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -119,48 +102,45 @@ class BackgroundProcess:
             return self._popen.poll() is not None
         return not self.running()
 
-    def log_tail(self, lines: int = 20) -> str:
-        try:
-            text = self.log.read_text(errors="replace")
-        except OSError:
-            return "(no log)"
-        return "\n".join(text.splitlines()[-lines:])
-
     def stop(self, sig: int = signal.SIGTERM, timeout: float = STOP_TIMEOUT_S) -> None:
+        """Send `sig`, and SIGKILL to the process group when that does not end it in `timeout`."""
         pid = self.pid
-        if pid is not None and _pid_alive(pid):
+        if pid is not None and not pid_gone(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
-            deadline = time.monotonic() + timeout
-            while _pid_alive(pid) and time.monotonic() < deadline:
-                _reap(pid)
-                time.sleep(0.05)
-            if _pid_alive(pid):
+            try:
+                wait_for_exit(pid, timeout_s=timeout, what=f"{self.name} to stop")
+            except WaitTimeout:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(pid, signal.SIGKILL)
                     os.kill(pid, signal.SIGKILL)
-                time.sleep(0.1)
+                try:
+                    wait_for_exit(pid, timeout_s=KILL_TIMEOUT_S, what=f"{self.name} to die")
+                except WaitTimeout as error:
+                    raise ServiceFailed(f"{self.name} (pid {pid}) survives SIGKILL") from error
         if self._popen is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
-                self._popen.wait(timeout=5)
+                self._popen.wait(timeout=KILL_TIMEOUT_S)
             self._popen = None
-        elif pid is not None:
-            _reap(pid)
         with contextlib.suppress(FileNotFoundError):
             self.pidfile.unlink()
 
+    def wait_ready(self, ready: Callable[[], bool], what: str, timeout: float) -> None:
+        """Wait until `ready()`; ServiceFailed with the log when the process exits or time is up."""
 
-def _wait_until(ready, process: BackgroundProcess, what: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if ready():
-            return
-        if process.exited():
+        def up() -> bool:
+            if self.exited():
+                raise ServiceFailed(
+                    f"{what} exited during start-up; log {self.log}:\n{log_tail(self.log)}"
+                )
+            return ready()
+
+        try:
+            wait_until(up, timeout_s=timeout, what=what)
+        except WaitTimeout as error:
             raise ServiceFailed(
-                f"{what} exited during start-up; log {process.log}:\n{process.log_tail()}"
-            )
-        time.sleep(0.05)
-    raise ServiceFailed(f"{what} not ready after {timeout:.0f} s; log {process.log}")
+                f"{what} not ready after {timeout:.0f} s; log {self.log}"
+            ) from error
 
 
 class Dockerd:
@@ -205,7 +185,7 @@ class Dockerd:
             ],
             env=self._env(),
         )
-        _wait_until(self._ping, self._process, f"dockerd ({self.socket})", START_TIMEOUT_S)
+        self._process.wait_ready(self._ping, f"dockerd ({self.socket})", START_TIMEOUT_S)
 
     def stop(self) -> None:
         self._process.stop()
@@ -346,7 +326,7 @@ class Swtpm:
                 ]
             )
             try:
-                _wait_until(self._accepts, self._process, f"swtpm (port {port})", START_TIMEOUT_S)
+                self._process.wait_ready(self._accepts, f"swtpm (port {port})", START_TIMEOUT_S)
                 return
             except ServiceFailed:
                 self._process.stop()
