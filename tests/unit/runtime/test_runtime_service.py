@@ -1,13 +1,14 @@
-"""The runtime service from a config: agent spec, watchdog, hooks that outlive a reload."""
+"""The runtime service from a config: agent spec, watchdog, the hooks the wiring gives it."""
 
 from __future__ import annotations
 
 import asyncio
-from types import SimpleNamespace
 
-from firmware.api.router import Router
+import pytest
+
 from firmware.config import load_config
-from firmware.daemon.service import ServiceDirectory
+from firmware.errors import Unavailable
+from firmware.executor import BoundedExecutor
 from firmware.runtime.images import ImageCollector
 from firmware.runtime.service import RuntimeService, agent_spec, max_retries
 from firmware.runtime.spec import PullPolicy, RestartPolicy
@@ -43,25 +44,16 @@ max_retries = 3
 """
 
 
-class Executor:
-    async def run(self, fn, *args):
-        return fn(*args)
-
-
-def context(tmp_path, services):
+def runtime_config(tmp_path):
     path = tmp_path / "config.toml"
     path.write_text(CONFIG.format(root=tmp_path))
-    store = StateStore(tmp_path / "state")
-    store.ensure()
-    return SimpleNamespace(
-        config=load_config(path),
-        store=store,
-        router=Router(),
-        executor=Executor(),
-        services=services,
-        logs=None,
-        started_at=0.0,
-    )
+    return load_config(path)
+
+
+def store(tmp_path):
+    state = StateStore(tmp_path / "state")
+    state.ensure()
+    return state
 
 
 class Hook:
@@ -73,42 +65,41 @@ class Hook:
 
 
 def test_agent_spec_and_watchdog_from_config(tmp_path):
-    ctx = context(tmp_path, ServiceDirectory())
-    agent = agent_spec(ctx.config)
+    config = runtime_config(tmp_path)
+    agent = agent_spec(config)
     assert agent.name == "edgeAgent" and agent.image == "example/agent:1.5"
     assert agent.env == {"Port": "8080", "UpstreamProtocol": "AmqpWs"}
     assert agent.create_options == {"HostConfig": {"Privileged": False}}
     assert agent.pull_policy is PullPolicy.NEVER
     assert agent.restart_policy is RestartPolicy.ALWAYS
-    assert max_retries(ctx.config.watchdog.max_retries) == 3
+    assert max_retries(config.watchdog.max_retries) == 3
     assert max_retries("infinite") is None
 
 
-def test_prepare_touches_no_engine_and_hooks_outlive_a_new_instance(tmp_path):
-    services = ServiceDirectory()
-    ctx = context(tmp_path, services)
-    first = RuntimeService()
-    services.add(first)
+def test_prepare_touches_no_engine_and_runs_the_hooks_it_was_given(tmp_path):
+    executor = BoundedExecutor()
     hook = Hook()
-    first.add_hook(hook)
-    asyncio.run(first.prepare(ctx))
-    assert first.describe() == {
+    service = RuntimeService(runtime_config(tmp_path), store(tmp_path), executor, hooks=(hook,))
+    try:
+        asyncio.run(service.prepare())
+    finally:
+        executor.shutdown()
+    assert service.describe() == {
         "engine": "unavailable",
         "socket": f"{tmp_path}/docker.sock",
         "modules": 1,
         "degraded": None,
     }
-    hooks = first.reconciler._hooks
-    assert isinstance(hooks[0], ImageCollector) and hooks[1] is hook
-    assert first.reconciler._pull_credentials["edgeAgent"]["serveraddress"] == (
+    hooks = service.current()._hooks
+    assert isinstance(hooks[0], ImageCollector) and hooks[1:] == [hook]
+    assert service.current()._pull_credentials["edgeAgent"]["serveraddress"] == (
         "example.azurecr.io"
     )
-    patterns = {route.pattern for route in ctx.router.routes()}
-    assert {"/modules", "/modules/{name}/logs", "/deployments", "/systeminfo"} <= patterns
 
-    second = RuntimeService()  # what a reload makes
-    services.add(second)
-    asyncio.run(second.prepare(ctx))
-    assert second.reconciler._hooks[1:] == [hook]
-    second.add_hook(hook)
-    assert second.reconciler._hooks[1:] == [hook]
+
+def test_current_is_unavailable_before_prepare(tmp_path):
+    executor = BoundedExecutor()
+    service = RuntimeService(runtime_config(tmp_path), store(tmp_path), executor)
+    with pytest.raises(Unavailable):
+        service.current()
+    assert service.describe() == {"engine": "not started"}

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from firmware.api.management.identities import register_identity_routes
+from firmware.api.management import identities as identity_routes
 from firmware.api.model import ApiRequest, ApiResponse, PeerCredentials
 from firmware.api.router import Router
 from firmware.api.workload.access import ContainerLookup, WorkloadAccess
@@ -86,7 +86,8 @@ async def workload_rig(
     limits = SocketRateLimits(limit or RateLimit(rate=100000.0, burst=100000))
     access = WorkloadAccess(containers, executor.run)
     WorkloadApi(lambda: identities, lambda: keys, lambda: certs, access, limits).register(router)
-    register_identity_routes(router, lambda: identities)
+    for method, pattern, handler in identity_routes.routes(lambda: identities):
+        router.add(method, pattern, handler)
     try:
         yield WorkloadRig(root, executor, keys, certs, identities, router, limits)
     finally:
