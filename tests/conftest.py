@@ -3,10 +3,13 @@
 `sim_dockerd`, `busybox_image`, `swtpm`, `softhsm` start a private dockerd, swtpm and SoftHSM2
 token under pytest's temp dir and stop them when the session ends; `edgekeeper_binary` is the
 built `dist/sim/edgekeeper`. A missing component fails the test with the package to install.
+`async def` tests run on a fresh event loop each.
 """
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import os
 import subprocess
 import sys
@@ -25,6 +28,18 @@ from tests.peers.sim import (
 )
 
 REPO = Path(__file__).resolve().parent.parent
+ASYNC_TEST_TIMEOUT_S = 20
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    """Run an `async def` test on a fresh event loop, bounded in time."""
+    if not inspect.iscoroutinefunction(pyfuncitem.obj):
+        return None
+    arguments = {name: pyfuncitem.funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
+    coroutine = pyfuncitem.obj(**arguments)
+    asyncio.run(asyncio.wait_for(coroutine, ASYNC_TEST_TIMEOUT_S))
+    return True
 BUSYBOX_TAG = "edgekeeper-test/busybox:latest"
 
 
