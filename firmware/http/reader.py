@@ -1,0 +1,249 @@
+"""The server side of one HTTP/1.1 connection without I/O: bytes and a clock in, requests out.
+
+`RequestReader` wraps an h11 server connection and enforces the request bounds (`RequestLimits`):
+head size, body size, time from a request's first byte to its last (slow clients), idle time
+between requests, number of query fields. The socket server feeds it what arrives with
+`feed(data, now)` and asks `next_event(now)`, which says one of:
+
+- `HttpRequest`: a complete request; answer it with `answer` or `start_answer`/`answer_chunk`/
+  `end_answer` before asking again;
+- `Refusal`: the client broke the protocol or a bound; answer the status (with `answer(...,
+  close=True)` where `can_answer`) and close;
+- `NeedData`: wait for bytes until `until` (same clock as `now`), then ask again;
+- `Interim`: write these bytes (100 Continue), then ask again;
+- `Closed`: nothing more will come (the peer closed, the connection idled out, or the last answer
+  ended it): close.
+
+Whatever bytes arrive at whatever times, `next_event` only ever gives one of these.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from urllib.parse import parse_qsl
+
+import h11
+
+
+@dataclass(frozen=True)
+class RequestLimits:
+    """Bounds on what a client may send."""
+
+    max_body_bytes: int = 1024 * 1024
+    max_header_bytes: int = 16 * 1024
+    request_timeout_s: float = 10.0  # from a request's first byte to its last
+    idle_timeout_s: float = 60.0  # keep-alive wait for the next request
+    max_query_fields: int = 64
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    """A complete request: `path` percent-encoded as sent, `query` decoded, header names in lower
+    case (repeats joined by ", ")."""
+
+    method: str
+    path: str
+    query: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body: bytes = b""
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Answer `status` with `message`, then close."""
+
+    status: int
+    message: str
+
+
+@dataclass(frozen=True)
+class NeedData:
+    """Feed more bytes; if none come before `until`, ask again anyway."""
+
+    until: float
+
+
+@dataclass(frozen=True)
+class Interim:
+    """Send `data` (an interim answer), then ask again."""
+
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Closed:
+    """The connection is over; `reason` is for the log."""
+
+    reason: str
+
+
+ReaderEvent = HttpRequest | Refusal | NeedData | Interim | Closed
+
+
+class RequestReader:
+    """Requests from one client connection, and the framing of the answers to them."""
+
+    def __init__(self, limits: RequestLimits) -> None:
+        self._limits = limits
+        self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_header_bytes)
+        self._waiting_since: float | None = None  # when this request cycle began
+        self._first_byte_at: float | None = None  # when this request's first byte came
+        self._head: h11.Request | None = None
+        self._body = bytearray()
+        self._answer_due = False
+        self._ended = False
+
+    @property
+    def can_answer(self) -> bool:
+        """True while an answer (a refusal included) may still be sent."""
+        return self._h11.our_state in (h11.IDLE, h11.SEND_RESPONSE)
+
+    def feed(self, data: bytes, now: float) -> None:
+        """Bytes from the client; b"" when it has closed its sending side."""
+        if self._ended or self._h11.trailing_data[1]:  # over, or the client closed already
+            return
+        self._start_cycle(now)
+        if data and self._first_byte_at is None:
+            self._first_byte_at = now
+        self._h11.receive_data(data)
+
+    def next_event(self, now: float) -> ReaderEvent:
+        """What the server should do next (see the module docstring)."""
+        if self._ended:
+            return Closed("connection ended")
+        if self._answer_due:
+            if self._h11.our_state not in (h11.DONE, h11.MUST_CLOSE, h11.CLOSED):
+                raise RuntimeError("answer the request before reading the next one")
+            self._answer_due = False
+        if self._h11.our_state is h11.DONE:
+            if self._h11.their_state is not h11.DONE:
+                return self._end(Closed("answered"))
+            self._h11.start_next_cycle()
+            self._waiting_since = self._first_byte_at = None
+            self._head, self._body = None, bytearray()
+        elif self._h11.our_state in (h11.MUST_CLOSE, h11.CLOSED):
+            return self._end(Closed("answered; the connection closes"))
+        self._start_cycle(now)
+        while True:
+            try:
+                event = self._h11.next_event()
+            except h11.RemoteProtocolError as error:
+                return self._end(
+                    Refusal(error.error_status_hint, f"malformed HTTP request: {error}")
+                )
+            if event is h11.NEED_DATA:
+                return self._wait(now)
+            if isinstance(event, h11.Request):
+                verdict = self._accept_head(event)
+                if verdict is not None:
+                    return verdict
+            elif isinstance(event, h11.Data):
+                self._body += event.data
+                if len(self._body) > self._limits.max_body_bytes:
+                    return self._end(Refusal(413, self._too_large()))
+            elif isinstance(event, h11.EndOfMessage):
+                return self._request()
+            else:  # ConnectionClosed, or PAUSED after the client closed mid-cycle
+                return self._end(Closed("the client closed the connection"))
+
+    # --- answers -------------------------------------------------------------------------
+
+    def answer(
+        self, status: int, headers: Sequence[tuple[str, str]], body: bytes, *, close: bool = False
+    ) -> bytes:
+        """A whole answer with its Content-Length (and "Connection: close" with `close`)."""
+        fields = [*headers, ("content-length", str(len(body)))]
+        if close:
+            fields.append(("connection", "close"))
+        events: list[h11.Event] = [h11.Response(status_code=status, headers=fields)]
+        if body:
+            events.append(h11.Data(data=body))
+        events.append(h11.EndOfMessage())
+        return b"".join(self._h11.send(event) or b"" for event in events)
+
+    def start_answer(self, status: int, headers: Sequence[tuple[str, str]]) -> bytes:
+        """The head of an answer whose body follows in chunks; the connection ends with it."""
+        fields = [*headers, ("connection", "close")]
+        return self._h11.send(h11.Response(status_code=status, headers=fields)) or b""
+
+    def answer_chunk(self, data: bytes) -> bytes:
+        return self._h11.send(h11.Data(data=data)) or b""
+
+    def end_answer(self) -> bytes:
+        return self._h11.send(h11.EndOfMessage()) or b""
+
+    # --- reading -------------------------------------------------------------------------
+
+    def _start_cycle(self, now: float) -> None:
+        if self._waiting_since is not None:
+            return
+        self._waiting_since = now
+        if self._h11.trailing_data[0]:  # a pipelined request had already arrived
+            self._first_byte_at = now
+
+    def _wait(self, now: float) -> ReaderEvent:
+        assert self._waiting_since is not None
+        if self._first_byte_at is None:
+            until = self._waiting_since + self._limits.idle_timeout_s
+            if now >= until:
+                return self._end(Closed("idle"))
+        else:
+            until = self._first_byte_at + self._limits.request_timeout_s
+            if now >= until:
+                return self._end(Refusal(408, "request not received in time"))
+        return NeedData(until)
+
+    def _accept_head(self, head: h11.Request) -> ReaderEvent | None:
+        size = len(head.target) + sum(len(name) + len(value) + 4 for name, value in head.headers)
+        if size > self._limits.max_header_bytes:
+            # h11 bounds a head that arrives in pieces; this bounds one that arrived at once.
+            return self._end(
+                Refusal(431, f"request head is larger than {self._limits.max_header_bytes} bytes")
+            )
+        for name, value in head.headers:
+            if name == b"content-length" and int(value) > self._limits.max_body_bytes:
+                return self._end(Refusal(413, self._too_large()))
+        self._head = head
+        if self._h11.client_is_waiting_for_100_continue:
+            return Interim(
+                self._h11.send(h11.InformationalResponse(status_code=100, headers=[])) or b""
+            )
+        return None
+
+    def _request(self) -> ReaderEvent:
+        head = self._head
+        assert head is not None
+        try:
+            path, _, query_text = head.target.decode("ascii").partition("?")
+            query = dict(
+                parse_qsl(
+                    query_text,
+                    keep_blank_values=True,
+                    errors="strict",
+                    max_num_fields=self._limits.max_query_fields,
+                )
+            )
+        except ValueError:  # UnicodeDecodeError included
+            return self._end(Refusal(400, "request target is not a valid path and query"))
+        if not path.startswith("/"):
+            return self._end(Refusal(400, "request target must be a path starting with '/'"))
+        headers: dict[str, str] = {}
+        for raw_name, raw_value in head.headers:
+            name, value = raw_name.decode("latin-1"), raw_value.decode("latin-1")
+            headers[name] = f"{headers[name]}, {value}" if name in headers else value
+        self._answer_due = True
+        return HttpRequest(
+            method=head.method.decode("ascii"),
+            path=path,
+            query=query,
+            headers=headers,
+            body=bytes(self._body),
+        )
+
+    def _too_large(self) -> str:
+        return f"request body is larger than {self._limits.max_body_bytes} bytes"
+
+    def _end(self, event: Refusal | Closed) -> Refusal | Closed:
+        self._ended = True
+        return event
