@@ -1,28 +1,26 @@
-"""A small client of the local APIs over a unix socket (h11 over asyncio), used by the CLI.
+"""A small client of the local APIs over a unix socket, used by the CLI: `firmware.http`'s client
+with the daemon's conventions.
 
 Every request carries `api-version`; an error answer comes back as the `EdgekeeperError` kind for
-its status with the daemon's message; a socket that is missing or refuses us is a
+its status with the daemon's message; a socket that is missing, refuses us or does not answer is a
 `DaemonUnreachable` naming the socket and what to check. One connection per request: the CLI makes
 one or two, and a fresh connection cannot be left half-read by a failed one.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 from collections.abc import AsyncIterator, Mapping
 from urllib.parse import urlencode
 
-import h11
-
 from firmware.api import versions
 from firmware.api.errors import DaemonUnreachable, error_for_answer
 from firmware.api.model import JSON_TYPE, ApiResponse
+from firmware.http.client import Answer, Deadlines, HttpClient, UnixEndpoint
+from firmware.http.errors import ExchangeFailed, Failure, Phase
 
 DEFAULT_MANAGEMENT_URI = "unix:///run/edgekeeper/mgmt.sock"
 
-_READ_SIZE = 64 * 1024
 _MAX_ANSWER_BYTES = 64 * 1024 * 1024
 
 
@@ -32,7 +30,8 @@ def socket_path(uri: str) -> str:
 
 
 class ApiClient:
-    """Requests to one daemon socket."""
+    """Requests to one daemon socket; every wait (connecting, each silence of the daemon) is
+    bounded by `timeout_s`, except the body of a stream, which follows for as long as it lasts."""
 
     def __init__(
         self,
@@ -44,6 +43,11 @@ class ApiClient:
         self.path = socket_path(uri)
         self.api_version = api_version
         self.timeout_s = timeout_s
+        self._http = HttpClient(
+            UnixEndpoint(self.path),
+            deadlines=Deadlines(connect_s=timeout_s, read_s=timeout_s, overall_s=None),
+            headers=[("user-agent", "edgekeeper-cli")],
+        )
 
     async def request(
         self,
@@ -53,161 +57,86 @@ class ApiClient:
         body: object = None,
     ) -> ApiResponse:
         """Send one request and read the whole answer; raises the answer's error for >= 400."""
-        exchange = await self._open(method, path, query, body)
+        headers, payload = _payload(body)
         try:
-            status, headers = await exchange.head()
-            data = bytearray()
-            async for chunk in exchange.body():
-                data += chunk
-                if len(data) > _MAX_ANSWER_BYTES:
-                    raise DaemonUnreachable(
-                        f"the daemon at {self.path} sent an answer over {_MAX_ANSWER_BYTES} bytes"
-                    )
-        finally:
-            await exchange.close()
-        answer = ApiResponse(status=status, body=bytes(data), headers=headers)
-        if status >= 400:
-            raise error_for_answer(status, _decoded(answer))
-        return answer
+            answer = await self._http.request(
+                method,
+                self._target(path, query),
+                headers=headers,
+                body=payload,
+                max_bytes=_MAX_ANSWER_BYTES,
+            )
+        except ExchangeFailed as error:
+            raise self._unreachable(error) from None
+        if answer.status >= 400:
+            raise error_for_answer(answer.status, _decoded(answer))
+        return ApiResponse(
+            status=answer.status, body=answer.body, headers=tuple(answer.headers.items())
+        )
 
     async def stream(
         self, method: str, path: str, query: Mapping[str, str] | None = None
     ) -> AsyncIterator[bytes]:
         """The answer's body chunk by chunk as it arrives (for `logs --follow`)."""
-        exchange = await self._open(method, path, query, None)
         try:
-            status, headers = await exchange.head()
-            if status >= 400:
-                data = b"".join([chunk async for chunk in exchange.body()])
-                raise error_for_answer(status, _decoded(ApiResponse(status, data, headers)))
-            async for chunk in exchange.body(timeout_s=None):
-                yield chunk
-        finally:
-            await exchange.close()
+            async with self._http.stream(
+                method, self._target(path, query), body=b"", follow=True
+            ) as answer:
+                if answer.status >= 400:
+                    failed = Answer(answer.status, answer.headers, await answer.read())
+                    raise error_for_answer(failed.status, _decoded(failed))
+                async for chunk in answer:
+                    yield chunk
+        except ExchangeFailed as error:
+            raise self._unreachable(error) from None
 
-    async def _open(
-        self, method: str, path: str, query: Mapping[str, str] | None, body: object
-    ) -> _Exchange:
-        parameters = {"api-version": self.api_version, **(query or {})}
-        target = f"{path}?{urlencode(parameters)}"
-        headers = [("host", "localhost"), ("user-agent", "edgekeeper-cli")]
-        payload = b""
-        if body is not None:
-            payload = body if isinstance(body, bytes) else json.dumps(body).encode()
-            headers.append(("content-type", JSON_TYPE))
-        headers.append(("content-length", str(len(payload))))
-        try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_unix_connection(self.path), self.timeout_s
-            )
-        except (FileNotFoundError, ConnectionRefusedError):
-            raise self._unreachable() from None
-        except PermissionError:
-            raise DaemonUnreachable(
+    def _target(self, path: str, query: Mapping[str, str] | None) -> str:
+        return f"{path}?{urlencode({'api-version': self.api_version, **(query or {})})}"
+
+    def _unreachable(self, error: ExchangeFailed) -> DaemonUnreachable:
+        """What a failed exchange means for someone at the command line."""
+        if error.failure is Failure.DENIED:
+            return DaemonUnreachable(
                 f"no permission to use the edgekeeper socket {self.path}",
                 hint="run as root or as a member of the socket's group (listen.socket_group)",
-            ) from None
-        except (TimeoutError, OSError):
-            raise self._unreachable() from None
-        exchange = _Exchange(reader, writer, self.path, self.timeout_s)
-        try:
-            await exchange.send(method, target, headers, payload)
-        except BaseException:
-            await exchange.close()
-            raise
-        return exchange
-
-    def _unreachable(self) -> DaemonUnreachable:
+            )
+        if error.phase is Phase.CONNECT:
+            return DaemonUnreachable(
+                f"cannot reach the edgekeeper daemon at {self.path}",
+                hint="is `edgekeeper run` running? see `systemctl status edgekeeper`",
+            )
+        if error.failure is Failure.TOO_LARGE:
+            return DaemonUnreachable(
+                f"the daemon at {self.path} sent an answer over {_MAX_ANSWER_BYTES} bytes"
+            )
+        if error.failure.timed_out:
+            return DaemonUnreachable(
+                f"the edgekeeper daemon at {self.path} did not answer in {self.timeout_s:g} s",
+                hint="see `journalctl -u edgekeeper` for what it is doing",
+            )
+        if error.phase is Phase.SEND:
+            what = "took no request"
+        elif error.failure is Failure.MALFORMED:
+            what = f"sent a malformed answer ({error.detail})"
+        elif error.phase is Phase.HEAD:
+            what = "closed the connection before answering"
+        else:
+            what = f"ended the answer early ({error.detail})"
         return DaemonUnreachable(
-            f"cannot reach the edgekeeper daemon at {self.path}",
-            hint="is `edgekeeper run` running? see `systemctl status edgekeeper`",
-        )
-
-
-class _Exchange:
-    """One request and its answer on one connection."""
-
-    def __init__(
-        self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        path: str,
-        timeout_s: float,
-    ) -> None:
-        self._reader = reader
-        self._writer = writer
-        self._path = path
-        self._timeout_s = timeout_s
-        self._h11 = h11.Connection(h11.CLIENT)
-
-    async def send(
-        self, method: str, target: str, headers: list[tuple[str, str]], payload: bytes
-    ) -> None:
-        data = self._h11.send(h11.Request(method=method, target=target, headers=headers))
-        if payload:
-            data += self._h11.send(h11.Data(data=payload))
-        data += self._h11.send(h11.EndOfMessage())
-        self._writer.write(data)
-        try:
-            await asyncio.wait_for(self._writer.drain(), self._timeout_s)
-        except (TimeoutError, ConnectionError):
-            raise self._broken("took no request") from None
-
-    async def head(self) -> tuple[int, tuple[tuple[str, str], ...]]:
-        while True:
-            event = await self._next_event(self._timeout_s)
-            if isinstance(event, h11.Response):
-                headers = tuple(
-                    (k.decode("latin-1"), v.decode("latin-1")) for k, v in event.headers
-                )
-                return event.status_code, headers
-            if not isinstance(event, h11.InformationalResponse):
-                raise self._broken("closed the connection before answering")
-
-    async def body(self, timeout_s: float | None = -1.0) -> AsyncIterator[bytes]:
-        wait = self._timeout_s if timeout_s is not None and timeout_s < 0 else timeout_s
-        while True:
-            event = await self._next_event(wait)
-            if isinstance(event, h11.Data):
-                yield bytes(event.data)
-            elif isinstance(event, h11.EndOfMessage):
-                return
-            else:
-                raise self._broken("ended the answer early")
-
-    async def close(self) -> None:
-        self._writer.close()
-        with contextlib.suppress(OSError, TimeoutError):
-            await asyncio.wait_for(self._writer.wait_closed(), self._timeout_s)
-
-    async def _next_event(self, timeout_s: float | None) -> object:
-        while True:
-            try:
-                event = self._h11.next_event()
-            except h11.RemoteProtocolError as error:
-                raise self._broken(f"sent a malformed answer ({error})") from None
-            if event is not h11.NEED_DATA:
-                return event
-            try:
-                async with asyncio.timeout(timeout_s):
-                    data = await self._reader.read(_READ_SIZE)
-            except TimeoutError:
-                raise DaemonUnreachable(
-                    f"the edgekeeper daemon at {self._path} did not answer in {timeout_s:g} s",
-                    hint="see `journalctl -u edgekeeper` for what it is doing",
-                ) from None
-            except ConnectionError:
-                data = b""
-            self._h11.receive_data(data)
-
-    def _broken(self, what: str) -> DaemonUnreachable:
-        return DaemonUnreachable(
-            f"the edgekeeper daemon at {self._path} {what}",
+            f"the edgekeeper daemon at {self.path} {what}",
             hint="see `journalctl -u edgekeeper` for why",
         )
 
 
-def _decoded(answer: ApiResponse) -> object:
+def _payload(body: object) -> tuple[list[tuple[str, str]], bytes]:
+    """Headers and bytes for a request body: bytes as they are, anything else as JSON."""
+    if body is None:
+        return [], b""
+    payload = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return [("content-type", JSON_TYPE)], payload
+
+
+def _decoded(answer: Answer) -> object:
     try:
         return answer.json()
     except ValueError:

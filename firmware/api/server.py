@@ -1,11 +1,12 @@
-"""The HTTP/1.1 server of the local APIs: asyncio unix sockets feeding h11, answers from the router.
+"""The HTTP/1.1 server of the local APIs: asyncio unix sockets feeding a `RequestReader`.
 
-Each connection is its own task: h11 parses, this module only moves bytes and enforces the bounds
-(header size, body size, time to send a request, time to take an answer, idle keep-alive, number
-of connections). A client that stalls or misbehaves gets a 4xx where HTTP still allows one and is
-dropped; it never holds up another client and never takes the server down. Streamed responses
-(`ApiResponse.stream`) go out with chunked encoding and end the connection when done, or as soon
-as the client hangs up.
+Each connection is its own task. The sans-IO `RequestReader` (firmware.http.reader) parses and
+enforces the request bounds (header size, body size, time to send a request, idle keep-alive);
+this module moves the bytes, hands requests to the router, and adds the bounds only a socket has
+(time to take an answer, number of connections). A client that stalls or misbehaves gets a 4xx
+where HTTP still allows one and is dropped; it never holds up another client and never takes the
+server down. Streamed responses (`ApiResponse.stream`) go out with chunked encoding and end the
+connection when done, or as soon as the client hangs up.
 
 `ApiSocketServer` serves one socket for one listener name; `start_servers` binds several, all or
 none.
@@ -21,9 +22,6 @@ import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl
-
-import h11
 
 from firmware.api.model import ApiRequest, ApiResponse, PeerCredentials
 from firmware.api.router import Router
@@ -35,23 +33,26 @@ from firmware.api.sockets import (
     peer_credentials,
 )
 from firmware.errors import EdgekeeperError
+from firmware.http.reader import (
+    HttpRequest,
+    Interim,
+    NeedData,
+    Refusal,
+    RequestLimits,
+    RequestReader,
+)
 
 log = logging.getLogger("edgekeeper.api")
 
 _READ_SIZE = 64 * 1024
-_MAX_QUERY_FIELDS = 64
 _LINGER_S = 1.0  # how long a refused client may go on sending before we close
 _LINGER_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
-class ServerLimits:
-    """Bounds every connection lives within."""
+class ServerLimits(RequestLimits):
+    """Bounds every connection lives within: the request bounds, and the socket's own."""
 
-    max_body_bytes: int = 1024 * 1024
-    max_header_bytes: int = 16 * 1024
-    request_timeout_s: float = 10.0  # from a request's first byte to its last
-    idle_timeout_s: float = 60.0  # keep-alive wait for the next request
     write_timeout_s: float = 10.0  # a client that does not take its answer
     max_connections: int = 64
 
@@ -80,148 +81,71 @@ class _Connection:
         self._listener = listener
         self._limits = limits
         self._peer = peer
-        self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_header_bytes)
+        self._requests = RequestReader(limits)
 
     async def serve(self) -> None:
+        loop = asyncio.get_running_loop()
         try:
             while True:
-                request = await self._read_request()
-                if request is None:
+                event = self._requests.next_event(loop.time())
+                if isinstance(event, NeedData):
+                    await self._receive(event.until)
+                elif isinstance(event, Interim):
+                    await self._write(event.data)
+                elif isinstance(event, HttpRequest):
+                    await self._answer(event)
+                elif isinstance(event, Refusal):
+                    # A client that ran out of time is not waited for any longer.
+                    await self._refuse(event.status, event.message, linger=event.status != 408)
                     return
-                response = await self._router.dispatch(request)
-                log.debug(
-                    "%s %s on %s -> %d",
-                    request.method,
-                    request.path,
-                    self._listener,
-                    response.status,
-                )
-                await self._send(response)
-                if self._h11.our_state is not h11.DONE or self._h11.their_state is not h11.DONE:
+                else:
+                    log.debug("connection on %s ended: %s", self._listener, event.reason)
                     return
-                self._h11.start_next_cycle()
         except _Drop:
             return
-        except (ConnectionError, h11.LocalProtocolError) as error:
+        except ConnectionError as error:
             log.debug("connection on %s ended: %s", self._listener, error)
         except Exception:
             log.error("internal error on a %s connection", self._listener, exc_info=True)
 
-    # --- reading -------------------------------------------------------------------------
-
-    async def _read_request(self) -> ApiRequest | None:
-        loop = asyncio.get_running_loop()
-        deadline: float | None = None
-        if self._h11.trailing_data[0]:
-            deadline = loop.time() + self._limits.request_timeout_s
-        head: h11.Request | None = None
-        body = bytearray()
-        while True:
-            try:
-                event = self._h11.next_event()
-            except h11.RemoteProtocolError as error:
-                await self._refuse(error.error_status_hint, f"malformed HTTP request: {error}")
-                return None
-            if event is h11.NEED_DATA:
-                if deadline is None:
-                    timeout = self._limits.idle_timeout_s
-                else:
-                    timeout = max(deadline - loop.time(), 0.0)
-                data = await self._receive(timeout)
-                if data is None:
-                    if deadline is not None:
-                        await self._refuse(408, "request not received in time", linger=False)
-                    return None
-                if deadline is None:
-                    deadline = loop.time() + self._limits.request_timeout_s
-                self._h11.receive_data(data)
-            elif isinstance(event, h11.Request):
-                head = event
-                if not await self._accept_head(event):
-                    return None
-            elif isinstance(event, h11.Data):
-                body += event.data
-                if len(body) > self._limits.max_body_bytes:
-                    await self._refuse(413, self._too_large())
-                    return None
-            elif isinstance(event, h11.EndOfMessage):
-                assert head is not None
-                return await self._request_from(head, bytes(body))
-            else:  # ConnectionClosed, or PAUSED after the peer closed
-                return None
-
-    async def _receive(self, within_s: float) -> bytes | None:
-        """Bytes from the client (b"" at EOF), or None when it sent nothing `within_s`."""
+    async def _receive(self, until: float) -> None:
+        """Feed the reader what the client sends before `until` (b"" at EOF); nothing if it sent
+        nothing by then (the reader then sees its deadline passed)."""
         try:
-            async with asyncio.timeout(within_s):
-                return await self._reader.read(_READ_SIZE)
+            async with asyncio.timeout_at(until):
+                data = await self._reader.read(_READ_SIZE)
         except TimeoutError:
-            return None
+            return
+        self._requests.feed(data, asyncio.get_running_loop().time())
 
-    async def _accept_head(self, head: h11.Request) -> bool:
-        size = len(head.target) + sum(len(name) + len(value) + 4 for name, value in head.headers)
-        if size > self._limits.max_header_bytes:
-            # h11 bounds a head that arrives in pieces; this bounds one that arrived at once.
-            await self._refuse(
-                431, f"request head is larger than {self._limits.max_header_bytes} bytes"
+    async def _answer(self, request: HttpRequest) -> None:
+        response = await self._router.dispatch(
+            ApiRequest(
+                method=request.method,
+                path=request.path,
+                query=request.query,
+                headers=request.headers,
+                body=request.body,
+                peer=self._peer,
+                listener=self._listener,
             )
-            return False
-        for name, value in head.headers:
-            if name == b"content-length" and int(value) > self._limits.max_body_bytes:
-                await self._refuse(413, self._too_large())
-                return False
-        if self._h11.client_is_waiting_for_100_continue:
-            await self._write(
-                self._h11.send(h11.InformationalResponse(status_code=100, headers=[]))
-            )
-        return True
-
-    def _too_large(self) -> str:
-        return f"request body is larger than {self._limits.max_body_bytes} bytes"
-
-    async def _request_from(self, head: h11.Request, body: bytes) -> ApiRequest | None:
-        try:
-            target = head.target.decode("ascii")
-            path, _, query_text = target.partition("?")
-            query = dict(
-                parse_qsl(
-                    query_text,
-                    keep_blank_values=True,
-                    errors="strict",
-                    max_num_fields=_MAX_QUERY_FIELDS,
-                )
-            )
-        except (UnicodeDecodeError, ValueError):
-            await self._refuse(400, "request target is not a valid path and query")
-            return None
-        if not path.startswith("/"):
-            await self._refuse(400, "request target must be a path starting with '/'")
-            return None
-        headers: dict[str, str] = {}
-        for name, value in head.headers:
-            key = name.decode("latin-1")
-            text = value.decode("latin-1")
-            headers[key] = f"{headers[key]}, {text}" if key in headers else text
-        return ApiRequest(
-            method=head.method.decode("ascii"),
-            path=path,
-            query=query,
-            headers=headers,
-            body=body,
-            peer=self._peer,
-            listener=self._listener,
         )
+        log.debug(
+            "%s %s on %s -> %d", request.method, request.path, self._listener, response.status
+        )
+        await self._send(response)
 
     # --- writing -------------------------------------------------------------------------
 
-    async def _write(self, data: bytes | None) -> None:
+    async def _write(self, data: bytes) -> None:
         if not data:
             return
         self._writer.write(data)
         if self._writer.transport.get_write_buffer_size() == 0:
             return  # all sent already: nothing to wait for
         try:
-            await asyncio.wait_for(self._writer.drain(), self._limits.write_timeout_s)
+            async with asyncio.timeout(self._limits.write_timeout_s):
+                await self._writer.drain()
         except (TimeoutError, ConnectionError):
             raise _Drop from None
 
@@ -232,25 +156,13 @@ class _Connection:
         the close: closing a unix socket with unread data resets it, and the client could lose
         the answer that says what was wrong.
         """
-        if self._h11.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+        if not self._requests.can_answer:
             return
         body = ApiResponse.error(status, message).encoded_body()
-        headers = [
-            ("content-type", "application/json"),
-            ("content-length", str(len(body))),
-            ("connection", "close"),
-        ]
+        headers = [("content-type", "application/json")]
         try:
-            answer = b"".join(
-                self._h11.send(event) or b""
-                for event in (
-                    h11.Response(status_code=status, headers=headers),
-                    h11.Data(data=body),
-                    h11.EndOfMessage(),
-                )
-            )
-            await self._write(answer)
-        except (h11.LocalProtocolError, _Drop):
+            await self._write(self._requests.answer(status, headers, body, close=True))
+        except _Drop:
             return
         if linger:
             await self._linger()
@@ -278,19 +190,11 @@ class _Connection:
             (name, value) for name, value in response.headers if name.lower() != "content-type"
         )
         if response.stream is None:
-            body = response.encoded_body()
-            headers.append(("content-length", str(len(body))))
-            events: list[h11.Event] = [h11.Response(status_code=response.status, headers=headers)]
-            if body:
-                events.append(h11.Data(data=body))
-            events.append(h11.EndOfMessage())
             # One write for the whole answer: one syscall and one wake-up for the client.
-            await self._write(b"".join(self._h11.send(event) or b"" for event in events))
+            body = response.encoded_body()
+            await self._write(self._requests.answer(response.status, headers, body))
             return
-        headers.append(("connection", "close"))
-        await self._write(
-            self._h11.send(h11.Response(status_code=response.status, headers=headers))
-        )
+        await self._write(self._requests.start_answer(response.status, headers))
         await self._send_stream(response.stream)
 
     async def _send_stream(self, stream: AsyncIterator[bytes]) -> None:
@@ -312,9 +216,8 @@ class _Connection:
                 except EdgekeeperError as error:
                     log.warning("stream on %s ended early: %s", self._listener, error.render())
                     raise _Drop from None
-                if chunk:
-                    await self._write(self._h11.send(h11.Data(data=chunk)))
-            await self._write(self._h11.send(h11.EndOfMessage()))
+                await self._write(self._requests.answer_chunk(chunk))
+            await self._write(self._requests.end_answer())
         finally:
             hangup.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -444,7 +347,8 @@ class ApiSocketServer:
             self._connections.discard(task)
             writer.close()
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(writer.wait_closed(), self._limits.write_timeout_s)
+                async with asyncio.timeout(self._limits.write_timeout_s):
+                    await writer.wait_closed()
 
 
 async def start_servers(
