@@ -74,8 +74,9 @@ def test_status_shows_uptime_and_services(consoles):
 
 def test_log_level_changes_and_comes_back(consoles):
     for board in consoles:
-        assert "debug" in command(board, "log-level debug").lower()
-        assert "info" in command(board, "log-level info").lower()
+        for level in ("debug", "info"):
+            text = command(board, f"log-level {level}")
+            assert re.search(rf"(?m)^log level: {level}\s*$", text), text
 
 
 def test_unknown_log_level_is_refused_with_the_choices(consoles):
@@ -87,8 +88,8 @@ def test_unknown_log_level_is_refused_with_the_choices(consoles):
 def test_backspace_corrects_a_typo(consoles):
     for board in consoles:
         send(board, b"verzz\x7f\x7fsion\r")
-        board.expect_exact(__version__, timeout=TIMEOUT_S)
-        board.expect_exact(PROMPT, timeout=TIMEOUT_S)
+        text = board.expect(ANSWER, timeout=TIMEOUT_S).group(1).decode("utf-8", "replace")
+        assert __version__ in text and "error" not in text.lower(), text
 
 
 def test_ctrl_c_cancels_the_line(consoles):

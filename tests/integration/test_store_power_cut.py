@@ -62,7 +62,7 @@ def test_killed_writer_leaves_old_or_new_document(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     rng = random.Random(0x5EED)
     started = time.monotonic()
-    seen_new = seen_old = mid_write = 0
+    seen_new = mid_write = 0
     iterations = 0
     while iterations < ITERATIONS and time.monotonic() - started < TIME_BUDGET_S:
         iterations += 1
@@ -76,6 +76,7 @@ def test_killed_writer_leaves_old_or_new_document(tmp_path: Path) -> None:
         try:
             first = read_acknowledged(child, time.monotonic() + 10)
             assert first == before["seq"] + 1, "the writer child did not start writing"
+            # the subject of the test: let the writer run for a random while, then cut its power
             time.sleep(rng.uniform(0, 0.02))
             child.send_signal(signal.SIGKILL)
             child.wait(timeout=10)
@@ -94,15 +95,14 @@ def test_killed_writer_leaves_old_or_new_document(tmp_path: Path) -> None:
             f"iteration {iterations}: found seq {doc['seq']}, last acknowledged {last_ack}"
         )
         assert doc["payload"] == expected_payload(doc["seq"]), "torn document"
-        if doc["seq"] == last_ack:
-            seen_old += 1
-        else:
+        if doc["seq"] != last_ack:
             seen_new += 1
         if len(list(root.iterdir())) > 1:
             mid_write += 1
         store.ensure()
         assert [p.name for p in root.iterdir()] == ["doc.json"], "temp file left after ensure()"
     assert iterations >= 20, f"only {iterations} kill iterations fitted in {TIME_BUDGET_S} s"
-    assert seen_new + seen_old == iterations
-    print(f"{iterations} kills: {mid_write} in a write, {seen_new} held the unacknowledged one")
-    assert mid_write > 0, "no kill landed inside a write; the test did not exercise the window"
+    assert mid_write > 0, (
+        f"no kill of {iterations} landed inside a write ({seen_new} after the rename, before the "
+        "acknowledgement); the test did not exercise the window"
+    )

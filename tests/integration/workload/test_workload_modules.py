@@ -17,7 +17,6 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -40,6 +39,7 @@ from firmware.runtime.engine import DockerEngine
 from firmware.runtime.reconciler import Reconciler
 from firmware.runtime.spec import MODULE_LABEL, ModuleSpec, PullPolicy
 from firmware.store.state import StateStore
+from tests.peers.waiting import wait_until_async
 from tests.unit.api.workload.workload_rig import API_VERSION, workload_rig
 
 pytestmark = pytest.mark.docker
@@ -76,13 +76,15 @@ class Modules:
         self.engine = engine
 
     async def container(self, name: str) -> str:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
+        async def running() -> str | None:
             for found in await self.engine.list_containers({MODULE_LABEL: name}):
                 if found.state == "running":
                     return found.container_id
-            await asyncio.sleep(0.1)
-        raise AssertionError(f"module {name} did not start")
+            return None
+
+        return await wait_until_async(
+            running, timeout_s=60, what=f"module {name}'s container to run", interval_s=0.1
+        )
 
     async def exec(self, name: str, *argv: str) -> subprocess.CompletedProcess[str]:
         container = await self.container(name)
@@ -162,20 +164,18 @@ def test_modules_use_their_own_workload_socket(
                 await reconciler.put(module(a, client_image, shared_path))
                 await reconciler.put(module(b, client_image, shared_path))
                 await checks(rig, sockets, shared_path, reconciler)
-            finally:
                 await reconciler.apply({})
-                deadline = time.monotonic() + 30
-                while True:
-                    remaining = sockets.status()
-                    if not remaining or time.monotonic() > deadline:
-                        break
-                    await asyncio.sleep(0.1)
+                await wait_until_async(
+                    lambda: not sockets.status(),
+                    timeout_s=30,
+                    what="the module sockets to be removed with their modules",
+                )
+            finally:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
                 await shared.close()
                 await sockets.close_all()
-            assert remaining == [], "module sockets were not removed with their modules"
             assert not (run_dir / "mnt" / a).exists()
 
     async def checks(rig, sockets, shared_path, reconciler) -> None:
