@@ -334,11 +334,14 @@ class Swtpm:
         raise ServiceFailed(f"swtpm did not start; log {self._process.log}")
 
     def _accepts(self) -> bool:
+        """Both ports take connections: the control one alone does not mean a TCTI can connect."""
         try:
-            with socket.create_connection((self.host, self.ctrl_port), timeout=1):
-                return True
+            for port in (self.ctrl_port, self.port):
+                with socket.create_connection((self.host, port), timeout=1):
+                    pass
         except OSError:
             return False
+        return True
 
     def stop(self) -> None:
         self._process.stop()
