@@ -7,7 +7,10 @@ an old bundle fails with a clear message instead of calling C with the wrong lay
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from firmware._ffi._pkcs11 import FFI, Lib
 
 # Bump whenever ffi/pkcs11_build.py changes a declaration; the build script reads it from here.
 PKCS11_BINDING_VERSION = 1
@@ -17,9 +20,10 @@ class BindingMismatch(ImportError):
     """An extension built from another version of its build script."""
 
 
-def load_pkcs11() -> tuple[Any, Any]:
+def load_pkcs11() -> tuple[FFI, Lib]:
     """`(ffi, lib)` of the PKCS#11 binding, checked against this source tree's version."""
     try:
+        # Deferred: the compiled extension, so this package (and its version) imports without it.
         from firmware._ffi import _pkcs11
     except ImportError as err:
         raise ImportError(
