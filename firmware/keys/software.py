@@ -1,13 +1,25 @@
 """Software cryptography on key objects and secrets in memory: the file backend's operations and
-the key service's derived keys. Also the algorithm/kind checks every backend may reuse."""
+the key service's derived keys. Also the algorithm/kind checks every backend may reuse.
+
+Deferred: cryptography is imported by the functions that use it, so loading the key service does
+not load it (tests/unit/keys/test_keys_lazy_imports.py).
+"""
 
 from __future__ import annotations
 
 import hmac
-from typing import Any
+from typing import TYPE_CHECKING, TypeAlias
 
 from firmware.keys.backend import KeyKind, SignAlgorithm
 from firmware.keys.errors import KeyKindMismatch, KeyOperationFailed
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    from cryptography.hazmat.primitives.asymmetric.padding import AsymmetricPadding
+
+    # The key pair kinds: EC_P256 and RSA_2048.
+    PrivateKey: TypeAlias = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+    PublicKey: TypeAlias = ec.EllipticCurvePublicKey | rsa.RSAPublicKey
 
 GCM_TAG_LENGTH = 16
 
@@ -29,40 +41,44 @@ def check_algorithm(key_id: str, kind: KeyKind, algorithm: SignAlgorithm) -> Non
 
 def check_aes(key_id: str, kind: KeyKind) -> None:
     if kind is not KeyKind.AES_256:
-        raise KeyKindMismatch(
-            f"key {key_id!r} is a {kind.value} key and cannot do AES-256-GCM",
-            hint="use an aes-256 key (or a key derived from an HMAC key)",
-        )
+        raise not_aes(key_id, kind)
+
+
+def not_aes(key_id: str, kind: KeyKind) -> KeyKindMismatch:
+    """The error for AES-256-GCM asked of a key of another `kind`."""
+    return KeyKindMismatch(
+        f"key {key_id!r} is a {kind.value} key and cannot do AES-256-GCM",
+        hint="use an aes-256 key (or a key derived from an HMAC key)",
+    )
 
 
 def hmac_sha256(secret: bytes, data: bytes) -> bytes:
     return hmac.digest(secret, data, "sha256")
 
 
-def sign_asymmetric(private: Any, algorithm: SignAlgorithm, data: bytes) -> bytes:
+def sign_asymmetric(private: PrivateKey, algorithm: SignAlgorithm, data: bytes) -> bytes:
+    """Sign `data` with a key pair; `algorithm` fits the key (see `check_algorithm`)."""
     from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import ec, padding
+    from cryptography.hazmat.primitives.asymmetric import ec
 
-    if algorithm is SignAlgorithm.ECDSA_SHA256:
+    if isinstance(private, ec.EllipticCurvePrivateKey):
         return private.sign(data, ec.ECDSA(hashes.SHA256()))
-    return private.sign(data, _rsa_padding(algorithm, padding, hashes), hashes.SHA256())
+    return private.sign(data, _rsa_padding(algorithm), hashes.SHA256())
 
 
-def verify_asymmetric(public: Any, algorithm: SignAlgorithm, data: bytes, signature: bytes) -> bool:
+def verify_asymmetric(
+    public: PublicKey, algorithm: SignAlgorithm, data: bytes, signature: bytes
+) -> bool:
+    """Whether `signature` verifies; `algorithm` fits the key (see `check_algorithm`)."""
     from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import ec, padding
+    from cryptography.hazmat.primitives.asymmetric import ec
 
     try:
-        if algorithm is SignAlgorithm.ECDSA_SHA256:
+        if isinstance(public, ec.EllipticCurvePublicKey):
             public.verify(signature, data, ec.ECDSA(hashes.SHA256()))
         else:
-            public.verify(
-                signature,
-                data,
-                _rsa_padding(algorithm, padding, hashes, verify=True),
-                hashes.SHA256(),
-            )
+            public.verify(signature, data, _rsa_padding(algorithm, verify=True), hashes.SHA256())
     except InvalidSignature:
         return False
     return True
@@ -100,18 +116,19 @@ def _check_iv(key_id: str, iv: bytes) -> None:
         )
 
 
-def _rsa_padding(
-    algorithm: SignAlgorithm, padding: Any, hashes: Any, *, verify: bool = False
-) -> Any:
+def _rsa_padding(algorithm: SignAlgorithm, *, verify: bool = False) -> AsymmetricPadding:
     """PKCS#1 v1.5, or PSS with MGF1-SHA256: salt of the digest length when signing (what tokens
     and TPMs produce), any salt length when verifying."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+
     if algorithm is SignAlgorithm.RSA_PSS_SHA256:
         salt = padding.PSS.AUTO if verify else padding.PSS.DIGEST_LENGTH
         return padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=salt)
     return padding.PKCS1v15()
 
 
-def load_pkcs8(key_id: str, kind: KeyKind, der: bytes) -> Any:
+def load_pkcs8(key_id: str, kind: KeyKind, der: bytes) -> PrivateKey:
     """The private key object of a pair stored as PKCS#8 DER; checks it fits `kind`."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -123,15 +140,27 @@ def load_pkcs8(key_id: str, kind: KeyKind, der: bytes) -> Any:
             f"key {key_id!r} is not an unencrypted PKCS#8 DER private key",
             hint="export the key as PKCS#8 DER without a password",
         ) from err
-    fits = (
+    if (
         kind is KeyKind.EC_P256
         and isinstance(private, ec.EllipticCurvePrivateKey)
         and isinstance(private.curve, ec.SECP256R1)
-    ) or (
+    ):
+        return private
+    if (
         kind is KeyKind.RSA_2048
         and isinstance(private, rsa.RSAPrivateKey)
         and private.key_size == 2048
-    )
-    if not fits:
-        raise KeyOperationFailed(f"key {key_id!r} is not a {kind.value} key")
-    return private
+    ):
+        return private
+    raise KeyOperationFailed(f"key {key_id!r} is not a {kind.value} key")
+
+
+def load_public_der(key_id: str, der: bytes) -> PublicKey:
+    """The public key object of a key pair's DER SubjectPublicKeyInfo (EC or RSA)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    public = serialization.load_der_public_key(der)
+    if not isinstance(public, (ec.EllipticCurvePublicKey, rsa.RSAPublicKey)):
+        raise KeyOperationFailed(f"the public key of key {key_id!r} is neither EC nor RSA")
+    return public

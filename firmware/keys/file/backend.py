@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import hmac
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from firmware.keys import software as operations
 from firmware.keys.backend import (
@@ -18,6 +19,12 @@ from firmware.keys.backend import (
 from firmware.keys.errors import KeyKindMismatch
 from firmware.keys.file import keyfile, material
 
+if TYPE_CHECKING:
+    from firmware.keys.software import PrivateKey
+
+    # A key read from its file: a symmetric key's secret, or a key pair's private key object.
+    LoadedKey = tuple[KeyKind, bytes | PrivateKey]
+
 
 class FileBackend(KeyBackend):
     """Software keys in files. Thread-safe: the executor may call it from several threads."""
@@ -28,7 +35,7 @@ class FileBackend(KeyBackend):
         self._files = keyfile.key_files(directory)
         self._files.ensure()
         self._lock = threading.Lock()
-        self._loaded: dict[str, tuple[KeyKind, Any]] = {}
+        self._loaded: dict[str, LoadedKey] = {}
 
     def describe(self) -> BackendInfo:
         return BackendInfo(
@@ -67,7 +74,7 @@ class FileBackend(KeyBackend):
 
     def public_key(self, key_id: str) -> bytes:
         kind, key = self._load(key_id)
-        if not kind.asymmetric:
+        if isinstance(key, bytes):
             raise KeyKindMismatch(
                 f"key {key_id!r} is a symmetric {kind.value} key and has no public key"
             )
@@ -76,28 +83,22 @@ class FileBackend(KeyBackend):
     def sign(self, key_id: str, algorithm: SignAlgorithm, data: bytes) -> bytes:
         kind, key = self._load(key_id)
         operations.check_algorithm(key_id, kind, algorithm)
-        if algorithm is SignAlgorithm.HMAC_SHA256:
+        if isinstance(key, bytes):  # an HMAC key: the algorithm fits the kind
             return operations.hmac_sha256(key, data)
         return operations.sign_asymmetric(key, algorithm, data)
 
     def verify(self, key_id: str, algorithm: SignAlgorithm, data: bytes, signature: bytes) -> bool:
-        import hmac
-
         kind, key = self._load(key_id)
         operations.check_algorithm(key_id, kind, algorithm)
-        if algorithm is SignAlgorithm.HMAC_SHA256:
+        if isinstance(key, bytes):  # an HMAC key: the algorithm fits the kind
             return hmac.compare_digest(operations.hmac_sha256(key, data), signature)
         return operations.verify_asymmetric(key.public_key(), algorithm, data, signature)
 
     def encrypt(self, key_id: str, iv: bytes, aad: bytes, plaintext: bytes) -> bytes:
-        kind, key = self._load(key_id)
-        operations.check_aes(key_id, kind)
-        return operations.gcm_encrypt(key_id, key, iv, aad, plaintext)
+        return operations.gcm_encrypt(key_id, self._aes_secret(key_id), iv, aad, plaintext)
 
     def decrypt(self, key_id: str, iv: bytes, aad: bytes, ciphertext: bytes) -> bytes:
-        kind, key = self._load(key_id)
-        operations.check_aes(key_id, kind)
-        return operations.gcm_decrypt(key_id, key, iv, aad, ciphertext)
+        return operations.gcm_decrypt(key_id, self._aes_secret(key_id), iv, aad, ciphertext)
 
     def delete(self, key_id: str) -> None:
         with self._lock:
@@ -108,7 +109,7 @@ class FileBackend(KeyBackend):
         with self._lock:
             self._loaded.clear()
 
-    def _load(self, key_id: str) -> tuple[KeyKind, Any]:
+    def _load(self, key_id: str) -> LoadedKey:
         with self._lock:
             cached = self._loaded.get(key_id)
             if cached is not None:
@@ -117,6 +118,12 @@ class FileBackend(KeyBackend):
             key = operations.load_pkcs8(key_id, kind, stored) if kind.asymmetric else stored
             self._loaded[key_id] = (kind, key)
             return kind, key
+
+    def _aes_secret(self, key_id: str) -> bytes:
+        kind, key = self._load(key_id)
+        if kind is not KeyKind.AES_256 or not isinstance(key, bytes):
+            raise operations.not_aes(key_id, kind)
+        return key
 
     def _existing_kind(self, key_id: str) -> KeyKind | None:
         if not self._files.exists(key_id):

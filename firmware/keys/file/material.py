@@ -1,13 +1,19 @@
-"""Key material for the file backend: generating, validating imports, and loading key objects."""
+"""Key material for the file backend: generating, validating imports, and loading key objects.
+
+Deferred: cryptography is imported by the functions that use it (as in `firmware.keys.software`).
+"""
 
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING
 
 from firmware.keys import software
 from firmware.keys.backend import KeyKind
 from firmware.keys.errors import KeyOperationFailed
+
+if TYPE_CHECKING:
+    from firmware.keys.software import PrivateKey
 
 SECRET_LENGTH = 32
 HMAC_IMPORT_RANGE = (16, 128)
@@ -18,6 +24,7 @@ def generate(kind: KeyKind) -> bytes:
     if kind.asymmetric:
         from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+        private: PrivateKey
         if kind is KeyKind.EC_P256:
             private = ec.generate_private_key(ec.SECP256R1())
         else:
@@ -45,7 +52,7 @@ def check_import(key_id: str, kind: KeyKind, material: bytes) -> bytes:
     return _pkcs8(private)
 
 
-def public_der(private: Any) -> bytes:
+def public_der(private: PrivateKey) -> bytes:
     from cryptography.hazmat.primitives import serialization
 
     return private.public_key().public_bytes(
@@ -53,7 +60,7 @@ def public_der(private: Any) -> bytes:
     )
 
 
-def _pkcs8(private: Any) -> bytes:
+def _pkcs8(private: PrivateKey) -> bytes:
     from cryptography.hazmat.primitives import serialization
 
     return private.private_bytes(

@@ -9,13 +9,15 @@ the private one, so the public key and verification need no private material.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from firmware.keys import software
 from firmware.keys.backend import KeyKind
 from firmware.keys.errors import KeyOperationFailed
 from firmware.keys.pkcs11 import der
-from firmware.keys.pkcs11.binding import Mechanism, Session, Template, lib, ulong
+from firmware.keys.pkcs11.binding import AttributeValue, Mechanism, Session, Template, lib, ulong
 
 SECRET_LENGTH = 32
 RSA_BITS = 2048
@@ -51,14 +53,14 @@ class NewKey:
     public: Template | None = None
 
 
-def _common(key_id: str) -> dict[int, Any]:
+def _common(key_id: str) -> dict[int, AttributeValue]:
     return {lib.CKA_TOKEN: True, lib.CKA_LABEL: key_id, lib.CKA_ID: key_id.encode("utf-8")}
 
 
-def _private(key_id: str, kind: KeyKind) -> dict[int, Any]:
+def _private(key_id: str, kind: KeyKind) -> dict[int, AttributeValue]:
     """Attributes of the private or secret half: private, sensitive, never extractable, and
     allowed only its kind's use (AES: GCM; HMAC: sign and verify; pairs: sign)."""
-    template = {
+    template: dict[int, AttributeValue] = {
         **_common(key_id),
         lib.CKA_PRIVATE: True,
         lib.CKA_SENSITIVE: True,
@@ -75,7 +77,7 @@ def _private(key_id: str, kind: KeyKind) -> dict[int, Any]:
     return template
 
 
-def _public(key_id: str) -> dict[int, Any]:
+def _public(key_id: str) -> dict[int, AttributeValue]:
     return {
         **_common(key_id),
         lib.CKA_PRIVATE: False,
@@ -122,7 +124,7 @@ def importing(key_id: str, kind: KeyKind, material: bytes) -> NewKey:
             },
         )
     private_key = software.load_pkcs8(key_id, kind, material)
-    if kind is KeyKind.EC_P256:
+    if isinstance(private_key, ec.EllipticCurvePrivateKey):
         return _ec_import(key_id, private_key)
     return _rsa_import(key_id, private_key)
 
@@ -140,14 +142,12 @@ def _check_secret(key_id: str, kind: KeyKind, material: bytes) -> bytes:
     return bytes(material)
 
 
-def _ec_import(key_id: str, private_key: Any) -> NewKey:
-    from cryptography.hazmat.primitives import serialization
-
+def _ec_import(key_id: str, private_key: ec.EllipticCurvePrivateKey) -> NewKey:
     point = private_key.public_key().public_bytes(
         serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
     )
     scalar = private_key.private_numbers().private_value.to_bytes(der.P256_SCALAR_LENGTH, "big")
-    key_type = {lib.CKA_KEY_TYPE: lib.CKK_EC, lib.CKA_EC_PARAMS: der.P256_EC_PARAMS}
+    key_type: Template = {lib.CKA_KEY_TYPE: lib.CKK_EC, lib.CKA_EC_PARAMS: der.P256_EC_PARAMS}
     return NewKey(
         None,
         {
@@ -165,11 +165,11 @@ def _ec_import(key_id: str, private_key: Any) -> NewKey:
     )
 
 
-def _rsa_import(key_id: str, private_key: Any) -> NewKey:
+def _rsa_import(key_id: str, private_key: rsa.RSAPrivateKey) -> NewKey:
     numbers = private_key.private_numbers()
     public = numbers.public_numbers
     big = der.integer_bytes
-    key_type = {
+    key_type: Template = {
         lib.CKA_KEY_TYPE: lib.CKK_RSA,
         lib.CKA_MODULUS: big(public.n),
         lib.CKA_PUBLIC_EXPONENT: big(public.e),

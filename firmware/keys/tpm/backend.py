@@ -13,13 +13,12 @@ from __future__ import annotations
 import contextlib
 import hmac
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cached_property, partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, TypeVar
 
-from cryptography.hazmat.primitives import serialization
 from tpm2_pytss import ESAPI, ESYS_TR
 from tpm2_pytss.TSS2_Exception import TSS2_Exception
 from tpm2_pytss.types import TPM2B_PRIVATE, TPM2B_PUBLIC
@@ -40,6 +39,11 @@ from firmware.keys.tpm.blobs import KeyBlob, KeyBlobStore
 from firmware.tpm.connection import TpmConnection
 from firmware.tpm.errors import TpmCommandFailed, TpmLockout, TpmSetupError, TpmUnavailable
 
+if TYPE_CHECKING:
+    from firmware.keys.software import PublicKey
+
+T = TypeVar("T")
+
 
 @dataclass(frozen=True)
 class _Key:
@@ -58,11 +62,11 @@ class _Key:
 
     @cached_property
     def public_der(self) -> bytes:
-        return self.public.to_der()
+        return bytes(self.public.to_der())
 
     @cached_property
-    def public_key(self) -> Any:
-        return serialization.load_der_public_key(self.public_der)
+    def public_key(self) -> PublicKey:
+        return software.load_public_der(self.key_id, self.public_der)
 
 
 class TpmBackend(KeyBackend):
@@ -227,7 +231,7 @@ class TpmBackend(KeyBackend):
 
         return self._tpm.objects.load(esapi, key.key_id, key.blob.private, load)
 
-    def _run(self, what: str, op: Any) -> Any:
+    def _run(self, what: str, op: Callable[[ESAPI], T]) -> T:
         with _device_errors():
             return self._tpm.run(what, op)
 
