@@ -32,6 +32,7 @@ from firmware.keys.errors import InvalidKeyName, KeyKindMismatch, KeyNotFound, K
 from firmware.keys.names import validate_key_name
 from firmware.keys.pkcs11 import der, mechanisms, templates
 from firmware.keys.pkcs11.binding import (
+    Mechanism,
     Pkcs11Module,
     Session,
     TokenInfo,
@@ -442,7 +443,7 @@ class Pkcs11Backend(KeyBackend):
                 hint="choose another backend for this key in [keys.backends]",
             )
 
-    def _sign_mechanism(self, algorithm: SignAlgorithm) -> mechanisms.Mechanism:
+    def _sign_mechanism(self, algorithm: SignAlgorithm) -> Mechanism:
         needed = mechanisms.ALGORITHM_MECHANISMS[algorithm]
         if needed not in self._mechanisms:
             raise NotSupported(

@@ -15,10 +15,13 @@ import sys
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from firmware._ffi import load_pkcs11
 from firmware.keys.pkcs11.errors import ModuleLoadFailed, error_for
+
+if TYPE_CHECKING:
+    from firmware._ffi._pkcs11 import CData
 
 ffi, lib = load_pkcs11()
 
@@ -33,7 +36,7 @@ _LOAD_ERROR_LENGTH = 512
 _USER_STATES = (lib.CKS_RO_USER_FUNCTIONS, lib.CKS_RW_USER_FUNCTIONS)
 
 
-def _text(field: Any) -> str:
+def _text(field: CData) -> str:
     """A blank-padded fixed-width PKCS#11 string field as text."""
     return bytes(ffi.buffer(field)).decode("utf-8", errors="replace").rstrip(" \0")
 
@@ -76,7 +79,9 @@ class TokenInfo:
 class Mechanism:
     """A CK_MECHANISM with its parameter block, kept alive as long as the mechanism."""
 
-    def __init__(self, mechanism_type: int, parameter: Any = None, *keepalive: Any) -> None:
+    def __init__(
+        self, mechanism_type: int, parameter: CData | None = None, *keepalive: CData | bytes
+    ) -> None:
         self.type = mechanism_type
         self._struct = ffi.new("CK_MECHANISM *")
         self._struct.mechanism = mechanism_type
@@ -86,7 +91,7 @@ class Mechanism:
         self._keepalive = (parameter, *keepalive)
 
     @property
-    def cdata(self) -> Any:
+    def cdata(self) -> CData:
         return self._struct
 
 
@@ -119,7 +124,7 @@ class _Attributes:
     def __init__(self, template: Template) -> None:
         self.count = len(template)
         self.array = ffi.new("CK_ATTRIBUTE[]", max(1, self.count))
-        self._buffers: list[Any] = []
+        self._buffers: list[CData | bytes] = []
         for index, (attribute_type, value) in enumerate(template.items()):
             if isinstance(value, bool):
                 buffer = ffi.new("CK_BBOOL *", lib.CK_TRUE if value else lib.CK_FALSE)
@@ -142,11 +147,11 @@ class Pkcs11Module:
     """One loaded PKCS#11 module; `open` shares it per path and `release` finalises it last."""
 
     _lock: ClassVar[threading.Lock] = threading.Lock()
-    _functions: ClassVar[dict[str, Any]] = {}
+    _functions: ClassVar[dict[str, CData]] = {}
     _users: ClassVar[dict[str, int]] = {}
     _owned: ClassVar[dict[str, bool]] = {}
 
-    def __init__(self, path: str, key: str, functions: Any) -> None:
+    def __init__(self, path: str, key: str, functions: CData) -> None:
         self.path = path
         self._key = key
         self._f = functions
@@ -181,7 +186,7 @@ class Pkcs11Module:
             raise error_for(rv, function, token=token, module=self.path)
 
     @property
-    def functions(self) -> Any:
+    def functions(self) -> CData:
         """The module's CK_FUNCTION_LIST, for callers measuring the raw calls."""
         return self._f
 
@@ -237,7 +242,7 @@ class Pkcs11Module:
         return Session(self, token, int(handle[0]))
 
 
-def _load(path: str) -> Any:
+def _load(path: str) -> CData:
     function_list = ffi.new("CK_FUNCTION_LIST_PTR *")
     rv = ffi.new("CK_RV *")
     error = ffi.new("char[]", _LOAD_ERROR_LENGTH)
@@ -255,10 +260,11 @@ def _load(path: str) -> Any:
         )
     if outcome != lib.EK_LOAD_OK:
         raise ModuleLoadFailed(f"PKCS#11 module {path} cannot be loaded: {reason}", hint=hint)
-    return function_list[0]
+    functions: CData = function_list[0]
+    return functions
 
 
-def _initialize(path: str, functions: Any) -> bool:
+def _initialize(path: str, functions: CData) -> bool:
     """C_Initialize for OS-thread locking; False when someone else in the process owns it."""
     args = ffi.new("CK_C_INITIALIZE_ARGS *")
     args.flags = lib.CKF_OS_LOCKING_OK
@@ -428,7 +434,7 @@ class Session:
         self._check(self._f.C_DecryptInit(self.handle, mechanism.cdata, key), "C_DecryptInit")
         return self._single_part(self._f.C_Decrypt, "C_Decrypt", data, len(data) + _CIPHER_SLACK)
 
-    def _single_part(self, call: Any, function: str, data: bytes, guess: int) -> bytes:
+    def _single_part(self, call: CData, function: str, data: bytes, guess: int) -> bytes:
         """One-shot C_Sign/C_Encrypt/C_Decrypt; grows the output once if the token asks."""
         data_buffer = ffi.from_buffer("CK_BYTE[]", data)
         length = ffi.new("CK_ULONG *", guess)
