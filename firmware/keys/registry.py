@@ -11,12 +11,15 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from firmware.errors import EdgekeeperError
 from firmware.keys.backend import KeyBackend
 from firmware.keys.errors import KeyBackendUnavailable
 from firmware.keys.names import validate_key_name
+
+if TYPE_CHECKING:
+    from firmware.config.schema import Config, FileKeys, Pkcs11Keys, Tpm
 
 BackendFactory = Callable[[], KeyBackend]
 
@@ -108,41 +111,39 @@ def _build(name: str, factory: BackendFactory) -> KeyBackend:
         ) from err
 
 
-def registry_from_config(config: Any) -> BackendRegistry:
+def registry_from_config(config: Config) -> BackendRegistry:
     """The registry for `Config`: [keys], [keys.backends], [keys.file], [keys.pkcs11], [tpm]."""
     keys = config.keys
     data_dir = Path(config.paths.data_dir)
     factories: dict[str, BackendFactory] = {
-        "file": lambda: _file_backend(keys, data_dir),
-        "pkcs11": lambda: _pkcs11_backend(keys),
-        "tpm": lambda: _tpm_backend(config, data_dir),
+        "file": lambda: _file_backend(keys.file, data_dir),
+        "pkcs11": lambda: _pkcs11_backend(keys.pkcs11),
+        "tpm": lambda: _tpm_backend(config.tpm, data_dir),
     }
     return BackendRegistry(
         default=keys.default_backend,
         factories=factories,
-        overrides=dict(getattr(keys, "backends", None) or {}),
+        overrides=dict(keys.backends),
     )
 
 
-def _file_backend(keys: Any, data_dir: Path) -> KeyBackend:
-    from firmware.keys.file import FileBackend
+def _file_backend(settings: FileKeys, data_dir: Path) -> KeyBackend:
+    from firmware.keys.file import FileBackend  # deferred: cryptography
 
-    directory = getattr(keys.file, "dir", None) or data_dir / "keys"
-    return FileBackend(Path(directory))
+    return FileBackend(Path(settings.dir or data_dir / "keys"))
 
 
-def _pkcs11_backend(keys: Any) -> KeyBackend:
-    settings = keys.pkcs11
+def _pkcs11_backend(settings: Pkcs11Keys) -> KeyBackend:
     if not settings.module:
         raise KeyBackendUnavailable(
             "the pkcs11 key backend has no module configured",
             hint="set [keys.pkcs11] module to the token's PKCS#11 library path",
         )
-    from firmware.keys.pkcs11 import Pkcs11Backend
+    from firmware.keys.pkcs11 import Pkcs11Backend  # deferred: the compiled PKCS#11 binding
 
     pin_file = Path(settings.pin_file) if settings.pin_file else None
     return Pkcs11Backend(
-        str(settings.module),
+        settings.module,
         token_label=settings.token_label,
         slot=settings.slot,
         pin=settings.pin,
@@ -150,14 +151,14 @@ def _pkcs11_backend(keys: Any) -> KeyBackend:
     )
 
 
-def _tpm_backend(config: Any, data_dir: Path) -> KeyBackend:
-    tcti = getattr(config.tpm, "tcti", None)
+def _tpm_backend(settings: Tpm, data_dir: Path) -> KeyBackend:
+    tcti = settings.tcti
     if not tcti:
         raise KeyBackendUnavailable(
             "the tpm key backend has no TPM configured",
             hint='set [tpm] tcti, e.g. "device:/dev/tpmrm0"',
         )
-    from firmware.keys.tpm import TpmBackend
+    from firmware.keys.tpm import TpmBackend  # deferred: tpm2-pytss and tpm2-tss
 
-    owner = getattr(getattr(config.tpm, "hierarchy_authorization", None), "owner", None)
+    owner = settings.hierarchy_authorization.owner
     return TpmBackend(tcti, data_dir / "tpm-keys", owner_auth=owner)

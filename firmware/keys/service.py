@@ -15,12 +15,13 @@ same child across restarts.
 
 from __future__ import annotations
 
+import builtins
 import hmac
 import logging
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import ParamSpec, Protocol, TypeVar
 
 from firmware.errors import EdgekeeperError
 from firmware.keys import software
@@ -38,9 +39,14 @@ from firmware.keys.registry import BackendRegistry
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+P = ParamSpec("P")
+
 
 class Executor(Protocol):
-    async def run(self, fn: Callable[..., Any], *args: Any) -> Any: ...
+    """What the service needs of the daemon's `BoundedExecutor`: blocking calls run off the loop."""
+
+    async def run(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T: ...
 
 
 @dataclass(frozen=True)
@@ -206,7 +212,7 @@ class KeyService:
                 problems.append(BackendProblem(backend=name, message=err.render()))
         return KeyListing(keys=tuple(keys), unavailable=tuple(problems))
 
-    async def describe(self) -> list[BackendInfo | BackendProblem]:
+    async def describe(self) -> builtins.list[BackendInfo | BackendProblem]:
         """What each configured backend is, or why it cannot be used."""
         answers: list[BackendInfo | BackendProblem] = []
         for name in self._backend_names():
@@ -267,11 +273,11 @@ class KeyService:
             backend = await self._run(self._registry.open, name)
         return backend
 
-    def _backend_names(self) -> list[str]:
+    def _backend_names(self) -> builtins.list[str]:
         return self._registry.in_use()
 
-    async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return await self._executor.run(fn, *args)
+    async def _run(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return await self._executor.run(fn, *args, **kwargs)
 
 
 def _check_derived_algorithm(payload: HandlePayload, algorithm: SignAlgorithm) -> None:
