@@ -3,6 +3,10 @@
 One `loop.call_later` timer per certificate (no polling). A failed renewal is retried with
 exponential back-off between `retry_initial` and `retry_max` seconds and recorded as a
 `RenewalFailure` (the service reports degraded) until a renewal succeeds.
+
+Every outcome (an attempt ending, a renewal reported by `succeeded`) wakes the tasks waiting in
+`until(condition)`, which re-check their condition then: the way to observe renewals without
+polling or sleeping.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ log = logging.getLogger("edgekeeper.certs")
 
 @dataclass(frozen=True)
 class RenewalFailure:
+    """The renewals of one certificate that failed in a row: how many, why, next retry delay."""
+
     attempts: int
     message: str
     retry_in: float
@@ -44,6 +50,7 @@ class RenewalSchedule:
         self._clock = clock
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._outcome = asyncio.Event()
         self.failures: dict[str, RenewalFailure] = {}
 
     def due(self, not_before: float, not_after: float) -> float:
@@ -57,7 +64,17 @@ class RenewalSchedule:
         return delay
 
     def succeeded(self, name: str) -> None:
+        """`name` was renewed (by its timer, a cascade or on request): clear its failure."""
         self.failures.pop(name, None)
+        self._notify()
+
+    async def until(self, condition: Callable[[], bool]) -> None:
+        """Return once `condition()` holds, checking it now and after every renewal outcome.
+
+        Never times out by itself: callers bound the wait (`asyncio.timeout`).
+        """
+        while not condition():
+            await self._outcome.wait()
 
     def cancel(self) -> None:
         for timer in self._timers.values():
@@ -84,6 +101,11 @@ class RenewalSchedule:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def _notify(self) -> None:
+        """Wake the waiters of `until`; later waiters wait for the next outcome."""
+        self._outcome.set()
+        self._outcome = asyncio.Event()
+
     async def _attempt(self, name: str) -> None:
         try:
             await self._renew(name)
@@ -103,3 +125,4 @@ class RenewalSchedule:
             )
             self.failures[name] = RenewalFailure(attempts, message, retry_in)
             self._arm(name, retry_in)
+        self._notify()

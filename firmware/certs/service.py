@@ -9,14 +9,25 @@ degraded until a retry succeeds.
 
 Module server and identity certificates are issued per request by the workload CA, for a key pair
 generated for that request and returned with it (never stored).
+
+Renewals can be awaited: `renewed(name, after=cert)` returns once `name` holds another certificate,
+`renewal_failed(name, attempts)` once its renewal failed that many times in a row. Both wake on
+renewal outcomes (no polling) and never time out by themselves.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from firmware.certs import profiles
 from firmware.certs.authority import EDGE_CA, ROOT, WORKLOAD_CA, ManagedSpec, hierarchy
@@ -31,6 +42,13 @@ from firmware.certs.renewal import RenewalFailure, RenewalSchedule
 from firmware.certs.signing import CertificateSigner, KeyServiceSigner, SoftwareSigner
 from firmware.errors import NotFound, NotSupported
 from firmware.keys.backend import KeyKind
+from firmware.store.state import StateStore
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
+
+    from firmware.executor import BoundedExecutor
+    from firmware.keys.service import KeyService
 
 log = logging.getLogger("edgekeeper.certs")
 
@@ -48,7 +66,8 @@ class CertificateInfo:
     backend: str
     status: str
 
-    def document(self) -> dict[str, Any]:
+    def document(self) -> dict[str, str | float]:
+        """The JSON object the management API answers for this certificate."""
         return {
             "name": self.name,
             "subject": self.subject,
@@ -73,17 +92,17 @@ class IssuedCertificate:
 class CertificateService:
     """Managed CA certificates in the state store, with renewal timers; issues module certs."""
 
-    def __init__(self, keys: Any, policy: CertificatePolicy, executor: Any) -> None:
-        from firmware.store.state import StateStore
-
+    def __init__(
+        self, keys: KeyService, policy: CertificatePolicy, executor: BoundedExecutor
+    ) -> None:
         self._keys = keys
         self.policy = policy
         self._executor = executor
         self._store = StateStore(policy.directory)
         self._specs = {spec.name: spec for spec in hierarchy(policy)}
         self._signers: dict[str, CertificateSigner] = {}
-        self._certs: dict[str, Any] = {}
-        self._operator_chain: list[Any] = []
+        self._certs: dict[str, x509.Certificate] = {}
+        self._operator_chain: list[x509.Certificate] = []
         self._schedule = RenewalSchedule(
             self._renew_scheduled,
             renew_at=policy.renew_at,
@@ -95,7 +114,7 @@ class CertificateService:
         """Load or issue every managed certificate and arm the renewal timers."""
         await self._executor.run(self._store.ensure)
         for spec in self._specs.values():
-            if spec.renewable:
+            if spec.key_name is not None:
                 self._signers[spec.name] = await self._key_signer(spec.key_name)
                 await self._load_or_issue(spec)
                 self._plan(spec.name)
@@ -116,10 +135,11 @@ class CertificateService:
         """Failed renewals by certificate: attempts so far, last reason, next retry delay."""
         return dict(self._schedule.failures)
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> dict[str, object]:
+        """Status detail: degraded certificates and the names of the managed ones."""
         return {"degraded": self.degraded, "certificates": sorted(self._certs)}
 
-    def certificate(self, name: str) -> Any:
+    def certificate(self, name: str) -> x509.Certificate:
         """The current `cryptography` certificate of managed certificate `name`."""
         try:
             return self._certs[name]
@@ -128,6 +148,27 @@ class CertificateService:
                 f"no managed certificate {name!r}",
                 hint=f"managed certificates: {', '.join(sorted(self._certs))}",
             ) from None
+
+    async def renewed(self, name: str, after: x509.Certificate) -> x509.Certificate:
+        """Wait until managed certificate `name` is no longer `after` (another serial number:
+        renewed by its timer, a cascade or `renew`) and return the new one.
+
+        Wakes on renewal outcomes, never polls; bound the wait with `asyncio.timeout`.
+        """
+        await self._schedule.until(
+            lambda: self.certificate(name).serial_number != after.serial_number
+        )
+        return self.certificate(name)
+
+    async def renewal_failed(self, name: str, attempts: int = 1) -> RenewalFailure:
+        """Wait until the renewal of `name` has failed `attempts` times in a row; its failure.
+
+        Wakes on renewal outcomes, never polls; bound the wait with `asyncio.timeout`.
+        """
+        self.certificate(name)
+        failures = self._schedule.failures
+        await self._schedule.until(lambda: name in failures and failures[name].attempts >= attempts)
+        return failures[name]
 
     async def list(self) -> list[CertificateInfo]:
         now = _now()
@@ -166,7 +207,10 @@ class CertificateService:
         return next(info for info in await self.list() if info.name == name)
 
     async def issue_server_certificate(
-        self, common_name: str, sans: list[str] | tuple[str, ...] = (), expiration: Any = None
+        self,
+        common_name: str,
+        sans: Sequence[str] = (),
+        expiration: datetime | str | None = None,
     ) -> IssuedCertificate:
         """A TLS server certificate for a module: CN, SANs (DNS names or IPs), capped lifetime."""
         profiles.check_common_name(common_name)
@@ -176,7 +220,7 @@ class CertificateService:
         )
 
     async def issue_identity_certificate(
-        self, module_id: str, expiration: Any = None
+        self, module_id: str, expiration: datetime | str | None = None
     ) -> IssuedCertificate:
         """A TLS client identity certificate whose CN is the module id."""
         profiles.check_common_name(module_id)
@@ -196,6 +240,7 @@ class CertificateService:
         return "".join(pems)
 
     async def manifest_trust_bundle(self) -> str:
+        """PEM of the certificates that sign deployment manifests (`NotFound` when none is set)."""
         if self.policy.manifest_trust_bundle is None:
             raise NotFound(
                 "no manifest trust bundle is configured",
@@ -204,11 +249,13 @@ class CertificateService:
         return await self._read_text(self.policy.manifest_trust_bundle, "manifest_trust_bundle")
 
     async def _issue_leaf(
-        self, common_name: str, sans: list[Any], expiration: Any, default: float, server: bool
+        self,
+        common_name: str,
+        sans: Sequence[x509.GeneralName],
+        expiration: datetime | str | None,
+        default: float,
+        server: bool,
     ) -> IssuedCertificate:
-        from cryptography.hazmat.primitives import serialization
-        from cryptography.hazmat.primitives.asymmetric import ec
-
         issuer = self._certs[WORKLOAD_CA]
         signer = self._signers[WORKLOAD_CA]
         now = _now()
@@ -223,7 +270,7 @@ class CertificateService:
             await signer.public_key(),
             now,
             not_after,
-            sans,
+            list(sans),
             server,
         )
         cert = await signer.sign(builder)
@@ -265,10 +312,10 @@ class CertificateService:
         else:
             self._certs[spec.name] = cert
 
-    async def _usable(self, spec: ManagedSpec, record: dict[str, Any] | None) -> Any:
+    async def _usable(
+        self, spec: ManagedSpec, record: dict[str, Any] | None
+    ) -> x509.Certificate | None:
         """The stored certificate if it still fits its key and issuer and has not expired."""
-        from cryptography import x509
-
         if not record or record.get("key") != spec.key_name:
             return None
         try:
@@ -280,6 +327,8 @@ class CertificateService:
         if _spki(cert.public_key()) != _spki(own_key) or cert.not_valid_after_utc <= _now():
             return None
         issuer = self._certs.get(spec.issuer) if spec.issuer else cert
+        if issuer is None:
+            return None
         try:
             cert.verify_directly_issued_by(issuer)
         except Exception:
@@ -312,9 +361,11 @@ class CertificateService:
         return KeyServiceSigner(self._keys, handle, info.kind, info.backend, self._executor)
 
     async def _load_operator_ca(self, spec: ManagedSpec) -> None:
-        from cryptography import x509
-
         path = self.policy.edge_ca_cert
+        if path is None:
+            raise EdgeCaConfigError(
+                "[edge_ca] cert is not set", hint="name the operator's Edge CA certificate file"
+            )
         try:
             certs = x509.load_pem_x509_certificates(
                 (await self._read_text(path, "[edge_ca] cert")).encode("ascii")
@@ -338,8 +389,6 @@ class CertificateService:
         key_name = _key_service_name(uri)
         if key_name is not None:
             return await self._existing_key_signer(key_name)
-        from cryptography.hazmat.primitives import serialization
-
         path = file_uri_path(uri, "[edge_ca] pk")
         text = await self._read_text(path, "[edge_ca] pk")
         try:
@@ -349,6 +398,11 @@ class CertificateService:
                 f"[edge_ca] pk {path} is not an unencrypted PEM private key",
                 hint="give the Edge CA key as unencrypted PEM (file mode 0600)",
             ) from err
+        if not isinstance(private, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
+            raise EdgeCaConfigError(
+                f"[edge_ca] pk {path} holds a {type(private).__name__}, not an EC or RSA key",
+                hint="give an EC (P-256) or RSA Edge CA key",
+            )
         return SoftwareSigner(private, self._executor)
 
     async def _existing_key_signer(self, key_name: str) -> CertificateSigner:
@@ -356,7 +410,7 @@ class CertificateService:
         info = await self._keys.info(handle)
         return KeyServiceSigner(self._keys, handle, info.kind, info.backend, self._executor)
 
-    async def _read_text(self, path: Any, where: str) -> str:
+    async def _read_text(self, path: Path, where: str) -> str:
         try:
             return await self._executor.run(path.read_text, "ascii")
         except (OSError, UnicodeDecodeError) as err:
@@ -375,8 +429,6 @@ class CertificateService:
 def _key_service_name(uri: str) -> str | None:
     """The key-service key an `[edge_ca] pk` names: `key:NAME`, or a PKCS#11 URI's `object=NAME`
     (route that name to the pkcs11 backend in `[keys.backends]`); None for file URIs."""
-    from urllib.parse import unquote
-
     if uri.startswith("key:"):
         return uri[len("key:") :]
     if uri.startswith("pkcs11:"):
@@ -393,7 +445,7 @@ def _key_service_name(uri: str) -> str | None:
     return None
 
 
-def _check_issued(cert: Any, issuer: Any, what: str) -> None:
+def _check_issued(cert: x509.Certificate, issuer: x509.Certificate, what: str) -> None:
     try:
         cert.verify_directly_issued_by(issuer)
     except Exception as err:
@@ -403,7 +455,7 @@ def _check_issued(cert: Any, issuer: Any, what: str) -> None:
         ) from err
 
 
-def _expiration(value: Any, now: datetime) -> datetime:
+def _expiration(value: datetime | str, now: datetime) -> datetime:
     if isinstance(value, datetime):
         when = value if value.tzinfo else value.replace(tzinfo=UTC)
     else:
@@ -427,15 +479,11 @@ def _now() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
 
 
-def _pem(cert: Any) -> str:
-    from cryptography.hazmat.primitives import serialization
-
+def _pem(cert: x509.Certificate) -> str:
     return cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
 
 
-def _spki(public_key: Any) -> bytes:
-    from cryptography.hazmat.primitives import serialization
-
+def _spki(public_key: PublicKeyTypes) -> bytes:
     return public_key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )

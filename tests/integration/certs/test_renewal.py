@@ -1,5 +1,9 @@
 """Renewal with lifetimes of seconds: timers renew before expiry, replace the stored certificate,
-and a failed renewal keeps the old certificate and reports degraded until a retry succeeds."""
+and a failed renewal keeps the old certificate and reports degraded until a retry succeeds.
+
+The tests wait on the service's renewal outcomes (`renewed`, `renewal_failed`) within a deadline;
+a renewal that does not happen fails them with `TimeoutError`.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,9 @@ from firmware.certs.errors import CertificateIssueFailed
 from firmware.keys.backend import KeyKind
 from firmware.store.state import StateStore
 from tests.integration.certs.conftest import run
+
+#: Far beyond the renewal times below (1-3 s), so that only a renewal that never comes times out.
+DEADLINE = 15.0
 
 SHORT = {
     "quickstart_lifetime": 6.0,
@@ -32,8 +39,8 @@ def test_timer_renews_the_workload_ca_before_it_expires(device):
     async def scenario():
         _keys, certs = await device.boot(**SHORT)
         first = certs.certificate(WORKLOAD_CA)
-        await asyncio.sleep(2.2)
-        renewed = certs.certificate(WORKLOAD_CA)
+        async with asyncio.timeout(DEADLINE):
+            renewed = await certs.renewed(WORKLOAD_CA, after=first)
         listing = {info.name: info.status for info in await certs.list()}
         issued = await certs.issue_server_certificate("m")
         await certs.stop()
@@ -51,11 +58,14 @@ def test_timer_renews_the_workload_ca_before_it_expires(device):
 def test_root_renewal_cascades_down_the_chain(device):
     async def scenario():
         _keys, certs = await device.boot(**{**SHORT, "workload_ca_lifetime": 60.0})
-        first = {n: certs.certificate(n).serial_number for n in (ROOT, EDGE_CA, WORKLOAD_CA)}
-        await asyncio.sleep(3.6)
-        after = {n: certs.certificate(n) for n in (ROOT, EDGE_CA, WORKLOAD_CA)}
+        chain = (ROOT, EDGE_CA, WORKLOAD_CA)
+        before = {n: certs.certificate(n) for n in chain}
+        async with asyncio.timeout(DEADLINE):
+            for name in chain:
+                await certs.renewed(name, after=before[name])
+        after = {n: certs.certificate(n) for n in chain}
         await certs.stop()
-        return first, after
+        return {n: cert.serial_number for n, cert in before.items()}, after
 
     first, after = run(scenario())
     for name in (ROOT, EDGE_CA, WORKLOAD_CA):
@@ -70,7 +80,8 @@ def test_failed_renewal_keeps_the_old_certificate_and_reports_degraded(device):
         keys, certs = await device.boot(**SHORT)
         old = certs.certificate(WORKLOAD_CA)
         await keys.delete(await keys.load(WORKLOAD_CA))
-        await asyncio.sleep(2.4)
+        async with asyncio.timeout(DEADLINE):
+            await certs.renewal_failed(WORKLOAD_CA, attempts=2)
         kept = certs.certificate(WORKLOAD_CA)
         degraded = dict(certs.degraded)
         attempts = certs.renewal_failures[WORKLOAD_CA].attempts
@@ -89,15 +100,17 @@ def test_failed_renewal_keeps_the_old_certificate_and_reports_degraded(device):
 def test_renewal_recovers_after_failures(device):
     async def scenario():
         keys, certs = await device.boot(**{**SHORT, "workload_ca_lifetime": 2.0})
+        old = certs.certificate(WORKLOAD_CA)
         handle = await keys.load(WORKLOAD_CA)
         public = await keys.public_key(handle)
         await keys.delete(handle)
-        await asyncio.sleep(1.4)
+        async with asyncio.timeout(DEADLINE):
+            await certs.renewal_failed(WORKLOAD_CA)
         failing = dict(certs.degraded)
         await keys.create_key_pair(WORKLOAD_CA, KeyKind.EC_P256)
-        await asyncio.sleep(1.0)
+        async with asyncio.timeout(DEADLINE):
+            current = await certs.renewed(WORKLOAD_CA, after=old)
         healed = dict(certs.degraded)
-        current = certs.certificate(WORKLOAD_CA)
         await certs.stop()
         return public, failing, healed, current
 

@@ -28,30 +28,60 @@ def test_plan_is_relative_to_the_clock_and_never_negative():
 
 def test_failures_back_off_exponentially_up_to_the_maximum_then_recover():
     attempts = []
+    seen = []
 
     async def renew(name):
         attempts.append(asyncio.get_running_loop().time())
+        if name in schedule.failures:
+            failure = schedule.failures[name]
+            seen.append((failure.attempts, failure.retry_in, failure.message))
         if len(attempts) < 5:
             raise Unavailable("token gone", hint="plug it in")
 
     async def scenario():
-        schedule = RenewalSchedule(renew, renew_at=0.5, retry_initial=0.05, retry_max=0.2)
         schedule.plan("c", 0.0, 0.0)
-        seen = []
-        while len(attempts) < 5:
-            await asyncio.sleep(0.01)
-            if "c" in schedule.failures:
-                failure = schedule.failures["c"]
-                assert failure.message == "token gone (plug it in)"
-                if not seen or seen[-1] != (failure.attempts, failure.retry_in):
-                    seen.append((failure.attempts, failure.retry_in))
+        async with asyncio.timeout(10):
+            await schedule.until(lambda: len(attempts) == 5)
         await schedule.wait_idle()
         schedule.succeeded("c")
         schedule.cancel()
-        return seen, schedule.failures
 
-    seen, failures = asyncio.run(scenario())
-    assert seen == [(1, 0.05), (2, 0.1), (3, 0.2), (4, 0.2)]
+    schedule = RenewalSchedule(renew, renew_at=0.5, retry_initial=0.05, retry_max=0.2)
+    asyncio.run(scenario())
+    message = "token gone (plug it in)"
+    assert seen == [(1, 0.05, message), (2, 0.1, message), (3, 0.2, message), (4, 0.2, message)]
     gaps = [b - a for a, b in itertools.pairwise(attempts)]
     assert gaps[0] >= 0.045 and gaps[2] >= 0.19
-    assert failures == {}
+    assert schedule.failures == {}
+
+
+def test_until_wakes_on_each_outcome_and_not_before():
+    outcomes = []
+
+    async def renew(name):
+        outcomes.append(name)
+        if name == "bad":
+            raise Unavailable("token gone")
+
+    async def scenario():
+        woken = []
+
+        async def watch():
+            await schedule.until(lambda: "bad" in schedule.failures)
+            woken.append(list(outcomes))
+
+        watcher = asyncio.create_task(watch())
+        await asyncio.sleep(0)
+        assert not woken
+        schedule.plan("good", 0.0, 0.0)
+        async with asyncio.timeout(10):
+            await schedule.until(lambda: outcomes == ["good"])
+        assert not woken
+        schedule.plan("bad", 0.0, 0.0)
+        async with asyncio.timeout(10):
+            await watcher
+        schedule.cancel()
+        return woken
+
+    schedule = RenewalSchedule(renew, renew_at=0.5, retry_initial=60, retry_max=60)
+    assert asyncio.run(scenario()) == [["good", "bad"]]
