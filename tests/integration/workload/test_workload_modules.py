@@ -20,6 +20,7 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -68,6 +69,15 @@ def module(name: str, image: str, shared: Path) -> ModuleSpec:
     )
 
 
+async def running_container(engine: DockerEngine, name: str) -> ContainerRef | None:
+    """Module `name`'s running container as the engine shows it, or None."""
+    for found in await engine.list_containers({MODULE_LABEL: name}):
+        if found.state == "running":
+            info = await engine.inspect(found.container_id)
+            return ContainerRef(info["Id"], int(info["State"]["Pid"]))
+    return None
+
+
 class Modules:
     """Runs commands in the module containers (docker exec, off the event loop)."""
 
@@ -76,15 +86,13 @@ class Modules:
         self.engine = engine
 
     async def container(self, name: str) -> str:
-        async def running() -> str | None:
-            for found in await self.engine.list_containers({MODULE_LABEL: name}):
-                if found.state == "running":
-                    return found.container_id
-            return None
-
-        return await wait_until_async(
-            running, timeout_s=60, what=f"module {name}'s container to run", interval_s=0.1
+        running = await wait_until_async(
+            lambda: running_container(self.engine, name),
+            timeout_s=60,
+            what=f"module {name}'s container to run",
+            interval_s=0.1,
         )
+        return running.container_id
 
     async def exec(self, name: str, *argv: str) -> subprocess.CompletedProcess[str]:
         container = await self.container(name)
@@ -121,19 +129,9 @@ def test_modules_use_their_own_workload_socket(
     engine = DockerEngine(str(sim_dockerd.socket))
     a, b = f"wla{uuid.uuid4().hex[:6]}", f"wlb{uuid.uuid4().hex[:6]}"
     modules = Modules(sim_dockerd, engine)
-    reconciler: Reconciler | None = None
-
-    async def containers(name: str) -> ContainerRef | None:
-        assert reconciler is not None
-        container_id = await reconciler.container_id(name)
-        if container_id is None:
-            return None
-        info = await engine.inspect(container_id)
-        return ContainerRef(info["Id"], int(info["State"]["Pid"]))
 
     async def scenario() -> None:
-        nonlocal reconciler
-        async with workload_rig(tmp_path, containers=containers) as rig:
+        async with workload_rig(tmp_path, containers=partial(running_container, engine)) as rig:
             sockets = ModuleSockets(run_dir, rig.router)
 
             placement = WorkloadPlacement(
