@@ -23,6 +23,8 @@ from tests.peers.waiting import (
     wait_until_async,
 )
 
+SLACK_S = 3.0  # far below the 10 s intervals used, far above a loaded machine's scheduling delays
+
 
 def counter_reaching(n: int):
     """A predicate returning 0, 1, 2, ... and `f"done {n}"` on its n-th call; counts its calls."""
@@ -42,7 +44,7 @@ def test_returns_the_first_truthy_value() -> None:
 def test_does_not_sleep_when_the_predicate_already_holds() -> None:
     began = time.monotonic()
     assert wait_until(lambda: 42, timeout_s=5, what="x", interval_s=10) == 42
-    assert time.monotonic() - began < 1
+    assert time.monotonic() - began < SLACK_S
 
 
 def test_fails_naming_what_and_the_last_value() -> None:
@@ -64,7 +66,7 @@ def test_honours_the_deadline() -> None:
     with pytest.raises(WaitTimeout):
         wait_until(lambda: False, timeout_s=0.3, what="never", interval_s=10)
     elapsed = time.monotonic() - began
-    assert 0.3 <= elapsed < 1.0
+    assert 0.3 <= elapsed < 0.3 + SLACK_S
 
 
 def test_checks_once_more_at_the_deadline() -> None:
@@ -82,7 +84,7 @@ def test_a_predicate_that_raises_stops_the_wait_at_once() -> None:
     began = time.monotonic()
     with pytest.raises(ProcessExited, match="the daemon died"):
         wait_until(broken, timeout_s=30, what="never")
-    assert time.monotonic() - began < 1
+    assert time.monotonic() - began < SLACK_S
 
 
 def test_sees_a_change_made_by_another_thread() -> None:
@@ -122,7 +124,7 @@ def test_async_fails_naming_what_and_honours_the_deadline() -> None:
     began = time.monotonic()
     with pytest.raises(WaitTimeout, match=r"waiting for the queue; last value: 0"):
         asyncio.run(wait_until_async(never, timeout_s=0.2, what="the queue", interval_s=10))
-    assert 0.2 <= time.monotonic() - began < 1.0
+    assert 0.2 <= time.monotonic() - began < 0.2 + SLACK_S
 
 
 def test_async_cuts_off_a_predicate_that_never_returns(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -135,7 +137,7 @@ def test_async_cuts_off_a_predicate_that_never_returns(monkeypatch: pytest.Monke
     began = time.monotonic()
     with pytest.raises(WaitTimeout, match=re.escape("the reply (the last check never returned)")):
         asyncio.run(wait_until_async(hangs, timeout_s=0.1, what="the reply"))
-    assert time.monotonic() - began < 1.0
+    assert time.monotonic() - began < SLACK_S
 
 
 def test_wait_for_path_returns_the_path_once_it_exists(tmp_path: Path) -> None:
