@@ -13,7 +13,18 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from firmware.errors import EdgekeeperError, Unavailable
 from firmware.runtime.logstream import LogFrame
+
+
+class RuntimeUnavailable(Unavailable):
+    """The container engine cannot be reached right now."""
+
+
+class EngineError(EdgekeeperError):
+    """The engine refused or failed a request; the message is the engine's own."""
+
+    http_status = 502
 
 
 @dataclass(frozen=True)

@@ -14,23 +14,18 @@ import json
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from firmware.errors import Conflict, EdgekeeperError, NotFound, Unavailable
-from firmware.runtime.container import ContainerSummary, EngineVersion
+from firmware.errors import Conflict, EdgekeeperError, NotFound
+from firmware.runtime.container import (
+    ContainerSummary,
+    EngineError,
+    EngineVersion,
+    RuntimeUnavailable,
+)
 from firmware.runtime.http import EngineUnreachable, UnixHttpClient
 from firmware.runtime.logstream import LogDemuxer, LogFrame, Stream
 
 MIN_API = (1, 40)
 MAX_API = (1, 43)
-
-
-class RuntimeUnavailable(Unavailable):
-    """The container engine cannot be reached right now."""
-
-
-class EngineError(EdgekeeperError):
-    """The engine refused or failed a request; the message is the engine's own."""
-
-    http_status = 502
 
 
 class DockerEngine:

@@ -23,7 +23,7 @@ from typing import Any
 
 from firmware.errors import ConfigError, EdgekeeperError
 from firmware.logs import fields, get_logger
-from firmware.runtime.engine import DockerEngine, RuntimeUnavailable
+from firmware.runtime.container import ContainerRuntime, RuntimeUnavailable
 from firmware.runtime.spec import ModuleSpec
 
 log = get_logger("runtime.images")
@@ -93,7 +93,7 @@ class ImageCollector:
 
     def __init__(
         self,
-        engine: DockerEngine,
+        engine: ContainerRuntime,
         store: Any,
         *,
         in_use: Callable[[], Iterable[str]],

@@ -147,7 +147,9 @@ def _should_start(policy: RestartPolicy, container: ObservedContainer) -> bool:
     return False
 
 
-def _after_backoff(action: Action, record: RestartRecord | None, now: float) -> Action:
+def _after_backoff(
+    action: StartContainer | RestartContainer, record: RestartRecord | None, now: float
+) -> Action:
     if record is not None and now < record.not_before:
         return WaitUntil(action.module, record.not_before)
     return action

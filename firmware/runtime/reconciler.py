@@ -13,6 +13,9 @@ the other modules; a failed pull, create or hook is retried after a growing dela
 The agent is a module like the others with one more rule, the watchdog: it is always wanted, and
 it is restarted until `[watchdog] max_retries` consecutive failures, after which the daemon is
 degraded and the agent left alone until a person acts.
+
+What it keeps per module (restart record, last issue, pull under way) lives in one `ModuleState`;
+callers read modules through the read models of `firmware.runtime.status`, never its fields.
 """
 
 from __future__ import annotations
@@ -21,16 +24,23 @@ import asyncio
 import copy
 import re
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from firmware.errors import Conflict, EdgekeeperError, NotFound
 from firmware.logs import fields, get_logger
 from firmware.runtime.backoff import BackoffPolicy, RestartRecord
+from firmware.runtime.container import (
+    ContainerRuntime,
+    ContainerSummary,
+    EngineError,
+    EngineVersion,
+    RuntimeUnavailable,
+)
 from firmware.runtime.desired import DesiredModules, ModuleChange, diff
-from firmware.runtime.engine import DockerEngine, EngineError, RuntimeUnavailable
 from firmware.runtime.hooks import ModuleHook
+from firmware.runtime.logstream import LogFrame
 from firmware.runtime.plan import (
     Action,
     CreateContainer,
@@ -51,6 +61,16 @@ from firmware.runtime.spec import (
     ModuleSpec,
     PullPolicy,
 )
+from firmware.runtime.status import (
+    ModuleStatus,
+    ModuleUsage,
+    RunningContainer,
+    RuntimeSummary,
+    count_by_status,
+    module_status,
+    module_usage,
+    running_container,
+)
 
 log = get_logger("runtime")
 
@@ -69,6 +89,34 @@ class ModuleIssue:
     at: float
 
 
+@dataclass
+class ModuleState:
+    """What the reconciler keeps about one module besides its spec and its containers."""
+
+    restarts: RestartRecord = field(default_factory=RestartRecord)
+    issue: ModuleIssue | None = None
+    activity: str | None = None  # what is under way for it (an image pull)
+    cleanup_due: bool = False  # no longer wanted: the hooks' `after_remove` has still to run
+
+    def fresh_start(self) -> None:
+        """A changed spec or a person's start: no failures counted, no issue."""
+        self.restarts = RestartRecord()
+        self.issue = None
+
+    def note(self) -> str:
+        """What the module's status says instead of the engine's: its activity or its issue."""
+        return self.activity or (self.issue.message if self.issue else "")
+
+
+@dataclass(frozen=True)
+class PullFailure:
+    """An image whose pull failed: not tried again before `retry_at`."""
+
+    retry_at: float
+    message: str
+    tries: int
+
+
 class Reconciler:
     """Keeps the engine's containers matching the desired modules. Run it as a daemon service."""
 
@@ -76,7 +124,7 @@ class Reconciler:
 
     def __init__(
         self,
-        engine: DockerEngine,
+        engine: ContainerRuntime,
         desired: DesiredModules,
         *,
         agent: ModuleSpec | None = None,
@@ -100,14 +148,13 @@ class Reconciler:
         self._pull_credentials = dict(pull_credentials or {})
         self._clock = clock
         self._specs: dict[str, ModuleSpec] = {}
-        self._records: dict[str, RestartRecord] = {}
-        self._issues: dict[str, ModuleIssue] = {}
-        self._expected_exits: set[str] = set()
-        self._removed: set[str] = set()
+        self._states: dict[str, ModuleState] = {}
         self._retry_delay = _RETRY_FIRST
+        # by image reference
         self._pulls: dict[str, asyncio.Future[None]] = {}
-        self._pull_failures: dict[str, tuple[float, str, int]] = {}
-        self._activity: dict[str, str] = {}
+        self._pull_failures: dict[str, PullFailure] = {}
+        # by container id: exits we caused, and exit codes from "die" events the listing may lag
+        self._expected_exits: set[str] = set()
         self._exited: dict[str, int] = {}
         self._wake = asyncio.Event()
         self._loaded = asyncio.Event()
@@ -138,21 +185,9 @@ class Reconciler:
             ) from None
 
     def issue(self, name: str) -> ModuleIssue | None:
-        return self._issues.get(name)
-
-    def activity(self, name: str) -> str | None:
-        """What is under way for the module right now (an image pull), if anything."""
-        return self._activity.get(name)
-
-    def record(self, name: str) -> RestartRecord | None:
-        return self._records.get(name)
-
-    def backoff_left(self, name: str) -> float:
-        """Seconds before the module may be restarted again (0 when not backing off)."""
-        record = self._records.get(name)
-        if record is None:
-            return 0.0
-        return max(0.0, record.not_before - self._clock())
+        """The last thing that went wrong for the module, until an action for it succeeds."""
+        state = self._states.get(name)
+        return state.issue if state else None
 
     def add_hook(self, hook: ModuleHook) -> None:
         """Run `hook` around every container created or module removed from now on."""
@@ -173,10 +208,10 @@ class Reconciler:
                 await self._blocking(self._desired_store.save, wanted)
                 self._specs = wanted
                 for change in changes:
-                    self._records.pop(change.name, None)
-                    self._issues.pop(change.name, None)
+                    state = self._state(change.name)
+                    state.fresh_start()
                     if change.after is None:
-                        self._removed.add(change.name)
+                        state.cleanup_due = True
                 log.info("deployment applied", extra=fields(changes=len(changes)))
                 self._wake.set()
         return changes
@@ -191,7 +226,7 @@ class Reconciler:
     async def set_status(self, name: str, status: DesiredStatus) -> None:
         spec = self.spec(name)
         if status is DesiredStatus.RUNNING:
-            self._records.pop(name, None)
+            self._state(name).restarts = RestartRecord()
             if self.is_agent(name):
                 self.degraded = None
         if spec.status is status:
@@ -208,14 +243,95 @@ class Reconciler:
         self._expected_exits.add(containers[0].container_id)
         await self.engine.restart(containers[0].container_id)
 
-    async def container_id(self, name: str) -> str | None:
-        self.spec(name)
-        containers = await self._owned(name)
-        return containers[0].container_id if containers else None
+    # -- read models ---------------------------------------------------------------------------
+
+    async def statuses(self, names: Sequence[str] | None = None) -> list[ModuleStatus]:
+        """The status of the named modules (default: every wanted module, by name); `NotFound`
+        for a name that is not wanted."""
+        specs = self.modules()
+        wanted = sorted(specs) if names is None else [self.spec(name).name for name in names]
+        containers = await self.engine.list_containers(self._owned_label)
+        chosen: dict[str, ContainerSummary] = {}
+        for container in sorted(containers, key=lambda c: c.state != "running"):
+            chosen.setdefault(container.labels.get(MODULE_LABEL, container.name), container)
+        inspected = await asyncio.gather(*(self._inspect(chosen.get(name)) for name in wanted))
+        return [self._status(specs[name], doc) for name, doc in zip(wanted, inspected, strict=True)]
+
+    def accepted_status(self, spec: ModuleSpec) -> ModuleStatus:
+        """The status of `spec` just written to the desired state, before the engine is asked."""
+        return self._status(spec, None)
+
+    async def summary(self) -> RuntimeSummary:
+        """The engine and the modules' statuses at a glance; an unreachable engine is reported."""
+        version: EngineVersion | None = None
+        counts = {}
+        error: str | None = None
+        try:
+            version = await self.engine.version()
+            counts = count_by_status(await self.statuses())
+        except EdgekeeperError as exc:
+            error = exc.render()
+        return RuntimeSummary(
+            socket=self.engine.socket_path,
+            version=version,
+            error=error,
+            modules=len(self.modules()),
+            by_status=counts,
+            degraded=self.degraded,
+        )
+
+    async def engine_version(self) -> EngineVersion:
+        return await self.engine.version()
+
+    async def usage(self) -> list[ModuleUsage]:
+        """Resource use of every running module, by name (modules whose sample fails left out)."""
+        containers = await self.engine.list_containers(self._owned_label)
+        running = [c for c in containers if c.state == "running"]
+        samples = await asyncio.gather(
+            *(self.engine.stats(c.container_id) for c in running), return_exceptions=True
+        )
+        usage = []
+        for container, sample in zip(running, samples, strict=True):
+            if isinstance(sample, EdgekeeperError):
+                continue
+            if isinstance(sample, BaseException):
+                raise sample
+            usage.append(module_usage(container.labels.get(MODULE_LABEL, container.name), sample))
+        return sorted(usage, key=lambda u: u.name)
+
+    async def running_container(self, name: str) -> RunningContainer | None:
+        """The module's container if it is running now; None otherwise or for an unknown name."""
+        try:
+            container_id = await self._container_id(name)
+            if container_id is None:
+                return None
+            doc = await self.engine.inspect(container_id)
+        except NotFound:
+            return None
+        return running_container(doc, container_id)
+
+    async def logs(
+        self,
+        name: str,
+        *,
+        tail: int | None = None,
+        since: int | None = None,
+        timestamps: bool = False,
+        follow: bool = False,
+    ) -> AsyncGenerator[LogFrame, None]:
+        """The output of the module's container; `NotFound` if it has none. Closing the
+        generator ends the engine's stream."""
+        container = await self._container_id(name)
+        if container is None:
+            raise NotFound(f"module {name!r} has no container yet, so no logs")
+        frames = self.engine.logs(
+            container, tail=tail, since=since, timestamps=timestamps, follow=follow
+        )
+        return _closing(frames)
 
     # -- the service -----------------------------------------------------------------------------
 
-    async def run(self, ctx: Any = None) -> None:
+    async def run(self) -> None:
         self._specs = await self._blocking(self._desired_store.load)
         self._loaded.set()
         try:
@@ -264,7 +380,7 @@ class Reconciler:
                 watcher.cancel()
                 await asyncio.gather(watcher, return_exceptions=True)
 
-    async def _watch(self, events: Any) -> None:
+    async def _watch(self, events: AsyncIterator[dict[str, Any]]) -> None:
         async for event in events:
             action = event.get("Action", "")
             module = event.get("Actor", {}).get("Attributes", {}).get(MODULE_LABEL)
@@ -273,13 +389,13 @@ class Reconciler:
             now = self._clock()
             if action == "start":
                 self._exited.pop(event.get("id", ""), None)
-                self._records.setdefault(module, RestartRecord()).started(now)
+                self._state(module).restarts.started(now)
             elif action == "die":
                 self._exited[event.get("id", "")] = int(_exit_of(event) or -1)
                 if event.get("id") in self._expected_exits:
                     self._expected_exits.discard(event["id"])
                 else:
-                    self._records.setdefault(module, RestartRecord()).stopped(now, self._policy)
+                    self._state(module).restarts.stopped(now, self._policy)
                     log.info("module exited", extra=fields(module=module, exit=_exit_of(event)))
             if action in _WAKING_ACTIONS:
                 self._wake.set()
@@ -293,7 +409,8 @@ class Reconciler:
             self._expected_exits &= present
             self._exited = {cid: code for cid, code in self._exited.items() if cid in present}
             wanted = self.modules()
-            actions = self._watchdog(plan(wanted, observed, self._records, self._clock()))
+            records = {name: state.restarts for name, state in self._states.items()}
+            actions = self._watchdog(plan(wanted, observed, records, self._clock()))
             deadline: float | None = None
             failed = False
             for action in actions:
@@ -303,11 +420,13 @@ class Reconciler:
                 if not await self._act(action):
                     failed = True
                 if isinstance(action, RemoveContainer) and action.module not in wanted:
-                    self._removed.add(action.module)
-            for module in sorted(self._removed - set(wanted)):
-                if module not in self._issues:
+                    self._state(action.module).cleanup_due = True
+            for module, state in sorted(self._states.items()):
+                if state.cleanup_due and module not in wanted and state.issue is None:
                     await self._after_remove(module)
-            self._removed.clear()
+                state.cleanup_due = False
+            # Modules no longer wanted are forgotten once their clean-up had its chance.
+            self._states = {name: s for name, s in self._states.items() if name in wanted}
             if not failed:
                 self._retry_delay = _RETRY_FIRST
                 return deadline
@@ -318,8 +437,8 @@ class Reconciler:
     def _watchdog(self, actions: list[Action]) -> list[Action]:
         if self._agent is None or self._agent_max_retries is None:
             return actions
-        record = self._records.get(self._agent.name)
-        failures = record.failures if record else 0
+        state = self._states.get(self._agent.name)
+        failures = state.restarts.failures if state else 0
         if failures <= self._agent_max_retries:
             return actions
         reason = (
@@ -344,7 +463,7 @@ class Reconciler:
                 await self._create(action.spec, action.start)
             elif isinstance(action, StartContainer):
                 await self.engine.start(action.container_id)
-                self._records.setdefault(module, RestartRecord()).started(self._clock())
+                self._state(module).restarts.started(self._clock())
                 log.info("module started", extra=fields(module=module))
             elif isinstance(action, RestartContainer):
                 self._expected_exits.add(action.container_id)
@@ -358,12 +477,12 @@ class Reconciler:
                 self._expected_exits.add(action.container_id)
                 await self.engine.remove(action.container_id, force=True)
                 log.info("module container removed", extra=fields(module=module))
-            self._issues.pop(module, None)
+            self._state(module).issue = None
             return True
         except RuntimeUnavailable:
             raise
         except EdgekeeperError as exc:
-            self._issues[module] = ModuleIssue(exc.render(), time.time())
+            self._state(module).issue = ModuleIssue(exc.render(), time.time())
             log.warning("module action failed", extra=fields(module=module, error=exc.render()))
             return False
 
@@ -377,7 +496,7 @@ class Reconciler:
         log.info("module created", extra=fields(module=spec.name, image=spec.image))
         if start:
             await self.engine.start(container)
-            self._records.setdefault(spec.name, RestartRecord()).started(self._clock())
+            self._state(spec.name).restarts.started(self._clock())
             log.info("module started", extra=fields(module=spec.name))
 
     async def _image_ready(self, spec: ModuleSpec) -> bool:
@@ -394,8 +513,8 @@ class Reconciler:
                     hint='load the image (docker load) or set imagePullPolicy to "on-create"',
                 ) from None
         failed = self._pull_failures.get(spec.image)
-        if failed is not None and self._clock() < failed[0]:
-            raise EngineError(failed[1], hint="the pull is tried again later")
+        if failed is not None and self._clock() < failed.retry_at:
+            raise EngineError(failed.message, hint="the pull is tried again later")
         if spec.image not in self._pulls:
             self._pulls[spec.image] = asyncio.ensure_future(self._pull(spec))
         return False
@@ -409,20 +528,22 @@ class Reconciler:
                 if progress.get("id") and progress.get("status"):
                     layers[progress["id"]] = progress["status"]
                     done = sum(s in ("Pull complete", "Already exists") for s in layers.values())
-                    self._activity[spec.name] = f"pulling {spec.image}: {done}/{len(layers)} layers"
+                    state = self._state(spec.name)
+                    state.activity = f"pulling {spec.image}: {done}/{len(layers)} layers"
         except EdgekeeperError as exc:
-            tries = self._pull_failures.get(spec.image, (0.0, "", 0))[2] + 1
+            previous = self._pull_failures.get(spec.image)
+            tries = (previous.tries if previous else 0) + 1
             delay = min(_RETRY_FIRST * 2 ** (tries - 1), _RETRY_CAP * 5)
             message = f"pulling {spec.image} failed: {exc.message}"
-            self._pull_failures[spec.image] = (self._clock() + delay, message, tries)
-            self._issues[spec.name] = ModuleIssue(message, time.time())
+            self._pull_failures[spec.image] = PullFailure(self._clock() + delay, message, tries)
+            self._state(spec.name).issue = ModuleIssue(message, time.time())
             log.warning("image pull failed", extra=fields(module=spec.name, error=exc.render()))
         else:
             self._pull_failures.pop(spec.image, None)
             log.info("image pulled", extra=fields(module=spec.name, image=spec.image))
         finally:
             self._pulls.pop(spec.image, None)
-            self._activity.pop(spec.name, None)
+            self._state(spec.name).activity = None
             self._wake.set()
 
     def _container_body(self, spec: ModuleSpec) -> dict[str, Any]:
@@ -459,10 +580,10 @@ class Reconciler:
             change(specs)
             await self._blocking(self._desired_store.save, specs)
             self._specs = specs
-            self._records.pop(name, None)
-            self._issues.pop(name, None)
+            state = self._state(name)
+            state.fresh_start()
             if name not in specs:
-                self._removed.add(name)
+                state.cleanup_due = True
         self._wake.set()
 
     async def _blocking(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -470,7 +591,34 @@ class Reconciler:
             return fn(*args)
         return await self._run_blocking(fn, *args)
 
-    def _observe(self, container: Any) -> ObservedContainer:
+    def _state(self, name: str) -> ModuleState:
+        return self._states.setdefault(name, ModuleState())
+
+    def _status(self, spec: ModuleSpec, container: Mapping[str, Any] | None) -> ModuleStatus:
+        state = self._states.get(spec.name) or ModuleState()
+        return module_status(
+            spec,
+            container,
+            agent=self.is_agent(spec.name),
+            note=state.note(),
+            backoff_left=max(0.0, state.restarts.not_before - self._clock()),
+            restart_count=state.restarts.failures,
+        )
+
+    async def _inspect(self, container: ContainerSummary | None) -> dict[str, Any] | None:
+        if container is None:
+            return None
+        try:
+            return await self.engine.inspect(container.container_id)
+        except NotFound:
+            return None
+
+    async def _container_id(self, name: str) -> str | None:
+        self.spec(name)
+        containers = await self._owned(name)
+        return containers[0].container_id if containers else None
+
+    def _observe(self, container: ContainerSummary) -> ObservedContainer:
         """The engine's listing, corrected by the events: the list can lag a "die" event."""
         if container.state == "running" and container.container_id in self._exited:
             return ObservedContainer(
@@ -505,3 +653,13 @@ def _module_of(action: Action) -> str:
 
 def _exit_of(event: Mapping[str, Any]) -> str:
     return str(event.get("Actor", {}).get("Attributes", {}).get("exitCode", ""))
+
+
+async def _closing(frames: AsyncIterator[LogFrame]) -> AsyncGenerator[LogFrame, None]:
+    """`frames`, closed when this generator is (a client hanging up ends the engine's stream)."""
+    try:
+        async for frame in frames:
+            yield frame
+    finally:
+        if isinstance(frames, AsyncGenerator):
+            await frames.aclose()

@@ -9,20 +9,26 @@ and then carried out by the reconciler; a manifest with any error changes nothin
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
 
 from firmware.api.model import ApiRequest, ApiResponse
+from firmware.api.router import RouteTable
+from firmware.config.schema import Config
 from firmware.errors import BadRequest
 from firmware.runtime.manifest import change_document, parse_deployment
+from firmware.runtime.reconciler import Reconciler
 
 
-def routes(ctx: Any, current: Any) -> list[tuple[str, str, Any]]:
+def routes(config: Callable[[], Config], current: Callable[[], Reconciler]) -> RouteTable:
+    """The deployment route; `config()` and `current()` give the config (the agent's name) and
+    the reconciler at request time."""
+
     async def deploy(request: ApiRequest) -> ApiResponse:
         flag = request.query.get("dry-run", "false").lower()
         if flag not in ("true", "false"):
             raise BadRequest(f"query parameter 'dry-run' is {flag!r}; use true or false")
         reconciler = current()
-        deployment = parse_deployment(request.json_object(), agent_name=ctx.config.agent.name)
+        deployment = parse_deployment(request.json_object(), agent_name=config().agent.name)
         changes = await reconciler.apply(deployment.modules, dry_run=flag == "true")
         return ApiResponse(
             200,

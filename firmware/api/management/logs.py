@@ -12,11 +12,14 @@ from __future__ import annotations
 import datetime
 import re
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from typing import Any
 
 from firmware.api.model import ApiRequest, ApiResponse
-from firmware.errors import BadRequest, NotFound
+from firmware.api.router import RouteTable
+from firmware.errors import BadRequest
+from firmware.runtime.logstream import LogFrame
+from firmware.runtime.reconciler import Reconciler
 
 MAX_JSON_BYTES = 1024 * 1024
 _DURATION = re.compile(r"^([0-9]+)([smhd])$")
@@ -59,25 +62,25 @@ def _tail(query: Mapping[str, str]) -> int | None:
     return int(value)
 
 
-def routes(current: Any) -> list[tuple[str, str, Any]]:
+def routes(current: Callable[[], Reconciler]) -> RouteTable:
+    """The logs route; `current()` gives the reconciler at request time."""
+
     async def module_logs(request: ApiRequest, name: str) -> ApiResponse:
         reconciler = current()
         query = request.query
-        options = {
-            "tail": _tail(query),
-            "since": parse_since(query["since"]) if query.get("since") else None,
-            "timestamps": _flag(query, "timestamps"),
-            "follow": _flag(query, "follow"),
-        }
+        tail = _tail(query)
+        since = parse_since(query["since"]) if query.get("since") else None
+        timestamps = _flag(query, "timestamps")
+        follow = _flag(query, "follow")
         as_json = query.get("format", "text") == "json"
-        if as_json and options["follow"]:
+        if as_json and follow:
             raise BadRequest("format=json cannot follow; drop one of them")
-        container = await reconciler.container_id(name)
-        if container is None:
-            raise NotFound(f"module {name!r} has no container yet, so no logs")
-        frames = reconciler.engine.logs(container, **options)
+        frames = await reconciler.logs(
+            name, tail=tail, since=since, timestamps=timestamps, follow=follow
+        )
         if as_json:
-            lines, size = [], 0
+            lines: list[dict[str, Any]] = []
+            size = 0
             async for frame in frames:
                 size += len(frame.data)
                 if size > MAX_JSON_BYTES:
@@ -97,7 +100,7 @@ def routes(current: Any) -> list[tuple[str, str, Any]]:
     return [("GET", "/modules/{name}/logs", module_logs)]
 
 
-async def _bytes(frames: AsyncIterator[Any]) -> AsyncIterator[bytes]:
+async def _bytes(frames: AsyncGenerator[LogFrame, None]) -> AsyncIterator[bytes]:
     try:
         async for frame in frames:
             yield frame.data

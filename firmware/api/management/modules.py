@@ -5,109 +5,66 @@ stop and restart, answering `ModuleDetails`.
 "createOptions"}, "env": [{"key", "value"}]}, "status": {"startTime", "exitStatus": {"exitTime",
 "statusCode"}, "runtimeStatus": {"status", "description"}}}`, plus our `restartPolicy`,
 `desiredStatus`, `imagePullPolicy`, `version` and `restartCount`. `runtimeStatus.status` is one of
-"running", "stopped", "failed", "backoff", "dead", "unknown". Changes go to the desired state
-(persisted first); the reconciler carries them out, so the answer does not wait for the engine.
+"running", "stopped", "failed", "backoff", "dead", "unknown". The runtime computes each module's
+status (`firmware.runtime.status.ModuleStatus`); this module only gives it IoT Edge's shape.
+Changes go to the desired state (persisted first); the reconciler carries them out, so the answer
+does not wait for the engine.
 """
 
 from __future__ import annotations
 
-import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from firmware.api.model import ApiRequest, ApiResponse
-from firmware.errors import BadRequest, Conflict, NotFound
-from firmware.runtime.engine import ContainerSummary
+from firmware.api.router import RouteTable
+from firmware.errors import BadRequest, Conflict
 from firmware.runtime.reconciler import Reconciler
-from firmware.runtime.spec import MODULE_LABEL, OWNER_LABEL, DesiredStatus, ModuleSpec
-
-_NEVER = "0001-01-01T00:00:00Z"
-
-
-async def module_details(
-    reconciler: Reconciler, names: list[str] | None = None
-) -> list[dict[str, Any]]:
-    """Details of the named modules (default: every wanted module), in name order."""
-    specs = reconciler.modules()
-    wanted = sorted(specs) if names is None else names
-    containers = await reconciler.engine.list_containers({OWNER_LABEL: reconciler.owner})
-    chosen: dict[str, ContainerSummary] = {}
-    for container in sorted(containers, key=lambda c: c.state != "running"):
-        chosen.setdefault(container.labels.get(MODULE_LABEL, container.name), container)
-    inspected = await asyncio.gather(*(_inspect(reconciler, chosen.get(name)) for name in wanted))
-    return [
-        details(reconciler, specs[name], doc) for name, doc in zip(wanted, inspected, strict=True)
-    ]
+from firmware.runtime.spec import DesiredStatus, ModuleSpec
+from firmware.runtime.status import ModuleStatus
 
 
-async def _inspect(reconciler: Reconciler, container: ContainerSummary | None) -> dict | None:
-    if container is None:
-        return None
-    try:
-        return await reconciler.engine.inspect(container.container_id)
-    except NotFound:
-        return None
-
-
-def details(reconciler: Reconciler, spec: ModuleSpec, container: dict | None) -> dict[str, Any]:
-    api = spec.to_api()
-    record = reconciler.record(spec.name)
-    state = (container or {}).get("State", {})
-    status: dict[str, Any] = {"runtimeStatus": _runtime_status(reconciler, spec, state, container)}
-    if state.get("StartedAt") and state["StartedAt"] != _NEVER:
-        status["startTime"] = state["StartedAt"]
-    if state and not state.get("Running") and state.get("FinishedAt", _NEVER) != _NEVER:
-        status["exitStatus"] = {
-            "exitTime": state["FinishedAt"],
-            "statusCode": str(state.get("ExitCode", "")),
+def module_details(status: ModuleStatus) -> dict[str, Any]:
+    """IoT Edge's `ModuleDetails` (and our fields) for one module's status."""
+    api = status.spec.to_api()
+    shown: dict[str, Any] = {
+        "runtimeStatus": {
+            "status": status.runtime_status.value,
+            "description": status.description,
+        }
+    }
+    if status.started_at is not None:
+        shown["startTime"] = status.started_at
+    if status.exited_at is not None:
+        shown["exitStatus"] = {
+            "exitTime": status.exited_at,
+            "statusCode": "" if status.exit_code is None else str(status.exit_code),
         }
     return {
-        "id": (container or {}).get("Id", ""),
-        "name": spec.name,
+        "id": status.container_id,
+        "name": status.name,
         "type": "docker",
         "config": api["config"],
-        "status": status,
+        "status": shown,
         "restartPolicy": api["restartPolicy"],
         "desiredStatus": api["status"],
         "imagePullPolicy": api["imagePullPolicy"],
         "version": api["version"],
-        "restartCount": record.failures if record else 0,
-        "agent": reconciler.is_agent(spec.name),
+        "restartCount": status.restart_count,
+        "agent": status.agent,
     }
 
 
-def _runtime_status(
-    reconciler: Reconciler, spec: ModuleSpec, state: dict[str, Any], container: dict | None
-) -> dict[str, str]:
-    issue = reconciler.issue(spec.name)
-    note = reconciler.activity(spec.name) or (issue.message if issue else "")
-    if container is None:
-        return {"status": "unknown", "description": note or "no container yet"}
-    engine_state = state.get("Status", "")
-    code = state.get("ExitCode", 0)
-    wait = reconciler.backoff_left(spec.name)
-    if engine_state == "running":
-        health = state.get("Health", {}).get("Status", "")
-        return {"status": "running", "description": note or (f"health: {health}" if health else "")}
-    if engine_state == "dead":
-        return {"status": "dead", "description": note or "the engine reports the container dead"}
-    if engine_state == "restarting" or (wait > 0 and spec.status is DesiredStatus.RUNNING):
-        text = f"exited with code {code}; next start in {round(wait)} s"
-        return {"status": "backoff", "description": note or text}
-    if spec.status is DesiredStatus.STOPPED or code == 0:
-        return {"status": "stopped", "description": note or f"exited with code {code}"}
-    return {"status": "failed", "description": note or f"exited with code {code}"}
-
-
-def routes(current: Any) -> list[tuple[str, str, Any]]:
+def routes(current: Callable[[], Reconciler]) -> RouteTable:
     """The module routes; `current()` gives the reconciler at request time."""
 
     async def list_modules(request: ApiRequest) -> ApiResponse:
-        return ApiResponse(200, {"modules": await module_details(current())})
+        statuses = await current().statuses()
+        return ApiResponse(200, {"modules": [module_details(status) for status in statuses]})
 
     async def get_module(request: ApiRequest, name: str) -> ApiResponse:
-        reconciler = current()
-        reconciler.spec(name)
-        return ApiResponse(200, (await module_details(reconciler, [name]))[0])
+        (status,) = await current().statuses([name])
+        return ApiResponse(200, module_details(status))
 
     async def create_module(request: ApiRequest) -> ApiResponse:
         reconciler = current()
@@ -118,7 +75,7 @@ def routes(current: Any) -> list[tuple[str, str, Any]]:
                 hint=f"update it with PUT /modules/{spec.name}",
             )
         await reconciler.put(spec)
-        return ApiResponse(201, details(reconciler, spec, None))
+        return ApiResponse(201, module_details(reconciler.accepted_status(spec)))
 
     async def update_module(request: ApiRequest, name: str) -> ApiResponse:
         reconciler = current()
@@ -132,7 +89,7 @@ def routes(current: Any) -> list[tuple[str, str, Any]]:
         if request.query.get("start", "").lower() == "true":
             spec = ModuleSpec(**{**spec.__dict__, "status": DesiredStatus.RUNNING})
         await reconciler.put(spec)
-        return ApiResponse(200, details(reconciler, spec, None))
+        return ApiResponse(200, module_details(reconciler.accepted_status(spec)))
 
     async def delete_module(request: ApiRequest, name: str) -> ApiResponse:
         await current().delete(name)

@@ -6,7 +6,8 @@ provisioning, server_version, kernel_version, operating_system, cpus, virtualize
 `/systeminfo/resources` answers host uptime, the daemon's uptime, CPU and memory use of the host,
 its disks, and per module the memory and CPU its container uses (from container stats).
 `/system/status` never fails for an unreachable engine: it reports it, with the modules' summary
-and why the daemon is degraded, if it is.
+and why the daemon is degraded, if it is. Engine and module facts come from the runtime's read
+models (`firmware.runtime.status`); the host's from /proc.
 """
 
 from __future__ import annotations
@@ -15,14 +16,18 @@ import asyncio
 import os
 import platform
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from firmware import __version__
 from firmware.api.management.journal import LogRing
-from firmware.api.management.modules import module_details
 from firmware.api.model import ApiRequest, ApiResponse
-from firmware.errors import BadRequest, EdgekeeperError, NotSupported
-from firmware.runtime.spec import MODULE_LABEL, OWNER_LABEL
+from firmware.api.router import RouteTable
+from firmware.config.schema import Config
+from firmware.errors import BadRequest, NotSupported
+from firmware.runtime.reconciler import Reconciler
+from firmware.runtime.status import ModuleUsage, RuntimeSummary
 
 PROC = Path("/proc")
 _MOUNT_TYPES = frozenset({"ext2", "ext3", "ext4", "xfs", "btrfs", "vfat", "f2fs", "overlay"})
@@ -87,31 +92,43 @@ def disks(mounts: Path = PROC / "mounts") -> list[dict[str, Any]]:
     return found
 
 
-def container_usage(stats: dict[str, Any]) -> dict[str, Any]:
-    """Memory bytes and CPU percent (of all CPUs = 100 * cpus) from one stats sample."""
-    mem = stats.get("memory_stats", {})
-    cache = mem.get("stats", {}).get("cache", 0) or mem.get("stats", {}).get("inactive_file", 0)
-    cpu, pre = stats.get("cpu_stats", {}), stats.get("precpu_stats", {})
-    used = cpu.get("cpu_usage", {}).get("total_usage", 0) - pre.get("cpu_usage", {}).get(
-        "total_usage", 0
-    )
-    system = cpu.get("system_cpu_usage", 0) - pre.get("system_cpu_usage", 0)
-    cpus = cpu.get("online_cpus") or len(cpu.get("cpu_usage", {}).get("percpu_usage") or [1])
-    percent = 100.0 * used / system * cpus if system > 0 and used >= 0 else 0.0
+def usage_document(usage: ModuleUsage) -> dict[str, Any]:
     return {
-        "used_memory": max(0, mem.get("usage", 0) - cache),
-        "memory_limit": mem.get("limit", 0),
-        "used_cpu": round(percent, 2),
+        "name": usage.name,
+        "used_memory": usage.used_memory,
+        "memory_limit": usage.memory_limit,
+        "used_cpu": usage.used_cpu,
     }
 
 
-def routes(ctx: Any, current: Any, ring: LogRing, started_at: float) -> list[tuple[str, str, Any]]:
-    async def system_info(request: ApiRequest) -> ApiResponse:
-        from firmware import __version__
+def status_document(summary: RuntimeSummary) -> dict[str, Any]:
+    """`/system/status`: the engine, the modules counted by runtime status, why degraded."""
+    engine: dict[str, Any] = {"socket": summary.socket, "reachable": summary.reachable}
+    if summary.version is not None:
+        engine.update(version=summary.version.version, api_version=summary.version.api_version)
+    if summary.error is not None:
+        engine["error"] = summary.error
+    counts = {status.value: count for status, count in summary.by_status.items()}
+    return {
+        "engine": engine,
+        "modules": {"total": summary.modules, **counts},
+        "degraded": summary.degraded,
+    }
 
-        engine = await current().engine.version()
-        provisioning = ctx.config.provisioning
-        mode = ctx.config.auto_reprovisioning_mode
+
+def routes(
+    config: Callable[[], Config],
+    current: Callable[[], Reconciler],
+    ring: LogRing,
+    started_at: float,
+) -> RouteTable:
+    """The system routes; `config()` and `current()` give the config and the reconciler at
+    request time, `ring` the daemon's last log lines, `started_at` when the daemon started."""
+
+    async def system_info(request: ApiRequest) -> ApiResponse:
+        engine = await current().engine_version()
+        provisioning = config().provisioning
+        mode = config().auto_reprovisioning_mode
         return ApiResponse(
             200,
             {
@@ -133,24 +150,12 @@ def routes(ctx: Any, current: Any, ring: LogRing, started_at: float) -> list[tup
 
     async def resources(request: ApiRequest) -> ApiResponse:
         reconciler = current()
-        containers = await reconciler.engine.list_containers({OWNER_LABEL: reconciler.owner})
-        running = [c for c in containers if c.state == "running"]
         busy0, total0 = cpu_times()
-        samples = await asyncio.gather(
-            *(reconciler.engine.stats(c.container_id) for c in running), return_exceptions=True
-        )
-        if not running:
-            await asyncio.sleep(0.2)
+        modules = await reconciler.usage()
+        if not modules:
+            await asyncio.sleep(0.2)  # a window for the host's CPU sample
         busy1, total1 = cpu_times()
         used_ram, total_ram = memory()
-        modules = []
-        for container, sample in zip(running, samples, strict=True):
-            if isinstance(sample, EdgekeeperError):
-                continue
-            if isinstance(sample, BaseException):
-                raise sample
-            usage = container_usage(sample)
-            modules.append({"name": container.labels.get(MODULE_LABEL, container.name), **usage})
         uptime = float((PROC / "uptime").read_text().split()[0])
         return ApiResponse(
             200,
@@ -163,7 +168,7 @@ def routes(ctx: Any, current: Any, ring: LogRing, started_at: float) -> list[tup
                 "used_ram": used_ram,
                 "total_ram": total_ram,
                 "disks": disks(),
-                "modules": sorted(modules, key=lambda m: m["name"]),
+                "modules": [usage_document(usage) for usage in modules],
             },
         )
 
@@ -175,27 +180,7 @@ def routes(ctx: Any, current: Any, ring: LogRing, started_at: float) -> list[tup
         )
 
     async def system_status(request: ApiRequest) -> ApiResponse:
-        from firmware.runtime.service import runtime_service
-
-        reconciler = runtime_service(ctx).current()
-        engine: dict[str, Any] = {"socket": reconciler.engine.socket_path}
-        summary: dict[str, int] = {}
-        try:
-            version = await reconciler.engine.version()
-            engine.update(reachable=True, version=version.version, api_version=version.api_version)
-            for module in await module_details(reconciler):
-                state = module["status"]["runtimeStatus"]["status"]
-                summary[state] = summary.get(state, 0) + 1
-        except EdgekeeperError as error:
-            engine.update(reachable=False, error=error.render())
-        return ApiResponse(
-            200,
-            {
-                "engine": engine,
-                "modules": {"total": len(reconciler.modules()), **summary},
-                "degraded": reconciler.degraded,
-            },
-        )
+        return ApiResponse(200, status_document(await current().summary()))
 
     async def system_logs(request: ApiRequest) -> ApiResponse:
         count = request.query.get("lines", "100")

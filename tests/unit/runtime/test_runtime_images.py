@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime
+import time
 
 import pytest
 
 from firmware.errors import ConfigError
-from firmware.runtime.images import ImageSchedule, duration_seconds
+from firmware.runtime.images import DOCUMENT, ImageCollector, ImageSchedule, duration_seconds
+from firmware.store.state import StateStore
+from tests.peers.fake_engine import FakeEngine
+from tests.peers.waiting import wait_until_async
 
 DAY = 86400.0
 
@@ -53,34 +58,12 @@ def test_durations():
         duration_seconds("soon", "[image_garbage_collection] cleanup_recurrence")
 
 
-class FakeEngine:
-    def __init__(self):
-        self.images = [
-            {"Id": "sha256:aaa", "RepoTags": ["old:1"]},
-            {"Id": "sha256:bbb", "RepoTags": ["kept:1"]},
-        ]
-        self.removed = []
-
-    async def list_images(self):
-        return [i for i in self.images if i["RepoTags"][0] not in self.removed]
-
-    async def list_containers(self, labels=None):
-        return []
-
-    async def remove_image(self, reference):
-        self.removed.append(reference)
-
-
 def test_the_scheduled_run_happens_on_time_and_is_recorded(tmp_path):
-    import asyncio
-    import time
-
-    from firmware.runtime.images import DOCUMENT, ImageCollector
-    from firmware.store.state import StateStore
-
     store = StateStore(tmp_path)
     store.ensure()
     engine = FakeEngine()
+    engine.add_image("old:1")
+    kept = engine.add_image("kept:1")
     collector = ImageCollector(
         engine,
         store,
@@ -90,13 +73,18 @@ def test_the_scheduled_run_happens_on_time_and_is_recorded(tmp_path):
 
     async def scenario():
         task = asyncio.ensure_future(collector.run())
-        await asyncio.sleep(1.6)  # at least one whole-second boundary passes
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        try:
+            # the first run falls on the next whole second
+            await wait_until_async(
+                lambda: store.get(DOCUMENT), timeout_s=5, what="the scheduled clean-up"
+            )
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
     started = time.time()
     asyncio.run(scenario())
-    assert engine.removed == ["old:1"]
+    assert [image["RepoTags"] for image in asyncio.run(engine.list_images())] == [["kept:1"]]
     doc = store.get(DOCUMENT)
     assert started <= doc["last_run"] <= time.time()
-    assert list(doc["last_used"]) == ["sha256:bbb"]
+    assert list(doc["last_used"]) == [kept]

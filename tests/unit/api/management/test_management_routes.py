@@ -1,179 +1,240 @@
 """Management API routes in-process: IoT Edge's JSON shapes, module states, deployments, and
-4xx/5xx answers that name what was wrong. The engine is a small in-memory stand-in; the same
+4xx/5xx answers that name what was wrong. A reconciler supervises the in-memory `FakeEngine`
+(held to dockerd's behaviour by tests/integration/runtime/test_container_runtime.py); the same
 routes run against a real dockerd in tests/integration/runtime."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import time
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from dataclasses import dataclass
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
 from firmware.api import versions
-from firmware.api.management import register_routes
-from firmware.api.model import ApiRequest
+from firmware.api.management import deployments, logs, modules, system
+from firmware.api.management.journal import LogRing
+from firmware.api.model import ApiRequest, ApiResponse
 from firmware.api.router import Router
-from firmware.runtime.backoff import BackoffPolicy, RestartRecord
+from firmware.runtime.backoff import BackoffPolicy
 from firmware.runtime.desired import DesiredModules
-from firmware.runtime.engine import ContainerSummary, EngineVersion, RuntimeUnavailable
 from firmware.runtime.logstream import LogFrame, Stream
 from firmware.runtime.reconciler import Reconciler
-from firmware.runtime.spec import HASH_LABEL, MODULE_LABEL, OWNER_LABEL, ModuleSpec
+from firmware.runtime.spec import DesiredStatus, ModuleSpec, PullPolicy, RestartPolicy
 from firmware.store.state import StateStore
+from tests.peers.fake_engine import FakeEngine, Program
+from tests.peers.waiting import wait_until_async
 
-NEVER = "0001-01-01T00:00:00Z"
+AGENT_CMD = ["agent"]
+SLEEP = ["sleep", "300"]
+CRASH = ["sh", "-c", "exit 3"]
 
 
-class FakeEngine:
-    socket_path = "/run/fake-docker.sock"
+class Clock:
+    """The reconciler's monotonic clock, which a test may move forward."""
 
     def __init__(self) -> None:
-        self.containers: dict[str, tuple[ContainerSummary, dict]] = {}
-        self.down = False
+        self.offset = 0.0
 
-    def add(self, spec: ModuleSpec, state: dict) -> None:
-        cid = f"id-{spec.name}"
-        labels = {OWNER_LABEL: "edgekeeper", MODULE_LABEL: spec.name, HASH_LABEL: spec.spec_hash()}
-        summary = ContainerSummary(cid, spec.name, spec.image, state["Status"], "", labels, 0)
-        self.containers[cid] = (summary, {"Id": cid, "State": state})
-
-    def _check(self) -> None:
-        if self.down:
-            raise RuntimeUnavailable(
-                f"the container engine at {self.socket_path} cannot be reached"
-            )
-
-    async def list_containers(self, labels=None):
-        self._check()
-        return [summary for summary, _ in self.containers.values()]
-
-    async def inspect(self, cid):
-        self._check()
-        return self.containers[cid][1]
-
-    async def version(self):
-        self._check()
-        return EngineVersion("24.0.5", "1.43", "linux", "amd64")
-
-    async def logs(self, cid, **options):
-        self.log_options = options
-        yield LogFrame(Stream.STDOUT, b"one\ntwo\n")
-        yield LogFrame(Stream.STDERR, b"oops\n")
+    def __call__(self) -> float:
+        return time.monotonic() + self.offset
 
 
-def request(router, method, path, body=None, **query):
-    payload = (
-        body if isinstance(body, bytes) else b"" if body is None else json.dumps(body).encode()
-    )
-    req = ApiRequest(method, path, query={"api-version": versions.LATEST, **query}, body=payload)
-    return asyncio.run(router.dispatch(req))
+@dataclass
+class Daemon:
+    router: Router
+    reconciler: Reconciler
+    engine: FakeEngine
+    clock: Clock
+
+    async def call(
+        self, method: str, path: str, body: object = None, **query: str
+    ) -> ApiResponse:
+        payload = (
+            body if isinstance(body, bytes) else b"" if body is None else json.dumps(body).encode()
+        )
+        query = {"api-version": versions.LATEST, **query}
+        return await self.router.dispatch(ApiRequest(method, path, query=query, body=payload))
 
 
 @pytest.fixture
-def setup(tmp_path):
+def daemon(tmp_path: Any) -> Daemon:
     store = StateStore(tmp_path)
     store.ensure()
     engine = FakeEngine()
-    agent = ModuleSpec(name="edgeAgent", image="agent:1")
-    reconciler = Reconciler(engine, DesiredModules(store), agent=agent, policy=BackoffPolicy())
-    reconciler._loaded.set()  # as after `run` loaded the (empty) stored modules
-    runtime = SimpleNamespace(current=lambda: reconciler)
+    for image in ("agent:1", "img:1", "example/x:1", "example/x:2", "x:1", "x:2"):
+        engine.add_image(image)
+    output = (LogFrame(Stream.STDOUT, b"one\ntwo\n"), LogFrame(Stream.STDERR, b"oops\n"))
+    engine.program(AGENT_CMD, Program(output))
+    engine.program(CRASH, Program(exit_code=3))
+    agent = ModuleSpec(
+        name="edgeAgent",
+        image="agent:1",
+        create_options={"Cmd": AGENT_CMD},
+        pull_policy=PullPolicy.NEVER,
+    )
+    clock = Clock()
+    reconciler = Reconciler(
+        engine, DesiredModules(store), agent=agent, policy=BackoffPolicy(), clock=clock
+    )
     config = SimpleNamespace(
         agent=SimpleNamespace(name="edgeAgent"),
         provisioning=SimpleNamespace(source="none"),
         auto_reprovisioning_mode="Dynamic",
     )
-    ctx = SimpleNamespace(
-        services=SimpleNamespace(get=lambda name: runtime if name == "runtime" else None),
-        config=config,
-        logs=None,
-        started_at=0.0,
-    )
     router = Router()
-    register_routes(router, ctx)
-    register_routes(router, ctx)  # a restarted service registers nothing twice
-    return router, reconciler, engine
+    table = [
+        *modules.routes(lambda: reconciler),
+        *logs.routes(lambda: reconciler),
+        *system.routes(lambda: config, lambda: reconciler, LogRing(), 0.0),
+        *deployments.routes(lambda: config, lambda: reconciler),
+    ]
+    for method, pattern, handler in table:
+        router.add(method, pattern, handler)
+    return Daemon(router, reconciler, engine, clock)
 
 
-def module_body(name, image="example/x:1", **extra):
+def supervised(scenario: Callable[[Daemon], Awaitable[None]]) -> Callable[[Daemon], None]:
+    """Run `scenario(daemon)` while the reconciler supervises the fake engine."""
+
+    def test(daemon: Daemon) -> None:
+        async def run() -> None:
+            task = asyncio.ensure_future(daemon.reconciler.run())
+            try:
+                await daemon.reconciler.loaded()
+                await asyncio.wait_for(scenario(daemon), 30)
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+        asyncio.run(run())
+
+    test.__name__ = scenario.__name__
+    return test
+
+
+def module_body(name: str, image: str = "example/x:1", **extra: Any) -> dict[str, Any]:
     return {"name": name, "type": "docker", "config": {"settings": {"image": image}}, **extra}
 
 
-def test_module_states_in_iot_edge_shape(setup):
-    router, reconciler, engine = setup
-    specs = {
-        "up": ModuleSpec("up", "img:1", env={"A": "1"}),
-        "crashed": ModuleSpec("crashed", "img:1"),
-        "waiting": ModuleSpec("waiting", "img:1"),
-        "nothing": ModuleSpec("nothing", "img:1"),
-    }
-    asyncio.run(reconciler.apply(specs))
-    engine.add(
-        specs["up"],
-        {
-            "Status": "running",
-            "Running": True,
-            "StartedAt": "2026-11-23T10:00:00Z",
-            "FinishedAt": NEVER,
-        },
-    )
-    exited = {
-        "Status": "exited",
-        "Running": False,
-        "ExitCode": 3,
-        "StartedAt": "2026-11-23T10:00:00Z",
-        "FinishedAt": "2026-11-23T10:00:05Z",
-    }
-    engine.add(specs["crashed"], exited)
-    engine.add(specs["waiting"], exited)
-    record = RestartRecord()
-    record.stopped(reconciler._clock(), BackoffPolicy())
-    reconciler._records["waiting"] = record
+def spec(name: str, command: list[str], **kw: Any) -> ModuleSpec:
+    return ModuleSpec(name, "img:1", create_options={"Cmd": command}, **kw)
 
-    answer = request(router, "GET", "/modules")
+
+async def runtime_status(daemon: Daemon, name: str) -> str:
+    answer = await daemon.call("GET", f"/modules/{name}")
+    return str(answer.json()["status"]["runtimeStatus"]["status"])
+
+
+@supervised
+async def test_module_states_in_iot_edge_shape(daemon: Daemon) -> None:
+    up = spec("up", SLEEP, env={"A": "1"})
+    crashed = spec("crashed", CRASH, restart_policy=RestartPolicy.NEVER)
+    waiting = spec("waiting", CRASH, restart_policy=RestartPolicy.ALWAYS)
+    nothing = ModuleSpec("nothing", "missing:1")  # never pullable here
+    await daemon.reconciler.apply({"up": up, "crashed": crashed, "nothing": nothing})
+
+    async def settled() -> bool:
+        return await runtime_status(daemon, "crashed") == "backoff"
+
+    await wait_until_async(settled, timeout_s=10, what="the first crash")
+    daemon.clock.offset += BackoffPolicy().initial + 1  # its back-off is over: it failed
+    everything = {"up": up, "crashed": crashed, "nothing": nothing, "waiting": waiting}
+    await daemon.reconciler.apply(everything)
+
+    async def all_known() -> bool:
+        states = {m: await runtime_status(daemon, m) for m in ("up", "waiting", "nothing")}
+        nothing_noted = (await daemon.call("GET", "/modules/nothing")).json()["status"]
+        return states["up"] == "running" and states["waiting"] == "backoff" and (
+            "failed" in nothing_noted["runtimeStatus"]["description"]
+        )
+
+    await wait_until_async(all_known, timeout_s=10, what="every module's state")
+
+    answer = await daemon.call("GET", "/modules")
     assert answer.status == 200
-    modules = {m["name"]: m for m in answer.json()["modules"]}
-    assert sorted(modules) == ["crashed", "edgeAgent", "nothing", "up", "waiting"]
-    up = modules["up"]
-    assert up["id"] == "id-up" and up["type"] == "docker"
-    assert up["config"] == {
-        "settings": {"image": "img:1", "createOptions": {}},
+    found = {m["name"]: m for m in answer.json()["modules"]}
+    assert list(found) == ["crashed", "edgeAgent", "nothing", "up", "waiting"]
+    running = found["up"]
+    container = await daemon.engine.inspect(running["id"])
+    assert running["type"] == "docker" and running["id"] == container["Id"]
+    assert running["config"] == {
+        "settings": {"image": "img:1", "createOptions": {"Cmd": SLEEP}},
         "env": [{"key": "A", "value": "1"}],
     }
-    assert up["status"]["startTime"] == "2026-11-23T10:00:00Z"
-    assert up["status"]["runtimeStatus"]["status"] == "running"
-    assert "exitStatus" not in up["status"]
-    crashed = modules["crashed"]["status"]
-    assert crashed["runtimeStatus"]["status"] == "failed"
-    assert crashed["exitStatus"] == {"exitTime": "2026-11-23T10:00:05Z", "statusCode": "3"}
-    waiting = modules["waiting"]
-    assert waiting["status"]["runtimeStatus"]["status"] == "backoff"
-    assert "next start in 10 s" in waiting["status"]["runtimeStatus"]["description"]
-    assert waiting["restartCount"] == 1
-    assert modules["nothing"]["status"]["runtimeStatus"] == {
-        "status": "unknown",
-        "description": "no container yet",
+    assert running["status"] == {
+        "runtimeStatus": {"status": "running", "description": ""},
+        "startTime": container["State"]["StartedAt"],
     }
-    assert modules["edgeAgent"]["agent"] is True
+    failed = found["crashed"]["status"]
+    finished = (await daemon.engine.inspect(found["crashed"]["id"]))["State"]["FinishedAt"]
+    assert failed["runtimeStatus"] == {"status": "failed", "description": "exited with code 3"}
+    assert failed["exitStatus"] == {"exitTime": finished, "statusCode": "3"}
+    backoff = found["waiting"]
+    assert backoff["status"]["runtimeStatus"] == {
+        "status": "backoff",
+        "description": "exited with code 3; next start in 10 s",
+    }
+    assert backoff["restartCount"] == 1 and found["crashed"]["restartCount"] == 1
+    absent = found["nothing"]
+    assert absent["id"] == "" and absent["status"]["runtimeStatus"]["status"] == "unknown"
+    assert absent["status"]["runtimeStatus"]["description"].startswith("pulling missing:1 failed")
+    assert found["edgeAgent"]["agent"] is True and running["agent"] is False
+    assert [running[k] for k in ("restartPolicy", "desiredStatus", "imagePullPolicy")] == [
+        "always",
+        "running",
+        "on-create",
+    ]
 
-    one = request(router, "GET", "/modules/up")
-    assert one.status == 200 and one.json()["name"] == "up"
+    status = (await daemon.call("GET", "/system/status")).json()
+    assert status == {
+        "engine": {
+            "socket": "/run/fake-docker.sock",
+            "reachable": True,
+            "version": "24.0.5-fake",
+            "api_version": "1.43",
+        },
+        "modules": {"total": 5, "failed": 1, "running": 2, "unknown": 1, "backoff": 1},
+        "degraded": None,
+    }
+    resources = (await daemon.call("GET", "/systeminfo/resources")).json()
+    assert [m["name"] for m in resources["modules"]] == ["edgeAgent", "up"]
+    assert resources["modules"][0] == {
+        "name": "edgeAgent",
+        "used_memory": 4_194_304,
+        "memory_limit": 2_147_483_648,
+        "used_cpu": 2.0,
+    }
+    assert {"host_uptime", "process_uptime", "used_cpu", "used_ram", "disks"} <= set(resources)
 
 
-def test_create_update_delete_start_stop(setup):
-    router, reconciler, _ = setup
-    created = request(router, "POST", "/modules", module_body("m"))
+@supervised
+async def test_create_update_delete_start_stop(daemon: Daemon) -> None:
+    reconciler = daemon.reconciler
+    created = await daemon.call("POST", "/modules", module_body("m"))
     assert created.status == 201
-    assert created.json()["status"]["runtimeStatus"]["status"] == "unknown"
-    assert reconciler.spec("m").image == "example/x:1"
-    updated = request(router, "PUT", "/modules/m", module_body("m", "example/x:2"))
+    assert created.json()["status"] == {
+        "runtimeStatus": {"status": "unknown", "description": "no container yet"}
+    }
+    assert created.json()["id"] == "" and reconciler.spec("m").image == "example/x:1"
+    updated = await daemon.call("PUT", "/modules/m", module_body("m", "example/x:2"))
     assert updated.status == 200 and reconciler.spec("m").image == "example/x:2"
-    assert request(router, "POST", "/modules/m/stop").status == 204
-    assert reconciler.spec("m").status.value == "stopped"
-    assert request(router, "POST", "/modules/m/start").status == 204
-    assert reconciler.spec("m").status.value == "running"
-    assert request(router, "DELETE", "/modules/m").status == 204
+    assert (await daemon.call("POST", "/modules/m/stop")).status == 204
+    assert reconciler.spec("m").status is DesiredStatus.STOPPED
+    assert (await daemon.call("POST", "/modules/m/start")).status == 204
+    assert reconciler.spec("m").status is DesiredStatus.RUNNING
+    async def m_runs() -> bool:
+        return await runtime_status(daemon, "m") == "running"
+
+    await wait_until_async(m_runs, timeout_s=10, what="m's container to run")
+    assert (await daemon.call("POST", "/modules/m/restart")).status == 204
+    assert (await daemon.call("DELETE", "/modules/m")).status == 204
     assert "m" not in reconciler.modules()
 
 
@@ -198,22 +259,34 @@ def test_create_update_delete_start_stop(setup):
         ("GET", "/modules/edgeAgent/logs", None, {"since": "yesterday"}, 400, "'since'"),
         ("GET", "/modules/edgeAgent/logs", None, {"follow": "yes"}, 400, "'follow'"),
         ("GET", "/modules/edgeAgent/logs", None, {"follow": "true", "format": "json"}, 400, "json"),
+        ("GET", "/modules/nope/logs", None, {}, 404, "no module named 'nope'"),
         ("GET", "/system/logs", None, {"lines": "-1"}, 400, "'lines'"),
     ],
 )
-def test_bad_requests_get_4xx_with_a_message(setup, method, path, body, query, status, words):
-    router, _, _ = setup
-    answer = request(router, method, path, body, **query)
-    assert answer.status == status, answer.json()
-    assert words in answer.json()["message"]
+def test_bad_requests_get_4xx_with_a_message(
+    daemon: Daemon,
+    method: str,
+    path: str,
+    body: object,
+    query: dict[str, str],
+    status: int,
+    words: str,
+) -> None:
+    @supervised
+    async def scenario(daemon: Daemon) -> None:
+        answer = await daemon.call(method, path, body, **query)
+        assert answer.status == status, answer.json()
+        assert words in answer.json()["message"]
+
+    scenario(daemon)
 
 
-def test_deployment_dry_run_then_apply(setup):
-    router, reconciler, _ = setup
-    doc = {
+@supervised
+async def test_deployment_dry_run_then_apply(daemon: Daemon) -> None:
+    doc: dict[str, Any] = {
         "modules": {"a": {"settings": {"image": "x:1"}}, "edgeAgent": {"settings": {"image": "y"}}}
     }
-    dry = request(router, "POST", "/deployments", doc, **{"dry-run": "true"})
+    dry = await daemon.call("POST", "/deployments", doc, **{"dry-run": "true"})
     assert dry.status == 200
     assert dry.json() == {
         "dryRun": True,
@@ -222,44 +295,59 @@ def test_deployment_dry_run_then_apply(setup):
         ],
         "skipped": ["modules.edgeAgent"],
     }
-    assert "a" not in reconciler.modules()
-    applied = request(router, "POST", "/deployments", doc)
-    assert applied.json()["dryRun"] is False and "a" in reconciler.modules()
+    assert "a" not in daemon.reconciler.modules()
+    applied = await daemon.call("POST", "/deployments", doc)
+    assert applied.json()["dryRun"] is False and "a" in daemon.reconciler.modules()
     doc["modules"]["a"]["settings"]["image"] = "x:2"
-    changed = request(router, "POST", "/deployments", doc).json()["changes"]
+    changed = (await daemon.call("POST", "/deployments", doc)).json()["changes"]
     assert changed[0]["details"] == ["image: x:1 -> x:2"] and changed[0]["recreate"] is True
 
 
-def test_engine_down_answers_503_but_desired_state_still_changes(setup):
-    router, _, engine = setup
-    engine.down = True
-    answer = request(router, "GET", "/modules")
+@supervised
+async def test_engine_down_answers_503_but_desired_state_still_changes(daemon: Daemon) -> None:
+    daemon.engine.disconnect()
+    answer = await daemon.call("GET", "/modules")
     assert answer.status == 503
     assert "/run/fake-docker.sock cannot be reached" in answer.json()["message"]
-    assert request(router, "POST", "/modules", module_body("later")).status == 201
-    status = request(router, "GET", "/system/status").json()
-    assert status["engine"]["reachable"] is False
+    assert (await daemon.call("POST", "/modules", module_body("later"))).status == 201
+    status = (await daemon.call("GET", "/system/status")).json()
+    assert status["engine"] == {
+        "socket": "/run/fake-docker.sock",
+        "reachable": False,
+        "error": "the container engine at /run/fake-docker.sock cannot be reached (connection "
+        "refused) (is dockerd running? check [runtime] uri in config.toml)",
+    }
     assert status["modules"] == {"total": 2}
+    daemon.engine.reconnect()
+
+    async def later_runs() -> bool:
+        return await runtime_status(daemon, "later") == "running"
+
+    await wait_until_async(later_runs, timeout_s=10, what="the module created while away")
 
 
-def test_logs_as_text_stream_and_as_json(setup):
-    router, _, engine = setup
-    engine.add(ModuleSpec("edgeAgent", "agent:1"), {"Status": "running", "Running": True})
-    answer = request(router, "GET", "/modules/edgeAgent/logs", tail="5", since="1700000000")
+async def _agent_running(daemon: Daemon) -> None:
+    async def written() -> bool:
+        found = await daemon.call("GET", "/modules/edgeAgent/logs", format="json")
+        return found.status == 200 and len(found.json()["lines"]) == 3
+
+    await wait_until_async(written, timeout_s=10, what="the agent's output")
+
+
+@supervised
+async def test_logs_as_text_stream_and_as_json(daemon: Daemon) -> None:
+    await _agent_running(daemon)
+    answer = await daemon.call("GET", "/modules/edgeAgent/logs", tail="5", since="1700000000")
     assert answer.stream is not None
     assert answer.content_type().startswith("text/plain")
-
-    async def collect():
-        return b"".join([chunk async for chunk in answer.stream])
-
-    assert asyncio.run(collect()) == b"one\ntwo\noops\n"
-    assert engine.log_options == {
+    assert b"".join([chunk async for chunk in answer.stream]) == b"one\ntwo\noops\n"
+    assert daemon.engine.log_requests[-1] == {
         "tail": 5,
         "since": 1700000000,
         "timestamps": False,
         "follow": False,
     }
-    lines = request(router, "GET", "/modules/edgeAgent/logs", format="json").json()["lines"]
+    lines = (await daemon.call("GET", "/modules/edgeAgent/logs", format="json")).json()["lines"]
     assert lines == [
         {"stream": "stdout", "text": "one"},
         {"stream": "stdout", "text": "two"},
@@ -267,9 +355,21 @@ def test_logs_as_text_stream_and_as_json(setup):
     ]
 
 
-def test_systeminfo_fields(setup):
-    router, _, _ = setup
-    info = request(router, "GET", "/systeminfo").json()
+@supervised
+async def test_a_client_hanging_up_ends_the_engine_stream(daemon: Daemon) -> None:
+    await _agent_running(daemon)
+    answer = await daemon.call("GET", "/modules/edgeAgent/logs", follow="true")
+    stream = answer.stream
+    assert isinstance(stream, AsyncGenerator)
+    assert await anext(stream) == b"one\n"
+    assert daemon.engine.following == 1
+    await stream.aclose()
+    assert daemon.engine.following == 0
+
+
+@supervised
+async def test_systeminfo_fields(daemon: Daemon) -> None:
+    info = (await daemon.call("GET", "/systeminfo")).json()
     assert {
         "osType",
         "architecture",
@@ -281,35 +381,15 @@ def test_systeminfo_fields(setup):
         "cpus",
         "virtualized",
     } <= set(info)
-    assert info["server_version"] == "24.0.5" and info["provisioning"]["type"] == "none"
-
-
-def test_container_usage_from_stats():
-    from firmware.api.management.system import container_usage
-
-    stats = {
-        "memory_stats": {
-            "usage": 10_000_000,
-            "limit": 1_000_000_000,
-            "stats": {"cache": 2_000_000},
-        },
-        "cpu_stats": {
-            "cpu_usage": {"total_usage": 3_000},
-            "system_cpu_usage": 20_000,
-            "online_cpus": 2,
-        },
-        "precpu_stats": {"cpu_usage": {"total_usage": 1_000}, "system_cpu_usage": 10_000},
-    }
-    assert container_usage(stats) == {
-        "used_memory": 8_000_000,
-        "memory_limit": 1_000_000_000,
-        "used_cpu": 40.0,
+    assert info["server_version"] == "24.0.5-fake" and info["osType"] == "linux"
+    assert info["provisioning"] == {
+        "type": "none",
+        "dynamicReprovisioning": True,
+        "alwaysReprovisionOnStartup": False,
     }
 
 
-def test_log_ring_keeps_the_last_lines():
-    from firmware.api.management.journal import LogRing
-
+def test_log_ring_keeps_the_last_lines() -> None:
     ring = LogRing(size=3)
     for n in range(5):
         ring(f"line {n}\n")
@@ -317,27 +397,27 @@ def test_log_ring_keeps_the_last_lines():
     assert ring.lines(1) == ["line 4"] and ring.lines(0) == []
 
 
-def test_console_commands_in_process(setup):
+@supervised
+async def test_console_commands_in_process(daemon: Daemon) -> None:
     from firmware.cli.commands import CONSOLE, InProcessInvoker, execute
 
-    router, _, engine = setup
-    engine.add(ModuleSpec("edgeAgent", "agent:1"), {"Status": "running", "Running": True})
-    invoker = InProcessInvoker(router)
+    await _agent_running(daemon)
+    invoker = InProcessInvoker(daemon.router)
 
-    def console(*words):
-        return asyncio.run(execute(list(words), invoker, surface=CONSOLE))
+    async def console(*words: str) -> Any:
+        return await execute(list(words), invoker, surface=CONSOLE)
 
-    listing = console("list")
+    listing = await console("list")
     assert listing.exit_code == 0
     assert listing.text.splitlines()[1].split()[:2] == ["edgeAgent", "running"]
-    assert console("logs", "edgeAgent", "--tail", "5").text == "one\ntwo\noops"
-    assert engine.log_options["tail"] == 5
-    restart = console("restart", "nope")
+    assert (await console("logs", "edgeAgent", "--tail", "5")).text == "one\ntwo\noops"
+    assert daemon.engine.log_requests[-1]["tail"] == 5
+    restart = await console("restart", "nope")
     assert (restart.exit_code, restart.text) == (
         1,
         "error: no module named 'nope' (`edgekeeper list` shows the modules this gateway runs)",
     )
-    assert "-f" not in console("help", "logs").text  # the console shows the last lines only
-    assert console("deploy", "x.json").exit_code == 2  # CLI only: it reads a local file
-    status = console("system", "status")
+    assert "-f" not in (await console("help", "logs")).text  # the console shows the last lines
+    assert (await console("deploy", "x.json")).exit_code == 2  # CLI only: it reads a local file
+    status = await console("system", "status")
     assert status.text.startswith("container engine: reachable at /run/fake-docker.sock")
