@@ -89,6 +89,7 @@ class RequestReader:
         self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_header_bytes)
         self._waiting_since: float | None = None  # when this request cycle began
         self._first_byte_at: float | None = None  # when this request's first byte came
+        self._last_byte_at: float | None = None  # when the latest bytes came
         self._head: h11.Request | None = None
         self._body = bytearray()
         self._answer_due = False
@@ -104,8 +105,10 @@ class RequestReader:
         if self._ended or self._h11.trailing_data[1]:  # over, or the client closed already
             return
         self._start_cycle(now)
-        if data and self._first_byte_at is None:
-            self._first_byte_at = now
+        if data:
+            self._last_byte_at = now
+            if self._first_byte_at is None:
+                self._first_byte_at = now
         self._h11.receive_data(data)
 
     def next_event(self, now: float) -> ReaderEvent:
@@ -143,6 +146,8 @@ class RequestReader:
                 if len(self._body) > self._limits.max_body_bytes:
                     return self._end(Refusal(413, self._too_large()))
             elif isinstance(event, h11.EndOfMessage):
+                if self._late():
+                    return self._end(Refusal(408, "request not received in time"))
                 return self._request()
             else:  # ConnectionClosed, or PAUSED after the client closed mid-cycle
                 return self._end(Closed("the client closed the connection"))
@@ -193,6 +198,15 @@ class RequestReader:
             if now >= until:
                 return self._end(Refusal(408, "request not received in time"))
         return NeedData(until)
+
+    def _late(self) -> bool:
+        """True if the request's last byte came after its time was up."""
+        first, last = self._first_byte_at, self._last_byte_at
+        return (
+            first is not None
+            and last is not None
+            and last >= first + self._limits.request_timeout_s
+        )
 
     def _accept_head(self, head: h11.Request) -> ReaderEvent | None:
         size = len(head.target) + sum(len(name) + len(value) + 4 for name, value in head.headers)
