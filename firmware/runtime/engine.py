@@ -12,16 +12,21 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import AsyncIterator, Mapping
+from contextlib import AbstractAsyncContextManager
+from dataclasses import replace
+from types import TracebackType
 from typing import Any
+from urllib.parse import urlencode
 
 from firmware.errors import Conflict, EdgekeeperError, NotFound
+from firmware.http.client import Answer, AnswerStream, Deadlines, HttpClient, UnixEndpoint
+from firmware.http.errors import ExchangeFailed
 from firmware.runtime.container import (
     ContainerSummary,
     EngineError,
     EngineVersion,
     RuntimeUnavailable,
 )
-from firmware.runtime.http import EngineUnreachable, UnixHttpClient
 from firmware.runtime.logstream import LogDemuxer, LogFrame, Stream
 
 MIN_API = (1, 40)
@@ -31,9 +36,14 @@ MAX_API = (1, 43)
 class DockerEngine:
     """The Docker Engine API (1.40 and later) over a unix socket."""
 
-    def __init__(self, socket_path: str) -> None:
+    def __init__(self, socket_path: str, *, deadlines: Deadlines | None = None) -> None:
         self.socket_path = socket_path
-        self._http = UnixHttpClient(socket_path)
+        # An engine answers within a minute or is stuck (requests that take longer say so).
+        self._http = HttpClient(
+            UnixEndpoint(socket_path),
+            deadlines=deadlines or Deadlines(connect_s=5.0, read_s=60.0, overall_s=60.0),
+            headers=[("host", "docker")],
+        )
         self._prefix: str | None = None
 
     # -- version negotiation -------------------------------------------------------------------
@@ -209,21 +219,41 @@ class DockerEngine:
         *,
         query: Mapping[str, object] | None = None,
         body: object = None,
-        limit: float | None = 60.0,
+        limit: float | None = 0.0,
         versioned: bool = True,
-    ) -> Any:
+    ) -> Answer:
+        """One request and its whole answer within the engine's deadlines; a request that keeps
+        the engine busy (a stop, a wait) gives how long that may take as `limit` (None: no
+        bound)."""
         target = await self._target(path) if versioned else path
+        deadlines = self._http.deadlines
+        if limit is None or limit > 0:
+            deadlines = replace(deadlines, read_s=limit, overall_s=limit)
+        headers, payload = _payload(body)
         try:
-            rsp = await self._http.request(method, target, query=query, body=body, limit=limit)
-        except EngineUnreachable as exc:
+            rsp = await self._http.request(
+                method,
+                target + _query_string(query),
+                headers=headers,
+                body=payload,
+                deadlines=deadlines,
+            )
+        except ExchangeFailed as exc:
             self._prefix = None
             raise self._unavailable(exc) from exc
         if rsp.status >= 400:
             raise _engine_error(rsp.status, rsp.body, f"{method} {path}")
         return rsp
 
-    def _stream(self, method: str, path: str, **kwargs: Any) -> _EngineStream:
-        return _EngineStream(self, method, path, kwargs)
+    def _stream(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, object] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> _EngineStream:
+        return _EngineStream(self, method, path, query or {}, headers or {})
 
     async def _target(self, path: str) -> str:
         if self._prefix is None:
@@ -238,35 +268,62 @@ class DockerEngine:
 
 
 class _EngineStream:
-    """`async with` over a streamed engine answer, yielding its body chunks."""
+    """`async with` over a streamed engine answer, yielding its body chunks.
 
-    def __init__(self, engine: DockerEngine, method: str, path: str, kwargs: dict) -> None:
-        self._engine, self._method, self._path, self._kwargs = engine, method, path, kwargs
-        self._context: Any = None
+    The answer's head must come within the engine's read deadline. So must each chunk of its
+    body, unless the request follows (events, pulls, logs without follow=false): those go quiet
+    for as long as nothing happens.
+    """
+
+    def __init__(
+        self,
+        engine: DockerEngine,
+        method: str,
+        path: str,
+        query: Mapping[str, object],
+        headers: Mapping[str, str],
+    ) -> None:
+        self._engine, self._method, self._path = engine, method, path
+        self._query, self._headers = query, headers
+        self._context: AbstractAsyncContextManager[AnswerStream] | None = None
 
     async def __aenter__(self) -> AsyncIterator[bytes]:
         engine = self._engine
-        target = await engine._target(self._path)
-        self._context = engine._http.stream(self._method, target, **self._kwargs)
+        target = await engine._target(self._path) + _query_string(self._query)
+        self._context = engine._http.stream(
+            self._method,
+            target,
+            headers=list(self._headers.items()),
+            deadlines=replace(engine._http.deadlines, overall_s=None),
+            follow=bool(self._query.get("follow", True)),
+        )
         try:
             rsp = await self._context.__aenter__()
-        except EngineUnreachable as exc:
+            if rsp.status < 400:
+                return self._chunks(rsp)
+            try:
+                body = await rsp.read()
+            finally:
+                await self._context.__aexit__(None, None, None)
+        except ExchangeFailed as exc:
             raise engine._unavailable(exc) from exc
-        if rsp.status >= 400:
-            body = await rsp.read()
-            await self._context.__aexit__(None, None, None)
-            raise _engine_error(rsp.status, body, f"{self._method} {self._path}")
-        return self._chunks(rsp)
+        raise _engine_error(rsp.status, body, f"{self._method} {self._path}")
 
-    async def _chunks(self, rsp: Any) -> AsyncIterator[bytes]:
+    async def _chunks(self, rsp: AnswerStream) -> AsyncIterator[bytes]:
         try:
-            async for chunk in rsp.chunks():
+            async for chunk in rsp:
                 yield chunk
-        except EngineUnreachable as exc:
+        except ExchangeFailed as exc:
             raise self._engine._unavailable(exc) from exc
 
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self._context.__aexit__(*exc_info)
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self._context is not None:
+            await self._context.__aexit__(exc_type, exc, traceback)
 
 
 class _EventFeed:
@@ -278,8 +335,38 @@ class _EventFeed:
     async def __aenter__(self) -> AsyncIterator[dict[str, Any]]:
         return _json_lines(await self._stream.__aenter__())
 
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self._stream.__aexit__(*exc_info)
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self._stream.__aexit__(exc_type, exc, traceback)
+
+
+def _query_string(query: Mapping[str, object] | None) -> str:
+    """`?name=value&...` the way the engine reads it: booleans as 1/0, lists and objects as
+    JSON, None left out ("" when nothing is left)."""
+    fields: dict[str, str] = {}
+    for name, value in (query or {}).items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            fields[name] = "1" if value else "0"
+        elif isinstance(value, (dict, list)):
+            fields[name] = json.dumps(value, separators=(",", ":"))
+        else:
+            fields[name] = str(value)
+    return f"?{urlencode(fields)}" if fields else ""
+
+
+def _payload(body: object) -> tuple[list[tuple[str, str]], bytes | None]:
+    """Headers and bytes for a request body: bytes as they are, anything else as JSON."""
+    if body is None:
+        return [], None
+    if isinstance(body, bytes):
+        return [("content-type", "application/json")], body
+    return [("content-type", "application/json")], json.dumps(body, separators=(",", ":")).encode()
 
 
 async def _json_lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[dict[str, Any]]:
