@@ -8,8 +8,10 @@ import uuid
 import pytest
 
 from firmware.errors import Conflict, NotFound
-from firmware.runtime.engine import DockerEngine, RuntimeUnavailable
+from firmware.runtime.container import RuntimeUnavailable
+from firmware.runtime.engine import DockerEngine
 from firmware.runtime.logstream import Stream
+from tests.peers.waiting import wait_until_async
 
 pytestmark = pytest.mark.docker
 
@@ -47,11 +49,12 @@ def test_container_lifecycle_with_labels_and_demuxed_logs(sim_dockerd, busybox_i
         assert [c.container_id for c in listed] == [cid]
         assert listed[0].name == name and listed[0].state == "created"
         await engine.start(cid)
-        for _ in range(100):
-            frames = [f async for f in engine.logs(cid)]
-            if len(frames) >= 2:
-                break
-            await asyncio.sleep(0.05)
+
+        async def both_lines():
+            found = [f async for f in engine.logs(cid)]
+            return found if len(found) >= 2 else None
+
+        frames = await wait_until_async(both_lines, timeout_s=10, what="two log lines")
         assert {(f.stream, f.data) for f in frames} == {
             (Stream.STDOUT, b"out\n"),
             (Stream.STDERR, b"err\n"),

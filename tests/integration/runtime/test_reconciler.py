@@ -25,8 +25,10 @@ from firmware.runtime.spec import (
     PullPolicy,
     RestartPolicy,
 )
+from firmware.runtime.status import RuntimeStatus
 from firmware.store.state import StateStore
 from tests.peers.sim import Dockerd
+from tests.peers.waiting import wait_until_async
 
 pytestmark = pytest.mark.docker
 
@@ -48,14 +50,16 @@ def unique(prefix):
 
 
 async def until(check, within=30.0, what="condition"):
-    deadline = time.monotonic() + within
-    while True:
-        result = await check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.1)
+    return await wait_until_async(check, timeout_s=within, what=what, interval_s=0.1)
+
+
+async def reconciled(rec, image, barriers):
+    """Return once a whole reconcile pass ran after this call: a module whose name sorts last
+    (a pass acts in name order) is added and runs. Its name goes to `barriers` for clean-up."""
+    name = unique("zz-barrier")
+    barriers.append(name)
+    await rec.put(spec(name, image, ["sleep", "600"]))
+    await until(lambda: running_ids(rec.engine, name), what="a whole reconcile pass")
 
 
 class Running:
@@ -151,14 +155,16 @@ def test_watchdog_gives_up_after_max_retries(sim_dockerd, busybox_image, tmp_pat
         async with Running(engine, StateStore(tmp_path), agent=agent, agent_max_retries=1) as rec:
             await until(lambda: _async(rec.degraded), what="degraded")
             assert "max_retries = 1" in rec.degraded
-            await asyncio.sleep(FAST.delay(3) + 0.5)
-            record = rec.record(name)
-            assert record is not None and record.failures == 2
+            await reconciled(rec, busybox_image, barriers)
+            (agent_status,) = await rec.statuses([name])
+            assert agent_status.restart_count == 2
+            assert agent_status.runtime_status is not RuntimeStatus.RUNNING
 
+    barriers: list[str] = []
     try:
         asyncio.run(asyncio.wait_for(scenario(), 60))
     finally:
-        cleanup(engine, [name])
+        cleanup(engine, [name, *barriers])
 
 
 async def _async(value):
@@ -181,7 +187,7 @@ def test_restarted_daemon_adopts_and_spec_change_recreates_once(
         async with Running(engine, store) as rec:
             await rec.loaded()
             assert rec.spec(name) == steady
-            await asyncio.sleep(1.0)
+            await reconciled(rec, busybox_image, barriers)
             assert await running_ids(engine, name) == first
             changed = ModuleSpec(**{**steady.__dict__, "env": {"MODE": "new"}})
             await rec.put(changed)
@@ -191,15 +197,16 @@ def test_restarted_daemon_adopts_and_spec_change_recreates_once(
                 return ids if ids and ids != first else None
 
             second = await until(replaced, what="recreated module")
-            await asyncio.sleep(1.0)
+            await reconciled(rec, busybox_image, barriers)
             assert [c.container_id for c in await containers_of(engine, name)] == second
             env = (await engine.inspect(second[0]))["Config"]["Env"]
             assert "MODE=new" in env
 
+    barriers: list[str] = []
     try:
         asyncio.run(asyncio.wait_for(scenario(), 60))
     finally:
-        cleanup(engine, [name])
+        cleanup(engine, [name, *barriers])
 
 
 def test_stop_and_start_keep_the_desired_status(sim_dockerd, busybox_image, tmp_path):
@@ -212,15 +219,18 @@ def test_stop_and_start_keep_the_desired_status(sim_dockerd, busybox_image, tmp_
             await until(lambda: running_ids(engine, name), what="running")
             await rec.set_status(name, DesiredStatus.STOPPED)
             await until(lambda: _none(running_ids(engine, name)), what="stopped")
-            await asyncio.sleep(1.5)
+            await reconciled(rec, busybox_image, barriers)
             assert await running_ids(engine, name) == []
+            (stopped,) = await rec.statuses([name])
+            assert stopped.runtime_status is RuntimeStatus.STOPPED
             await rec.set_status(name, DesiredStatus.RUNNING)
             await until(lambda: running_ids(engine, name), what="running again")
 
+    barriers: list[str] = []
     try:
         asyncio.run(asyncio.wait_for(scenario(), 60))
     finally:
-        cleanup(engine, [name])
+        cleanup(engine, [name, *barriers])
 
 
 async def _none(awaitable):
@@ -249,8 +259,7 @@ def test_engine_restart_and_reboot_bring_modules_back_from_local_state(
                 for name in names:
                     await until(lambda n=name: running_ids(engine, n), what=f"{name} running")
                 await asyncio.get_running_loop().run_in_executor(None, private.stop)
-                await asyncio.sleep(1.0)
-                assert not rec.available
+                await until(lambda: _async(not rec.available), what="the engine to be lost")
                 await asyncio.get_running_loop().run_in_executor(None, private.start)
                 for name in names:
                     await until(lambda n=name: running_ids(engine, n), 60, f"{name} recovered")
