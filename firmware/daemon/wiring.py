@@ -29,7 +29,7 @@ from firmware.api.management import (
     workload,
 )
 from firmware.api.management.journal import LogRing
-from firmware.api.workload.access import ContainerRef, WorkloadAccess
+from firmware.api.workload.access import WorkloadAccess
 from firmware.api.workload.daemon import WorkloadService
 from firmware.api.workload.hook import WorkloadHook, WorkloadPlacement
 from firmware.api.workload.ratelimit import RateLimit, SocketRateLimits
@@ -43,6 +43,7 @@ from firmware.keys.daemon import KeysService
 from firmware.keys.service import KeyService
 from firmware.runtime.reconciler import Reconciler
 from firmware.runtime.service import RuntimeService
+from firmware.runtime.status import RunningContainer
 
 if TYPE_CHECKING:
     from firmware.certs.service import CertificateService
@@ -169,8 +170,8 @@ class Wiring:
             *certificates.routes(self._certs_now),
             *modules.routes(self._reconciler),
             *logs.routes(self._reconciler),
-            *system.routes(ctx, self._reconciler, ring, ctx.started_at),
-            *deployments.routes(ctx, self._reconciler),
+            *system.routes(self._config, self._reconciler, ring, ctx.started_at),
+            *deployments.routes(self._config, self._reconciler),
             *identities.routes(self._identities_now),
             *workload.routes(self._module_sockets),
         ]
@@ -183,6 +184,9 @@ class Wiring:
         api.register(ctx.router)
 
     # --- what routes and hooks reach at request time -----------------------------------------
+
+    def _config(self) -> Config:
+        return self.ctx.config
 
     async def _key_service(self) -> KeyService:
         return await self.ctx.services.require_keys().wait_ready()
@@ -213,9 +217,6 @@ class Wiring:
         reconciler = self._reconciler_if_any()
         return reconciler is not None and reconciler.is_agent(name)
 
-    async def _container_of(self, module: str) -> ContainerRef | None:
+    async def _container_of(self, module: str) -> RunningContainer | None:
         reconciler = self._reconciler_if_any()
-        if reconciler is None:
-            return None
-        running = await reconciler.running_container(module)
-        return None if running is None else ContainerRef(running.container_id, running.pid)
+        return None if reconciler is None else await reconciler.running_container(module)

@@ -10,22 +10,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 from firmware.api.workload.errors import NotThisModule
-
-
-@dataclass(frozen=True)
-class ContainerRef:
-    """A module's container as the engine reports it: its id and its init process's pid."""
-
-    container_id: str
-    init_pid: int
-
+from firmware.runtime.status import RunningContainer
 
 # module name -> its running container, or None when it has none.
-ContainerLookup = Callable[[str], Awaitable[ContainerRef | None]]
+ContainerLookup = Callable[[str], Awaitable[RunningContainer | None]]
 
 
 def cgroup_names_container(cgroup_text: str, container_id: str) -> bool:
@@ -40,7 +31,7 @@ def same_pid_namespace(pid: int, other_pid: int, proc: str = "/proc") -> bool:
         return False
 
 
-def process_in_container(pid: int, container: ContainerRef, proc: str = "/proc") -> bool:
+def process_in_container(pid: int, container: RunningContainer, proc: str = "/proc") -> bool:
     """Blocking (reads /proc): True if `pid` belongs to `container`."""
     try:
         with open(f"{proc}/{pid}/cgroup", encoding="ascii", errors="replace") as file:
@@ -48,7 +39,7 @@ def process_in_container(pid: int, container: ContainerRef, proc: str = "/proc")
                 return True
     except OSError:
         return False
-    return container.init_pid > 0 and same_pid_namespace(pid, container.init_pid, proc)
+    return container.pid > 0 and same_pid_namespace(pid, container.pid, proc)
 
 
 class WorkloadAccess:

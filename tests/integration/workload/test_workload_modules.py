@@ -28,7 +28,6 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from firmware.api.server import ApiSocketServer
-from firmware.api.workload.access import ContainerRef
 from firmware.api.workload.environment import DeviceFacts
 from firmware.api.workload.hook import WorkloadHook, WorkloadPlacement
 from firmware.api.workload.sockets import ModuleSockets
@@ -39,6 +38,7 @@ from firmware.runtime.desired import DesiredModules
 from firmware.runtime.engine import DockerEngine
 from firmware.runtime.reconciler import Reconciler
 from firmware.runtime.spec import MODULE_LABEL, ModuleSpec, PullPolicy
+from firmware.runtime.status import RunningContainer
 from firmware.store.state import StateStore
 from tests.peers.waiting import wait_until_async
 from tests.unit.api.workload.workload_rig import API_VERSION, workload_rig
@@ -69,12 +69,12 @@ def module(name: str, image: str, shared: Path) -> ModuleSpec:
     )
 
 
-async def running_container(engine: DockerEngine, name: str) -> ContainerRef | None:
+async def running_container(engine: DockerEngine, name: str) -> RunningContainer | None:
     """Module `name`'s running container as the engine shows it, or None."""
     for found in await engine.list_containers({MODULE_LABEL: name}):
         if found.state == "running":
             info = await engine.inspect(found.container_id)
-            return ContainerRef(info["Id"], int(info["State"]["Pid"]))
+            return RunningContainer(info["Id"], int(info["State"]["Pid"]))
     return None
 
 

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from firmware.api.workload.access import (
-    ContainerRef,
     cgroup_names_container,
     process_in_container,
 )
@@ -21,6 +20,7 @@ from firmware.api.workload.environment import (
 )
 from firmware.api.workload.errors import TooManyRequests
 from firmware.api.workload.ratelimit import RateLimit, SocketRateLimits, TokenBucket
+from firmware.runtime.status import RunningContainer
 
 CID = "3f" * 32
 CGROUP_V1 = f"""12:pids:/docker/{CID}
@@ -49,11 +49,11 @@ def test_process_in_container_by_cgroup_or_pid_namespace(tmp_path: Path) -> None
     _fake_proc(tmp_path, 30, "0::/\n", "pid:[7]")
     _fake_proc(tmp_path, 40, "0::/\n", "pid:[8]")
     proc = str(tmp_path)
-    assert process_in_container(10, ContainerRef(CID, 0), proc)
-    assert process_in_container(20, ContainerRef(CID, 30), proc)
-    assert not process_in_container(40, ContainerRef(CID, 30), proc)
-    assert not process_in_container(40, ContainerRef(CID, 0), proc)
-    assert not process_in_container(99, ContainerRef(CID, 30), proc)
+    assert process_in_container(10, RunningContainer(CID, 0), proc)
+    assert process_in_container(20, RunningContainer(CID, 30), proc)
+    assert not process_in_container(40, RunningContainer(CID, 30), proc)
+    assert not process_in_container(40, RunningContainer(CID, 0), proc)
+    assert not process_in_container(99, RunningContainer(CID, 30), proc)
 
 
 def test_token_bucket_refills_with_time() -> None:

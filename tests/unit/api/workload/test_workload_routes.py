@@ -17,10 +17,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from firmware.api.model import PeerCredentials
-from firmware.api.workload.access import ContainerRef
 from firmware.api.workload.ratelimit import RateLimit
 from firmware.identity.modules import MASTER_KEY, derivation_label
 from firmware.keys.backend import SignAlgorithm
+from firmware.runtime.status import RunningContainer
 from tests.unit.api.workload.workload_rig import b64, workload_rig
 
 
@@ -269,12 +269,12 @@ def test_shared_socket_accepts_only_the_modules_own_container(tmp_path: Path) ->
         own_cgroup = file.read().splitlines()[0].split(":", 2)[-1].strip("/") or "x"
     containers = {
         # "own" has its init process in our pid namespace (our parent).
-        "own": ContainerRef("f" * 64, os.getppid()),
-        "other": ContainerRef("0" * 64, 0),
-        "bycgroup": ContainerRef(own_cgroup.rsplit("/", 1)[-1], 0),
+        "own": RunningContainer("f" * 64, os.getppid()),
+        "other": RunningContainer("0" * 64, 0),
+        "bycgroup": RunningContainer(own_cgroup.rsplit("/", 1)[-1], 0),
     }
 
-    async def lookup(module: str) -> ContainerRef | None:
+    async def lookup(module: str) -> RunningContainer | None:
         return containers.get(module)
 
     async def scenario() -> None:
