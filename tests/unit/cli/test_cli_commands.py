@@ -20,10 +20,11 @@ from firmware.cli.commands import (
     SocketInvoker,
     execute,
 )
+from firmware.cli.result import CommandResult
 from tests.unit.cli.daemon_double import ThreadedDaemon, daemon_router
 
 
-def console(argv: list[str], router=None) -> commands.CommandResult:
+def console(argv: list[str], router=None) -> CommandResult:
     invoker = InProcessInvoker(router or daemon_router())
     return asyncio.run(execute(argv, invoker))
 
@@ -40,7 +41,7 @@ def test_status_text_is_the_same_in_process_and_over_the_socket(tmp_path: Path) 
 def test_log_level_reaches_the_route_as_json() -> None:
     levels: list[str] = []
     result = console(["log-level", "warning"], daemon_router(levels))
-    assert result == commands.CommandResult("log level: warning", 0)
+    assert result == CommandResult("log level: warning", 0)
     assert levels == ["warning"]
 
 
@@ -74,7 +75,7 @@ def test_errors_become_text_with_exit_codes() -> None:
     assert bad_arg.exit_code == 2
     assert bad_arg.text.startswith("error: log-level: argument level: invalid choice: 'loud'")
     no_route = console(["status"], router=Router())
-    assert no_route == commands.CommandResult("error: no such path: /daemon/status", 1)
+    assert no_route == CommandResult("error: no such path: /daemon/status", 1)
 
 
 def test_console_offers_the_shared_commands_only() -> None:
@@ -120,7 +121,7 @@ def test_a_two_word_command_is_one_entry_with_path_parameters() -> None:
         patch.setattr(commands, "COMMANDS", (*commands.COMMANDS, entry))
         result = console(["modules", "restart", "a/b c", "--tail", "5"], router)
         listing = console(["help"], router).text
-    assert result == commands.CommandResult("restarted a/b c (5)", 0)
+    assert result == CommandResult("restarted a/b c (5)", 0)
     assert re.search(r"^  modules restart +restart a module$", listing, re.MULTILINE)
 
 

@@ -6,10 +6,10 @@ import os
 import re
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 from tests.peers.program import cli_argv, daemon_argv
+from tests.peers.waiting import wait_for_path
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -39,19 +39,17 @@ def test_status_and_log_level_against_a_running_daemon(tmp_path: Path) -> None:
     )
     socket_path = tmp_path / "run" / "mgmt.sock"
     env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEKEEPER_")}
-    daemon = subprocess.Popen(
-        [*daemon_argv(), "run", "--config", str(config)],
-        cwd=REPO,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**env, "PYTHONPATH": str(REPO)},
-    )
+    log_file = tmp_path / "daemon.log"
+    with log_file.open("w") as log_stream:
+        daemon = subprocess.Popen(
+            [*daemon_argv(), "run", "--config", str(config)],
+            cwd=REPO,
+            stderr=log_stream,
+            text=True,
+            env={**env, "PYTHONPATH": str(REPO)},
+        )
     try:
-        deadline = time.monotonic() + 30
-        while not socket_path.exists():
-            assert daemon.poll() is None, daemon.communicate()[1]
-            assert time.monotonic() < deadline, "the daemon did not create its socket in 30 s"
-            time.sleep(0.05)
+        wait_for_path(socket_path, timeout_s=30, process=daemon, log=log_file)
         assert socket_path.stat().st_mode & 0o777 == 0o660
 
         status = cli("--config", str(config), "status")
@@ -69,8 +67,8 @@ def test_status_and_log_level_against_a_running_daemon(tmp_path: Path) -> None:
         assert (level.returncode, level.stdout) == (0, "log level: debug\n"), level.stderr
     finally:
         daemon.send_signal(signal.SIGTERM)
-        _, log = daemon.communicate(timeout=30)
-    assert daemon.returncode == 0, log
+        daemon.wait(timeout=30)
+    assert daemon.returncode == 0, log_file.read_text()
     assert not socket_path.exists()
     after = cli("--config", str(config), "status")
     assert after.returncode == 1

@@ -4,6 +4,7 @@ talking to a daemon over a real socket."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -158,44 +159,55 @@ def test_keyboard_interrupt_exits_130_quietly(
     assert capsys.readouterr() == ("", "")
 
 
-def test_run_passes_global_options_to_the_daemon(monkeypatch: pytest.MonkeyPatch) -> None:
-    from firmware.daemon import app
+class FakeDaemon:
+    """A `run_daemon` for `main`: records the options `run` was given, returns `code`."""
 
-    calls = []
+    def __init__(self, code: int = 0) -> None:
+        self.code = code
+        self.calls: list[tuple[str | None, str | None, str | None, str | None]] = []
 
-    def fake_run(config_file, board, log_level=None, log_format=None):
-        calls.append((config_file, board, log_level, log_format))
-        return 3
+    def __call__(self, args) -> int:
+        self.calls.append((args.config, args.board, args.log_level, args.log_format))
+        return self.code
 
-    monkeypatch.setattr(app, "run", fake_run)
+
+def test_run_passes_global_options_to_the_daemon() -> None:
+    daemon = FakeDaemon(code=3)
     argv = ["edgekeeper", "--board", "sim", "run", "--config", "/c.toml", "--log-level", "debug"]
-    assert main.main(argv) == 3
-    assert calls == [("/c.toml", "sim", "debug", None)]
+    assert main.main(argv, run_daemon=daemon) == 3
+    assert daemon.calls == [("/c.toml", "sim", "debug", None)]
 
 
 def test_config_file_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    from firmware.daemon import app
-
-    calls = []
-    monkeypatch.setattr(app, "run", lambda *args, **kwargs: calls.append(args) or 0)
+    daemon = FakeDaemon()
     monkeypatch.setenv("EDGEKEEPER_CONFIG", "/env.toml")
-    assert main.main(["edgekeeper", "run"]) == 0
-    assert calls == [("/env.toml", None)]
+    assert main.main(["edgekeeper", "run"], run_daemon=daemon) == 0
+    assert daemon.calls == [("/env.toml", None, None, None)]
 
 
 def test_help_lists_cli_commands(capsys: pytest.CaptureFixture[str]) -> None:
     assert main.main(["edgekeeper", "help"]) == 0
     out = capsys.readouterr().out
-    for name in ("status", "log-level", "run", "config validate", "config show", "version"):
+    for name in ("status", "log-level", "config validate", "config show", "version"):
         assert f"  {name} " in out
     assert main.main(["edgekeeper", "status", "--help"]) == 0
     assert "usage: edgekeeper status" in capsys.readouterr().out
 
 
-def test_default_config_file_matches_the_loader() -> None:
-    from firmware.config.loader import DEFAULT_CONFIG_FILE
-
-    assert main.DEFAULT_CONFIG_FILE == DEFAULT_CONFIG_FILE
+def test_run_is_offered_only_with_a_daemon_to_run(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main.main(["edgekeeper", "help"]) == 0
+    assert "  run " not in capsys.readouterr().out
+    assert main.main(["edgekeeper", "run"]) == 2
+    assert capsys.readouterr().err == (
+        "error: edgekeeper: unknown command 'run' (`edgekeeper help` lists the commands)\n"
+    )
+    daemon = FakeDaemon()
+    assert main.main(["edgekeeper", "help"], run_daemon=daemon) == 0
+    assert re.search(r"^  run +run the daemon in the foreground", capsys.readouterr().out, re.M)
+    assert main.main(["edgekeeper-run"], run_daemon=daemon) == 0
+    assert daemon.calls == [(None, None, None, None)]
+    assert main.main(["edgekeeper-run"]) == 2
+    assert daemon.calls == [(None, None, None, None)]
 
 
 def test_status_start_does_not_load_daemon_config_or_crypto() -> None:

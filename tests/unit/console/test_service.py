@@ -1,4 +1,5 @@
-"""The console as a daemon service: opens the configured device, shows the daemon's log lines."""
+"""The console as a daemon service: opens the configured device, shows the daemon's log lines,
+runs the shared command table (`command_table_runner`) against the daemon's router."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from types import SimpleNamespace
 import pytest
 
 from firmware import __version__
-from firmware.console.service import ConsoleService
+from firmware.console.service import ConsoleService, command_table_runner
 from firmware.daemon.logs import LogControl
 from firmware.errors import DeviceError
 from firmware.executor import BoundedExecutor
@@ -33,7 +34,11 @@ def context(tmp_path, device="pty"):
         paths=SimpleNamespace(run_dir=str(tmp_path), data_dir=str(tmp_path)),
     )
     logs = LogControl(level="info", stream=io.StringIO())
-    return SimpleNamespace(config=config, executor=BoundedExecutor(), logs=logs, router=None)
+    return SimpleNamespace(config=config, executor=BoundedExecutor(), logs=logs)
+
+
+def console_service(ctx, run_command):
+    return ConsoleService(ctx.config, ctx.executor, ctx.logs, run_command)
 
 
 async def echo_command(argv):
@@ -44,10 +49,10 @@ def test_service_serves_the_pty_and_prints_daemon_logs(tmp_path):
     async def body():
         ctx = context(tmp_path)
         ctx.logs.attach_loop(asyncio.get_running_loop())
-        service = ConsoleService(run_command=echo_command)
+        service = console_service(ctx, echo_command)
         assert service.name == "console"
-        await service.prepare(ctx)
-        task = asyncio.create_task(service.run(ctx))
+        await service.prepare()
+        task = asyncio.create_task(service.run())
         terminal = Terminal(tmp_path)
         try:
             banner = await terminal.expect("edgekeeper> ")
@@ -74,15 +79,14 @@ def test_service_serves_the_pty_and_prints_daemon_logs(tmp_path):
     asyncio.run(body())
 
 
-def test_default_commands_come_from_the_shared_command_table(tmp_path):
+def test_command_table_runner_serves_the_shared_command_table(tmp_path):
     from firmware.api.router import Router
 
     async def body():
         ctx = context(tmp_path)
-        ctx.router = Router()
-        service = ConsoleService()
-        await service.prepare(ctx)
-        task = asyncio.create_task(service.run(ctx))
+        service = console_service(ctx, command_table_runner(Router()))
+        await service.prepare()
+        task = asyncio.create_task(service.run())
         terminal = Terminal(tmp_path)
         try:
             await terminal.expect("type help\r\nedgekeeper> ")
@@ -112,7 +116,7 @@ def test_missing_device_fails_prepare_with_the_fix(tmp_path):
         ctx = context(tmp_path, device="/dev/ttyUSB-missing")
         try:
             with pytest.raises(DeviceError, match="/dev/ttyUSB-missing does not exist"):
-                await ConsoleService(run_command=echo_command).prepare(ctx)
+                await console_service(ctx, echo_command).prepare()
         finally:
             ctx.logs.close()
             ctx.executor.shutdown()
@@ -124,7 +128,7 @@ def test_device_none_returns_at_once(tmp_path):
     async def body():
         ctx = context(tmp_path, device="none")
         try:
-            await asyncio.wait_for(ConsoleService(run_command=echo_command).run(ctx), 5)
+            await asyncio.wait_for(console_service(ctx, echo_command).run(), 5)
         finally:
             ctx.logs.close()
             ctx.executor.shutdown()

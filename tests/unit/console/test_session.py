@@ -11,6 +11,7 @@ from firmware.console import session as session_module
 from firmware.console.port import open_console_port
 from firmware.console.session import ConsoleSession
 from firmware.errors import NotFound
+from tests.peers.waiting import wait_until_async
 
 from .terminal import Terminal
 
@@ -167,7 +168,9 @@ async def test_slow_command_does_not_block_reading_and_ctrl_c_cancels_it(tmp_pat
     _session, task, terminal, port = await start(tmp_path, commands)
     terminal.type("slow\r")
     await terminal.expect("slow\r\n")
-    await asyncio.sleep(0.05)
+    await wait_until_async(
+        lambda: commands.calls == [["slow"]], timeout_s=5, what="the slow command to start"
+    )
     terminal.type("\x03")
     await terminal.expect("^C\r\n" + PROMPT)
     assert commands.cancelled

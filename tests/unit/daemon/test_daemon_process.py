@@ -213,6 +213,7 @@ def test_watchdog_pings_when_asked(daemon_dirs: tuple[Path, Path], tmp_path: Pat
 
 
 def test_no_watchdog_without_usec(running: DaemonProcess) -> None:
+    # Nothing should happen: watch for as long as an asked-for watchdog (above) pings 3 times.
     time.sleep(0.3)
     assert b"WATCHDOG=1" not in running.messages
 
@@ -363,8 +364,12 @@ def test_json_log_format(tmp_path: Path) -> None:
     assert any(e["msg"] == "edgekeeper ready" and e["pid"] == daemon.proc.pid for e in events)
 
 
-STUCK_SERVICE = '''
+STUCK_DAEMON = '''
+import sys
 import threading
+
+from firmware.daemon import app
+from firmware.daemon.wiring import ServiceEntry, Wiring
 
 
 class StuckInExecutor:
@@ -372,24 +377,41 @@ class StuckInExecutor:
 
     name = "stuck"
 
-    async def run(self, ctx):
-        await ctx.executor.run(threading.Event().wait)
-'''
+    def __init__(self, executor):
+        self.executor = executor
 
-STUCK_ENTRY = (
-    "import sys; sys.path.insert(0, sys.argv[2]); "
-    "import firmware.daemon.services as s; "
-    "s.SERVICES = s.SERVICES + (s.ServiceEntry('stuck', 'stuck_service:StuckInExecutor', ()),); "
-    "from firmware.daemon.app import run; sys.exit(run(sys.argv[1], None))"
-)
+    async def prepare(self):
+        pass
+
+    async def run(self):
+        await self.executor.run(threading.Event().wait)
+
+    def describe(self):
+        return {}
+
+
+class StuckWiring(Wiring):
+    def __init__(self, ctx):
+        super().__init__(ctx)
+        entry = ServiceEntry("stuck", lambda ctx: StuckInExecutor(ctx.executor), ())
+        self.catalogue = (*self.catalogue, entry)
+
+
+class StuckDaemon(app.Daemon):
+    def __init__(self, *args):
+        super().__init__(*args, wire=StuckWiring)
+
+
+app.Daemon = StuckDaemon
+sys.exit(app.run(sys.argv[1], None))
+'''
 
 
 def test_sigterm_does_not_wait_for_a_hung_blocking_call(
     daemon_dirs: tuple[Path, Path], tmp_path: Path
 ) -> None:
     config, _ = daemon_dirs
-    (tmp_path / "stuck_service.py").write_text(STUCK_SERVICE)
-    argv = [sys.executable, "-c", STUCK_ENTRY, str(config), str(tmp_path)]
+    argv = [sys.executable, "-c", STUCK_DAEMON, str(config)]
     daemon = DaemonProcess(tmp_path, config, argv=argv)
     try:
         daemon.wait_ready()

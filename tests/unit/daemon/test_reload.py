@@ -3,42 +3,53 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
-import io
-import logging
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from firmware.config.schema import Config, Console, Logging
 from firmware.daemon.app import Daemon
-from firmware.daemon.lock import InstanceLock
 from firmware.daemon.logs import LogControl
-from firmware.daemon.services import ServiceEntry
+from firmware.daemon.service import DaemonContext
 from firmware.daemon.supervisor import RestartPolicy
-from firmware.store.state import StateStore
+from firmware.daemon.wiring import ServiceEntry, Wiring
+from tests.peers.waiting import wait_until_async
 
 FAST = RestartPolicy(initial_delay=0.01, max_delay=0.02, max_failures=3, failure_window=10)
-RUNS: list[str] = []
+SETTLE_S = 3.0
+
+MakeDaemon = Callable[..., Daemon]
+Serving = Callable[[Daemon], contextlib.AbstractAsyncContextManager[Daemon]]
 
 
 class Counting:
-    """Serves until cancelled; counts its runs by name."""
+    """Serves until cancelled; counts its runs by name in `runs`."""
 
     name = "counting"
 
-    async def run(self, ctx: object) -> None:
-        RUNS.append(self.name)
+    def __init__(self, runs: list[str]) -> None:
+        self.runs = runs
+
+    async def prepare(self) -> None:
+        pass
+
+    async def run(self) -> None:
+        self.runs.append(self.name)
         await asyncio.Event().wait()
 
+    def describe(self) -> dict[str, object]:
+        return {}
 
-class Broken:
+
+class Broken(Counting):
     name = "broken"
 
-    async def run(self, ctx: object) -> None:
-        RUNS.append(self.name)
+    async def run(self) -> None:
+        self.runs.append(self.name)
         raise RuntimeError("always")
 
 
@@ -46,110 +57,110 @@ class ConsoleLike(Counting):
     name = "consolelike"
 
 
-CATALOGUE = (
-    ServiceEntry("counting", f"{__name__}:Counting", ("runtime",)),
-    ServiceEntry("broken", f"{__name__}:Broken", ("tpm",)),
-    ServiceEntry(
-        "consolelike",
-        f"{__name__}:ConsoleLike",
-        ("console",),
-        lambda config: config.console.device != "none",
-    ),
-)
+class TestWiring(Wiring):
+    """The real wiring (its routes), with a catalogue of the doubles above."""
+
+    __test__ = False
+
+    def __init__(self, ctx: DaemonContext) -> None:
+        super().__init__(ctx)
+        self.runs: list[str] = []
+        self.catalogue = (
+            ServiceEntry("counting", lambda ctx: Counting(self.runs), ("runtime",)),
+            ServiceEntry("broken", lambda ctx: Broken(self.runs), ("tpm",)),
+            ServiceEntry(
+                "consolelike",
+                lambda ctx: ConsoleLike(self.runs),
+                ("console",),
+                lambda config: config.console.device != "none",
+            ),
+        )
 
 
-@pytest.fixture
-def logs() -> Iterator[LogControl]:
-    root = logging.getLogger()
-    before = root.level
-    control = LogControl(stream=io.StringIO())
-    yield control
-    control.close()
-    root.setLevel(before)
-
-
-def make_daemon(tmp_path: Path, logs: LogControl, config: Config) -> Daemon:
-    daemon = Daemon(
-        None,
-        None,
-        config,
-        logs,
-        InstanceLock(tmp_path),
-        StateStore(tmp_path),
-        (False, False),
-        catalogue=CATALOGUE,
-    )
+def fast_daemon(make_daemon: MakeDaemon, config: Config) -> Daemon:
+    daemon = make_daemon(config, wire=TestWiring)
     daemon.supervisor.policy = FAST
     return daemon
 
 
-async def settle(daemon: Daemon, predicate) -> None:
-    for _ in range(300):
-        if predicate():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"never settled: {daemon.supervisor.snapshot()}")
+def runs(daemon: Daemon) -> list[str]:
+    assert isinstance(daemon.wiring, TestWiring)
+    return daemon.wiring.runs
+
+
+async def settle(predicate: Callable[[], bool], what: str) -> None:
+    await wait_until_async(predicate, timeout_s=SETTLE_S, what=what)
 
 
 async def test_reload_restarts_changed_and_failed_services(
-    tmp_path: Path, logs: LogControl
+    make_daemon: MakeDaemon, serving: Serving, logs: LogControl
 ) -> None:
-    RUNS.clear()
     config = Config(hostname="gw1")
-    daemon = make_daemon(tmp_path, logs, config)
-    daemon.ctx = daemon._context()
-    await daemon._start_services()
-    await settle(daemon, lambda: daemon.supervisor.degraded)
-    assert daemon.state() == "degraded"
-    assert RUNS.count("broken") == FAST.max_failures and RUNS.count("counting") == 1
+    daemon = fast_daemon(make_daemon, config)
+    async with serving(daemon):
+        assert daemon.ctx is not None
+        routes = daemon.ctx.router.routes()
+        started = runs(daemon)
+        await settle(lambda: daemon.supervisor.degraded, "the broken service given up")
+        assert daemon.state() == "degraded"
+        assert started.count("broken") == FAST.max_failures and started.count("counting") == 1
 
-    same = dataclasses.replace(config, logging=Logging(level="debug"))
-    await daemon._apply(same)
-    await settle(daemon, lambda: RUNS.count("broken") > FAST.max_failures)
-    assert RUNS.count("counting") == 1, "an unchanged service must not restart"
-    assert logs.level == "debug"
-    assert daemon.ctx.config is same
+        same = dataclasses.replace(config, logging=Logging(level="debug"))
+        await daemon._apply(same)
+        await settle(
+            lambda: started.count("broken") > FAST.max_failures,
+            "the failed service restarted by the reload",
+        )
+        assert started.count("counting") == 1, "an unchanged service must not restart"
+        assert logs.level == "debug"
+        assert daemon.ctx.config is same
 
-    changed = dataclasses.replace(
-        same,
-        runtime=dataclasses.replace(same.runtime, network="other"),
-        console=Console(device="loop://"),
-    )
-    await daemon._apply(changed)
-    await settle(daemon, lambda: RUNS.count("counting") == 2 and "consolelike" in RUNS)
-    assert sorted(daemon.entries) == ["broken", "consolelike", "counting"]
+        changed = dataclasses.replace(
+            same,
+            runtime=dataclasses.replace(same.runtime, network="other"),
+            console=Console(device="pty"),
+        )
+        await daemon._apply(changed)
+        await settle(
+            lambda: started.count("counting") == 2 and "consolelike" in started,
+            "the changed service restarted and the enabled one started",
+        )
+        assert sorted(daemon.entries) == ["broken", "consolelike", "counting"]
 
-    await daemon._apply(dataclasses.replace(changed, console=Console(device="none")))
-    assert "consolelike" not in daemon.supervisor.names()
-    assert daemon.services.get("consolelike") is None
-    assert await daemon.supervisor.stop_all(1) == []
+        await daemon._apply(dataclasses.replace(changed, console=Console(device="none")))
+        assert "consolelike" not in daemon.supervisor.names()
+        assert "consolelike" not in daemon.entries
+        assert daemon.supervisor.service("consolelike") is None
+        assert daemon.ctx.router.routes() == routes, "reloads register no route"
 
 
-async def test_pinned_log_level_survives_reload(tmp_path: Path, logs: LogControl) -> None:
+async def test_pinned_log_level_survives_reload(
+    make_daemon: MakeDaemon, serving: Serving, logs: LogControl
+) -> None:
     config = Config(hostname="gw1")
-    daemon = make_daemon(tmp_path, logs, config)
+    daemon = fast_daemon(make_daemon, config)
     daemon._pinned_logging = (True, False)
-    daemon.ctx = daemon._context()
-    logs.set_level("warning")
-    await daemon._apply(dataclasses.replace(config, logging=Logging(level="debug", format="json")))
-    assert logs.level == "warning"
-    assert logs.format == "json"
+    async with serving(daemon):
+        logs.set_level("warning")
+        await daemon._apply(
+            dataclasses.replace(config, logging=Logging(level="debug", format="json"))
+        )
+        assert logs.level == "warning"
+        assert logs.format == "json"
 
 
 async def test_degraded_daemon_tells_the_service_manager(
-    tmp_path: Path, logs: LogControl, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, make_daemon: MakeDaemon, serving: Serving, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = str(tmp_path / "notify.sock")
     monkeypatch.setenv("NOTIFY_SOCKET", path)
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as manager:
         manager.bind(path)
         manager.setblocking(False)
-        daemon = make_daemon(tmp_path, logs, Config(hostname="gw1"))
-        daemon.ctx = daemon._context()
-        await daemon._start_services()
-        await settle(daemon, lambda: daemon.supervisor.degraded)
-        assert await daemon.supervisor.stop_all(1) == []
-        daemon.notifier.close()
+        daemon = fast_daemon(make_daemon, Config(hostname="gw1"))
+        async with serving(daemon):
+            await settle(lambda: daemon.supervisor.degraded, "the daemon degraded")
+            status_line = daemon._status_line()
         messages = []
         while True:
             try:
@@ -157,4 +168,4 @@ async def test_degraded_daemon_tells_the_service_manager(
             except BlockingIOError:
                 break
     assert b"STATUS=degraded: broken failed" in messages
-    assert daemon._status_line() == "degraded: broken failed"
+    assert status_line == "degraded: broken failed"

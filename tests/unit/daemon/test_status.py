@@ -1,62 +1,48 @@
-"""The daemon's routes: GET /daemon/status and PUT /daemon/log-level through the real router."""
+"""The daemon's status document and log level (`DaemonStatus`), served by its routes
+(`firmware.api.management.daemon`): GET /daemon/status and PUT /daemon/log-level through the real
+router."""
 
 from __future__ import annotations
 
 import asyncio
-import io
 import json
-import logging
 import os
-import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
-from types import SimpleNamespace
-
-import pytest
 
 from firmware import __version__
+from firmware.api.management import daemon
 from firmware.api.model import ApiRequest
-from firmware.api.router import Router
 from firmware.api.versions import LATEST
+from firmware.config.schema import Board, Config
 from firmware.daemon.logs import LogControl
-from firmware.daemon.service import ConfigCell, DaemonContext
+from firmware.daemon.service import DaemonContext
 from firmware.daemon.status import DaemonStatus, memory_kb
-from firmware.daemon.supervisor import Supervisor
-from firmware.executor import BoundedExecutor
-from firmware.store.state import StateStore
 
 
 class Described:
     name = "console"
 
-    async def run(self, ctx: object) -> None:
+    def __init__(self) -> None:
+        self.running = asyncio.Event()
+
+    async def prepare(self) -> None:
+        pass
+
+    async def run(self) -> None:
+        self.running.set()
         await asyncio.Event().wait()
 
     def describe(self) -> dict[str, object]:
         return {"port": "/dev/pts/9"}
 
 
-@pytest.fixture
-def logs() -> Iterator[LogControl]:
-    root = logging.getLogger()
-    before = root.level
-    control = LogControl(stream=io.StringIO())
-    yield control
-    control.close()
-    root.setLevel(before)
-
-
-def context(tmp_path: Path, logs: LogControl) -> DaemonContext:
-    config = SimpleNamespace(board=SimpleNamespace(name="sim"))
-    return DaemonContext(
-        config_cell=ConfigCell(config),
-        store=StateStore(tmp_path),
-        router=Router(),
-        executor=BoundedExecutor(),
-        supervisor=Supervisor(),
-        logs=logs,
-        started_at=time.time(),
-    )
+def served(daemon_context: Callable[[Config], DaemonContext]) -> DaemonContext:
+    """A context whose router serves the daemon routes of a running daemon's `DaemonStatus`."""
+    ctx = daemon_context(Config(hostname="gw", board=Board(name="sim")))
+    for method, pattern, handler in daemon.routes(DaemonStatus(ctx, lambda: "running")):
+        ctx.router.add(method, pattern, handler)
+    return ctx
 
 
 def request(method: str, path: str, body: object = None) -> ApiRequest:
@@ -68,11 +54,11 @@ def request(method: str, path: str, body: object = None) -> ApiRequest:
     )
 
 
-async def test_status_document(tmp_path: Path, logs: LogControl) -> None:
-    ctx = context(tmp_path, logs)
-    DaemonStatus(ctx, lambda: "running").register(ctx.router)
-    ctx.supervisor.start(Described(), ctx)
-    await asyncio.sleep(0)
+async def test_status_document(daemon_context: Callable[[Config], DaemonContext]) -> None:
+    ctx = served(daemon_context)
+    service = Described()
+    ctx.supervisor.start(service)
+    await asyncio.wait_for(service.running.wait(), 1)
     response = await ctx.router.dispatch(request("GET", "/daemon/status"))
     assert response.status == 200
     doc = response.json()
@@ -92,9 +78,10 @@ async def test_status_document(tmp_path: Path, logs: LogControl) -> None:
     await ctx.supervisor.stop_all(1)
 
 
-async def test_log_level_route(tmp_path: Path, logs: LogControl) -> None:
-    ctx = context(tmp_path, logs)
-    DaemonStatus(ctx, lambda: "running").register(ctx.router)
+async def test_log_level_route(
+    daemon_context: Callable[[Config], DaemonContext], logs: LogControl
+) -> None:
+    ctx = served(daemon_context)
     response = await ctx.router.dispatch(request("PUT", "/daemon/log-level", {"level": "debug"}))
     assert (response.status, response.json()) == (200, {"level": "debug"})
     assert logs.level == "debug"

@@ -7,15 +7,32 @@ import logging
 
 import pytest
 
+from firmware.daemon.service import Service
 from firmware.daemon.supervisor import RestartPolicy, Supervisor
 from firmware.errors import DeviceError
+from tests.peers.waiting import wait_until_async
 
 FAST = RestartPolicy(
     initial_delay=0.02, max_delay=0.08, healthy_after=10.0, max_failures=5, failure_window=10.0
 )
 
 
-class Crashing:
+class Double:
+    """The rest of the service contract for the doubles below: nothing to prepare or describe."""
+
+    name = "double"
+
+    async def prepare(self) -> None:
+        pass
+
+    async def run(self) -> None:
+        await asyncio.Event().wait()
+
+    def describe(self) -> dict[str, object]:
+        return {}
+
+
+class Crashing(Double):
     """Fails on each of its first `failures` runs, then serves until cancelled."""
 
     def __init__(self, name: str, failures: int) -> None:
@@ -25,7 +42,7 @@ class Crashing:
         self.serving = asyncio.Event()
         self.cleaned_up = False
 
-    async def run(self, ctx: object) -> None:
+    async def run(self) -> None:
         self.starts.append(asyncio.get_running_loop().time())
         if len(self.starts) <= self.failures:
             raise DeviceError(f"{self.name} lost its device", hint="plug it back")
@@ -36,13 +53,13 @@ class Crashing:
             self.cleaned_up = True
 
 
-class Steady:
+class Steady(Double):
     name = "steady"
 
     def __init__(self) -> None:
         self.running = asyncio.Event()
 
-    async def run(self, ctx: object) -> None:
+    async def run(self) -> None:
         self.running.set()
         await asyncio.Event().wait()
 
@@ -51,7 +68,7 @@ async def test_crash_restarts_with_doubling_backoff(caplog: pytest.LogCaptureFix
     supervisor = Supervisor(FAST)
     service = Crashing("flaky", failures=3)
     with caplog.at_level(logging.INFO):
-        supervisor.start(service, ctx=None)
+        supervisor.start(service)
         await asyncio.wait_for(service.serving.wait(), 2)
     gaps = [b - a for a, b in zip(service.starts, service.starts[1:], strict=False)]
     assert len(gaps) == 3
@@ -73,19 +90,18 @@ async def test_keeps_failing_marks_degraded_and_others_go_on() -> None:
     supervisor = Supervisor(FAST)
     broken = Crashing("broken", failures=1000)
     steady = Steady()
-    supervisor.start(steady, ctx=None)
-    supervisor.start(broken, ctx=None)
+    supervisor.start(steady)
+    supervisor.start(broken)
     await asyncio.wait_for(steady.running.wait(), 1)
-    for _ in range(200):
-        if supervisor.degraded:
-            break
-        await asyncio.sleep(0.01)
+    await wait_until_async(
+        lambda: supervisor.degraded, timeout_s=2, what="the broken service to be given up"
+    )
     states = {s.name: s for s in supervisor.snapshot()}
-    assert supervisor.degraded
     assert states["broken"].state == "failed"
     assert len(broken.starts) == FAST.max_failures
     assert states["steady"].state == "running"
-    await asyncio.sleep(0.1)
+    # A restart would come within max_delay; twice that and none came: it stays stopped.
+    await asyncio.sleep(2 * FAST.max_delay)
     assert len(broken.starts) == FAST.max_failures, "a failed service must stay stopped"
     assert await supervisor.stop_all(1.0) == []
 
@@ -95,14 +111,14 @@ async def test_healthy_run_resets_the_delay() -> None:
         initial_delay=0.02, max_delay=1.0, healthy_after=0.05, max_failures=99, failure_window=9
     )
 
-    class SlowThenCrash:
+    class SlowThenCrash(Double):
         name = "slow"
 
         def __init__(self) -> None:
             self.starts: list[float] = []
             self.done = asyncio.Event()
 
-        async def run(self, ctx: object) -> None:
+        async def run(self) -> None:
             self.starts.append(asyncio.get_running_loop().time())
             if len(self.starts) == 5:
                 self.done.set()
@@ -113,7 +129,7 @@ async def test_healthy_run_resets_the_delay() -> None:
 
     supervisor = Supervisor(policy)
     service = SlowThenCrash()
-    supervisor.start(service, ctx=None)
+    supervisor.start(service)
     await asyncio.wait_for(service.done.wait(), 3)
     gap_after_healthy = service.starts[4] - service.starts[3]
     assert gap_after_healthy < 0.06 + 0.04, "delay should be back at initial after a healthy run"
@@ -121,40 +137,82 @@ async def test_healthy_run_resets_the_delay() -> None:
 
 
 async def test_stop_overrun_is_reported() -> None:
-    class Stubborn:
+    class Stubborn(Double):
         name = "stubborn"
 
-        async def run(self, ctx: object) -> None:
+        def __init__(self) -> None:
+            self.running = asyncio.Event()
+            self.finished = False
+
+        async def run(self) -> None:
+            self.running.set()
             try:
                 await asyncio.Event().wait()
             finally:
                 await asyncio.shield(asyncio.sleep(0.3))
+                self.finished = True
 
     supervisor = Supervisor(FAST)
-    supervisor.start(Stubborn(), ctx=None)
-    await asyncio.sleep(0)
+    service = Stubborn()
+    supervisor.start(service)
+    await asyncio.wait_for(service.running.wait(), 1)
     assert await supervisor.stop_all(0.05) == ["stubborn"]
-    await asyncio.sleep(0.3)
+    assert supervisor.snapshot()[0].state == "stopping"
+    await wait_until_async(
+        lambda: service.finished, timeout_s=2, what="the stubborn service to finish cleaning up"
+    )
 
 
 async def test_prepare_failure_on_restart_counts_as_failure() -> None:
-    class NoDevice:
+    class NoDevice(Double):
         name = "nodev"
         prepares = 0
 
-        async def prepare(self, ctx: object) -> None:
+        async def prepare(self) -> None:
             self.prepares += 1
             raise DeviceError("console device /dev/ttyX missing")
 
-        async def run(self, ctx: object) -> None:
+        async def run(self) -> None:
             raise AssertionError("run must not start without prepare")
 
     supervisor = Supervisor(FAST)
     service = NoDevice()
-    supervisor.start(service, ctx=None)
-    for _ in range(200):
-        if supervisor.degraded:
-            break
-        await asyncio.sleep(0.01)
+    supervisor.start(service)
+    await wait_until_async(
+        lambda: supervisor.degraded, timeout_s=2, what="the device-less service to be given up"
+    )
     assert service.prepares == FAST.max_failures
     assert supervisor.snapshot()[0].last_error == "console device /dev/ttyX missing"
+
+
+async def test_an_added_service_shows_at_once_and_prepared_skips_its_first_prepare() -> None:
+    class Counted(Double):
+        name = "counted"
+
+        def __init__(self) -> None:
+            self.prepares = 0
+            self.running = asyncio.Event()
+
+        async def prepare(self) -> None:
+            self.prepares += 1
+
+        async def run(self) -> None:
+            self.running.set()
+            await asyncio.Event().wait()
+
+    supervisor = Supervisor(FAST)
+    counted = Counted()
+    service: Service = counted  # the doubles fulfil the service contract
+    supervisor.add(service)
+    assert [(s.name, s.state) for s in supervisor.snapshot()] == [("counted", "starting")]
+    assert supervisor.service("counted") is counted
+    await service.prepare()
+    supervisor.start(service, prepared=True)
+    await asyncio.wait_for(counted.running.wait(), 1)
+    assert counted.prepares == 1
+    assert supervisor.snapshot()[0].state == "running"
+    with pytest.raises(RuntimeError, match="already supervised and running"):
+        supervisor.add(Counted())
+    assert await supervisor.stop_all(1.0) == []
+    supervisor.forget("counted")
+    assert supervisor.snapshot() == [] and supervisor.service("counted") is None

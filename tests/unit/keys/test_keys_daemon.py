@@ -7,45 +7,84 @@ the other backends or the daemon.
 from __future__ import annotations
 
 import asyncio
-from types import SimpleNamespace
+import io
+import time
 
 import pytest
 
 from firmware.api.model import ApiRequest
 from firmware.api.router import Router
 from firmware.api.versions import LATEST
-from firmware.certs.daemon import CertificatesService
 from firmware.cli.commands import InProcessInvoker, execute
 from firmware.config import load_config
-from firmware.daemon.service import ServiceDirectory
+from firmware.daemon.logs import LogControl
+from firmware.daemon.service import ConfigCell, DaemonContext, Service, ServiceDirectory
+from firmware.daemon.status import DaemonStatus
+from firmware.daemon.supervisor import Supervisor
+from firmware.daemon.wiring import Wiring
 from firmware.executor import BoundedExecutor
 from firmware.keys.backend import KeyKind
-from firmware.keys.daemon import KeysService, key_service
+from firmware.store.state import StateStore
 
 
-def make_ctx(tmp_path, extra=""):
-    config_file = tmp_path / "config.toml"
-    config_file.write_text(
-        f'[paths]\ndata_dir = "{tmp_path}/data"\nrun_dir = "{tmp_path}/run"\n{extra}'
-    )
-    return SimpleNamespace(
-        config=load_config(config_file),
-        router=Router(),
-        executor=BoundedExecutor(),
-        services=ServiceDirectory(),
-    )
+class Daemonless:
+    """The daemon's wiring (every route registered once) without the daemon: services are made
+    from the catalogue and run by the test."""
+
+    def __init__(self, tmp_path, extra=""):
+        config_file = tmp_path / "config.toml"
+        config_file.write_text(
+            f'[paths]\ndata_dir = "{tmp_path}/data"\nrun_dir = "{tmp_path}/run"\n{extra}'
+        )
+        self.logs = LogControl(stream=io.StringIO())
+        self.executor = BoundedExecutor()
+        self.ctx = DaemonContext(
+            config_cell=ConfigCell(load_config(config_file)),
+            store=StateStore(tmp_path / "data" / "state"),
+            router=Router(),
+            executor=self.executor,
+            supervisor=Supervisor(),
+            logs=self.logs,
+            started_at=time.time(),
+            services=ServiceDirectory(),
+            request_stop=lambda: None,
+        )
+        self.wiring = Wiring(self.ctx)
+        self.wiring.register_routes(DaemonStatus(self.ctx, lambda: "running"))
+        self.router = self.ctx.router
+        self.services = self.ctx.services
+
+    def create(self, name: str) -> Service:
+        (entry,) = [entry for entry in self.wiring.catalogue if entry.name == name]
+        return entry.create(self.ctx)
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.logs.close()
+
+
+@pytest.fixture
+def daemonless():
+    made = []
+
+    def make(tmp_path, extra=""):
+        made.append(Daemonless(tmp_path, extra))
+        return made[-1]
+
+    yield make
+    for each in made:
+        each.close()
 
 
 def request(method, path):
     return ApiRequest(method=method, path=path, query={"api-version": LATEST})
 
 
-async def start(ctx, *services):
+async def start(*services):
     tasks = []
     for service in services:
-        ctx.services.add(service)
-        await service.prepare(ctx)
-        tasks.append(asyncio.create_task(service.run(ctx)))
+        await service.prepare()
+        tasks.append(asyncio.create_task(service.run()))
     return tasks
 
 
@@ -55,32 +94,41 @@ async def stop(tasks):
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def test_keys_and_certificates_routes(tmp_path):
-    ctx = make_ctx(tmp_path, "[certificates]\nrenew_at_percent = 80\n")
+def test_keys_and_certificates_routes(tmp_path, daemonless):
+    daemon = daemonless(tmp_path, "[certificates]\nrenew_at_percent = 80\n")
+    router = daemon.router
 
     async def scenario():
-        keys_service, certs_service = KeysService(), CertificatesService()
-        tasks = await start(ctx, keys_service, certs_service)
+        keys_service, certs_service = daemon.create("keys"), daemon.create("certs")
+        assert (daemon.services.keys, daemon.services.certs) == (keys_service, certs_service)
+        tasks = await start(keys_service, certs_service)
         await certs_service.wait_ready()
-        keys = await key_service(ctx)
+        keys = await daemon.services.require_keys().wait_ready()
         await keys.create_key("device-identity", KeyKind.HMAC_SHA256)
-        listed = (await ctx.router.dispatch(request("GET", "/keys"))).json()
-        certs = (await ctx.router.dispatch(request("GET", "/certificates"))).json()
-        renewed = await ctx.router.dispatch(request("POST", "/certificates/workload-ca/renew"))
-        missing = await ctx.router.dispatch(request("POST", "/certificates/nope/renew"))
-        invoker = InProcessInvoker(ctx.router)
+        listed = (await router.dispatch(request("GET", "/keys"))).json()
+        certs = (await router.dispatch(request("GET", "/certificates"))).json()
+        renewed = await router.dispatch(request("POST", "/certificates/workload-ca/renew"))
+        missing = await router.dispatch(request("POST", "/certificates/nope/renew"))
+        invoker = InProcessInvoker(router)
         shown = {
             words: await execute(words.split(), invoker)
             for words in ("keys list", "certs list", "certs renew edge-ca", "certs renew nope")
         }
         await stop(tasks)
-        # a restarted service registers nothing twice
-        again = KeysService()
-        await again.prepare(ctx)
-        return listed, certs, renewed, missing, shown
+        stopped = await router.dispatch(request("GET", "/keys"))
+        # A restarted service registers nothing: the route reaches the new one.
+        routes = router.routes()
+        again = daemon.create("keys")
+        tasks = await start(again)
+        await again.wait_ready()
+        relisted = (await router.dispatch(request("GET", "/keys"))).json()
+        await stop(tasks)
+        assert router.routes() == routes
+        return listed, certs, renewed, missing, shown, stopped, relisted
 
-    listed, certs, renewed, missing, shown = asyncio.run(scenario())
-    ctx.executor.shutdown()
+    listed, certs, renewed, missing, shown, stopped, relisted = asyncio.run(scenario())
+    assert stopped.status == 503 and "not ready" in stopped.json()["message"]
+    assert relisted == listed
     names = {(k["name"], k["kind"], k["backend"]) for k in listed["keys"]}
     assert ("device-identity", "hmac-sha256", "file") in names
     assert ("edge-ca", "ec-p256", "file") in names
@@ -118,16 +166,16 @@ MISSING_DEVICES = {
 
 
 @pytest.mark.parametrize("backend", sorted(MISSING_DEVICES))
-def test_unusable_backend_is_reported_and_others_keep_serving(tmp_path, backend):
+def test_unusable_backend_is_reported_and_others_keep_serving(tmp_path, daemonless, backend):
     section, device = MISSING_DEVICES[backend]
-    ctx = make_ctx(tmp_path, f'[keys.backends]\nhsm-key = "{backend}"\n{section}')
+    daemon = daemonless(tmp_path, f'[keys.backends]\nhsm-key = "{backend}"\n{section}')
 
     async def scenario():
-        service = KeysService()
-        tasks = await start(ctx, service)
+        service = daemon.create("keys")
+        tasks = await start(service)
         keys = await service.wait_ready()
         await keys.create_key("local", KeyKind.AES_256)
-        listed = (await ctx.router.dispatch(request("GET", "/keys"))).json()
+        listed = (await daemon.router.dispatch(request("GET", "/keys"))).json()
         failure = None
         try:
             await keys.create_key("hsm-key", KeyKind.AES_256)
@@ -137,7 +185,6 @@ def test_unusable_backend_is_reported_and_others_keep_serving(tmp_path, backend)
         return listed, failure
 
     listed, failure = asyncio.run(scenario())
-    ctx.executor.shutdown()
     assert ("local", "aes-256", "file") in {
         (k["name"], k["kind"], k["backend"]) for k in listed["keys"]
     }
@@ -149,21 +196,17 @@ def test_unusable_backend_is_reported_and_others_keep_serving(tmp_path, backend)
 
 
 @pytest.mark.parametrize("backend", sorted(MISSING_DEVICES))
-def test_keys_route_answers_503_while_the_default_backend_is_down(tmp_path, backend):
+def test_keys_route_answers_503_while_the_default_backend_is_down(tmp_path, daemonless, backend):
     section, device = MISSING_DEVICES[backend]
-    ctx = make_ctx(tmp_path, f'[keys]\ndefault_backend = "{backend}"\n{section}')
+    daemon = daemonless(tmp_path, f'[keys]\ndefault_backend = "{backend}"\n{section}')
 
     async def scenario():
-        service = KeysService()
-        ctx.services.add(service)
-        await service.prepare(ctx)
-        task = asyncio.create_task(service.run(ctx))
+        (task,) = await start(daemon.create("keys"))
         await asyncio.gather(task, return_exceptions=True)
-        answer = await ctx.router.dispatch(request("GET", "/keys"))
+        answer = await daemon.router.dispatch(request("GET", "/keys"))
         return task, answer
 
     task, answer = asyncio.run(scenario())
-    ctx.executor.shutdown()
     assert device in task.exception().render()
     assert answer.status == 503
     assert "not ready" in answer.json()["message"]

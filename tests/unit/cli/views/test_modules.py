@@ -1,19 +1,18 @@
-"""Text of the container commands, and the local checks of `deploy`."""
+"""Text of the container commands: `list`, `deploy`'s diff, `system status`, `logs`."""
 
 from __future__ import annotations
 
-import json
+import argparse
 
-import pytest
-
-from firmware.errors import BadRequest, UsageError
-from firmware.runtime.listing import (
-    read_manifest,
+from firmware.cli.views.modules import (
     render_deployment,
+    render_log_lines,
     render_modules,
     render_system_status,
     uptime,
 )
+
+ARGS = argparse.Namespace()
 
 
 def test_uptime_from_engine_timestamps():
@@ -32,10 +31,10 @@ def test_module_table():
             }
         ]
     }
-    lines = render_modules(answer).splitlines()
+    lines = render_modules(answer, ARGS).splitlines()
     assert lines[0].split() == ["NAME", "STATUS", "UPTIME", "IMAGE", "DETAIL"]
     assert lines[1].split() == ["sensor", "backoff", "-", "example/sensor:1", "exit", "3"]
-    assert render_modules({"modules": []}) == "no modules"
+    assert render_modules({"modules": []}, ARGS) == "no modules"
 
 
 def test_deployment_diff_text():
@@ -54,7 +53,7 @@ def test_deployment_diff_text():
         ],
         "skipped": [],
     }
-    assert render_deployment(answer).splitlines() == [
+    assert render_deployment(answer, ARGS).splitlines() == [
         "+ a (x)",
         "~ b (y:2): image: y:1 -> y:2 [container recreated]",
         "- c (z)",
@@ -68,24 +67,14 @@ def test_system_status_text():
         "modules": {"total": 2},
         "degraded": "agent failed",
     }
-    assert render_system_status(down).splitlines() == [
+    assert render_system_status(down, ARGS).splitlines() == [
         "container engine: UNAVAILABLE at /s: refused",
         "modules: 2",
         "degraded: agent failed",
     ]
 
 
-def test_read_manifest_names_file_and_field(tmp_path):
-    good = tmp_path / "d.toml"
-    good.write_text('[modules.a]\n[modules.a.settings]\nimage = "x"\n[modules.a.env]\nN = 1\n')
-    assert read_manifest(good)["modules"]["a"]["env"] == {"N": 1}
-    bad = tmp_path / "d.json"
-    bad.write_text(json.dumps({"modules": {"a": {"settings": {}}}}))
-    with pytest.raises(BadRequest, match=rf"{bad}: field 'modules.a.settings.image'"):
-        read_manifest(bad)
-    broken = tmp_path / "b.json"
-    broken.write_text("{")
-    with pytest.raises(BadRequest, match=rf"{broken}: not valid JSON"):
-        read_manifest(broken)
-    with pytest.raises(UsageError, match="cannot read manifest"):
-        read_manifest(tmp_path / "missing.json")
+def test_log_lines_text():
+    answer = {"lines": [{"text": "started"}, "plain line"]}
+    assert render_log_lines(answer, ARGS) == "started\nplain line"
+    assert render_log_lines({"lines": []}, ARGS) == "(no log lines)"

@@ -1,0 +1,243 @@
+"""The one wiring place: the catalogue of services, every route registered once, the workload
+hook outliving service restarts, and start-up staying light."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from firmware.api.model import ApiRequest
+from firmware.api.versions import LATEST
+from firmware.config import load_config
+from firmware.config.schema import Config, Console
+from firmware.daemon.app import Daemon
+from firmware.daemon.service import DaemonContext
+from firmware.daemon.status import DaemonStatus
+from firmware.daemon.wiring import Wiring
+from tests.peers.waiting import wait_until_async
+
+REPO = Path(__file__).resolve().parents[3]
+HEAVY = ("cryptography", "tpm2_pytss", "serial", "firmware.console.service")
+MGMT = frozenset({"mgmt", "console"})
+WORKLOAD = frozenset({"workload"})
+GENID = "/modules/{name}/genid/{genid}"
+ROUTES = {
+    ("GET", "/daemon/status", MGMT),
+    ("PUT", "/daemon/log-level", MGMT),
+    ("GET", "/keys", MGMT),
+    ("GET", "/certificates", MGMT),
+    ("POST", "/certificates/{name}/renew", MGMT),
+    ("GET", "/modules", MGMT),
+    ("POST", "/modules", MGMT),
+    ("GET", "/modules/{name}", MGMT),
+    ("PUT", "/modules/{name}", MGMT),
+    ("DELETE", "/modules/{name}", MGMT),
+    ("POST", "/modules/{name}/start", MGMT),
+    ("POST", "/modules/{name}/stop", MGMT),
+    ("POST", "/modules/{name}/restart", MGMT),
+    ("GET", "/modules/{name}/logs", MGMT),
+    ("GET", "/systeminfo", MGMT),
+    ("GET", "/systeminfo/resources", MGMT),
+    ("POST", "/device/reprovision", MGMT),
+    ("GET", "/system/status", MGMT),
+    ("GET", "/system/logs", MGMT),
+    ("POST", "/deployments", MGMT),
+    ("GET", "/identities", MGMT),
+    ("POST", "/identities", MGMT),
+    ("GET", "/identities/{name}", MGMT),
+    ("PUT", "/identities/{name}", MGMT),
+    ("DELETE", "/identities/{name}", MGMT),
+    ("GET", "/workload/sockets", MGMT),
+    ("POST", f"{GENID}/sign", WORKLOAD),
+    ("POST", f"{GENID}/encrypt", WORKLOAD),
+    ("POST", f"{GENID}/decrypt", WORKLOAD),
+    ("POST", f"{GENID}/certificate/server", WORKLOAD),
+    ("POST", "/modules/{name}/certificate/identity", WORKLOAD),
+    ("GET", "/trust-bundle", WORKLOAD),
+    ("GET", "/manifest-trust-bundle", WORKLOAD),
+}
+
+MakeContext = Callable[[Config], DaemonContext]
+
+
+def request(method: str, path: str) -> ApiRequest:
+    return ApiRequest(method, path, query={"api-version": LATEST})
+
+
+@pytest.fixture
+def wiring(daemon_context: MakeContext) -> Wiring:
+    return Wiring(daemon_context(Config(hostname="gw")))
+
+
+def test_console_enabled_only_with_a_device(wiring: Wiring) -> None:
+    names = [e.name for e in wiring.enabled(Config(hostname="gw", console=Console("none")))]
+    assert names == ["api", "keys", "certs", "runtime", "workload"]
+    with_console = Config(hostname="gw", console=Console("pty"))
+    assert [e.name for e in wiring.enabled(with_console)] == [
+        "api",
+        "console",
+        "keys",
+        "certs",
+        "runtime",
+        "workload",
+    ]
+
+
+def test_entries_are_unique_and_name_real_sections(wiring: Wiring) -> None:
+    names = [entry.name for entry in wiring.catalogue]
+    assert len(names) == len(set(names))
+    config = Config(hostname="gw")
+    for entry in wiring.catalogue:
+        assert entry.sections, f"{entry.name}: a reload could never restart it"
+        for section in entry.sections:
+            assert hasattr(config, section), f"{entry.name}: no config section {section!r}"
+
+
+def test_section_changed(wiring: Wiring) -> None:
+    (console,) = [entry for entry in wiring.catalogue if entry.name == "console"]
+    old = Config(hostname="gw", console=Console("pty"))
+    assert not console.section_changed(old, Config(hostname="other", console=Console("pty")))
+    assert console.section_changed(old, Config(hostname="gw", console=Console("pty", 9600)))
+
+
+def test_created_services_carry_their_entry_name_and_fill_the_directory(
+    wiring: Wiring,
+) -> None:
+    ctx = wiring.ctx
+    for entry in wiring.enabled(ctx.config):
+        service = entry.create(ctx)
+        assert service.name == entry.name
+        assert getattr(ctx.services, entry.name) is service
+
+
+def test_register_routes_registers_every_route_once(wiring: Wiring) -> None:
+    ctx = wiring.ctx
+    wiring.register_routes(DaemonStatus(ctx, lambda: "running"))
+    registered = [(r.method, r.pattern, r.listeners) for r in ctx.router.routes()]
+    assert len(registered) == len(set(registered)), "a route registered twice"
+    assert set(registered) == ROUTES
+    with pytest.raises(ValueError, match="already registered"):
+        wiring.register_routes(DaemonStatus(ctx, lambda: "running"))
+
+
+def write_config(path: Path, root: Path, *, hostname: str, console: str, network: str) -> Path:
+    path.write_text(
+        f'hostname = "{hostname}"\n\n'
+        f'[paths]\ndata_dir = "{root}/data"\nrun_dir = "{root}/run"\n\n'
+        f'[console]\ndevice = "{console}"\n\n'
+        f'[runtime]\nuri = "unix://{root}/no-engine.sock"\nnetwork = "{network}"\n'
+    )
+    return path
+
+
+def workload_ready(daemon: Daemon) -> bool:
+    workload = daemon.services.workload
+    return workload is not None and workload.describe()["ready"] is True
+
+
+async def test_reload_registers_nothing_new_and_the_workload_hook_outlives_it(
+    tmp_path: Path,
+    make_daemon: Callable[..., Daemon],
+    serving: Callable[[Daemon], contextlib.AbstractAsyncContextManager[Daemon]],
+) -> None:
+    (tmp_path / "run").mkdir()
+    config_file = write_config(
+        tmp_path / "config.toml", tmp_path, hostname="gw1", console="none", network="a"
+    )
+    daemon = make_daemon(load_config(config_file), config_file=config_file)
+    async with serving(daemon):
+        await wait_until_async(
+            lambda: workload_ready(daemon), timeout_s=10, what="the workload service"
+        )
+        assert daemon.wiring is not None and daemon.ctx is not None
+        hook = daemon.wiring.workload_hook
+        router = daemon.ctx.router
+        routes = router.routes()
+        assert {(r.method, r.pattern, r.listeners) for r in routes} == ROUTES
+        before = daemon.services.require_runtime()
+        assert before.reconciler is not None
+        assert hook in before.reconciler._hooks
+        api, keys = daemon.services.api, daemon.services.keys
+        certs, workload = daemon.services.certs, daemon.services.workload
+
+        write_config(config_file, tmp_path, hostname="gw2", console="pty", network="b")
+        assert await daemon.reload()
+
+        assert router.routes() == routes, "a reload must register no route"
+        after = daemon.services.require_runtime()
+        assert after is not before, "[runtime] changed: the service is rebuilt"
+        assert after.reconciler is not None
+        assert hook in after.reconciler._hooks, "the new reconciler must run the same hook"
+        assert daemon.wiring.workload_hook is hook
+        assert (daemon.services.api, daemon.services.keys) == (api, keys), "unchanged sections"
+        assert daemon.services.certs is not certs and daemon.services.workload is not workload
+        assert daemon.services.console is not None
+        assert sorted(daemon.supervisor.names()) == [
+            "api",
+            "certs",
+            "console",
+            "keys",
+            "runtime",
+            "workload",
+        ]
+        await wait_until_async(
+            lambda: workload_ready(daemon), timeout_s=10, what="the rebuilt workload service"
+        )
+        answer = await router.dispatch(request("GET", "/workload/sockets"))
+        # The route reaches the rebuilt service: it has opened the agent's socket again.
+        assert answer.status == 200
+        (agent_socket,) = answer.json()["sockets"]
+        assert (agent_socket["module"], agent_socket["listening"]) == ("edgeAgent", True)
+        assert daemon.services.require_workload().sockets is not workload.sockets
+        keys_answer = await router.dispatch(request("GET", "/keys"))
+        assert keys_answer.status == 200, keys_answer.json()
+
+        write_config(config_file, tmp_path, hostname="gw2", console="none", network="b")
+        assert await daemon.reload()
+        assert daemon.services.console is None and "console" not in daemon.supervisor.names()
+        assert router.routes() == routes
+
+
+def test_daemon_start_imports_no_backend_libraries(tmp_path: Path) -> None:
+    probe = (
+        "import io, json, sys\n"
+        "from firmware.daemon import app\n"
+        "after_app = sorted(sys.modules)\n"
+        "from firmware.config.schema import Config, Console\n"
+        "from firmware.daemon.lock import InstanceLock\n"
+        "from firmware.daemon.logs import LogControl\n"
+        "from firmware.daemon.status import DaemonStatus\n"
+        "from firmware.store.state import StateStore\n"
+        "config = Config(hostname='gw', console=Console('none'))\n"
+        "root = sys.argv[1]\n"
+        "daemon = app.Daemon(None, None, config, LogControl(stream=io.StringIO()),\n"
+        "                    InstanceLock(root), StateStore(root), (False, False))\n"
+        "ctx = daemon._context()\n"
+        "wiring = app.Wiring(ctx)\n"
+        "wiring.register_routes(DaemonStatus(ctx, daemon.state))\n"
+        "created = [entry.create(ctx).name for entry in wiring.enabled(config)]\n"
+        "print(json.dumps({'app': after_app, 'services': sorted(sys.modules),\n"
+        "                  'created': created}))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    loaded = json.loads(done.stdout)
+    assert loaded["created"] == ["api", "keys", "certs", "runtime", "workload"]
+
+    def heavy(modules: list[str]) -> list[str]:
+        return [m for m in modules if m.split(".")[0] in HEAVY or m in HEAVY]
+
+    assert heavy(loaded["app"]) == [], "importing the daemon must not load backend libraries"
+    assert heavy(loaded["services"]) == [], "a console-less start loaded backend libraries"
