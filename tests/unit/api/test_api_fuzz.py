@@ -1,28 +1,33 @@
-"""Fuzzing the server's receive path: whatever bytes arrive, the answer is a 4xx (or, for a
-well-formed request, whatever the router says, never a 5xx) or a closed connection, nothing is
-logged as an internal error, and the server keeps serving."""
+"""Fuzzing the local API's receive path in memory: whatever bytes arrive, the request reader
+refuses them with a 4xx (501 for a transfer coding it does not speak) or hands the router requests
+it answers without a 5xx, and nothing is logged as an internal error. The reader's own fuzz, with
+clocks and splits, is tests/unit/http/test_http_reader_fuzz.py; the server's socket behaviour is
+tests/unit/api/test_api_server.py."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import socket
-import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from firmware.api.server import ApiSocketServer, ServerLimits
-from tests.unit.api.apiserver_harness import QUERY, make_router, parse_responses, request_bytes
+from firmware.api.model import ApiRequest
+from firmware.api.router import Router
+from firmware.api.server import ServerLimits
+from firmware.http.reader import Closed, HttpRequest, Interim, Refusal, RequestReader
+from tests.unit.api.apiserver_harness import QUERY, make_router, request_bytes
 
 FUZZ = settings(
     max_examples=300,
     deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
+
+LIMITS = ServerLimits(max_body_bytes=2048, max_header_bytes=2048, request_timeout_s=2.0)
+REFUSALS = {400, 408, 413, 431, 501}
 
 
 class _Errors(logging.Handler):
@@ -34,78 +39,69 @@ class _Errors(logging.Handler):
         self.records.append(record)
 
 
-_ERRORS = _Errors()
-
-
-@pytest.fixture(scope="module")
-def server_path(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    directory: Path = tmp_path_factory.mktemp("fuzz")
-    limits = ServerLimits(max_body_bytes=2048, max_header_bytes=2048, request_timeout_s=2.0)
-    server = ApiSocketServer(f"unix://{directory}/mgmt.sock", make_router(), limits=limits)
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    errors = _ERRORS
+@pytest.fixture
+def errors() -> Iterator[_Errors]:
+    handler = _Errors()
     logger = logging.getLogger("edgekeeper.api")
-    logger.addHandler(errors)
-    thread.start()
-    asyncio.run_coroutine_threadsafe(server.start(), loop).result(10)
+    logger.addHandler(handler)
     try:
-        yield str(server.path)
+        yield handler
     finally:
-        asyncio.run_coroutine_threadsafe(server.close(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
-        logger.removeHandler(errors)
-    assert not errors.records, [r.getMessage() for r in errors.records]
+        logger.removeHandler(handler)
 
 
-def send(path: str, data: bytes) -> bytes:
-    """Send `data`, half-close, read until the server closes (a reset counts as closed); fails
-    if the server logged an internal error meanwhile (it logs before it closes)."""
-    try:
-        return _send(path, data)
-    finally:
-        logged = [record.getMessage() for record in _ERRORS.records]
-        _ERRORS.records.clear()
-        assert not logged, (logged, data[:200])
+def answered(data: bytes, router: Router, errors: _Errors) -> list[int]:
+    """The statuses the API answers `data` with, from a client that closes after sending it."""
+    reader = RequestReader(LIMITS)
+    reader.feed(data, 0.0)
+    reader.feed(b"", 0.0)
+    statuses: list[int] = []
+
+    async def serve() -> None:
+        while True:
+            event = reader.next_event(0.0)
+            if isinstance(event, HttpRequest):
+                response = await router.dispatch(
+                    ApiRequest(
+                        method=event.method,
+                        path=event.path,
+                        query=event.query,
+                        headers=event.headers,
+                        body=event.body,
+                    )
+                )
+                statuses.append(response.status)
+                reader.answer(response.status, [], response.encoded_body())
+            elif isinstance(event, Refusal):
+                statuses.append(event.status)
+                assert event.status in REFUSALS, event
+                return
+            else:
+                # The client has closed: nothing can be waited for any more.
+                assert isinstance(event, (Interim, Closed)), event
+                if isinstance(event, Closed):
+                    return
+
+    asyncio.run(serve())
+    logged = [record.getMessage() for record in errors.records]
+    errors.records.clear()
+    assert not logged, (logged, data[:200])
+    return statuses
 
 
-def _send(path: str, data: bytes) -> bytes:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(5)
-        sock.connect(path)
-        received = bytearray()
-        try:
-            sock.sendall(data)
-            sock.shutdown(socket.SHUT_WR)
-            while chunk := sock.recv(65536):
-                received += chunk
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-        return bytes(received)
+def assert_refused_or_served(statuses: list[int], *, allow_success: bool = False) -> None:
+    for status in statuses:
+        assert status < 500 or status == 501, statuses
+        assert allow_success or status >= 400, statuses
 
 
-def assert_refused_or_closed(answer: bytes, *, allow_success: bool = False) -> None:
-    if not answer:
-        return
-    assert answer.startswith(b"HTTP/1.1 "), answer[:80]
-    responses = parse_responses(answer)
-    assert responses, answer[:200]
-    for status, _, _ in responses:
-        assert status < 500, answer[:200]
-        assert allow_success or 400 <= status < 500, answer[:200]
-
-
-def assert_still_serving(path: str) -> None:
-    ((status, _, _),) = parse_responses(send(path, request_bytes("GET", f"/echo?{QUERY}")))
-    assert status == 200
+ROUTER = make_router()
 
 
 @FUZZ
 @given(data=st.binary(max_size=4096))
-def test_arbitrary_bytes(server_path: str, data: bytes) -> None:
-    assert_refused_or_closed(send(server_path, data))
+def test_arbitrary_bytes(errors: _Errors, data: bytes) -> None:
+    assert_refused_or_served(answered(data, ROUTER, errors))
 
 
 _TOKEN = st.text(
@@ -139,7 +135,7 @@ _QUERY = st.one_of(
     body=st.binary(max_size=3000),
 )
 def test_request_shaped_input(
-    server_path: str,
+    errors: _Errors,
     method: str,
     path: str,
     query: str,
@@ -149,7 +145,7 @@ def test_request_shaped_input(
     head = f"{method} /{path}?{query} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n"
     head += "".join(f"{name}: {value}\r\n" for name, value in headers)
     data = head.encode("utf-8", "surrogateescape") + b"\r\n" + body
-    assert_refused_or_closed(send(server_path, data), allow_success=True)
+    assert_refused_or_served(answered(data, ROUTER, errors), allow_success=True)
 
 
 @FUZZ
@@ -158,10 +154,10 @@ def test_request_shaped_input(
     path=st.one_of(_VISIBLE, _PATH),
     query=_QUERY,
 )
-def test_request_target(server_path: str, method: str, path: str, query: str) -> None:
+def test_request_target(errors: _Errors, method: str, path: str, query: str) -> None:
     target = f"/{path}?{query}".encode("utf-8", "surrogateescape")
     data = method.encode() + b" " + target + b" HTTP/1.1\r\nHost: x\r\n\r\n"
-    assert_refused_or_closed(send(server_path, data), allow_success=True)
+    assert_refused_or_served(answered(data, ROUTER, errors), allow_success=True)
 
 
 @FUZZ
@@ -170,17 +166,17 @@ def test_request_target(server_path: str, method: str, path: str, query: str) ->
     noise=st.binary(min_size=1, max_size=16),
     replace=st.booleans(),
 )
-def test_mutated_valid_request(
-    server_path: str, position: int, noise: bytes, replace: bool
-) -> None:
+def test_mutated_valid_request(errors: _Errors, position: int, noise: bytes, replace: bool) -> None:
     valid = request_bytes("POST", f"/echo?{QUERY}", b'{"a": 1}')
     position %= len(valid)
     tail = valid[position + len(noise) :] if replace else valid[position:]
     mutated = valid[:position] + noise + tail
-    assert_refused_or_closed(send(server_path, mutated), allow_success=True)
+    assert_refused_or_served(answered(mutated, ROUTER, errors), allow_success=True)
 
 
-def test_server_survives_the_fuzzing(server_path: str) -> None:
-    for data in (b"\x00" * 5000, b"GET / HTTP/1.1\r\n" + b"X: y\r\n" * 1000, b"\r\n" * 100):
-        assert_refused_or_closed(send(server_path, data))
-    assert_still_serving(server_path)
+def test_valid_requests_are_served_and_garbage_refused(errors: _Errors) -> None:
+    valid = request_bytes("POST", f"/echo?{QUERY}", b"{}")
+    assert answered(valid + valid, ROUTER, errors) == [200, 200]
+    assert answered(b"\x00" * 5000, ROUTER, errors) == [400]
+    assert answered(b"GET / HTTP/1.1\r\n" + b"X: y\r\n" * 1000, ROUTER, errors) == [431]
+    assert answered(b"\r\n" * 100, ROUTER, errors) == [400]
