@@ -7,11 +7,11 @@ import json
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 from firmware.api.client import ApiClient
-from tests.peers.program import cli_argv, daemon_argv
+from tests.peers.program import cli_argv, daemon_argv, daemon_env
+from tests.peers.waiting import wait_for_path
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -60,20 +60,15 @@ class DaemonProcess:
         return f"unix://{self.socket}"
 
     def start(self) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEKEEPER_")}
         with self.log.open("a") as log:
             self.process = subprocess.Popen(
                 [*daemon_argv(), "run", "--config", str(self.config)],
                 cwd=REPO,
                 stdout=log,
                 stderr=log,
-                env={**env, "PYTHONPATH": str(REPO)},
+                env=daemon_env(),
             )
-        deadline = time.monotonic() + 30
-        while not self.socket.exists():
-            assert self.process.poll() is None, self.log.read_text()
-            assert time.monotonic() < deadline, "the daemon made no socket in 30 s"
-            time.sleep(0.05)
+        wait_for_path(self.socket, timeout_s=30, process=self.process, log=self.log)
 
     def kill(self) -> None:
         """SIGKILL: no clean-up at all, as a power cut would leave it."""

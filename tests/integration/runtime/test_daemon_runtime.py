@@ -15,6 +15,7 @@ import pytest
 
 from firmware.errors import BadRequest, Conflict, NotFound, NotSupported, Unavailable
 from tests.integration.runtime.running_daemon import DaemonProcess, write_config
+from tests.peers.waiting import wait_until
 
 pytestmark = pytest.mark.docker
 
@@ -22,13 +23,7 @@ OWNER = "net.edgekeeper.owner=edgekeeper"
 
 
 def wait_for(check, within=40.0, what="condition"):
-    deadline = time.monotonic() + within
-    while True:
-        result = check()
-        if result:
-            return result
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
+    return wait_until(check, timeout_s=within, what=what, interval_s=0.2)
 
 
 def statuses(daemon):
@@ -235,6 +230,7 @@ def test_deploy_api_watchdog_and_adoption_after_sigkill(sim_dockerd, busybox_ima
         daemon.kill()
         daemon.start()
         wait_for(all_running(daemon, [agent, ticker, sleeper]), what="modules after restart")
+        # Time passing is the subject here: two more seconds of reconciling create no duplicate.
         time.sleep(2)
         assert owned_containers(sim_dockerd) == containers
 

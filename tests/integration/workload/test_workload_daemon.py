@@ -10,12 +10,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import os
 import shutil
 import signal
 import subprocess
 import tempfile
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,17 +31,13 @@ from firmware.keys.registry import BackendRegistry
 from firmware.keys.service import KeyService
 from firmware.runtime.engine import DockerEngine
 from firmware.runtime.spec import MODULE_LABEL
-from tests.peers.program import cli_argv, daemon_argv
+from tests.peers.program import cli_argv, daemon_argv, daemon_env
+from tests.peers.waiting import wait_for_path, wait_until
 
 pytestmark = pytest.mark.docker
 
 REPO = Path(__file__).resolve().parents[3]
 API = "2020-10-10"
-
-
-def environment() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEKEEPER_")}
-    return {**env, "PYTHONPATH": str(REPO)}
 
 
 class Daemon:
@@ -67,31 +61,20 @@ class Daemon:
                 cwd=REPO,
                 stderr=log,
                 text=True,
-                env=environment(),
+                env=daemon_env(),
             )
-        process = self.process
-
-        def started() -> bool:
-            assert process.poll() is None, self.log
-            return (self.run_dir / "workload.sock").exists()
-
-        wait_until(started, "the workload socket", 30)
+        wait_for_path(
+            self.run_dir / "workload.sock",
+            timeout_s=30,
+            process=self.process,
+            log=self.root / "daemon.log",
+        )
 
     def stop(self) -> None:
         assert self.process is not None
         self.process.send_signal(signal.SIGTERM)
         self.process.wait(timeout=30)
         assert self.process.returncode == 0, self.log
-
-
-def wait_until(check, what: str, within: float = 60.0):
-    deadline = time.monotonic() + within
-    while True:
-        found = check()
-        if found:
-            return found
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 @pytest.fixture
@@ -143,7 +126,7 @@ def running_container(sim_dockerd, name: str) -> str:
         ).stdout.split()
         return ids[0] if ids else None
 
-    return wait_until(find, f"module {name} running")
+    return wait_until(find, timeout_s=60, what=f"module {name} running")
 
 
 def call(sim_dockerd, name: str, socket: str, method: str, target: str, body=None):
@@ -184,7 +167,7 @@ def cli(daemon: Daemon, *args: str) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
         timeout=60,
-        env=environment(),
+        env=daemon_env(),
     )
 
 
@@ -303,10 +286,12 @@ def test_daemon_gives_modules_identities_and_sockets(sim_dockerd, daemon: Daemon
             sign_body(data),
         )
 
-    assert wait_until(signs_again, "the module to reach its socket again") == (200, signed)
+    signs = wait_until(signs_again, timeout_s=60, what="the module to reach its socket again")
+    assert signs == (200, signed)
     listed = wait_until(
         lambda: call_when_served(sim_dockerd, agent, MGMT, "GET", "/identities"),
-        "the agent to reach the management socket again",
+        timeout_s=60,
+        what="the agent to reach the management socket again",
     )
     assert listed[0] == 200, listed
     assert {name: started_at(sim_dockerd, name) for name in (agent, module)} == started
@@ -316,8 +301,13 @@ def test_daemon_gives_modules_identities_and_sockets(sim_dockerd, daemon: Daemon
     assert daemon.process is not None
     mark = daemon.log.count("workload API ready")
     daemon.process.send_signal(signal.SIGHUP)
-    wait_until(lambda: daemon.log.count("workload API ready") > mark, "the workload service")
-    assert wait_until(signs_again, "the module to sign after the reload") == (200, signed)
+    wait_until(
+        lambda: daemon.log.count("workload API ready") > mark,
+        timeout_s=60,
+        what="the workload service",
+    )
+    signs = wait_until(signs_again, timeout_s=60, what="the module to sign after the reload")
+    assert signs == (200, signed)
     assert {name: started_at(sim_dockerd, name) for name in (agent, module)} == started
 
     # removing the module removes its socket directory
@@ -325,7 +315,11 @@ def test_daemon_gives_modules_identities_and_sockets(sim_dockerd, daemon: Daemon
     assert (socket_dir / "workload.sock").is_socket()
     status, _ = call(sim_dockerd, agent, MGMT, "DELETE", f"/modules/{module}")
     assert status in (200, 204)
-    wait_until(lambda: not socket_dir.exists(), "the removed module's socket directory to go")
+    wait_until(
+        lambda: not socket_dir.exists(),
+        timeout_s=60,
+        what="the removed module's socket directory to go",
+    )
 
     # the digest is HMAC-SHA256 with the key derived from the device identity key
     async def verify() -> bytes:
