@@ -8,6 +8,7 @@ import threading
 import pytest
 
 from firmware.executor import BoundedExecutor
+from tests.peers.waiting import wait_until_async
 
 
 async def test_runs_off_the_loop_thread_and_returns() -> None:
@@ -24,6 +25,8 @@ async def test_callers_wait_beyond_capacity() -> None:
     executor = BoundedExecutor(workers=1, queue=1)
     gate = threading.Event()
     calls = [asyncio.create_task(executor.run(gate.wait, 5)) for _ in range(4)]
+    await wait_until_async(lambda: executor.in_flight == 2, timeout_s=5, what="two admitted calls")
+    # Time passing is the subject: the other two callers stay outside while the gate is shut.
     await asyncio.sleep(0.05)
     assert executor.in_flight == 2, "only workers + queue calls may be admitted"
     gate.set()
@@ -37,10 +40,12 @@ async def test_cancelled_caller_keeps_slot_until_call_ends() -> None:
     executor = BoundedExecutor(workers=1, queue=0)
     gate = threading.Event()
     busy = asyncio.create_task(executor.run(gate.wait, 5))
-    await asyncio.sleep(0.05)
+    await wait_until_async(lambda: executor.in_flight == 1, timeout_s=5, what="the call running")
     busy.cancel()
-    await asyncio.sleep(0.01)
+    await asyncio.gather(busy, return_exceptions=True)
+    assert busy.cancelled()
     waiting = asyncio.create_task(executor.run(lambda: "next"))
+    # Time passing is the subject: the new call must not be admitted while the old one runs.
     await asyncio.sleep(0.05)
     assert not waiting.done(), "the slot is still used by the running call"
     gate.set()

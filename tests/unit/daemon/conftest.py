@@ -1,5 +1,5 @@
-"""Daemon test support: `async def` tests run on a fresh event loop each, bounded in time; the
-daemon's logs to a string; contexts and daemons built the way `edgekeeper run` builds them.
+"""Daemon test support: the daemon's logs to a string; contexts and daemons built the way
+`edgekeeper run` builds them (`async def` tests run through tests/conftest.py's hook).
 
 - `logs`: a `LogControl` writing to `log_stream` (restores the root logger's level after);
 - `daemon_context(config)`: a `DaemonContext` with a real router, executor, supervisor, store;
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import io
 import logging
 import time
@@ -34,18 +33,7 @@ from firmware.executor import BoundedExecutor
 from firmware.store.state import StateStore
 from tests.peers.waiting import wait_until_async
 
-ASYNC_TEST_TIMEOUT_S = 20
 READY_TIMEOUT_S = 10.0
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
-    if not inspect.iscoroutinefunction(pyfuncitem.obj):
-        return None
-    arguments = {name: pyfuncitem.funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
-    coroutine = pyfuncitem.obj(**arguments)
-    asyncio.run(asyncio.wait_for(coroutine, ASYNC_TEST_TIMEOUT_S))
-    return True
 
 
 @pytest.fixture
