@@ -124,6 +124,32 @@ def test_daemon_that_hangs_up_mid_answer(tmp_path: Path) -> None:
     asyncio.run(scenario())
 
 
+def test_daemon_that_breaks_http_or_oversends(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        answers = iter(
+            [b"HTTP/1.1 abc\r\n\r\n", b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999\r\n\r\n"]
+        )
+
+        async def broken(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.read(1 << 16)
+            writer.write(next(answers))
+            await writer.drain()
+            writer.close()
+
+        path = str(tmp_path / "broken.sock")
+        server = await asyncio.start_unix_server(broken, path)
+        try:
+            with pytest.raises(DaemonUnreachable, match=r"sent a malformed answer \(.+\)"):
+                await ApiClient(path).request("GET", "/x")
+            with pytest.raises(DaemonUnreachable, match="sent an answer over 67108864 bytes"):
+                await ApiClient(path).request("GET", "/x")
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    asyncio.run(scenario())
+
+
 def test_error_for_answer_maps_statuses() -> None:
     assert isinstance(error_for_answer(503, {"message": "engine down"}), Unavailable)
     odd = error_for_answer(418, {"message": "teapot"})
