@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Awaitable, Callable
-from typing import Any
 
+from firmware.api.model import ApiRequest
 from firmware.api.workload.errors import NotThisModule
+from firmware.executor import RunBlocking
 from firmware.runtime.status import RunningContainer
 
 # module name -> its running container, or None when it has none.
@@ -45,11 +46,11 @@ def process_in_container(pid: int, container: RunningContainer, proc: str = "/pr
 class WorkloadAccess:
     """Decides whether a request may act as a module."""
 
-    def __init__(self, containers: ContainerLookup | None, run_blocking: Callable[..., Any]):
+    def __init__(self, containers: ContainerLookup | None, run_blocking: RunBlocking):
         self._containers = containers
         self._run_blocking = run_blocking
 
-    async def check(self, request: Any, module: str) -> None:
+    async def check(self, request: ApiRequest, module: str) -> None:
         """Return if `request` may act as `module`; `NotThisModule` (403) otherwise."""
         scope = request.listener_scope
         if scope is not None:

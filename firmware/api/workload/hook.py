@@ -24,13 +24,15 @@ from firmware.api.workload.environment import (
 )
 from firmware.api.workload.ratelimit import SocketRateLimits
 from firmware.api.workload.sockets import ModuleSockets, listener_for
+from firmware.identity.modules import ModuleIdentities
+from firmware.runtime.spec import ModuleSpec
 
 
 @dataclass(frozen=True)
 class WorkloadPlacement:
     """What the hook needs from the running workload service."""
 
-    identities: Any  # ModuleIdentities
+    identities: ModuleIdentities
     sockets: ModuleSockets
     device: DeviceFacts
     limits: SocketRateLimits
@@ -49,7 +51,7 @@ class WorkloadHook:
         self._placement = placement
         self._is_agent = is_agent
 
-    async def before_create(self, spec: Any, body: dict[str, Any]) -> None:
+    async def before_create(self, spec: ModuleSpec, body: dict[str, Any]) -> None:
         placement = await self._placement()
         identity = await placement.identities.ensure(spec.name)
         agent = self._is_agent(spec.name)

@@ -19,14 +19,20 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from firmware.api import versions
 from firmware.api.model import ApiRequest, ApiResponse
+from firmware.api.router import Router
 from firmware.api.workload import requests
 from firmware.api.workload.access import WorkloadAccess
 from firmware.api.workload.ratelimit import SocketRateLimits
+from firmware.identity.modules import ModuleIdentities
 from firmware.keys.backend import SignAlgorithm
+from firmware.keys.service import KeyService
+
+if TYPE_CHECKING:
+    from firmware.certs.service import CertificateService, IssuedCertificate
 
 LISTENERS = ("workload",)
 _DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
@@ -43,9 +49,9 @@ class WorkloadApi:
 
     def __init__(
         self,
-        identities: Callable[[], Any],
-        keys: Callable[[], Any],
-        certs: Callable[[], Any],
+        identities: Callable[[], ModuleIdentities],
+        keys: Callable[[], KeyService],
+        certs: Callable[[], CertificateService],
         access: WorkloadAccess,
         limits: SocketRateLimits,
     ) -> None:
@@ -55,7 +61,7 @@ class WorkloadApi:
         self._access = access
         self._limits = limits
 
-    def register(self, router: Any) -> None:
+    def register(self, router: Router) -> None:
         """Add the workload routes to `router` (listener kind "workload")."""
         genid = "/modules/{name}/genid/{genid}"
         router.add("POST", f"{genid}/sign", self.sign, listeners=LISTENERS)
@@ -135,7 +141,7 @@ class WorkloadApi:
         await self._access.check(request, module)
 
 
-def _certificate_document(issued: Any) -> dict[str, object]:
+def _certificate_document(issued: IssuedCertificate) -> dict[str, object]:
     return {
         "privateKey": {"type": "key", "bytes": issued.private_key_pem},
         "certificate": issued.certificate_pem,

@@ -16,8 +16,8 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from firmware.api.router import Router
 from firmware.api.server import ApiSocketServer, ServerLimits, start_servers
 from firmware.errors import DaemonError
 
@@ -57,7 +57,7 @@ class ModuleSockets:
     """Opens, closes and reports the per-module socket directories and their sockets."""
 
     def __init__(
-        self, run_dir: Path | str, router: Any, limits: ServerLimits | None = None
+        self, run_dir: Path | str, router: Router, limits: ServerLimits | None = None
     ) -> None:
         self.directory = Path(run_dir) / MNT_DIR
         self._router = router
