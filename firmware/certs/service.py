@@ -130,11 +130,6 @@ class CertificateService:
         """Certificates whose last renewal failed, with the reason."""
         return {name: failure.message for name, failure in self._schedule.failures.items()}
 
-    @property
-    def renewal_failures(self) -> dict[str, RenewalFailure]:
-        """Failed renewals by certificate: attempts so far, last reason, next retry delay."""
-        return dict(self._schedule.failures)
-
     def describe(self) -> dict[str, object]:
         """Status detail: degraded certificates and the names of the managed ones."""
         return {"degraded": self.degraded, "certificates": sorted(self._certs)}

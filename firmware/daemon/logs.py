@@ -205,11 +205,6 @@ class LogControl:
         with self._lock:
             return list(self._sinks)
 
-    def add_handler(self, handler: logging.Handler) -> Callable[[], None]:
-        """Attach a logging handler of one's own (it gets raw records); returns its remover."""
-        self._logger.addHandler(handler)
-        return lambda: self._logger.removeHandler(handler)
-
     def close(self) -> None:
         """Detach this control's handlers from the root logger."""
         for handler in (self._stream_handler, self._sink_handler):

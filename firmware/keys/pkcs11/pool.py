@@ -36,12 +36,6 @@ class SessionPool:
         self._closed = False
         self._changed = threading.Condition()
 
-    @property
-    def open_sessions(self) -> int:
-        """Sessions open now, idle or in use."""
-        with self._changed:
-            return self._count
-
     def run(self, operation: Callable[[Session], T]) -> T:
         """`operation(session)` on a session of its own; once more on a new one if it died."""
         try:

@@ -81,10 +81,10 @@ def test_failed_renewal_keeps_the_old_certificate_and_reports_degraded(device):
         old = certs.certificate(WORKLOAD_CA)
         await keys.delete(await keys.load(WORKLOAD_CA))
         async with asyncio.timeout(DEADLINE):
-            await certs.renewal_failed(WORKLOAD_CA, attempts=2)
+            failure = await certs.renewal_failed(WORKLOAD_CA, attempts=2)
         kept = certs.certificate(WORKLOAD_CA)
         degraded = dict(certs.degraded)
-        attempts = certs.renewal_failures[WORKLOAD_CA].attempts
+        attempts = failure.attempts
         listing = {info.name: info.status for info in await certs.list()}
         await certs.stop()
         return old, kept, degraded, attempts, listing
