@@ -106,6 +106,13 @@ class Command:
         return self.name.split()
 
 
+def _requested(verb: str) -> Callable[[object, argparse.Namespace], str]:
+    def rendered(answer: object, args: argparse.Namespace) -> str:
+        return f"{args.name}: {verb} requested"
+
+    return rendered
+
+
 # --- local commands ------------------------------------------------------------------------
 
 
@@ -276,7 +283,7 @@ COMMANDS: tuple[Command, ...] = (
             f"{verb} a module",
             (argument("name", metavar="NAME", help="the module"),),
             call=ApiCall("POST", f"/modules/{{name}}/{verb}"),
-            render=lambda answer, args, verb=verb: f"{args.name}: {verb} requested",
+            render=_requested(verb),
         )
         for verb in ("start", "stop", "restart")
     ),
@@ -360,7 +367,7 @@ class HelpRequested(Exception):
 _UNKNOWN_COMMAND = re.compile(r"argument COMMAND: invalid choice: '(.*?)'")
 
 
-class _Parser(argparse.ArgumentParser):
+class CommandParser(argparse.ArgumentParser):
     """An argparse parser that raises instead of printing and exiting (the console has no
     stdout of its own, and the CLI prints errors in one place)."""
 
@@ -392,17 +399,17 @@ def build_parser(
     surface: str,
     *,
     prog: str = "",
-    parents: Sequence[argparse.ArgumentParser] = (),
-    sub_parents: Sequence[argparse.ArgumentParser] = (),
+    parents: Sequence[CommandParser] = (),
+    sub_parents: Sequence[CommandParser] = (),
     table: Iterable[Command] | None = None,
-) -> argparse.ArgumentParser:
+) -> CommandParser:
     """The parser for `surface`'s commands; `parents` add global options (the CLI's)."""
-    top = _Parser(prog=prog or "edgekeeper", parents=list(parents), root=prog)
+    top = CommandParser(prog=prog or "edgekeeper", parents=list(parents), root=prog)
     offered = commands_for(surface, table)
     top.set_defaults(surface=surface, prog=prog, table=tuple(offered))
-    words = top.add_subparsers(dest="command_word", metavar="COMMAND", parser_class=_Parser)
+    words = top.add_subparsers(dest="command_word", metavar="COMMAND", parser_class=CommandParser)
     words.required = True
-    groups: dict[str, argparse._SubParsersAction] = {}
+    groups: dict[str, argparse._SubParsersAction[CommandParser]] = {}
     singles: set[str] = set()
     for command in offered:
         first, *rest = command.words
@@ -423,7 +430,7 @@ def build_parser(
                     root=prog,
                 )
                 groups[first] = group.add_subparsers(
-                    dest="group_word", metavar="COMMAND", parser_class=_Parser
+                    dest="group_word", metavar="COMMAND", parser_class=CommandParser
                 )
                 groups[first].required = True
             action = groups[first]

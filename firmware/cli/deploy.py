@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from firmware.api.client import ApiClient
+from firmware.api.errors import DaemonUnreachable
 from firmware.cli.connect import management_uri
 from firmware.cli.result import CommandResult
 from firmware.cli.views.modules import render_deployment
@@ -49,5 +50,7 @@ def deploy(args: argparse.Namespace) -> CommandResult:
     doc = read_manifest(Path(args.manifest))
     query = {"dry-run": "true" if args.dry_run else "false"}
     client = ApiClient(management_uri(args))
-    answer = asyncio.run(client.request("POST", "/deployments", query, doc))
-    return CommandResult(render_deployment(answer.json(), args))
+    answer = asyncio.run(client.request("POST", "/deployments", query, doc)).json()
+    if not isinstance(answer, dict):
+        raise DaemonUnreachable("the daemon answered POST /deployments without a JSON object")
+    return CommandResult(render_deployment(answer, args))

@@ -64,10 +64,10 @@ def command_words(
     )
 
 
-def _global_options(suppress: bool) -> argparse.ArgumentParser:
+def _global_options(suppress: bool) -> commands.CommandParser:
     """The options every command takes; `suppress` keeps a sub-command's copy from overwriting
     a value given before the command."""
-    options = argparse.ArgumentParser(add_help=False)
+    options = commands.CommandParser(add_help=False)
 
     def default(value: object) -> object:
         return argparse.SUPPRESS if suppress else value

@@ -107,7 +107,7 @@ class Daemon:
         pinned_logging: tuple[bool, bool],
         wire: Callable[[DaemonContext], Wiring] = Wiring,
     ) -> None:
-        self.config_file = config_file
+        self.config_file = None if config_file is None else Path(config_file)
         self.board = board
         self.config = ConfigCell(config)
         self.logs = logs
@@ -123,7 +123,7 @@ class Daemon:
         self._stopping = False
         self._stop_event: asyncio.Event | None = None
         self._reload_lock: asyncio.Lock | None = None
-        self._reloads: set[asyncio.Task[None]] = set()
+        self._reloads: set[asyncio.Task[bool]] = set()
         self._last_status = ""
         self.ctx: DaemonContext | None = None
         self.wiring: Wiring | None = None
@@ -138,7 +138,7 @@ class Daemon:
         log_format: str | None = None,
     ) -> Daemon:
         """Load the config, make the directories, take the lock, open the store (or raise)."""
-        config = load_config(config_file, board)
+        config = load_config(None if config_file is None else Path(config_file), board)
         if log_level is None:
             logs.set_level(config.logging.level)
         if log_format is None:
