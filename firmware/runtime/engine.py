@@ -12,9 +12,8 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import AsyncIterator, Mapping
-from contextlib import AbstractAsyncContextManager
+from contextlib import AsyncExitStack
 from dataclasses import replace
-from types import TracebackType
 from typing import Any
 from urllib.parse import urlencode
 
@@ -285,12 +284,12 @@ class _EngineStream:
     ) -> None:
         self._engine, self._method, self._path = engine, method, path
         self._query, self._headers = query, headers
-        self._context: AbstractAsyncContextManager[AnswerStream] | None = None
+        self._exchange = AsyncExitStack()
 
     async def __aenter__(self) -> AsyncIterator[bytes]:
         engine = self._engine
         target = await engine._target(self._path) + _query_string(self._query)
-        self._context = engine._http.stream(
+        answer = engine._http.stream(
             self._method,
             target,
             headers=list(self._headers.items()),
@@ -298,13 +297,13 @@ class _EngineStream:
             follow=bool(self._query.get("follow", True)),
         )
         try:
-            rsp = await self._context.__aenter__()
+            rsp = await self._exchange.enter_async_context(answer)
             if rsp.status < 400:
                 return self._chunks(rsp)
             try:
                 body = await rsp.read()
             finally:
-                await self._context.__aexit__(None, None, None)
+                await self._exchange.aclose()
         except ExchangeFailed as exc:
             raise engine._unavailable(exc) from exc
         raise _engine_error(rsp.status, body, f"{self._method} {self._path}")
@@ -316,14 +315,8 @@ class _EngineStream:
         except ExchangeFailed as exc:
             raise self._engine._unavailable(exc) from exc
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        if self._context is not None:
-            await self._context.__aexit__(exc_type, exc, traceback)
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._exchange.aclose()
 
 
 class _EventFeed:
@@ -335,13 +328,8 @@ class _EventFeed:
     async def __aenter__(self) -> AsyncIterator[dict[str, Any]]:
         return _json_lines(await self._stream.__aenter__())
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self._stream.__aexit__(exc_type, exc, traceback)
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._stream.__aexit__(*exc_info)
 
 
 def _query_string(query: Mapping[str, object] | None) -> str:
