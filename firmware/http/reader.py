@@ -119,11 +119,9 @@ class RequestReader:
             if self._h11.our_state not in (h11.DONE, h11.MUST_CLOSE, h11.CLOSED):
                 raise RuntimeError("answer the request before reading the next one")
             self._answer_due = False
-        if self._h11.our_state is h11.DONE:
-            if self._h11.their_state is not h11.DONE:
-                return self._end(Closed("answered"))
+        if self._h11.our_state is h11.DONE:  # answered, and the connection stays open
             self._h11.start_next_cycle()
-            self._waiting_since = self._first_byte_at = None
+            self._waiting_since = self._first_byte_at = self._last_byte_at = None
             self._head, self._body = None, bytearray()
         elif self._h11.our_state in (h11.MUST_CLOSE, h11.CLOSED):
             return self._end(Closed("answered; the connection closes"))
