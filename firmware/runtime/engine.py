@@ -72,7 +72,7 @@ class DockerEngine:
         await self._call("GET", "/_ping", versioned=False)
 
     async def version(self) -> EngineVersion:
-        doc = await self._json("GET", "/version")
+        doc = await self._object("GET", "/version")
         return EngineVersion(
             version=doc.get("Version", ""),
             api_version=doc.get("ApiVersion", ""),
@@ -81,7 +81,7 @@ class DockerEngine:
         )
 
     async def info(self) -> dict[str, Any]:
-        return await self._json("GET", "/info")
+        return await self._object("GET", "/info")
 
     # -- containers ------------------------------------------------------------------------------
 
@@ -89,7 +89,7 @@ class DockerEngine:
         self, labels: Mapping[str, str] | None = None
     ) -> list[ContainerSummary]:
         filters = {"label": [f"{k}={v}" for k, v in (labels or {}).items()]}
-        docs = await self._json("GET", "/containers/json", query={"all": True, "filters": filters})
+        docs = await self._list("GET", "/containers/json", query={"all": True, "filters": filters})
         return [
             ContainerSummary(
                 container_id=doc["Id"],
@@ -105,8 +105,8 @@ class DockerEngine:
         ]
 
     async def create_container(self, name: str, body: Mapping[str, Any]) -> str:
-        doc = await self._json("POST", "/containers/create", query={"name": name}, body=body)
-        return doc["Id"]
+        doc = await self._object("POST", "/containers/create", query={"name": name}, body=body)
+        return str(doc["Id"])
 
     async def start(self, container: str) -> None:
         await self._call("POST", f"/containers/{container}/start")
@@ -132,14 +132,16 @@ class DockerEngine:
         await self._call("DELETE", f"/containers/{container}", query={"force": force, "v": True})
 
     async def inspect(self, container: str) -> dict[str, Any]:
-        return await self._json("GET", f"/containers/{container}/json")
+        return await self._object("GET", f"/containers/{container}/json")
 
     async def wait(self, container: str) -> int:
-        doc = await self._json("POST", f"/containers/{container}/wait", limit=None)
+        doc = await self._object("POST", f"/containers/{container}/wait", limit=None)
         return int(doc.get("StatusCode", -1))
 
     async def stats(self, container: str) -> dict[str, Any]:
-        return await self._json("GET", f"/containers/{container}/stats", query={"stream": False})
+        return await self._object(
+            "GET", f"/containers/{container}/stats", query={"stream": False}
+        )
 
     async def logs(
         self,
@@ -197,19 +199,29 @@ class DockerEngine:
                 yield progress
 
     async def inspect_image(self, reference: str) -> dict[str, Any]:
-        return await self._json("GET", f"/images/{reference}/json")
+        return await self._object("GET", f"/images/{reference}/json")
 
     async def list_images(self) -> list[dict[str, Any]]:
-        return await self._json("GET", "/images/json")
+        return await self._list("GET", "/images/json")
 
     async def remove_image(self, reference: str) -> None:
         await self._call("DELETE", f"/images/{reference}")
 
     # -- plumbing ----------------------------------------------------------------------------------
 
-    async def _json(self, method: str, path: str, **kwargs: Any) -> Any:
-        rsp = await self._call(method, path, **kwargs)
-        return rsp.json()
+    async def _object(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        """The engine's answer, which must be a JSON object."""
+        doc = (await self._call(method, path, **kwargs)).json()
+        if not isinstance(doc, dict):
+            raise EngineError(f"the engine answered {method} {path} with no JSON object")
+        return doc
+
+    async def _list(self, method: str, path: str, **kwargs: Any) -> list[dict[str, Any]]:
+        """The engine's answer, which must be a JSON array of objects."""
+        doc = (await self._call(method, path, **kwargs)).json()
+        if not isinstance(doc, list) or not all(isinstance(item, dict) for item in doc):
+            raise EngineError(f"the engine answered {method} {path} with no JSON array of objects")
+        return doc
 
     async def _call(
         self,
