@@ -21,6 +21,7 @@ from firmware.api.server import ApiSocketServer
 from firmware.api.sockets import bind_unix_socket, parse_socket_uri
 from firmware.config.schema import Listen
 from firmware.errors import ConfigError, DaemonError
+from tests.peers.waiting import wait_until_async
 from tests.unit.api.apiserver_harness import (
     QUERY,
     exchange,
@@ -176,11 +177,9 @@ def test_client_that_does_not_read_is_dropped(tmp_path: Path) -> None:
             sock.sendall(request_bytes("GET", f"/large?{QUERY}"))
             fast = await exchange(server.path, request_bytes("GET", f"/echo?{QUERY}"))
             assert parse_responses(fast)[0][0] == 200
-            for _ in range(50):
-                await asyncio.sleep(0.05)
-                if server.connection_count == 0:
-                    break
-            assert server.connection_count == 0
+            await wait_until_async(
+                lambda: server.connection_count == 0, timeout_s=5, what="the slow client dropped"
+            )
             sock.close()
 
     asyncio.run(scenario())
@@ -277,11 +276,9 @@ def test_client_hangup_ends_a_following_stream(tmp_path: Path) -> None:
             writer.close()
             await writer.wait_closed()
             await asyncio.wait_for(finished.wait(), 5)
-            for _ in range(40):
-                if server.connection_count == 0:
-                    break
-                await asyncio.sleep(0.05)
-            assert server.connection_count == 0
+            await wait_until_async(
+                lambda: server.connection_count == 0, timeout_s=5, what="the connection closed"
+            )
 
     asyncio.run(scenario())
 
@@ -290,7 +287,9 @@ def test_too_many_connections_get_503(tmp_path: Path) -> None:
     async def scenario() -> None:
         async with serving(tmp_path, max_connections=2) as server:
             held = [await asyncio.open_unix_connection(server.path) for _ in range(2)]
-            await asyncio.sleep(0.05)
+            await wait_until_async(
+                lambda: server.connection_count == 2, timeout_s=5, what="two held connections"
+            )
             answer = await exchange(server.path, request_bytes("GET", f"/echo?{QUERY}"))
             assert parse_responses(answer)[0][0] == 503
             for _, writer in held:

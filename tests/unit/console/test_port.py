@@ -70,6 +70,7 @@ def test_pty_output_past_the_kernel_buffer_waits_in_the_port(tmp_path):
             port.write(b"x" * 300_000)
             assert port.backlog > 0
             drained = asyncio.create_task(port.drain())
+            # Time passing is the subject: drain() blocks while nobody reads.
             await asyncio.sleep(0.05)
             assert not drained.done()
             terminal = os.open((tmp_path / PTY_FILE).read_text().strip(), os.O_RDONLY | os.O_NOCTTY)
