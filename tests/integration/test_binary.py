@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.peers.sim import Dockerd, busybox_rootfs
+from tests.peers.waiting import WaitTimeout, wait_until
 
 pytestmark = pytest.mark.binary
 
@@ -155,17 +156,21 @@ def test_daemon_starts_and_answers_status(sim_dockerd: Dockerd, binary_image: st
         "/etc/edgekeeper/good.toml",
     )
     try:
-        deadline = time.monotonic() + 20
-        status = None
-        while time.monotonic() < deadline:
-            status = sim_dockerd.docker("exec", name, IN_IMAGE, "status", check=False)
-            if status.returncode == 0:
-                break
-            time.sleep(0.2)
-        logs = sim_dockerd.docker("logs", name, check=False)
-        assert status is not None and status.returncode == 0, (
-            f"status: {status.stdout}{status.stderr}\ndaemon log:\n{logs.stdout}{logs.stderr}"
-        )
+        attempts: list[subprocess.CompletedProcess[str]] = []
+
+        def answers() -> bool:
+            attempts.append(sim_dockerd.docker("exec", name, IN_IMAGE, "status", check=False))
+            return attempts[-1].returncode == 0
+
+        try:
+            wait_until(answers, timeout_s=20, what="`status` inside the container", interval_s=0.2)
+        except WaitTimeout:
+            logs = sim_dockerd.docker("logs", name, check=False)
+            last = attempts[-1]
+            raise AssertionError(
+                f"status: {last.stdout}{last.stderr}\ndaemon log:\n{logs.stdout}{logs.stderr}"
+            ) from None
+        status = attempts[-1]
         assert product_version() in status.stdout
         assert "running" in status.stdout
         started = time.monotonic()
