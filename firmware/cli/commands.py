@@ -24,10 +24,15 @@ import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, Protocol
+from typing import Any, NoReturn, Protocol
 from urllib.parse import quote
 
 from firmware import __version__
+from firmware.api import versions
+from firmware.api.client import ApiClient
+from firmware.api.errors import error_for_answer
+from firmware.api.model import JSON_TYPE, ApiRequest, ApiResponse
+from firmware.api.router import Router
 from firmware.cli.deploy import deploy
 from firmware.cli.follow import follow_logs
 from firmware.cli.result import CommandResult
@@ -37,10 +42,6 @@ from firmware.cli.views.identity import render_identities, render_identity, rend
 from firmware.cli.views.keys import render_keys
 from firmware.cli.views.modules import render_log_lines, render_modules, render_system_status
 from firmware.errors import EdgekeeperError, UsageError
-
-if TYPE_CHECKING:
-    from firmware.api.model import ApiResponse
-    from firmware.api.router import Router
 
 CLI = "cli"
 CONSOLE = "console"
@@ -155,6 +156,7 @@ def show_version(args: argparse.Namespace) -> CommandResult:
 def _board_name(given: str | None) -> str:
     if given:
         return given
+    # Deferred: the config package loads only for commands that read configs or boards.
     from firmware.config import list_boards
     from firmware.config.boards import BOARD_ENV
 
@@ -166,6 +168,7 @@ def _board_name(given: str | None) -> str:
 
 
 def validate_config(args: argparse.Namespace) -> CommandResult:
+    # Deferred: the config loader and validator load only for `config` commands.
     from firmware.config.report import validate_report
 
     chosen = args.file or args.config
@@ -174,6 +177,7 @@ def validate_config(args: argparse.Namespace) -> CommandResult:
 
 
 def show_config(args: argparse.Namespace) -> CommandResult:
+    # Deferred: the config loader loads only for `config` commands.
     from firmware.config import load_config
     from firmware.config.report import show_effective
 
@@ -495,8 +499,6 @@ class SocketInvoker:
     """The CLI's way to the daemon: the management socket."""
 
     def __init__(self, uri: str) -> None:
-        from firmware.api.client import ApiClient
-
         self._client = ApiClient(uri)
 
     async def request(
@@ -514,10 +516,6 @@ class InProcessInvoker:
     async def request(
         self, method: str, path: str, query: Mapping[str, str], body: object
     ) -> ApiResponse:
-        from firmware.api import versions
-        from firmware.api.errors import error_for_answer
-        from firmware.api.model import JSON_TYPE, ApiRequest
-
         payload = b"" if body is None else json.dumps(body).encode()
         request = ApiRequest(
             method=method,

@@ -22,6 +22,7 @@ HMAC_IMPORT_RANGE = (16, 128)
 def generate(kind: KeyKind) -> bytes:
     """Fresh material of `kind`: PKCS#8 DER for pairs, random bytes for secrets."""
     if kind.asymmetric:
+        # Deferred: cryptography loads only when a key pair is made or read, not for secrets.
         from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
         private: PrivateKey
@@ -53,6 +54,7 @@ def check_import(key_id: str, kind: KeyKind, material: bytes) -> bytes:
 
 
 def public_der(private: PrivateKey) -> bytes:
+    # Deferred: cryptography loads only when a key pair is made or read, not for secrets.
     from cryptography.hazmat.primitives import serialization
 
     return private.public_key().public_bytes(
@@ -61,6 +63,7 @@ def public_der(private: PrivateKey) -> bytes:
 
 
 def _pkcs8(private: PrivateKey) -> bytes:
+    # Deferred: cryptography loads only when a key pair is made or read, not for secrets.
     from cryptography.hazmat.primitives import serialization
 
     return private.private_bytes(

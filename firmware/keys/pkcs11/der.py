@@ -17,6 +17,7 @@ P256_POINT_LENGTH = 1 + 2 * P256_SCALAR_LENGTH
 
 def ecdsa_raw_to_der(raw: bytes) -> bytes:
     """DER ECDSA-Sig-Value for a raw `r || s` signature of two equal-length integers."""
+    # Deferred: cryptography loads only when a signature or public key is converted.
     from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
     if not raw or len(raw) % 2:
@@ -29,6 +30,7 @@ def ecdsa_raw_to_der(raw: bytes) -> bytes:
 
 def ecdsa_der_to_raw(der: bytes, scalar_length: int = P256_SCALAR_LENGTH) -> bytes | None:
     """Raw `r || s` for a DER signature, or None when it is not a well-formed signature."""
+    # Deferred: cryptography loads only when a signature or public key is converted.
     from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
     try:
@@ -61,7 +63,10 @@ def ec_point_from_attribute(value: bytes) -> bytes:
 
 def ec_public_der(ec_params: bytes, ec_point: bytes) -> bytes:
     """SubjectPublicKeyInfo DER for a P-256 key from CKA_EC_PARAMS and CKA_EC_POINT."""
+    # Deferred: cryptography loads only when a signature or public key is converted.
     from cryptography.hazmat.primitives import serialization
+
+    # Deferred: cryptography loads only when a signature or public key is converted.
     from cryptography.hazmat.primitives.asymmetric import ec
 
     if ec_params != P256_EC_PARAMS:
@@ -79,7 +84,10 @@ def ec_public_der(ec_params: bytes, ec_point: bytes) -> bytes:
 
 def rsa_public_der(modulus: bytes, public_exponent: bytes) -> bytes:
     """SubjectPublicKeyInfo DER for an RSA key from CKA_MODULUS and CKA_PUBLIC_EXPONENT."""
+    # Deferred: cryptography loads only when a signature or public key is converted.
     from cryptography.hazmat.primitives import serialization
+
+    # Deferred: cryptography loads only when a signature or public key is converted.
     from cryptography.hazmat.primitives.asymmetric import rsa
 
     numbers = rsa.RSAPublicNumbers(
