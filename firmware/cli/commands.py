@@ -24,7 +24,7 @@ import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn, Protocol
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 from urllib.parse import quote
 
 from firmware import __version__
@@ -42,6 +42,9 @@ from firmware.cli.views.identity import render_identities, render_identity, rend
 from firmware.cli.views.keys import render_keys
 from firmware.cli.views.modules import render_log_lines, render_modules, render_system_status
 from firmware.errors import EdgekeeperError, UsageError
+
+if TYPE_CHECKING:
+    from _typeshed import SupportsWrite
 
 CLI = "cli"
 CONSOLE = "console"
@@ -388,7 +391,7 @@ class CommandParser(argparse.ArgumentParser):
             )
         raise UsageError(f"{self.prog}: {message}", hint=f"see `{self.prog} --help`")
 
-    def print_help(self, file: Any = None) -> None:
+    def print_help(self, file: SupportsWrite[str] | None = None) -> None:
         raise HelpRequested(self.format_help().rstrip("\n"))
 
     def exit(self, status: int = 0, message: str | None = None) -> NoReturn:

@@ -22,11 +22,12 @@ import queue
 import threading
 import tty
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from firmware.errors import DeviceError
+from firmware.executor import RunBlocking
 from firmware.store.atomic import write_atomic
 
 log = logging.getLogger(__name__)
@@ -34,8 +35,6 @@ log = logging.getLogger(__name__)
 PTY_FILE = "console.pty"
 READ_SIZE = 1024
 CONFIG_HINT = 'set [console] device in /etc/edgekeeper/config.toml, or "none"'
-
-RunBlocking = Callable[..., Awaitable[Any]]
 
 
 class ConsolePort(ABC):
@@ -168,7 +167,7 @@ class FdPort(ConsolePort):
 class ThreadedPort(ConsolePort):
     """A pyserial port without a descriptor: one reader and one writer thread, one chunk each."""
 
-    def __init__(self, serial: Any, description: str) -> None:
+    def __init__(self, serial: Any, description: str) -> None:  # pyserial ships no types
         super().__init__(description)
         self._serial = serial
         self._loop = asyncio.get_running_loop()
@@ -245,19 +244,17 @@ class ThreadedPort(ConsolePort):
 
 
 async def open_console_port(
-    device: str, baud: int, run_dir: Path, run_blocking: RunBlocking | None = None
+    device: str, baud: int, run_dir: Path, run_blocking: RunBlocking
 ) -> ConsolePort | None:
     """Open the console named by `[console] device`; None when it is "none".
 
-    `run_blocking(fn, *args)` runs a blocking open (a UART, a TCP connect) off the loop; the
-    default is the loop's executor. Raises `DeviceError` naming the device and the fix.
+    `run_blocking(fn, *args)` runs a blocking open (a UART, a TCP connect) off the loop, in the
+    daemon's bounded executor. Raises `DeviceError` naming the device and the fix.
     """
     if device == "none":
         return None
     if device == "pty":
         return _open_pty(Path(run_dir))
-    if run_blocking is None:
-        run_blocking = _default_run_blocking
     if device.startswith("/"):
         serial = await run_blocking(_open_serial, device, baud)
         return FdPort(serial.fileno(), device, serial.close)
@@ -271,10 +268,6 @@ async def open_console_port(
         f"console device {device!r} is not 'none', 'pty', a /dev path or a pyserial URL",
         hint=CONFIG_HINT,
     )
-
-
-async def _default_run_blocking(fn: Callable[..., Any], *args: Any) -> Any:
-    return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
 
 
 def _open_pty(run_dir: Path) -> ConsolePort:

@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, TextIO
+from typing import TextIO
 
 from firmware.errors import BadRequest
 from firmware.logs import REDACTED, ROOT, SECRET_FIELD
@@ -66,12 +66,12 @@ def _short_name(name: str) -> str:
     return name.removeprefix(f"{ROOT}.").removeprefix("firmware.")
 
 
-def _safe_fields(record: logging.LogRecord) -> dict[str, Any]:
+def _safe_fields(record: logging.LogRecord) -> dict[str, object]:
     values = getattr(record, "fields", None) or {}
     return {k: (REDACTED if SECRET_FIELD.search(k) else v) for k, v in values.items()}
 
 
-def _text_value(value: Any) -> str:
+def _text_value(value: object) -> str:
     text = str(value)
     if not text or any(c.isspace() or c in '"=' for c in text):
         return json.dumps(text)
@@ -99,7 +99,7 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per line."""
 
     def format(self, record: logging.LogRecord) -> str:
-        event: dict[str, Any] = {
+        event: dict[str, object] = {
             "ts": _timestamp(record.created),
             "level": level_name(record.levelno),
             "logger": _short_name(record.name),

@@ -10,15 +10,19 @@ import pytest
 
 from firmware.console.port import PTY_FILE, FdPort, ThreadedPort, open_console_port
 from firmware.errors import DeviceError
+from firmware.executor import BoundedExecutor
+
+# The daemon runs blocking opens in its bounded executor; so do these tests.
+run_blocking = BoundedExecutor().run
 
 
 def test_none_means_no_console(tmp_path):
-    assert asyncio.run(open_console_port("none", 115200, tmp_path)) is None
+    assert asyncio.run(open_console_port("none", 115200, tmp_path, run_blocking)) is None
 
 
 def test_missing_device_is_one_clear_error(tmp_path):
     with pytest.raises(DeviceError) as caught:
-        asyncio.run(open_console_port("/dev/ttyS9-missing", 115200, tmp_path))
+        asyncio.run(open_console_port("/dev/ttyS9-missing", 115200, tmp_path, run_blocking))
     line = caught.value.render()
     assert "console device /dev/ttyS9-missing does not exist" in line
     assert "[console] device" in line and "/etc/edgekeeper/config.toml" in line
@@ -26,7 +30,7 @@ def test_missing_device_is_one_clear_error(tmp_path):
 
 def test_unknown_device_spelling_is_refused(tmp_path):
     with pytest.raises(DeviceError, match="not 'none', 'pty', a /dev path or a pyserial URL"):
-        asyncio.run(open_console_port("ttyS0", 115200, tmp_path))
+        asyncio.run(open_console_port("ttyS0", 115200, tmp_path, run_blocking))
 
 
 def test_unreachable_url_names_the_device(tmp_path):
@@ -34,12 +38,12 @@ def test_unreachable_url_names_the_device(tmp_path):
         probe.bind(("127.0.0.1", 0))
         free = probe.getsockname()[1]
     with pytest.raises(DeviceError, match=f"socket://127.0.0.1:{free} cannot be opened"):
-        asyncio.run(open_console_port(f"socket://127.0.0.1:{free}", 115200, tmp_path))
+        asyncio.run(open_console_port(f"socket://127.0.0.1:{free}", 115200, tmp_path, run_blocking))
 
 
 def test_pty_writes_its_path_and_survives_without_a_terminal(tmp_path):
     async def body():
-        port = await open_console_port("pty", 115200, tmp_path)
+        port = await open_console_port("pty", 115200, tmp_path, run_blocking)
         assert isinstance(port, FdPort)
         slave = (tmp_path / PTY_FILE).read_text().strip()
         assert slave.startswith("/dev/pts/")
@@ -65,7 +69,7 @@ def test_pty_writes_its_path_and_survives_without_a_terminal(tmp_path):
 
 def test_pty_output_past_the_kernel_buffer_waits_in_the_port(tmp_path):
     async def body():
-        port = await open_console_port("pty", 115200, tmp_path)
+        port = await open_console_port("pty", 115200, tmp_path, run_blocking)
         try:
             port.write(b"x" * 300_000)
             assert port.backlog > 0
@@ -96,7 +100,9 @@ def test_socket_url_is_driven_by_the_loop(tmp_path):
 
         server = await asyncio.start_server(on_client, "127.0.0.1", 0)
         host, port_number = server.sockets[0].getsockname()[:2]
-        port = await open_console_port(f"socket://{host}:{port_number}", 115200, tmp_path)
+        port = await open_console_port(
+            f"socket://{host}:{port_number}", 115200, tmp_path, run_blocking
+        )
         try:
             assert isinstance(port, FdPort)
             reader, writer = await accepted.get()
@@ -119,7 +125,7 @@ def test_socket_url_is_driven_by_the_loop(tmp_path):
 
 def test_loop_url_uses_the_reader_and_writer_threads(tmp_path):
     async def body():
-        port = await open_console_port("loop://", 115200, tmp_path)
+        port = await open_console_port("loop://", 115200, tmp_path, run_blocking)
         try:
             assert isinstance(port, ThreadedPort)
             port.write(b"echo through loop://")

@@ -11,9 +11,14 @@ from firmware.console import session as session_module
 from firmware.console.port import open_console_port
 from firmware.console.session import ConsoleSession
 from firmware.errors import NotFound
+from firmware.executor import BoundedExecutor
 from tests.peers.waiting import wait_until_async
 
 from .terminal import Terminal
+
+# The daemon runs blocking opens in its bounded executor; so do these tests.
+run_blocking = BoundedExecutor().run
+
 
 PROMPT = "ek> "
 
@@ -52,7 +57,7 @@ class Commands:
 
 
 async def start(tmp_path: Path, commands: Commands):
-    port = await open_console_port("pty", 115200, tmp_path)
+    port = await open_console_port("pty", 115200, tmp_path, run_blocking)
     session = ConsoleSession(port, commands, prompt=PROMPT, banner="edgekeeper test console")
     task = asyncio.create_task(session.serve())
     terminal = Terminal(tmp_path)
@@ -263,7 +268,7 @@ async def test_long_line_and_noise_are_refused_and_the_console_answers(tmp_path)
 @run
 async def test_nobody_reading_keeps_output_bounded_and_counts_dropped_logs(tmp_path):
     commands = Commands()
-    port = await open_console_port("pty", 115200, tmp_path)
+    port = await open_console_port("pty", 115200, tmp_path, run_blocking)
     session = ConsoleSession(port, commands, prompt=PROMPT)
     task = asyncio.create_task(session.serve())
     for n in range(20000):
