@@ -7,7 +7,8 @@ arguments (argparse style), and either makes one API request (`ApiCall`: method,
 deploy and config).
 Adding a command is adding one entry to `COMMANDS`.
 
-The CLI sends the request over the management socket (`SocketInvoker`); the console dispatches it
+The CLI sends the request over the management socket (`firmware.cli.frontend.SocketInvoker`) and
+adds the commands only it offers (`logs -f`, `deploy`, `run`); the console dispatches requests
 in-process into the router (`InProcessInvoker`). Both show the same text. `execute(argv, invoker)`
 parses one command line and runs it; errors come back as `error: ...` text with exit code 2 for
 usage errors and 1 otherwise, never as exceptions.
@@ -29,12 +30,9 @@ from urllib.parse import quote
 
 from firmware import __version__
 from firmware.api import versions
-from firmware.api.client import ApiClient
 from firmware.api.errors import error_for_answer
 from firmware.api.model import JSON_TYPE, ApiRequest, ApiResponse
 from firmware.api.router import Router
-from firmware.cli.deploy import deploy
-from firmware.cli.follow import follow_logs
 from firmware.cli.result import CommandResult
 from firmware.cli.views.certs import render_certificates, render_renewed
 from firmware.cli.views.daemon import render_log_level, render_status
@@ -258,19 +256,6 @@ COMMANDS: tuple[Command, ...] = (
     ),
     Command(
         "logs",
-        "a module's output (-f follows it until Ctrl-C)",
-        (
-            argument("name", metavar="NAME", help="the module"),
-            argument("--tail", type=int, metavar="N", help="only the last N lines"),
-            argument("--since", metavar="T", help="unix seconds, RFC 3339, or e.g. 10m"),
-            argument("-f", "--follow", action="store_true", help="keep streaming new lines"),
-            argument("-t", "--timestamps", action="store_true", help="prefix engine timestamps"),
-        ),
-        local=follow_logs,
-        surfaces=frozenset({CLI}),
-    ),
-    Command(
-        "logs",
         "the last lines a module wrote",
         (
             argument("name", metavar="NAME", help="the module"),
@@ -293,16 +278,6 @@ COMMANDS: tuple[Command, ...] = (
             render=_requested(verb),
         )
         for verb in ("start", "stop", "restart")
-    ),
-    Command(
-        "deploy",
-        "apply a deployment manifest (TOML or IoT Edge JSON), showing what changes",
-        (
-            argument("manifest", metavar="MANIFEST", help="the manifest file"),
-            argument("--dry-run", action="store_true", help="show the changes, apply nothing"),
-        ),
-        local=deploy,
-        surfaces=frozenset({CLI}),
     ),
     Command(
         "system status",
@@ -335,24 +310,6 @@ COMMANDS: tuple[Command, ...] = (
         surfaces=frozenset({CLI}),
     ),
 )
-
-
-DaemonRunner = Callable[[argparse.Namespace], int]
-
-
-def daemon_command(run_daemon: DaemonRunner) -> Command:
-    """`run`: the daemon in the foreground. The program's entry point supplies `run_daemon`, the
-    one layer above the CLI that may start the daemon."""
-    return Command(
-        "run",
-        "run the daemon in the foreground (what the systemd unit starts)",
-        (
-            argument("--log-level", choices=LOG_LEVELS, help="override [logging] level"),
-            argument("--log-format", choices=("text", "json"), help="override [logging] format"),
-        ),
-        local=lambda args: CommandResult("", run_daemon(args)),
-        surfaces=frozenset({CLI}),
-    )
 
 
 def commands_for(surface: str, table: Iterable[Command] | None = None) -> list[Command]:
@@ -496,18 +453,6 @@ async def execute(argv: list[str], invoker: Invoker, *, surface: str = CONSOLE) 
 
 
 # --- invokers ------------------------------------------------------------------------------
-
-
-class SocketInvoker:
-    """The CLI's way to the daemon: the management socket."""
-
-    def __init__(self, uri: str) -> None:
-        self._client = ApiClient(uri)
-
-    async def request(
-        self, method: str, path: str, query: Mapping[str, str], body: object
-    ) -> ApiResponse:
-        return await self._client.request(method, path, query, body)
 
 
 class InProcessInvoker:

@@ -18,18 +18,22 @@ import os
 import sys
 from collections.abc import Sequence
 
-from firmware.cli import commands
+from firmware.cli import commands, frontend
 from firmware.cli.connect import CONFIG_ENV, SOCKET_ENV, management_uri
 from firmware.errors import EdgekeeperError, UsageError
 
 PROGRAM = "edgekeeper"
 
 
-def main(argv: list[str] | None = None, *, run_daemon: commands.DaemonRunner | None = None) -> int:
+def main(argv: list[str] | None = None, *, run_daemon: frontend.DaemonRunner | None = None) -> int:
     """Run one command line (`argv` includes the program name, as `sys.argv` does); `run_daemon`
     makes the `run` command available (the program's entry point gives it)."""
     argv = list(sys.argv if argv is None else argv)
-    table = (*commands.COMMANDS, *((commands.daemon_command(run_daemon),) if run_daemon else ()))
+    table = (
+        *commands.COMMANDS,
+        *frontend.COMMANDS,
+        *((frontend.daemon_command(run_daemon),) if run_daemon else ()),
+    )
     try:
         words = command_words(argv, table)
         return _run(words, table)
@@ -45,9 +49,7 @@ def main(argv: list[str] | None = None, *, run_daemon: commands.DaemonRunner | N
         return 2 if isinstance(error, UsageError) else 1
 
 
-def command_words(
-    argv: list[str], table: Sequence[commands.Command] = commands.COMMANDS
-) -> list[str]:
+def command_words(argv: list[str], table: Sequence[commands.Command]) -> list[str]:
     """The command line after busybox-style dispatch on the program name."""
     name = os.path.basename(argv[0]) if argv else PROGRAM
     rest = argv[1:]
@@ -109,7 +111,7 @@ def _run(words: list[str], table: Sequence[commands.Command]) -> int:
     if command.local is not None:
         result = commands.run_local(command, args)
     else:
-        invoker = commands.SocketInvoker(management_uri(args))
+        invoker = frontend.SocketInvoker(management_uri(args))
         result = asyncio.run(commands.run(command, args, invoker))
     if result.text:
         print(result.text, file=sys.stdout if result.exit_code == 0 else sys.stderr)

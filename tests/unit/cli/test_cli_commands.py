@@ -17,9 +17,9 @@ from firmware.cli.commands import (
     ApiCall,
     Command,
     InProcessInvoker,
-    SocketInvoker,
     execute,
 )
+from firmware.cli.frontend import SocketInvoker
 from firmware.cli.result import CommandResult
 from tests.unit.cli.daemon_double import ThreadedDaemon, daemon_router
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from firmware import __version__
-from firmware.cli import commands, main
+from firmware.cli import commands, frontend, main
 from firmware.errors import UsageError
 from tests.unit.cli.daemon_double import ThreadedDaemon, daemon_router
 
@@ -138,13 +138,19 @@ def test_symlinked_applet_name_dispatches(tmp_path: Path) -> None:
 
 
 def test_command_words_from_program_name() -> None:
-    assert main.command_words(["/usr/bin/edgekeeper", "status"]) == ["status"]
-    assert main.command_words(["/x/firmware/__main__.py", "version"]) == ["version"]
-    assert main.command_words(["edgekeeper-status", "--socket", "s"]) == ["status", "--socket", "s"]
-    assert main.command_words(["/bin/edgekeeper-log-level", "info"]) == ["log-level", "info"]
-    assert main.command_words(["edgekeeper-config-show"]) == ["config", "show"]
+    table = (*commands.COMMANDS, *frontend.COMMANDS)
+
+    def words(argv: list[str]) -> list[str]:
+        return main.command_words(argv, table)
+
+    assert words(["/usr/bin/edgekeeper", "status"]) == ["status"]
+    assert words(["/x/firmware/__main__.py", "version"]) == ["version"]
+    assert words(["edgekeeper-status", "--socket", "s"]) == ["status", "--socket", "s"]
+    assert words(["/bin/edgekeeper-log-level", "info"]) == ["log-level", "info"]
+    assert words(["edgekeeper-config-show"]) == ["config", "show"]
+    assert words(["edgekeeper-deploy", "m.toml"]) == ["deploy", "m.toml"]
     with pytest.raises(UsageError, match="no edgekeeper command is called 'nope'"):
-        main.command_words(["edgekeeper-nope"])
+        words(["edgekeeper-nope"])
     assert main.main(["edgekeeper-nope"]) == 2
 
 

@@ -241,3 +241,34 @@ def test_daemon_start_imports_no_backend_libraries(tmp_path: Path) -> None:
 
     assert heavy(loaded["app"]) == [], "importing the daemon must not load backend libraries"
     assert heavy(loaded["services"]) == [], "a console-less start loaded backend libraries"
+
+
+def test_the_console_loads_no_cli_front_end(tmp_path: Path) -> None:
+    """The console runs the shared command table; the CLI's own commands (logs -f, deploy) and
+    the API client stay out of the daemon's memory."""
+    probe = (
+        "import io, json, sys\n"
+        "from firmware.daemon import app\n"
+        "from firmware.config.schema import Config, Console\n"
+        "from firmware.daemon.lock import InstanceLock\n"
+        "from firmware.daemon.logs import LogControl\n"
+        "from firmware.store.state import StateStore\n"
+        "config = Config(hostname='gw', console=Console('pty'))\n"
+        "root = sys.argv[1]\n"
+        "daemon = app.Daemon(None, None, config, LogControl(stream=io.StringIO()),\n"
+        "                    InstanceLock(root), StateStore(root), (False, False))\n"
+        "ctx = daemon._context()\n"
+        "created = [entry.create(ctx).name for entry in app.Wiring(ctx).enabled(config)]\n"
+        "print(json.dumps({'created': created, 'modules': sorted(sys.modules)}))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    loaded = json.loads(done.stdout)
+    assert "console" in loaded["created"]
+    front_end = ("firmware.cli.frontend", "firmware.cli.deploy", "firmware.cli.follow")
+    assert [m for m in loaded["modules"] if m in (*front_end, "firmware.api.client")] == []
