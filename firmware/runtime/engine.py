@@ -139,9 +139,7 @@ class DockerEngine:
         return int(doc.get("StatusCode", -1))
 
     async def stats(self, container: str) -> dict[str, Any]:
-        return await self._object(
-            "GET", f"/containers/{container}/stats", query={"stream": False}
-        )
+        return await self._object("GET", f"/containers/{container}/stats", query={"stream": False})
 
     async def logs(
         self,
