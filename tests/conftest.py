@@ -40,6 +40,8 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     coroutine = pyfuncitem.obj(**arguments)
     asyncio.run(asyncio.wait_for(coroutine, ASYNC_TEST_TIMEOUT_S))
     return True
+
+
 BUSYBOX_TAG = "edgekeeper-test/busybox:latest"
 
 

@@ -338,7 +338,7 @@ class FakeEngine:
         wanted = _tagged(reference)
         if wanted not in self.published:
             raise EngineError(
-                f"pulling {reference} failed: Get \"https://{reference.split('/')[0]}/v2/\": "
+                f'pulling {reference} failed: Get "https://{reference.split("/")[0]}/v2/": '
                 "dial tcp: lookup failed: no such host"
             )
         yield {"status": f"Pulling from {wanted.rsplit(':', 1)[0]}", "id": wanted.split(":")[-1]}

@@ -125,9 +125,10 @@ async def _state(runtime: ContainerRuntime, container: str) -> dict[str, Any]:
 
 
 async def _exited(runtime: ContainerRuntime, container: str) -> bool:
-    return not (await _state(runtime, container))["Running"] and (
-        await _state(runtime, container)
-    )["FinishedAt"] != NEVER
+    return (
+        not (await _state(runtime, container))["Running"]
+        and (await _state(runtime, container))["FinishedAt"] != NEVER
+    )
 
 
 async def _collect(events: AsyncIterator[dict[str, Any]], until: Callable[[list], bool]) -> list:
@@ -338,9 +339,7 @@ async def frames_of(stream: AsyncIterator[LogFrame]) -> list[LogFrame]:
     return [frame async for frame in stream]
 
 
-def test_images_untag_and_refuse_removal_in_use(
-    backend: Backend, containers: Containers
-) -> None:
+def test_images_untag_and_refuse_removal_in_use(backend: Backend, containers: Containers) -> None:
     runtime = backend.runtime
     extra = f"edgekeeper-test/conformance:{uuid.uuid4().hex[:8]}"
 

@@ -147,8 +147,11 @@ def test_read_models_running_container_summary_usage_and_logs(engine, tmp_path):
         async with supervising(reconciler):
             assert await reconciler.running_container("nope") is None
             await reconciler.apply(
-                {"up": spec("up", SLEEP), "gone": missing,
-                 "once": spec("once", CRASH, restart_policy=RestartPolicy.NEVER)}
+                {
+                    "up": spec("up", SLEEP),
+                    "gone": missing,
+                    "once": spec("once", CRASH, restart_policy=RestartPolicy.NEVER),
+                }
             )
 
             async def up_runs() -> Any:
@@ -162,7 +165,7 @@ def test_read_models_running_container_summary_usage_and_logs(engine, tmp_path):
                 return reconciler.issue("gone") is not None
 
             await wait_until_async(gone_reported, timeout_s=10, what="the missing image")
-            assert "imagePullPolicy is \"never\"" in reconciler.issue("gone").message
+            assert 'imagePullPolicy is "never"' in reconciler.issue("gone").message
             assert await reconciler.running_container("gone") is None
             with pytest.raises(NotFound, match="no container yet"):
                 await reconciler.logs("gone")

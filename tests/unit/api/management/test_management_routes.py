@@ -52,9 +52,7 @@ class Daemon:
     engine: FakeEngine
     clock: Clock
 
-    async def call(
-        self, method: str, path: str, body: object = None, **query: str
-    ) -> ApiResponse:
+    async def call(self, method: str, path: str, body: object = None, **query: str) -> ApiResponse:
         payload = (
             body if isinstance(body, bytes) else b"" if body is None else json.dumps(body).encode()
         )
@@ -151,8 +149,10 @@ async def test_module_states_in_iot_edge_shape(daemon: Daemon) -> None:
     async def all_known() -> bool:
         states = {m: await runtime_status(daemon, m) for m in ("up", "waiting", "nothing")}
         nothing_noted = (await daemon.call("GET", "/modules/nothing")).json()["status"]
-        return states["up"] == "running" and states["waiting"] == "backoff" and (
-            "failed" in nothing_noted["runtimeStatus"]["description"]
+        return (
+            states["up"] == "running"
+            and states["waiting"] == "backoff"
+            and ("failed" in nothing_noted["runtimeStatus"]["description"])
         )
 
     await wait_until_async(all_known, timeout_s=10, what="every module's state")
@@ -229,6 +229,7 @@ async def test_create_update_delete_start_stop(daemon: Daemon) -> None:
     assert reconciler.spec("m").status is DesiredStatus.STOPPED
     assert (await daemon.call("POST", "/modules/m/start")).status == 204
     assert reconciler.spec("m").status is DesiredStatus.RUNNING
+
     async def m_runs() -> bool:
         return await runtime_status(daemon, "m") == "running"
 
