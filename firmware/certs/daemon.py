@@ -43,10 +43,11 @@ class CertificatesService:
         """Nothing to acquire: the certificates need the key service, which starts in `run`."""
 
     async def run(self) -> None:
-        # Deferred: cryptography (about 12 MB resident) loads when certificates are first needed.
+        keys = await self._keys()
+        # Deferred: cryptography (about 12 MB resident) loads when certificates are first needed,
+        # once the key service is ready: never on the way to READY.
         from firmware.certs.service import CertificateService
 
-        keys = await self._keys()
         certs = CertificateService(keys, policy_from_config(self._config), self._executor)
         try:
             await certs.start()
