@@ -205,35 +205,44 @@ async def test_reload_registers_nothing_new_and_the_workload_hook_outlives_it(
         assert router.routes() == routes
 
 
-def test_daemon_start_imports_no_backend_libraries(tmp_path: Path) -> None:
-    probe = (
-        "import io, json, sys\n"
-        "from firmware.daemon import app\n"
-        "after_app = sorted(sys.modules)\n"
-        "from firmware.config.schema import Config, Console\n"
-        "from firmware.daemon.lock import InstanceLock\n"
-        "from firmware.daemon.logs import LogControl\n"
-        "from firmware.daemon.status import DaemonStatus\n"
-        "from firmware.store.state import StateStore\n"
-        "config = Config(hostname='gw', console=Console('none'))\n"
-        "root = sys.argv[1]\n"
-        "daemon = app.Daemon(None, None, config, LogControl(stream=io.StringIO()),\n"
-        "                    InstanceLock(root), StateStore(root), (False, False))\n"
-        "ctx = daemon._context()\n"
-        "wiring = app.Wiring(ctx)\n"
-        "wiring.register_routes(DaemonStatus(ctx, daemon.state))\n"
-        "created = [entry.create(ctx).name for entry in wiring.enabled(config)]\n"
-        "print(json.dumps({'app': after_app, 'services': sorted(sys.modules),\n"
-        "                  'created': created}))\n"
-    )
+# Builds the daemon's services in a fresh interpreter; prints which modules were loaded when.
+PROBE = """
+import io, json, sys
+from firmware.daemon import app
+after_app = sorted(sys.modules)
+from firmware.config.schema import Config, Console
+from firmware.daemon.lock import InstanceLock
+from firmware.daemon.logs import LogControl
+from firmware.daemon.status import DaemonStatus
+from firmware.store.state import StateStore
+root, device = sys.argv[1:3]
+config = Config(hostname="gw", console=Console(device))
+daemon = app.Daemon(None, None, config, LogControl(stream=io.StringIO()),
+                    InstanceLock(root), StateStore(root), (False, False))
+ctx = daemon._context()
+wiring = app.Wiring(ctx)
+wiring.register_routes(DaemonStatus(ctx, daemon.state))
+created = [entry.create(ctx).name for entry in wiring.enabled(config)]
+print(json.dumps({"app": after_app, "services": sorted(sys.modules), "created": created}))
+"""
+
+
+def loaded_modules(root: Path, console: str) -> dict[str, list[str]]:
+    """`app`: modules after importing the daemon; `services`: after building every enabled
+    service and route for a config whose console is `console`; `created`: the services."""
     done = subprocess.run(
-        [sys.executable, "-c", probe, str(tmp_path)],
+        [sys.executable, "-c", PROBE, str(root), console],
         capture_output=True,
         text=True,
         check=True,
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
-    loaded = json.loads(done.stdout)
+    loaded: dict[str, list[str]] = json.loads(done.stdout)
+    return loaded
+
+
+def test_daemon_start_imports_no_backend_libraries(tmp_path: Path) -> None:
+    loaded = loaded_modules(tmp_path, "none")
     assert loaded["created"] == ["api", "keys", "certs", "runtime", "workload"]
 
     def heavy(modules: list[str]) -> list[str]:
@@ -246,29 +255,7 @@ def test_daemon_start_imports_no_backend_libraries(tmp_path: Path) -> None:
 def test_the_console_loads_no_cli_front_end(tmp_path: Path) -> None:
     """The console runs the shared command table; the CLI's own commands (logs -f, deploy) and
     the API client stay out of the daemon's memory."""
-    probe = (
-        "import io, json, sys\n"
-        "from firmware.daemon import app\n"
-        "from firmware.config.schema import Config, Console\n"
-        "from firmware.daemon.lock import InstanceLock\n"
-        "from firmware.daemon.logs import LogControl\n"
-        "from firmware.store.state import StateStore\n"
-        "config = Config(hostname='gw', console=Console('pty'))\n"
-        "root = sys.argv[1]\n"
-        "daemon = app.Daemon(None, None, config, LogControl(stream=io.StringIO()),\n"
-        "                    InstanceLock(root), StateStore(root), (False, False))\n"
-        "ctx = daemon._context()\n"
-        "created = [entry.create(ctx).name for entry in app.Wiring(ctx).enabled(config)]\n"
-        "print(json.dumps({'created': created, 'modules': sorted(sys.modules)}))\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", probe, str(tmp_path)],
-        capture_output=True,
-        text=True,
-        check=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
-    loaded = json.loads(done.stdout)
+    loaded = loaded_modules(tmp_path, "pty")
     assert "console" in loaded["created"]
     front_end = ("firmware.cli.frontend", "firmware.cli.deploy", "firmware.cli.follow")
-    assert [m for m in loaded["modules"] if m in (*front_end, "firmware.api.client")] == []
+    assert [m for m in loaded["services"] if m in (*front_end, "firmware.api.client")] == []
