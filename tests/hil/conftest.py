@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 from _pytest.fixtures import FixtureFunctionDefinition
 
-from tests.peers.program import daemon_argv, daemon_env
+from tests.peers.program import daemon_argv, program_env
 from tests.peers.sim import BackgroundProcess
 from tests.peers.waiting import WaitTimeout, log_tail, wait_until
 
@@ -85,7 +85,7 @@ class SimBoard:
             SIM_CONFIG.format(data_dir=self.data_dir, run_dir=self.run_dir), encoding="utf-8"
         )
         argv = [*daemon_argv(self.binary), "run", "--config", str(self.config), "--board", "sim"]
-        self.process.spawn(argv, env=daemon_env())
+        self.process.spawn(argv, env=program_env())
         pty_file = self.run_dir / "console.pty"
 
         def console_path() -> str | bool:

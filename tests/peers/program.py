@@ -3,7 +3,7 @@
 The CLI runs the onefile binary itself, as a technician would. The daemon runs the program the
 binary unpacks, as the systemd unit does (docs/build.md): one process with the daemon's own pid,
 so SIGKILL, SIGHUP and sd_notify reach the daemon and not Nuitka's onefile bootstrap. Start it
-with `[*daemon_argv(), "run", ...]` in `daemon_env()`.
+with `[*daemon_argv(), "run", ...]` in `program_env()`.
 """
 
 from __future__ import annotations
@@ -36,9 +36,10 @@ def daemon_argv(binary: str | Path | None = None) -> list[str]:
     return [_unpacked(str(binary))] if binary else list(SOURCE)
 
 
-def daemon_env(**extra: str) -> dict[str, str]:
-    """The daemon's environment: ours without EDGEKEEPER_* settings (the test's config decides)
-    nor a NOTIFY_SOCKET (unless `extra` gives one), the repository on PYTHONPATH for the source."""
+def program_env(**extra: str) -> dict[str, str]:
+    """The environment edgekeeper runs in, daemon or CLI: ours without EDGEKEEPER_* settings (the
+    test's config decides) nor a NOTIFY_SOCKET (unless `extra` gives one), the repository on
+    PYTHONPATH for the source."""
     env = {
         name: value
         for name, value in os.environ.items()

@@ -3,7 +3,6 @@ the global options to the daemon, which it imports only when run."""
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -12,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import firmware.__main__ as entry
+from tests.peers.program import program_env
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -60,7 +60,7 @@ def test_cli_commands_do_not_import_the_daemon() -> None:
         capture_output=True,
         text=True,
         timeout=60,
-        env={k: v for k, v in os.environ.items() if not k.startswith("EDGEKEEPER_")},
+        env=program_env(),
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == "[] 0"

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import subprocess
 from pathlib import Path
 
 from firmware.api.client import ApiClient
-from tests.peers.program import cli_argv, daemon_argv, daemon_env
+from tests.peers.program import cli_argv, daemon_argv, program_env
 from tests.peers.waiting import wait_for_path
 
 REPO = Path(__file__).resolve().parents[3]
@@ -66,7 +65,7 @@ class DaemonProcess:
                 cwd=REPO,
                 stdout=log,
                 stderr=log,
-                env=daemon_env(),
+                env=program_env(),
             )
         wait_for_path(self.socket, timeout_s=30, process=self.process, log=self.log)
 
@@ -92,26 +91,24 @@ class DaemonProcess:
         return ApiClient(self.uri)
 
     def cli(self, *args: str) -> subprocess.CompletedProcess:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEKEEPER_")}
         return subprocess.run(
             [*cli_argv(), "--config", str(self.config), *args],
             cwd=REPO,
             capture_output=True,
             text=True,
             timeout=60,
-            env={**env, "PYTHONPATH": str(REPO)},
+            env=program_env(),
         )
 
     def cli_process(self, *args: str) -> subprocess.Popen:
         """A CLI command left running (e.g. `logs -f`), its stdout a text pipe."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEKEEPER_")}
         return subprocess.Popen(
             [*cli_argv(), "--config", str(self.config), *args],
             cwd=REPO,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env={**env, "PYTHONPATH": str(REPO)},
+            env=program_env(),
         )
 
     def request(self, method: str, path: str, query=None, body=None):

@@ -15,6 +15,7 @@ import pytest
 from firmware.http.client import Deadlines
 from firmware.runtime.container import RuntimeUnavailable
 from firmware.runtime.engine import DockerEngine
+from tests.peers.socket_server import serving
 
 DEADLINES = Deadlines(connect_s=1.0, read_s=0.3, overall_s=5.0)
 
@@ -27,39 +28,24 @@ Script = Sequence[bytes | float]
 @contextlib.asynccontextmanager
 async def fake_engine(tmp_path: Path, routes: Mapping[str, Script]) -> AsyncIterator[str]:
     """A Docker engine that speaks API 1.43 on /_ping and plays `routes` for the rest."""
-    running: set[asyncio.Task[None]] = set()
 
-    async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        running.add(task)
-        try:
-            head = await reader.readuntil(b"\r\n\r\n")
-            target = head.split(b" ")[1].decode()
-            path = target.partition("?")[0].removeprefix("/v1.43")
-            if path == "/_ping":
-                writer.write(PING)
-            for step in routes.get(path, ()):
-                if isinstance(step, bytes):
-                    writer.write(step)
-                    await writer.drain()
-                else:
-                    await asyncio.sleep(step)
-            await asyncio.Event().wait()
-        finally:
-            writer.transport.abort()
-            running.discard(task)
+    async def play(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        target = head.split(b" ")[1].decode()
+        path = target.partition("?")[0].removeprefix("/v1.43")
+        if path == "/_ping":
+            writer.write(PING)
+        for step in routes.get(path, ()):
+            if isinstance(step, bytes):
+                writer.write(step)
+                await writer.drain()
+            else:
+                await asyncio.sleep(step)
+        await asyncio.Event().wait()
 
     path = str(tmp_path / "docker.sock")
-    server = await asyncio.start_unix_server(connection, path)
-    try:
+    async with serving(play, lambda connection: asyncio.start_unix_server(connection, path)):
         yield path
-    finally:
-        server.close()
-        for task in list(running):
-            task.cancel()
-        await asyncio.gather(*running, return_exceptions=True)
-        await server.wait_closed()
 
 
 def answer(body: bytes, status: str = "200 OK") -> bytes:

@@ -31,7 +31,7 @@ from firmware.keys.registry import BackendRegistry
 from firmware.keys.service import KeyService
 from firmware.runtime.engine import DockerEngine
 from firmware.runtime.spec import MODULE_LABEL
-from tests.peers.program import cli_argv, daemon_argv, daemon_env
+from tests.peers.program import cli_argv, daemon_argv, program_env
 from tests.peers.waiting import wait_for_path, wait_until
 
 pytestmark = pytest.mark.docker
@@ -61,7 +61,7 @@ class Daemon:
                 cwd=REPO,
                 stderr=log,
                 text=True,
-                env=daemon_env(),
+                env=program_env(),
             )
         wait_for_path(
             self.run_dir / "workload.sock",
@@ -167,7 +167,7 @@ def cli(daemon: Daemon, *args: str) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
         timeout=60,
-        env=daemon_env(),
+        env=program_env(),
     )
 
 

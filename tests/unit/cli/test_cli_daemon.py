@@ -2,27 +2,25 @@
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
 from pathlib import Path
 
-from tests.peers.program import cli_argv, daemon_argv
+from tests.peers.program import cli_argv, daemon_argv, program_env
 from tests.peers.waiting import wait_for_path
 
 REPO = Path(__file__).resolve().parents[3]
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEKEEPER_")}
     return subprocess.run(
         [*cli_argv(), *args],
         cwd=REPO,
         capture_output=True,
         text=True,
         timeout=60,
-        env={**env, "PYTHONPATH": str(REPO)},
+        env=program_env(),
     )
 
 
@@ -38,7 +36,6 @@ def test_status_and_log_level_against_a_running_daemon(tmp_path: Path) -> None:
         '[console]\ndevice = "none"\n'
     )
     socket_path = tmp_path / "run" / "mgmt.sock"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEKEEPER_")}
     log_file = tmp_path / "daemon.log"
     with log_file.open("w") as log_stream:
         daemon = subprocess.Popen(
@@ -46,7 +43,7 @@ def test_status_and_log_level_against_a_running_daemon(tmp_path: Path) -> None:
             cwd=REPO,
             stderr=log_stream,
             text=True,
-            env={**env, "PYTHONPATH": str(REPO)},
+            env=program_env(),
         )
     try:
         wait_for_path(socket_path, timeout_s=30, process=daemon, log=log_file)

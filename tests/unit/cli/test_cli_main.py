@@ -14,6 +14,7 @@ import pytest
 from firmware import __version__
 from firmware.cli import commands, frontend, main
 from firmware.errors import UsageError
+from tests.peers.program import program_env
 from tests.unit.cli.daemon_double import ThreadedDaemon, daemon_router
 
 REPO = Path(__file__).resolve().parents[3]
@@ -230,7 +231,7 @@ def test_status_start_does_not_load_daemon_config_or_crypto() -> None:
         capture_output=True,
         text=True,
         timeout=60,
-        env={k: v for k, v in os.environ.items() if not k.startswith("EDGEKEEPER_")},
+        env=program_env(),
     )
     assert done.stdout.strip() == "[]", done.stderr
 

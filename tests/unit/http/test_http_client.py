@@ -11,7 +11,7 @@ import json
 import socket
 import ssl
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,8 +30,8 @@ from firmware.http.client import (
     UnixEndpoint,
 )
 from firmware.http.errors import ExchangeFailed, Failure, Phase
-
-Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+from tests.peers import socket_server
+from tests.peers.socket_server import Handler
 
 QUICK = Deadlines(connect_s=2.0, read_s=0.2, overall_s=5.0)
 
@@ -87,38 +87,19 @@ def transport(request: pytest.FixtureRequest) -> str:
 async def serving(
     handler: Handler, transport: str, tmp_path: Path, tls: Tls
 ) -> AsyncIterator[Endpoint]:
-    """Run `handler` for each connection; at the end, cancel what is still running."""
-    running: set[asyncio.Task[None]] = set()
-
-    async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        running.add(task)
-        try:
-            await handler(reader, writer)
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            writer.transport.abort()
-            running.discard(task)
-
-    endpoint: Endpoint
+    """Run `handler` for each connection, on a unix socket or over TLS on 127.0.0.1."""
     if transport == "unix":
         path = str(tmp_path / "server.sock")
-        server = await asyncio.start_unix_server(connection, path)
-        endpoint = UnixEndpoint(path)
-    else:
-        server = await asyncio.start_server(connection, "127.0.0.1", 0, ssl=tls.server)
-        port = server.sockets[0].getsockname()[1]
-        endpoint = TcpEndpoint("127.0.0.1", port, tls=tls.client)
-    try:
-        yield endpoint
-    finally:
-        server.close()
-        for task in list(running):
-            task.cancel()
-        await asyncio.gather(*running, return_exceptions=True)
-        await server.wait_closed()
+        async with socket_server.serving(
+            handler, lambda connection: asyncio.start_unix_server(connection, path)
+        ):
+            yield UnixEndpoint(path)
+        return
+    async with socket_server.serving(
+        handler,
+        lambda connection: asyncio.start_server(connection, "127.0.0.1", 0, ssl=tls.server),
+    ) as server:
+        yield TcpEndpoint("127.0.0.1", server.sockets[0].getsockname()[1], tls=tls.client)
 
 
 async def read_request(reader: asyncio.StreamReader) -> tuple[list[bytes], bytes]:
