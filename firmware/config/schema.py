@@ -184,6 +184,19 @@ class Console:
     )
     baud: int = setting(115200, doc="line speed (bit/s)", min=50, max=4000000)
     prompt: str = setting("edgekeeper> ", doc="the prompt shown before each line")
+    password_hash: str | None = setting(
+        None,
+        doc="scrypt hash of the console password (`edgekeeper console-password`); unset: no login",
+        secret=True,
+    )
+    login_attempts: int = setting(
+        3, doc="failed logins in a row before the console locks", min=1, max=100
+    )
+    lockout: str = setting("5m", doc="how long the console stays locked", pattern=DURATION)
+    idle_logout: str = setting("15m", doc="log out after this long without input", pattern=DURATION)
+    read_only_without_login: bool = setting(
+        False, doc="allow commands that change nothing without logging in"
+    )
 
     def check(self) -> Iterator[Violation]:
         device = self.device
@@ -210,6 +223,10 @@ class Listen:
     )
     workload_uri: str = setting(
         "unix://{paths.run_dir}/workload.sock", doc="workload API socket (unix:// or fd://)"
+    )
+    shared_workload_socket: bool = setting(
+        False,
+        doc="also serve workload_uri, shared by all modules (each module always gets its own)",
     )
     socket_group: str | None = setting(None, doc="group owning the sockets (default: root's)")
     socket_mode: int = setting(0o660, doc="socket file mode, e.g. 0o660", min=0, max=0o777)
@@ -347,7 +364,17 @@ class Certificates:
         90, doc="lifetime of the workload CA (capped by the Edge CA)", min=1, max=3650
     )
     server_cert_expiry_days: int = setting(
-        30, doc="module server certificate lifetime when a request names none", min=1, max=3650
+        30,
+        doc="module server certificate lifetime: the default and the longest a module may ask for",
+        min=1,
+        max=3650,
+    )
+    module_names: dict[str, tuple[str, ...]] = setting(
+        factory=dict,
+        doc="extra DNS names a module may put in its server certificate: module -> names",
+    )
+    hub_module: str = setting(
+        "edgeHub", doc="the module that may claim the gateway's host name (hostname)"
     )
     identity_cert_expiry_days: int = setting(
         30, doc="module identity certificate lifetime", min=1, max=3650
@@ -546,6 +573,34 @@ class Agent:
 
 
 @dataclass(frozen=True)
+class WorkloadBudgets:
+    """How much expensive work modules may ask of the workload API (429 with Retry-After past it)."""
+
+    certificates_per_module: int = setting(
+        10, doc="certificates one module may be issued per minute", min=1, max=100000
+    )
+    certificates: int = setting(
+        60, doc="certificates all modules together may be issued per minute", min=1, max=100000
+    )
+    key_operations_per_module: int = setting(
+        100, doc="sign/encrypt/decrypt calls one module may make per second", min=1, max=100000
+    )
+    key_operations: int = setting(
+        500,
+        doc="sign/encrypt/decrypt calls all modules together may make per second",
+        min=1,
+        max=100000,
+    )
+
+
+@dataclass(frozen=True)
+class Workload:
+    """The workload API modules call."""
+
+    budgets: WorkloadBudgets = setting(factory=WorkloadBudgets, doc="per-module and global budgets")
+
+
+@dataclass(frozen=True)
 class Watchdog:
     """The agent watchdog (IoT Edge `[watchdog]`)."""
 
@@ -588,7 +643,9 @@ class Config:
         "Dynamic", doc="when to provision again"
     )
     allow_elevated_docker_permissions: bool = setting(
-        True, doc="let modules ask for privileged create options"
+        True,
+        doc="let modules ask for elevated create options (privileged, capabilities, host "
+        "namespaces, devices, binds of host system paths); false refuses them at admission",
     )
     board: Board = setting(factory=Board, doc="the hardware (board files only)", board_only=True)
     paths: Paths = setting(factory=Paths, doc="state and runtime directories")
@@ -603,6 +660,7 @@ class Config:
     edge_ca: EdgeCa = setting(factory=EdgeCa, doc="Edge CA")
     provisioning: Provisioning = setting(factory=Provisioning, doc="device identity")
     agent: Agent = setting(factory=Agent, doc="the agent module")
+    workload: Workload = setting(factory=Workload, doc="workload API")
     watchdog: Watchdog = setting(factory=Watchdog, doc="agent watchdog")
     image_garbage_collection: ImageGarbageCollection = setting(
         factory=ImageGarbageCollection, doc="image clean-up"
