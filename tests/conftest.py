@@ -1,8 +1,10 @@
 """Shared session fixtures: the sim board's real components, each private to the test session.
 
 `sim_dockerd`, `busybox_image`, `swtpm`, `softhsm` start a private dockerd, swtpm and SoftHSM2
-token under pytest's temp dir and stop them when the session ends; `edgekeeper_binary` is the
-built `dist/sim/edgekeeper`. A missing component fails the test with the package to install.
+token under pytest's temp dir and stop them when the session ends; `client_image` is busybox plus
+`uds_http` (tests/peers/uds_http.c, a static HTTP client over unix sockets) for module containers;
+`edgekeeper_binary` is the built `dist/sim/edgekeeper`. A missing component fails the test with
+the package to install.
 `async def` tests run on a fresh event loop each.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -43,6 +46,8 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
 
 
 BUSYBOX_TAG = "edgekeeper-test/busybox:latest"
+CLIENT_TAG = "edgekeeper-test/workload-client:latest"
+UDS_HTTP = REPO / "tests" / "peers" / "uds_http.c"
 
 
 def _start(service) -> None:
@@ -71,6 +76,25 @@ def busybox_image(sim_dockerd: Dockerd, tmp_path_factory: pytest.TempPathFactory
         return sim_dockerd.import_image(rootfs, BUSYBOX_TAG)
     except (MissingComponent, ServiceFailed) as error:
         pytest.fail(str(error), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def client_image(sim_dockerd: Dockerd, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Tag of busybox plus `uds_http` (built here with gcc -static), imported into `sim_dockerd`."""
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        pytest.fail("gcc is needed to build the test client: apt-get install gcc libc6-dev")
+    rootfs = busybox_rootfs(tmp_path_factory.mktemp("client-rootfs"))
+    built = subprocess.run(
+        [gcc, "-static", "-O2", "-o", str(rootfs / "bin" / "uds_http"), str(UDS_HTTP)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if built.returncode != 0:
+        pytest.fail(f"cannot build uds_http statically (install libc6-dev): {built.stderr}")
+    (rootfs / "var" / "run").mkdir(parents=True)
+    return sim_dockerd.import_image(rootfs, CLIENT_TAG)
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,8 @@ The workload API runs in-process (file-backed key service, certificate service, 
 identities); the runtime's reconciler creates the module containers through `WorkloadHook`, which
 gives each module its identity, its own socket bind-mounted at /var/run/iotedge/workload.sock and
 the IOTEDGE_* environment. The modules' image is the static busybox plus a tiny static HTTP client
-(`uds_http.c`, built here with gcc -static), imported with `docker import`.
+(`tests/peers/uds_http.c`, built with gcc -static by the `client_image` fixture), imported with
+`docker import`.
 """
 
 from __future__ import annotations
