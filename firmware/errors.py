@@ -92,6 +92,17 @@ class NotSupported(EdgekeeperError):
     http_status = 501
 
 
+class TooManyRequests(EdgekeeperError):
+    """A budget is spent; the caller may try again after `retry_after_s` seconds (HTTP sends it
+    as Retry-After)."""
+
+    http_status = 429
+
+    def __init__(self, message: str, *, hint: str | None = None, retry_after_s: float = 1.0):
+        super().__init__(message, hint=hint)
+        self.retry_after_s = retry_after_s
+
+
 class Unavailable(EdgekeeperError):
     """A backing service (engine, TPM, token) is temporarily unreachable."""
 

@@ -11,13 +11,14 @@ The HTTP server, the console and tests all go through `dispatch`.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 from urllib.parse import unquote
 
 from firmware.api import versions
 from firmware.api.model import JSON_TYPE, ApiRequest, ApiResponse
-from firmware.errors import BadRequest, EdgekeeperError
+from firmware.errors import BadRequest, EdgekeeperError, TooManyRequests
 
 Handler = Callable[..., Awaitable[ApiResponse]]
 # A module's routes as (method, pattern, handler), served on the management listener.
@@ -101,6 +102,9 @@ class Router:
         """Answer one request; never raises."""
         try:
             return _encoded(await self._dispatch(request))
+        except TooManyRequests as error:
+            wait = str(max(1, math.ceil(error.retry_after_s)))
+            return ApiResponse.error(error.http_status, error.render(), (("Retry-After", wait),))
         except EdgekeeperError as error:
             return ApiResponse.error(error.http_status, error.render())
         except Exception:

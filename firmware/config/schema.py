@@ -574,7 +574,7 @@ class Agent:
 
 @dataclass(frozen=True)
 class WorkloadBudgets:
-    """How much expensive work modules may ask of the workload API (429 with Retry-After past it)."""
+    """How much expensive work modules may ask of the workload API (429, Retry-After, past it)."""
 
     certificates_per_module: int = setting(
         10, doc="certificates one module may be issued per minute", min=1, max=100000

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from firmware.api.workload.errors import TooManyRequests
+from firmware.errors import TooManyRequests
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import pytest
 from firmware.api import versions
 from firmware.api.model import ApiRequest, ApiResponse
 from firmware.api.router import Router
-from firmware.errors import NotFound
+from firmware.errors import NotFound, TooManyRequests
 
 V = versions.LATEST
 
@@ -178,3 +178,13 @@ def test_json_body_is_encoded_once_with_its_content_type(router: Router) -> None
     assert isinstance(answer.body, bytes)
     assert answer.content_type() == "application/json"
     assert answer.json() == {"params": {}, "listener": "mgmt"}
+
+
+def test_a_spent_budget_answers_429_with_retry_after(router: Router) -> None:
+    async def busy(request: ApiRequest) -> ApiResponse:
+        raise TooManyRequests("budget spent", retry_after_s=2.2)
+
+    router.add("GET", "/busy", busy)
+    answer = dispatch(router, "GET", "/busy")
+    assert answer.status == 429
+    assert ("Retry-After", "3") in answer.headers

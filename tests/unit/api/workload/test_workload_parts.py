@@ -18,8 +18,8 @@ from firmware.api.workload.environment import (
     decorate,
     module_environment,
 )
-from firmware.api.workload.errors import TooManyRequests
 from firmware.api.workload.ratelimit import RateLimit, SocketRateLimits, TokenBucket
+from firmware.errors import TooManyRequests
 from firmware.runtime.status import RunningContainer
 
 CID = "3f" * 32
