@@ -5,7 +5,9 @@ Text: `2026-11-23T19:20:00.123Z INFO console: message key=value`. JSON: one obje
 Fields are attached with `extra=fields(key=value)`; a field whose name says it holds a secret
 (ends in pin, password, passphrase, secret, token, key, credential(s); or mentions private or
 sas) is written as `***`: `user_pin`, `symmetric_key`, `sas_token` are hidden, `token_label`
-and `key_id` are not.
+and `key_id` are not. Secrets inside any text of a line (message, field values, traceback), such
+as a PKCS#11 URI's `pin-value=` or a connection string's `SharedAccessKey=`, are written as `***`
+too (`firmware.logs.redact`), so the stream, the console and `/system/logs` never carry them.
 
 `LogControl` owns the root logger's output (so `logging.getLogger(__name__)` in any module and
 `get_logger("console")` both end up here) and is what the daemon and its services hold:
@@ -27,7 +29,7 @@ from collections.abc import Callable
 from typing import TextIO
 
 from firmware.errors import BadRequest
-from firmware.logs import REDACTED, ROOT, SECRET_FIELD
+from firmware.logs import REDACTED, ROOT, SECRET_FIELD, redact
 
 LEVELS = {
     "debug": logging.DEBUG,
@@ -92,7 +94,7 @@ class TextFormatter(logging.Formatter):
         line = " ".join(parts)
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
-        return line
+        return redact(line)
 
 
 class JsonFormatter(logging.Formatter):
@@ -109,7 +111,18 @@ class JsonFormatter(logging.Formatter):
             event.setdefault(key, value)
         if record.exc_info:
             event["exc"] = self.formatException(record.exc_info)
-        return json.dumps(event, default=str)
+        return json.dumps(_redacted(event))
+
+
+def _redacted(value: object) -> object:
+    """JSON-ready `value` with `redact` applied to every text in it (others shown as text)."""
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    if isinstance(value, dict):
+        return {str(k): _redacted(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_redacted(v) for v in value]
+    return redact(str(value))
 
 
 def _formatter(fmt: str) -> logging.Formatter:

@@ -154,3 +154,31 @@ def test_failing_sink_is_dropped(control: LogControl, stream: io.StringIO) -> No
     assert control.sinks() == []
     assert "log sink" in stream.getvalue()
     assert "second" in stream.getvalue()
+
+
+URI = "pkcs11:token=edge;object=ca?pin-value=S3CRETPIN"
+CONNECTION = "HostName=hub.example;DeviceId=gw;SharedAccessKey=S3CRETKEY="
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_secrets_inside_messages_fields_and_tracebacks_are_hidden(
+    control: LogControl, stream: io.StringIO, fmt: str
+) -> None:
+    control.set_format(fmt)
+    lines: list[str] = []
+    control.add_sink(lines.append)
+    try:
+        raise ValueError(f"cannot open {URI}")
+    except ValueError:
+        get_logger("certs").exception(
+            "edge CA key %s failed", URI, extra=fields(uri=URI, source=CONNECTION, count=3)
+        )
+    written = stream.getvalue()
+    for text in (written, *lines):
+        assert "S3CRETPIN" not in text and "S3CRETKEY" not in text
+        assert "pin-value=***" in text and "SharedAccessKey=***" in text
+    if fmt == "json":
+        event = json.loads(written)
+        assert event["uri"] == "pkcs11:token=edge;object=ca?pin-value=***"
+        assert event["count"] == 3
+        assert "ValueError: cannot open pkcs11:token=edge;object=ca?pin-value=***" in event["exc"]
