@@ -1,7 +1,9 @@
 """The single-instance lock: `flock` on `<run_dir>/edgekeeper.lock`, which holds our pid.
 
 The kernel drops the lock when the process dies, so a crash never leaves a stale lock; the file
-stays (removing it would race with a starting instance).
+stays (removing it would race with a starting instance). It is opened without following a link
+and must be a regular file of ours with one link, since the pid is written into it: anything
+planted in its place is refused (`UnsafeFile`), never truncated.
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ import os
 from pathlib import Path
 
 from firmware.errors import DaemonError
+from firmware.store.files import open_own_file
 
 LOCK_NAME = "edgekeeper.lock"
+LOCK_MODE = 0o644
 
 
 class InstanceLock:
@@ -26,7 +30,7 @@ class InstanceLock:
     def acquire(self) -> None:
         """Take the lock or raise DaemonError naming the pid that holds it."""
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            fd = open_own_file(self.path, os.O_RDWR | os.O_CREAT, LOCK_MODE, in_place=True)
         except OSError as exc:
             raise DaemonError(
                 f"cannot open lock file {self.path}: {exc.strerror}",

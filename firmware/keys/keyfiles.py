@@ -1,8 +1,10 @@
 """`KeyFiles`: a private directory with one file per key, the storage of the file and TPM backends.
 
-The directory is created 0700 (and made so if it was not); each file is a validated key name plus
-the backend's suffix, so no name reaches outside it; files are written atomically with mode 0600
-and deletes are made durable with a directory fsync. What a file holds is the backend's business.
+The directory is created 0700 (and made so if it was not), and refused if someone other than root
+and the daemon's user could change it (`OwnDirectory`); each file is a validated key name plus
+the backend's suffix, so no name reaches outside it; files are read without following a link,
+written atomically with mode 0600 and deletes are made durable with a directory fsync. What a file
+holds is the backend's business.
 """
 
 from __future__ import annotations
@@ -14,6 +16,11 @@ from pathlib import Path
 from firmware.errors import StateError
 from firmware.keys.errors import KeyNotFound
 from firmware.store.atomic import fsync_dir, write_atomic
+from firmware.store.directory import OwnDirectory
+from firmware.store.files import read_own_file
+
+DIR_MODE = 0o700
+FILE_MODE = 0o600
 
 
 class KeyFiles:
@@ -26,15 +33,15 @@ class KeyFiles:
         self._setting = setting
 
     def ensure(self) -> None:
+        what = f"{self._backend} key directory"
+        OwnDirectory(self.path, what, self._setting, DIR_MODE).ensure()
         try:
-            self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
-            if stat.S_IMODE(self.path.stat().st_mode) != 0o700:
-                os.chmod(self.path, 0o700)
+            if stat.S_IMODE(self.path.stat().st_mode) != DIR_MODE:
+                os.chmod(self.path, DIR_MODE)
         except OSError as err:
             raise StateError(
-                f"{self._backend} key directory {self.path} cannot be created or secured: "
-                f"{err.strerror}",
-                hint=f"check that the data dir is writable by edgekeeper ({self._setting})",
+                f"{what} {self.path} cannot be made {DIR_MODE:o}: {err.strerror}",
+                hint=f"chmod {DIR_MODE:o} {self.path}, or set {self._setting} elsewhere",
             ) from err
 
     def file_for(self, key_id: str) -> Path:
@@ -46,7 +53,7 @@ class KeyFiles:
     def read(self, key_id: str) -> bytes:
         path = self.file_for(key_id)
         try:
-            return path.read_bytes()
+            return read_own_file(path)
         except FileNotFoundError:
             raise KeyNotFound(
                 f"no key {key_id!r} in the {self._backend} backend ({self.path})",
@@ -57,7 +64,7 @@ class KeyFiles:
 
     def write(self, key_id: str, data: bytes) -> None:
         self.ensure()
-        write_atomic(self.file_for(key_id), data, mode=0o600)
+        write_atomic(self.file_for(key_id), data, mode=FILE_MODE)
 
     def delete(self, key_id: str) -> None:
         path = self.file_for(key_id)

@@ -3,6 +3,12 @@
 The new content goes to a temporary file in the same directory, is flushed to disk, gets its
 mode, and is renamed over the target; the directory is then flushed so the rename itself is
 durable. On any failure the temporary file is removed and the old file is left as it was.
+
+Every step works on one descriptor of the directory (`dir_fd=`), so the temporary file, the rename
+and the flush all happen in the same directory even if its path changes meanwhile. The temporary
+file is created with O_CREAT|O_EXCL|O_NOFOLLOW (never through something planted under its name),
+and the rename replaces whatever holds the target's name, a planted symbolic link included,
+without following it.
 """
 
 from __future__ import annotations
@@ -25,45 +31,56 @@ def temp_prefix(path: Path) -> str:
 def write_atomic(path: Path | str, data: bytes, mode: int = 0o600) -> None:
     """Replace `path` with `data` atomically and durably; raise `StateWriteError` on failure."""
     path = Path(path)
-    directory = path.parent
-    temp = None
     try:
-        fd, temp = _create_temp(path)
+        dir_fd = _open_dir(path.parent)
         try:
-            _write_all(fd, data)
-            os.fchmod(fd, mode)
-            os.fsync(fd)
+            _replace(dir_fd, path.name, data, mode)
         finally:
-            os.close(fd)
-        os.rename(temp, path)
-        temp = None
-        fsync_dir(directory)
+            os.close(dir_fd)
     except OSError as exc:
         raise _write_error(path, exc) from exc
-    finally:
-        if temp is not None:
-            _remove_quietly(temp)
 
 
 def fsync_dir(directory: Path) -> None:
     """Flush a directory's entries (a rename or unlink in it) to disk."""
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    fd = _open_dir(directory)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
 
 
-def _create_temp(path: Path) -> tuple[int, str]:
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-    prefix = temp_prefix(path)
-    for attempt in range(100):
-        name = path.parent / f"{prefix}{os.getpid()}.{attempt}{TEMP_SUFFIX}"
+def _open_dir(directory: Path) -> int:
+    return os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+
+
+def _replace(dir_fd: int, name: str, data: bytes, mode: int) -> None:
+    fd, temp = _create_temp(dir_fd, name)
+    try:
         try:
-            return os.open(name, flags, 0o600), str(name)
+            _write_all(fd, data)
+            os.fchmod(fd, mode)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp, dir_fd=dir_fd)
+        raise
+    os.fsync(dir_fd)
+
+
+def _create_temp(dir_fd: int, name: str) -> tuple[int, str]:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    prefix = temp_prefix(Path(name))
+    for attempt in range(100):
+        temp = f"{prefix}{os.getpid()}.{attempt}{TEMP_SUFFIX}"
+        try:
+            return os.open(temp, flags, 0o600, dir_fd=dir_fd), temp
         except FileExistsError:
             continue
-    raise OSError(errno.EEXIST, "no free temporary file name", str(path.parent))
+    raise OSError(errno.EEXIST, "no free temporary file name")
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -71,11 +88,6 @@ def _write_all(fd: int, data: bytes) -> None:
     while view:
         written = os.write(fd, view)
         view = view[written:]
-
-
-def _remove_quietly(name: str) -> None:
-    with contextlib.suppress(OSError):
-        os.unlink(name)
 
 
 def _write_error(path: Path, exc: OSError) -> StateWriteError:

@@ -1,4 +1,5 @@
-"""Errors of the state store: a file that cannot be written, read or parsed."""
+"""Errors of the state store: a file that cannot be written, read or parsed, and files or
+directories someone else could have planted or changed."""
 
 from __future__ import annotations
 
@@ -19,3 +20,13 @@ class CorruptState(StateError):
 
 class InvalidStateName(BadRequest):
     """A state document name with characters or a length the store refuses."""
+
+
+class UnsafeDirectory(StateError):
+    """A directory of the daemon's that someone other than root or the daemon's user could change
+    (its mode, its owner, a parent's or a link's on the way)."""
+
+
+class UnsafeFile(StateError):
+    """A state, key or lock file that is a symbolic link, not a regular file, or not the daemon's:
+    something planted in its place; it is refused, never followed."""

@@ -1,6 +1,7 @@
 """The state store: named JSON documents in one private directory, each replaced atomically.
 
-`StateStore(root)` keeps `<root>/<name>.json` (directory 0700, files 0600). Its methods block
+`StateStore(root)` keeps `<root>/<name>.json` (directory 0700, files 0600). A symbolic link or
+anything but a regular file in a document's place is refused, never followed. Its methods block
 (file I/O and fsync): daemon code calls them through the executor, e.g.
 `await ctx.executor.run(ctx.store.put, "agent", doc)`. A file that does not parse is reported
 with its path and left in place, never silently replaced by an empty document.
@@ -16,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from firmware.store.atomic import TEMP_SUFFIX, fsync_dir, write_atomic
+from firmware.store.directory import OwnDirectory
 from firmware.store.errors import CorruptState, InvalidStateName, StateReadError, StateWriteError
+from firmware.store.files import read_own_file
 
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
 DIR_MODE = 0o700
@@ -30,23 +33,19 @@ class StateStore:
         self.root = Path(root)
 
     def ensure(self) -> None:
-        """Create the directory (0700) if needed, check it is writable, drop stale temp files.
+        """Create the directory (0700) if needed, refuse it if others could change it (see
+        `OwnDirectory`), make it 0700, drop stale temp files.
 
         A temporary file is left only by a write that was killed before its rename; the
         document it belonged to still holds its previous content.
         """
+        OwnDirectory(self.root, "state directory", "[paths] data_dir", DIR_MODE).ensure()
         try:
-            self.root.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
             os.chmod(self.root, DIR_MODE)
             for leftover in self.root.glob(f".*{TEMP_SUFFIX}"):
                 leftover.unlink()
         except OSError as exc:
             raise _dir_error(self.root, exc) from exc
-        if not os.access(self.root, os.W_OK | os.X_OK):
-            raise StateWriteError(
-                f"state directory {self.root} is not writable",
-                hint=f"make it writable by uid {os.geteuid()} or set [paths] data_dir elsewhere",
-            )
 
     def path(self, name: str) -> Path:
         """The file that holds document `name`."""
@@ -61,7 +60,7 @@ class StateStore:
         """Document `name`, or None when it was never stored (or was deleted)."""
         path = self.path(name)
         try:
-            raw = path.read_bytes()
+            raw = read_own_file(path)
         except FileNotFoundError:
             return None
         except OSError as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 
 from firmware.daemon.lock import InstanceLock
 from firmware.errors import DaemonError
+from firmware.store.errors import UnsafeFile
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -64,3 +66,36 @@ def test_unwritable_run_dir_is_one_clear_error(tmp_path: Path) -> None:
     with pytest.raises(DaemonError, match="cannot open lock file") as caught:
         InstanceLock(blocker).acquire()
     assert "run_dir" in caught.value.hint
+
+
+@pytest.fixture
+def victim(tmp_path: Path) -> Path:
+    path = tmp_path / "victim"
+    path.write_text("root:x:0:0\n")
+    path.chmod(0o640)
+    return path
+
+
+def test_a_link_at_the_lock_path_is_refused_and_its_target_untouched(
+    tmp_path: Path, victim: Path
+) -> None:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "edgekeeper.lock").symlink_to(victim)
+    with pytest.raises(UnsafeFile) as caught:
+        InstanceLock(run_dir).acquire()
+    assert caught.value.render() == (
+        f"{run_dir}/edgekeeper.lock is a symbolic link; refusing to follow it "
+        f"(remove it (rm {run_dir}/edgekeeper.lock); edgekeeper creates its own files)"
+    )
+    assert victim.read_text() == "root:x:0:0\n"
+    assert stat.S_IMODE(victim.stat().st_mode) == 0o640
+
+
+def test_a_hard_link_at_the_lock_path_is_not_truncated(tmp_path: Path, victim: Path) -> None:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    os.link(victim, run_dir / "edgekeeper.lock")
+    with pytest.raises(UnsafeFile, match="hard links"):
+        InstanceLock(run_dir).acquire()
+    assert victim.read_text() == "root:x:0:0\n"

@@ -10,6 +10,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from firmware.keys.backend import KeyKind, SignAlgorithm
 from firmware.keys.errors import KeyKindMismatch, KeyNotFound, KeyOperationFailed
 from firmware.keys.file import FileBackend
+from firmware.store.errors import UnsafeDirectory, UnsafeFile
 
 
 def mode(path):
@@ -97,3 +98,25 @@ def test_list_reports_kinds(tmp_path):
         ("a", KeyKind.HMAC_SHA256, "file"),
         ("b", KeyKind.AES_256, "file"),
     ]
+
+
+def test_a_linked_key_file_is_refused_not_read(tmp_path):
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"ec-p256\nnot a key of ours")
+    backend = FileBackend(tmp_path / "keys")
+    (tmp_path / "keys" / "k.key").symlink_to(victim)
+    with pytest.raises(UnsafeFile, match=r"k\.key is a symbolic link"):
+        backend.public_key("k")
+    assert victim.read_bytes() == b"ec-p256\nnot a key of ours"
+
+
+def test_a_key_directory_others_can_write_is_refused(tmp_path):
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    keys.chmod(0o777)
+    with pytest.raises(UnsafeDirectory) as caught:
+        FileBackend(keys)
+    assert caught.value.render() == (
+        f"file key directory {keys} is writable by group or others (mode 0777) (chmod 700 {keys})"
+    )
+    assert mode(keys) == 0o777

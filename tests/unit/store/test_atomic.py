@@ -100,3 +100,29 @@ def test_real_full_disk_keeps_old_content(small_tmpfs: Path) -> None:
     assert caught.value.render().startswith(f"cannot write {target}: disk full")
     assert target.read_bytes() == b"old content"
     assert sorted(os.listdir(small_tmpfs)) == ["doc.json", "filler"]
+
+
+def test_a_link_planted_at_the_target_is_replaced_not_followed(tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"not yours")
+    victim.chmod(0o644)
+    target = tmp_path / "doc.json"
+    target.symlink_to(victim)
+    write_atomic(target, b"ours")
+    assert not target.is_symlink()
+    assert target.read_bytes() == b"ours"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    assert victim.read_bytes() == b"not yours"
+    assert stat.S_IMODE(victim.stat().st_mode) == 0o644
+
+
+def test_a_link_planted_at_a_temp_name_is_skipped(tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"not yours")
+    target = tmp_path / "doc.json"
+    planted = tmp_path / f"{atomic.temp_prefix(target)}{os.getpid()}.0{atomic.TEMP_SUFFIX}"
+    planted.symlink_to(victim)
+    write_atomic(target, b"ours")
+    assert target.read_bytes() == b"ours"
+    assert victim.read_bytes() == b"not yours"
+    assert planted.is_symlink()

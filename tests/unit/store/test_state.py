@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from firmware.errors import BadRequest, StateError
+from firmware.store.errors import UnsafeDirectory, UnsafeFile
 from firmware.store.state import StateStore
 
 
@@ -66,3 +67,39 @@ def test_unwritable_root_is_reported(tmp_path: Path) -> None:
     with pytest.raises(StateError) as caught:
         StateStore(blocker / "state").ensure()
     assert str(blocker / "state") in caught.value.message
+
+
+def test_a_linked_document_is_refused_and_a_put_replaces_the_link(tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text('{"secret": "not yours"}')
+    store = StateStore(tmp_path / "state")
+    store.ensure()
+    link = tmp_path / "state" / "agent.json"
+    link.symlink_to(victim)
+    with pytest.raises(UnsafeFile) as caught:
+        store.get("agent")
+    assert caught.value.message == f"{link} is a symbolic link; refusing to follow it"
+    store.put("agent", {"n": 1})
+    assert not link.is_symlink()
+    assert store.get("agent") == {"n": 1}
+    assert victim.read_text() == '{"secret": "not yours"}'
+
+
+@pytest.mark.parametrize("mode", [0o777, 0o770, 0o1777])
+def test_a_state_directory_others_can_write_is_refused(tmp_path: Path, mode: int) -> None:
+    root = tmp_path / "state"
+    root.mkdir()
+    root.chmod(mode)
+    with pytest.raises(UnsafeDirectory) as caught:
+        StateStore(root).ensure()
+    assert caught.value.render().startswith(f"state directory {root} is writable by group")
+    assert caught.value.hint == f"chmod 700 {root}"
+    assert stat.S_IMODE(root.stat().st_mode) == mode
+
+
+def test_a_readable_state_directory_is_made_private(tmp_path: Path) -> None:
+    root = tmp_path / "state"
+    root.mkdir()
+    root.chmod(0o755)
+    StateStore(root).ensure()
+    assert stat.S_IMODE(root.stat().st_mode) == 0o700
