@@ -15,3 +15,7 @@ class IdentityExists(Conflict):
 
 class InvalidModuleId(BadRequest):
     """A module id that cannot name an identity (or a socket file)."""
+
+
+class InvalidSealedData(BadRequest):
+    """A ciphertext given to decrypt that cannot be what encrypt returned."""

@@ -7,17 +7,15 @@ identity key (see `firmware.identity.modules`).
 
 from __future__ import annotations
 
-import re
 import secrets
 from dataclasses import dataclass
 from typing import Any
 
 from firmware.identity.errors import InvalidModuleId
+from firmware.names import MODULE_NAME_RULE, is_module_id
 
 AUTH_TYPE = "sas"
 DEFAULT_MANAGER = "iotedge"
-# The runtime's module names, with IoT Edge's `$` prefix for its system modules ($edgeAgent).
-_MODULE_ID = re.compile(r"^\$?[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 
 @dataclass(frozen=True)
@@ -49,12 +47,12 @@ class ModuleIdentity:
 
 def check_module_id(module_id: object, field: str = "moduleId") -> str:
     """`module_id` if it can name an identity and a socket file; `InvalidModuleId` naming
-    `field` otherwise."""
-    if not isinstance(module_id, str) or not _MODULE_ID.match(module_id):
+    `field` otherwise (the rule of `firmware.names.is_module_id`: a module name, optionally with
+    IoT Edge's `$` prefix)."""
+    if not isinstance(module_id, str) or not is_module_id(module_id):
         raise InvalidModuleId(
             f"field {field!r}: {module_id!r} is not a module id",
-            hint="use 1-63 characters from A-Z a-z 0-9 _ . - (an optional leading $), "
-            "starting with a letter or digit",
+            hint=f"use {MODULE_NAME_RULE} (an optional leading $)",
         )
     return module_id
 

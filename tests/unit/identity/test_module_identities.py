@@ -153,7 +153,9 @@ def test_module_ids_accepted(good: str) -> None:
     assert check_module_id(good) == good
 
 
-@pytest.mark.parametrize("bad", ["", "../x", "a/b", "a" * 64, "-x", "$", "x y", 7, None])
+@pytest.mark.parametrize(
+    "bad", ["", "../x", "a/b", "a" * 64, "-x", "$", "x y", 7, None, "edgeHub\n", "$$x", "$-x"]
+)
 def test_module_ids_refused(bad: object) -> None:
     with pytest.raises(InvalidModuleId, match="moduleId"):
         check_module_id(bad)
