@@ -4,25 +4,25 @@ A board is a config layer (the same schema plus `[board]`). It comes from, in th
 given with `--board FILE`; the board compiled into the binary (`firmware/board.toml`, placed by
 `build.py` with Nuitka's --include-data-files) when no name is given or the name is its name; the
 source tree's `boards/<name>.toml`. `EDGEKEEPER_BOARD` names the board when `--board` is not given.
+A board name follows the one name rule (`firmware.names`), checked on the whole name, so it never
+names a path outside `boards/`.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 from firmware.config.errors import ConfigProblem
+from firmware.names import is_module_name
 
 #: The board `build.py` compiles into the binary (absent when running from source).
 COMPILED_BOARD = Path(__file__).resolve().parent.parent / "board.toml"
 #: The source tree's board directory (the repository root is the parent of `firmware/`).
 SOURCE_BOARDS = Path(__file__).resolve().parent.parent.parent / "boards"
 BOARD_ENV = "EDGEKEEPER_BOARD"
-
-_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ def resolve_board(board: str | Path | None) -> Path | ConfigProblem | None:
     if name == compiled:
         return COMPILED_BOARD
     candidate = SOURCE_BOARDS / f"{name}.toml"
-    if _NAME.fullmatch(name) and candidate.is_file():
+    if is_module_name(name) and candidate.is_file():
         return candidate
     known = ", ".join(b.name for b in list_boards()) or "none"
     return ConfigProblem(

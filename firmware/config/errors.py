@@ -1,11 +1,19 @@
-"""Configuration errors: every problem found in the config and board files, reported at once."""
+"""Configuration errors: every problem found in the config and board files, reported at once.
+
+A problem's text is the last stop before a person sees it (`config validate`, the daemon's
+start-up error, its log on reload), so rendering applies `firmware.logs.redact`: a secret that
+slipped into a message (a `pin-value=` in a URI, a `SharedAccessKey=`) is shown as `<redacted>`.
+The validator itself never puts a secret setting's value into a message.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from firmware.config.schema import REDACTED
 from firmware.errors import ConfigError
+from firmware.logs import redact
 
 
 @dataclass(frozen=True)
@@ -28,11 +36,13 @@ class ConfigProblem:
         if self.file is not None:
             place = f"{self.file}:{self.line}: " if self.line is not None else f"{self.file}: "
         head = f"{place}{self.key}: " if self.key else place
-        return f"{head}{self.message}"
+        return redact(f"{head}{self.message}", REDACTED)
 
     def render(self) -> str:
         """`FILE:LINE: key: message (hint)`."""
-        return f"{self.located()} ({self.hint})" if self.hint else self.located()
+        if self.hint:
+            return f"{self.located()} ({redact(self.hint, REDACTED)})"
+        return self.located()
 
 
 class ConfigProblems(ConfigError):
@@ -42,7 +52,8 @@ class ConfigProblems(ConfigError):
         self.problems = tuple(problems)
         if len(self.problems) == 1:
             only = self.problems[0]
-            super().__init__(only.located(), hint=only.hint)
+            hint = None if only.hint is None else redact(only.hint, REDACTED)
+            super().__init__(only.located(), hint=hint)
         else:
             super().__init__(
                 f"{len(self.problems)} configuration problems",

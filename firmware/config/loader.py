@@ -5,13 +5,18 @@ file given with `--config`), then `config.d/*.toml` beside it in name order. A l
 the keys of earlier ones: tables merge key by key, scalars and arrays replace. IoT Edge spellings
 (`[moby_runtime]`, `homedir`, ...) are turned into edgekeeper's keys per layer, before merging.
 
+A file that holds a secret (`firmware.config.secrets`) must be readable by its owner alone; its
+mode is taken with `fstat` on the file as it is read, so what is checked is what was read.
+
 `evaluate()` is the sans-IO core (texts in, `Config` or problems out); `load_config()` and
 `validate_files()` add the file reading.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 import tomllib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -22,6 +27,7 @@ from firmware.config import boards, schema
 from firmware.config.boards import resolve_board
 from firmware.config.errors import ConfigProblem, ConfigProblems
 from firmware.config.locate import key_lines
+from firmware.config.secrets import exposed, secret_keys
 from firmware.config.validate import build_config, fields_of, section_type, toml_key
 
 DEFAULT_CONFIG_FILE = Path("/etc/edgekeeper/config.toml")
@@ -32,11 +38,15 @@ _SYNTAX_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)")
 
 @dataclass(frozen=True)
 class LayerSource:
-    """One layer's text and where it came from (`name` is the file as shown to people)."""
+    """One layer's text and where it came from (`name` is the file as shown to people).
+
+    `mode` holds the permission bits of the file it was read from (None: not read from a file).
+    """
 
     name: str
     text: str
     board: bool = False
+    mode: int | None = None
 
 
 @dataclass(frozen=True)
@@ -119,7 +129,9 @@ def _read(
     what = "board file" if board else "config file"
     shown = shown or str(path)
     try:
-        data = path.read_bytes()
+        with path.open("rb") as handle:
+            mode = stat.S_IMODE(os.fstat(handle.fileno()).st_mode)
+            data = handle.read()
     except FileNotFoundError:
         fix = "check the --board path" if board else "create it or give --config FILE"
         problems.append(ConfigProblem(shown, None, "", f"{what} not found", fix))
@@ -146,7 +158,7 @@ def _read(
             ConfigProblem(shown, line, "", f"{what} is not UTF-8 text", "save it as UTF-8")
         )
         return
-    sources.append(LayerSource(shown, text, board=board))
+    sources.append(LayerSource(shown, text, board=board, mode=mode))
 
 
 def evaluate(sources: Sequence[LayerSource], problems: Sequence[ConfigProblem] = ()) -> Evaluation:
@@ -202,6 +214,8 @@ def _add_layer(merge: _Merge, source: LayerSource) -> None:
     _apply_aliases(document, schema.Config, "", renames, problem)
     if not source.board:
         _refuse_board_only(document, problem)
+    if source.mode is not None and exposed(source.mode):
+        _refuse_exposed_secrets(document, source, problem)
     for old, new in renames:
         for key in [k for k in lines if k == old or k.startswith(old + ".")]:
             lines.setdefault(new + key[len(old) :], lines[key])
@@ -298,6 +312,19 @@ def _apply_aliases(
         section = section_type(tp)
         if section is not None and isinstance(table.get(key), dict):
             _apply_aliases(table[key], section, dotted, renames, problem)
+
+
+def _refuse_exposed_secrets(
+    document: Mapping[str, Any], source: LayerSource, problem: _Problem
+) -> None:
+    secrets = secret_keys(document)
+    if secrets:
+        problem(
+            secrets[0],
+            f"the file holds secrets ({', '.join(secrets)}) but its group or others may read "
+            f"it (mode {source.mode:04o})",
+            f"run `chmod 600 {source.name}`",
+        )
 
 
 def _refuse_board_only(document: dict[str, Any], problem: _Problem) -> None:

@@ -2,7 +2,8 @@
 
 `validate_report()` loads the layers and returns the verdict as text (every problem, one a line).
 `show_effective()` renders a loaded `Config` back as TOML (or JSON) with secrets replaced by
-`<redacted>` and, when asked, the file and line each value came from.
+`<redacted>` (secret settings whole; in other strings, what `firmware.logs.redact` finds, such as
+a PKCS#11 URI's `pin-value=`) and, when asked, the file and line each value came from.
 """
 
 from __future__ import annotations
@@ -14,13 +15,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeGuard
 
 from firmware.config import loader, schema
+from firmware.config.schema import REDACTED
 from firmware.config.validate import fields_of, toml_key
+from firmware.logs import redact
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
-REDACTED = "<redacted>"
-_PIN_IN_URI = re.compile(r"(pin-value=)[^;&?]*")
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 
@@ -85,7 +86,7 @@ def _section(section: DataclassInstance) -> dict[str, object]:
 
 def _plain(value: object) -> object:
     if isinstance(value, str):
-        return _PIN_IN_URI.sub(rf"\1{REDACTED}", value)
+        return redact(value, REDACTED)
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     if isinstance(value, Mapping):

@@ -20,10 +20,14 @@ Helpers that need more settings add fields to their own section here (small, add
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import MISSING, dataclass, field
 from typing import Any, Literal, NamedTuple, TypeVar, overload
+
+from firmware.names import MAX_MODULE_NAME, MODULE_NAME_RULE, is_module_name
 
 T = TypeVar("T")
 
@@ -37,6 +41,11 @@ MAX = "max"
 PATTERN = "pattern"
 INTERNAL = "internal"
 BOARD_ONLY = "board_only"
+
+#: How `config show` and configuration problems show a secret (or the secret part of a URI).
+REDACTED = "<redacted>"
+#: What a problem with a secret setting says instead of the value.
+NOT_SHOWN = "value not shown: secret"
 
 
 @overload
@@ -151,6 +160,18 @@ class Board:
     devices: BoardDevices = setting(
         factory=BoardDevices, doc="device nodes for udev rules", board_only=True
     )
+
+    def check(self) -> Iterator[Violation]:
+        yield from _name_rule("name", self.name, "board")
+
+
+def _name_rule(key: str, name: str, what: str) -> Iterator[Violation]:
+    """The one name rule (`firmware.names`) for a name that becomes a path or a container name."""
+    if not is_module_name(name):
+        shown = name if len(name) <= MAX_MODULE_NAME else name[:MAX_MODULE_NAME] + "..."
+        yield Violation(
+            key, f"{what} name {shown!r} is not a valid name", f"use {MODULE_NAME_RULE}"
+        )
 
 
 @dataclass(frozen=True)
@@ -380,6 +401,11 @@ class Certificates:
         30, doc="module identity certificate lifetime", min=1, max=3650
     )
 
+    def check(self) -> Iterator[Violation]:
+        yield from _name_rule("hub_module", self.hub_module, "module")
+        for module in self.module_names:
+            yield from _name_rule(f"module_names.{module}", module, "module")
+
 
 @dataclass(frozen=True)
 class EdgeCa:
@@ -411,6 +437,19 @@ class KeyMaterial:
     def check(self) -> Iterator[Violation]:
         if (self.value is None) == (self.uri is None):
             yield Violation("value", "give exactly one of value or uri", "remove one, or add one")
+        elif self.value is not None and not _is_base64(self.value):
+            yield Violation(
+                "value",
+                f"the key is empty or not base64 ({NOT_SHOWN})",
+                "give the key as standard base64 (RFC 4648), as the hub or DPS shows it",
+            )
+
+
+def _is_base64(text: str) -> bool:
+    try:
+        return bool(base64.b64decode(text, validate=True))
+    except (binascii.Error, ValueError):
+        return False
 
 
 @dataclass(frozen=True)
@@ -507,11 +546,18 @@ class Provisioning:
 
     def _check_manual(self) -> Iterator[Violation]:
         if self.connection_string is not None:
-            if not _connection_string_ok(self.connection_string):
+            parts = _connection_string_parts(self.connection_string)
+            if not all(parts.get(k) for k in ("HostName", "DeviceId", "SharedAccessKey")):
                 yield Violation(
                     "connection_string",
                     "connection_string lacks HostName, DeviceId or SharedAccessKey",
                     'use "HostName=<hub>;DeviceId=<id>;SharedAccessKey=<base64>"',
+                )
+            elif not _is_base64(parts["SharedAccessKey"]):
+                yield Violation(
+                    "connection_string",
+                    f"the SharedAccessKey of connection_string is not base64 ({NOT_SHOWN})",
+                    "copy the connection string again from the hub",
                 )
             return
         needed = (("iothub_hostname", self.iothub_hostname), ("device_id", self.device_id))
@@ -530,9 +576,8 @@ class Provisioning:
             )
 
 
-def _connection_string_ok(text: str) -> bool:
-    parts = dict(p.split("=", 1) for p in text.split(";") if "=" in p)
-    return all(parts.get(k) for k in ("HostName", "DeviceId", "SharedAccessKey"))
+def _connection_string_parts(text: str) -> dict[str, str]:
+    return dict(p.split("=", 1) for p in text.split(";") if "=" in p)
 
 
 @dataclass(frozen=True)
@@ -570,6 +615,9 @@ class Agent:
     env: dict[str, str | int | float | bool] = setting(
         factory=dict, doc="environment variables for the agent"
     )
+
+    def check(self) -> Iterator[Violation]:
+        yield from _name_rule("name", self.name, "agent")
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,10 @@ Generic over the schema: it reads each dataclass's field types and `setting()` m
 field or section needs no code here. Problems are reported through a callback with the dotted key,
 a message and a hint; the caller places them in files and lines. A value that is wrong is reported
 and replaced by its default so the walk goes on and finds the next problem.
+
+A problem never shows the value of a secret setting (`setting(secret=True)`), nor what was written
+in place of a table holding one (`device_id_pk = "<the key>"`): it names the key and the type
+found. Other values are shown short, with `firmware.logs.redact` applied (a `pin-value=` in a URI).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, Union, runtime_checkable
 
 from firmware.config import schema
+from firmware.logs import redact
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -122,22 +127,35 @@ def _show(value: object) -> str:
     return f'"{value}"' if isinstance(value, str) else repr(value).lower()
 
 
-def describe_value(value: object) -> str:
-    """A TOML value's type and a short sight of it."""
-    if isinstance(value, bool):
-        return f"boolean {str(value).lower()}"
-    if isinstance(value, int):
-        return f"integer {value}"
-    if isinstance(value, float):
-        return f"float {value}"
-    if isinstance(value, str):
-        shown = value if len(value) <= 40 else value[:37] + "..."
-        return f'string "{shown}"'
+def describe_value(value: object, *, secret: bool = False) -> str:
+    """A TOML value's type and, unless it is `secret`, a short sight of it."""
     if isinstance(value, dict):
         return "a table"
     if isinstance(value, list):
         return "an array"
-    return type(value).__name__
+    kinds = {bool: "boolean", int: "integer", float: "float", str: "string"}
+    kind = next((k for t, k in kinds.items() if isinstance(value, t)), type(value).__name__)
+    if secret:
+        return f"{'an' if kind[0] in 'aeiou' else 'a'} {kind} ({schema.NOT_SHOWN})"
+    return f"{kind} {sight(value)}"
+
+
+def sight(value: object) -> str:
+    """A short, redacted sight of a scalar for a problem's message: `"text"`, `5`, `true`."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, str):
+        text = redact(value, schema.REDACTED)
+        return f'"{text}"' if len(text) <= 40 else f'"{text[:37]}..."'
+    return str(value)
+
+
+def holds_secret(f: dataclasses.Field[object], tp: object) -> bool:
+    """True if a field is secret, or is a table with a secret setting of its own."""
+    if f.metadata.get(schema.SECRET):
+        return True
+    section = section_type(tp)
+    return section is not None and any(g.metadata.get(schema.SECRET) for g, _ in fields_of(section))
 
 
 def _is_union(tp: object) -> bool:
@@ -145,10 +163,11 @@ def _is_union(tp: object) -> bool:
 
 
 def _build_table(
-    cls: type[DataclassInstance], table: object, path: str, report: Report
+    cls: type[DataclassInstance], table: object, path: str, report: Report, secret: bool = False
 ) -> DataclassInstance | _Invalid:
     if not isinstance(table, Mapping):
-        report(path, f"expected a table, got {describe_value(table)}", f"write [{path}] as a table")
+        got = describe_value(table, secret=secret)
+        report(path, f"expected a table, got {got}", f"write [{path}] as a table")
         return _INVALID
     kwargs: dict[str, object] = {}
     known: dict[str, str] = {}
@@ -168,9 +187,10 @@ def _build_table(
                 counted(dotted, "required key is missing", f"add {key} = ... to [{path}]")
                 complete = False
             continue
-        value = _convert(tp, table[key], dotted, counted)
+        secret = holds_secret(f, tp)
+        value = _convert(tp, table[key], dotted, counted, secret)
         if value is not _INVALID:
-            value = _check_bounds(f, value, dotted, counted)
+            value = _check_bounds(f, value, dotted, counted, secret)
         if value is _INVALID:
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 complete = False
@@ -208,23 +228,26 @@ def report_unknown(dotted: str, value: object, candidates: list[str], report: Re
     report(dotted, "unknown key", hint)
 
 
-def _convert(tp: object, value: object, dotted: str, report: Report) -> object:
+def _convert(
+    tp: object, value: object, dotted: str, report: Report, secret: bool = False
+) -> object:
     if tp is Any:
         return value
     if _is_section(tp):
-        return _build_table(tp, value, dotted, report)
+        return _build_table(tp, value, dotted, report, secret)
     if _is_union(tp):
-        return _convert_union(tp, value, dotted, report)
+        return _convert_union(tp, value, dotted, report, secret)
     origin = typing.get_origin(tp)
     if origin is Literal:
-        return _convert_choice(typing.get_args(tp), value, dotted, report)
+        return _convert_choice(typing.get_args(tp), value, dotted, report, secret)
     if origin is tuple:
-        return _convert_array(typing.get_args(tp)[0], value, dotted, report)
+        return _convert_array(typing.get_args(tp)[0], value, dotted, report, secret)
     if origin is dict:
-        return _convert_mapping(typing.get_args(tp)[1], value, dotted, report)
+        return _convert_mapping(typing.get_args(tp)[1], value, dotted, report, secret)
     if _scalar_fits(tp, value):
         return float(value) if tp is float and isinstance(value, int) else value
-    report(dotted, f"expected {describe(tp)}, got {describe_value(value)}", _type_hint(tp))
+    got = describe_value(value, secret=secret)
+    report(dotted, f"expected {describe(tp)}, got {got}", _type_hint(tp))
     return _INVALID
 
 
@@ -245,15 +268,16 @@ def _type_hint(tp: object) -> str:
     return examples.get(tp, f"use {describe(tp)}")
 
 
-def _convert_union(tp: object, value: object, dotted: str, report: Report) -> object:
+def _convert_union(tp: object, value: object, dotted: str, report: Report, secret: bool) -> object:
     choices = [a for a in typing.get_args(tp) if a is not type(None)]
     if len(choices) == 1:
-        return _convert(choices[0], value, dotted, report)
+        return _convert(choices[0], value, dotted, report, secret)
     for choice in choices:
-        converted = _convert(choice, value, dotted, _silent)
+        converted = _convert(choice, value, dotted, _silent, secret)
         if converted is not _INVALID:
             return converted
-    report(dotted, f"expected {describe(tp)}, got {describe_value(value)}", f"use {describe(tp)}")
+    got = describe_value(value, secret=secret)
+    report(dotted, f"expected {describe(tp)}, got {got}", f"use {describe(tp)}")
     return _INVALID
 
 
@@ -262,42 +286,48 @@ def _silent(key: str, message: str, hint: str | None) -> None:
 
 
 def _convert_choice(
-    options: tuple[object, ...], value: object, dotted: str, report: Report
+    options: tuple[object, ...], value: object, dotted: str, report: Report, secret: bool
 ) -> object:
     for option in options:
         if type(option) is type(value) and option == value:
             return value
     shown = ", ".join(_show(o) for o in options)
     hint = f"use one of {shown}" if len(options) > 1 else f"use {shown}"
-    if isinstance(value, str):
+    if isinstance(value, str) and not secret:
         import difflib  # deferred: only a wrong choice needs it (config stays light to import)
 
         words = [o for o in options if isinstance(o, str)]
         close = difflib.get_close_matches(value, words, n=1, cutoff=0.6)
         if close:
             hint = f'did you mean "{close[0]}"? Choices: {shown}'
-    report(dotted, f"{describe_value(value)} is not allowed", hint)
+    report(dotted, f"{describe_value(value, secret=secret)} is not allowed", hint)
     return _INVALID
 
 
-def _convert_array(item: object, value: object, dotted: str, report: Report) -> object:
+def _convert_array(
+    item: object, value: object, dotted: str, report: Report, secret: bool
+) -> object:
     if not isinstance(value, list):
-        report(dotted, f"expected an array, got {describe_value(value)}", "write [ ..., ... ]")
+        got = describe_value(value, secret=secret)
+        report(dotted, f"expected an array, got {got}", "write [ ..., ... ]")
         return _INVALID
-    items = [_convert(item, v, f"{dotted}.{i}", report) for i, v in enumerate(value)]
+    items = [_convert(item, v, f"{dotted}.{i}", report, secret) for i, v in enumerate(value)]
     return _INVALID if _INVALID in items else tuple(items)
 
 
-def _convert_mapping(item: object, value: object, dotted: str, report: Report) -> object:
+def _convert_mapping(
+    item: object, value: object, dotted: str, report: Report, secret: bool
+) -> object:
     if not isinstance(value, Mapping):
-        report(dotted, f"expected a table, got {describe_value(value)}", f"write [{dotted}]")
+        got = describe_value(value, secret=secret)
+        report(dotted, f"expected a table, got {got}", f"write [{dotted}]")
         return _INVALID
-    converted = {k: _convert(item, v, f"{dotted}.{k}", report) for k, v in value.items()}
+    converted = {k: _convert(item, v, f"{dotted}.{k}", report, secret) for k, v in value.items()}
     return _INVALID if _INVALID in converted.values() else converted
 
 
 def _check_bounds(
-    f: dataclasses.Field[object], value: object, dotted: str, report: Report
+    f: dataclasses.Field[object], value: object, dotted: str, report: Report, secret: bool
 ) -> object:
     low: float | None = f.metadata.get(schema.MIN)
     high: float | None = f.metadata.get(schema.MAX)
@@ -306,11 +336,13 @@ def _check_bounds(
         and not isinstance(value, bool)
         and ((low is not None and value < low) or (high is not None and value > high))
     ):
-        report(dotted, f"{value} is out of range", f"use a value {_span(low, high)}")
+        shown = f"the value ({schema.NOT_SHOWN})" if secret else sight(value)
+        report(dotted, f"{shown} is out of range", f"use a value {_span(low, high)}")
         return _INVALID
     pattern: str | None = f.metadata.get(schema.PATTERN)
     if pattern is not None and isinstance(value, str) and not re.fullmatch(pattern, value):
-        report(dotted, f'"{value}" has the wrong form', f"e.g. {f.default!s}")
+        shown = f"the value ({schema.NOT_SHOWN})" if secret else sight(value)
+        report(dotted, f"{shown} has the wrong form", f"e.g. {f.default!s}")
         return _INVALID
     return value
 

@@ -22,12 +22,14 @@ def private_system(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture
 def write(tmp_path: Path) -> Callable[[str, str], Path]:
-    """`write("a/b.toml", text)` writes a file under tmp_path (making folders), returns its path."""
+    """`write("a/b.toml", text)` writes a 0600 file under tmp_path (making folders), returns its
+    path. 0600 as a config holding secrets must be; tests of the mode rule chmod it themselves."""
 
     def writer(name: str, text: str) -> Path:
         path = tmp_path / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
+        path.chmod(0o600)
         return path
 
     return writer

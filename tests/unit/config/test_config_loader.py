@@ -102,10 +102,10 @@ def test_a_directory_or_non_utf8_file_is_named(write, tmp_path: Path) -> None:
 def test_an_unreadable_file_is_named(write, monkeypatch: pytest.MonkeyPatch) -> None:
     path = write("config.toml", "")
 
-    def refuse(self: Path) -> bytes:  # root reads any file, so refuse like a 0000 file would
+    def refuse(self: Path, *args: object) -> bytes:  # root reads any file: refuse like 0000
         raise PermissionError(13, "Permission denied", str(self))
 
-    monkeypatch.setattr(Path, "read_bytes", refuse)
+    monkeypatch.setattr(Path, "open", refuse)
     (problem,) = validate_files(path).problems
     assert problem.render() == (
         f"{path}: config file cannot be read: Permission denied "
