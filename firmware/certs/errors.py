@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from firmware.errors import BadRequest, ConfigError, EdgekeeperError, NotFound
+from firmware.errors import BadRequest, ConfigError, EdgekeeperError, Forbidden, NotFound
 
 
 class CertificateNotFound(NotFound):
@@ -11,6 +11,10 @@ class CertificateNotFound(NotFound):
 
 class InvalidCertificateRequest(BadRequest):
     """A certificate request with a bad common name, SAN or lifetime (the message names it)."""
+
+
+class ServerNameRefused(Forbidden):
+    """A module asked for a server certificate for a name that is not its own."""
 
 
 class EdgeCaConfigError(ConfigError):

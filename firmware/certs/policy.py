@@ -7,12 +7,14 @@ seconds.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, overload
 from urllib.parse import unquote, urlparse
 
 from firmware.certs.errors import EdgeCaConfigError
+from firmware.certs.server_names import ServerNamePolicy
 
 if TYPE_CHECKING:
     from firmware.config.schema import Config
@@ -22,7 +24,10 @@ DAY = 86400.0
 
 @dataclass(frozen=True)
 class CertificatePolicy:
-    """Lifetimes are in seconds; `renew_at` is the share of a lifetime after which to renew."""
+    """Lifetimes are in seconds; `renew_at` is the share of a lifetime after which to renew.
+    `server_lifetime` and `identity_lifetime` are the defaults of module certificates and the
+    longest they may ask for. `hostname`, `hub_module` and `module_names` (module -> extra DNS
+    names) make the `server_names` policy: which names a module may claim."""
 
     directory: Path
     hostname: str = "edgekeeper"
@@ -37,6 +42,12 @@ class CertificatePolicy:
     edge_ca_key: str | None = None
     trust_bundle: Path | None = None
     manifest_trust_bundle: Path | None = None
+    hub_module: str = "edgeHub"
+    module_names: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @property
+    def server_names(self) -> ServerNamePolicy:
+        return ServerNamePolicy(self.hostname, self.hub_module, self.module_names)
 
     @property
     def quickstart(self) -> bool:
@@ -63,6 +74,8 @@ def policy_from_config(config: Config) -> CertificatePolicy:
         manifest_trust_bundle=file_uri_path(
             config.manifest_trust_bundle_cert, "manifest_trust_bundle_cert"
         ),
+        hub_module=certs.hub_module,
+        module_names=dict(certs.module_names),
     )
 
 

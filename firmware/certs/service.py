@@ -8,7 +8,9 @@ certificates it issued. A renewal that fails keeps the old certificate and marks
 degraded until a retry succeeds.
 
 Module server and identity certificates are issued per request by the workload CA, for a key pair
-generated for that request and returned with it (never stored).
+generated for that request and returned with it (never stored). Their lifetime is the policy's
+`server_lifetime` or `identity_lifetime` at most (and the default); a module's server certificate
+names only what the policy's `server_names` lets that module claim.
 
 Renewals can be awaited: `renewed(name, after=cert)` returns once `name` holds another certificate,
 `renewal_failed(name, attempts)` once its renewal failed that many times in a row. Both wake on
@@ -201,13 +203,23 @@ class CertificateService:
         await self._renew_tree(name)
         return next(info for info in await self.list() if info.name == name)
 
+    async def issue_module_server_certificate(
+        self, module_id: str, common_name: str, expiration: datetime | str | None = None
+    ) -> IssuedCertificate:
+        """The TLS server certificate module `module_id` asks for: `common_name` must be a name
+        the server-name policy lets it claim (`ServerNameRefused`, `InvalidCertificateRequest`);
+        its SANs are that name and the module's own name."""
+        sans = self.policy.server_names.subject_names(module_id, common_name)
+        return await self.issue_server_certificate(common_name, sans, expiration)
+
     async def issue_server_certificate(
         self,
         common_name: str,
         sans: Sequence[str] = (),
         expiration: datetime | str | None = None,
     ) -> IssuedCertificate:
-        """A TLS server certificate for a module: CN, SANs (DNS names or IPs), capped lifetime."""
+        """A TLS server certificate: CN, SANs (DNS names or IPs, unchecked against any module:
+        for the daemon's own use), lifetime capped at `server_lifetime`."""
         profiles.check_common_name(common_name)
         entries = profiles.subject_alt_names(list(sans) or [common_name])
         return await self._issue_leaf(
@@ -248,16 +260,16 @@ class CertificateService:
         common_name: str,
         sans: Sequence[x509.GeneralName],
         expiration: datetime | str | None,
-        default: float,
+        lifetime: float,
         server: bool,
     ) -> IssuedCertificate:
+        """A leaf for a new key pair, valid until `expiration` but `lifetime` seconds at most."""
         issuer = self._certs[WORKLOAD_CA]
         signer = self._signers[WORKLOAD_CA]
         now = _now()
-        not_after = _expiration(expiration, now) if expiration is not None else None
-        if not_after is None:
-            not_after = now + timedelta(seconds=default)
-        private = ec.generate_private_key(ec.SECP256R1())
+        longest = now + timedelta(seconds=lifetime)
+        not_after = longest if expiration is None else min(_expiration(expiration, now), longest)
+        private, key_pem = await self._executor.run(_leaf_key)
         builder = profiles.leaf_builder(
             common_name,
             private.public_key(),
@@ -271,14 +283,9 @@ class CertificateService:
         cert = await signer.sign(builder)
         _check_issued(cert, issuer, common_name)
         chain = [cert, issuer, self._certs[EDGE_CA]]
-        key_pem = private.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
         return IssuedCertificate(
             certificate_pem="".join(_pem(c) for c in chain),
-            private_key_pem=key_pem.decode("ascii"),
+            private_key_pem=key_pem,
             expiration=cert.not_valid_after_utc,
         )
 
@@ -438,6 +445,16 @@ def _key_service_name(uri: str) -> str | None:
             )
         return unquote(attributes["object"])
     return None
+
+
+def _leaf_key() -> tuple[ec.EllipticCurvePrivateKey, str]:
+    """A new EC P-256 key pair for a module certificate, and its private key as PKCS#8 PEM
+    (blocking: runs in the executor)."""
+    private = ec.generate_private_key(ec.SECP256R1())
+    pem = private.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return private, pem.decode("ascii")
 
 
 def _check_issued(cert: x509.Certificate, issuer: x509.Certificate, what: str) -> None:

@@ -28,7 +28,9 @@ class Device:
         return KeyService(registry, self.executor)
 
     def policy(self, **changes) -> CertificatePolicy:
-        return CertificatePolicy(directory=self.root / "certs", hostname="testbox", **changes)
+        return CertificatePolicy(
+            **{"directory": self.root / "certs", "hostname": "testbox", **changes}
+        )
 
     async def boot(self, **changes) -> tuple[KeyService, CertificateService]:
         keys = self.keys()

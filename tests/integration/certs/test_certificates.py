@@ -14,7 +14,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
 from firmware.certs.authority import EDGE_CA, ROOT, WORKLOAD_CA
-from firmware.certs.errors import EdgeCaConfigError, InvalidCertificateRequest
+from firmware.certs.errors import EdgeCaConfigError, InvalidCertificateRequest, ServerNameRefused
 from firmware.errors import NotFound, NotSupported
 from firmware.keys.backend import KeyKind
 from tests.integration.certs.conftest import run
@@ -102,6 +102,58 @@ def test_lifetime_is_capped_by_the_issuer(device):
     assert short.expiration < workload.not_valid_after_utc
     edge = pem_chain(issued.certificate_pem)[2]
     assert workload.not_valid_after_utc <= edge.not_valid_after_utc
+
+
+def test_module_lifetimes_are_capped_at_the_policy_lifetime(device):
+    async def scenario():
+        _keys, certs = await device.boot(server_lifetime=3600.0, identity_lifetime=1800.0)
+        far = datetime.now(UTC) + timedelta(days=3650)
+        server = await certs.issue_server_certificate("m", expiration=far)
+        identity = await certs.issue_identity_certificate("m", expiration=far)
+        default = await certs.issue_server_certificate("m")
+        soon = await certs.issue_server_certificate(
+            "m", expiration=datetime.now(UTC) + timedelta(seconds=600)
+        )
+        await certs.stop()
+        return server, identity, default, soon
+
+    started = datetime.now(UTC)
+    server, identity, default, soon = run(scenario())
+    for issued, lifetime in ((server, 3600), (identity, 1800), (default, 3600)):
+        leaf = pem_chain(issued.certificate_pem)[0]
+        assert leaf.not_valid_after_utc == issued.expiration
+        assert leaf.not_valid_after_utc - leaf.not_valid_before_utc == timedelta(seconds=lifetime)
+    assert soon.expiration < started + timedelta(seconds=700)
+
+
+def test_module_server_certificate_names_only_what_the_module_may_claim(device):
+    async def scenario():
+        _keys, certs = await device.boot(
+            hostname="gw.local", module_names={"opcua": ("opcua.plant.example",)}
+        )
+        hub = await certs.issue_module_server_certificate("edgeHub", "gw.local")
+        extra = await certs.issue_module_server_certificate("opcua", "opcua.plant.example")
+        with pytest.raises(ServerNameRefused, match="hub_module"):
+            await certs.issue_module_server_certificate("opcua", "gw.local")
+        with pytest.raises(ServerNameRefused, match="module_names"):
+            await certs.issue_module_server_certificate("opcua", "edgeHub")
+        with pytest.raises(InvalidCertificateRequest, match="wildcard"):
+            await certs.issue_module_server_certificate("edgeHub", "*.gw.local")
+        bundle = await certs.trust_bundle()
+        await certs.stop()
+        return hub, extra, bundle
+
+    hub, extra, bundle = run(scenario())
+    verify_server(bundle, hub.certificate_pem, x509.DNSName("gw.local"))
+    verify_server(bundle, extra.certificate_pem, x509.DNSName("opcua.plant.example"))
+    for issued, names in (
+        (hub, ["gw.local", "edgehub"]),
+        (extra, ["opcua.plant.example", "opcua"]),
+    ):
+        leaf = pem_chain(issued.certificate_pem)[0]
+        sans = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        assert sans.get_values_for_type(x509.DNSName) == names
+        assert sans.get_values_for_type(x509.IPAddress) == []
 
 
 def test_restart_reuses_stored_certificates(device):
