@@ -1,7 +1,8 @@
 """The commands only the CLI front end offers, and its way to the daemon.
 
 `logs` (streamed to stdout, `-f` follows) and `deploy` (reads a local manifest) talk to the
-daemon's socket themselves; `run` starts the daemon and is supplied by the program's entry point.
+daemon's socket themselves; `console-password` makes the console's password hash without the
+daemon; `run` starts the daemon and is supplied by the program's entry point.
 The console never loads this module: it has its own `logs` and no use for local files.
 """
 
@@ -13,6 +14,7 @@ from collections.abc import Callable, Mapping
 from firmware.api.client import ApiClient
 from firmware.api.model import ApiResponse
 from firmware.cli.commands import CLI, LOG_LEVELS, Command, argument
+from firmware.cli.console_password import make_console_password
 from firmware.cli.deploy import deploy
 from firmware.cli.follow import follow_logs
 from firmware.cli.result import CommandResult
@@ -39,6 +41,12 @@ COMMANDS: tuple[Command, ...] = (
             argument("--dry-run", action="store_true", help="show the changes, apply nothing"),
         ),
         local=deploy,
+        surfaces=frozenset({CLI}),
+    ),
+    Command(
+        "console-password",
+        "make [console] password_hash: asks the password twice (or reads a line from stdin)",
+        local=make_console_password,
         surfaces=frozenset({CLI}),
     ),
 )
