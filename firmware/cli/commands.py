@@ -5,7 +5,9 @@ arguments (argparse style), and either makes one API request (`ApiCall`: method,
 `{argument}` placeholders, query and body built from the arguments) whose JSON answer its
 `render` turns into text, or runs `local`ly (help, version, and the CLI-only run, logs -f,
 deploy and config).
-Adding a command is adding one entry to `COMMANDS`.
+Adding a command is adding one entry to `COMMANDS`. A command that changes nothing says so
+with `read_only=True`: a console that is not logged in runs only those (docs/console.md); a new
+command is refused there until it is marked.
 
 The CLI sends the request over the management socket (`firmware.cli.frontend.SocketInvoker`) and
 adds the commands only it offers (`logs -f`, `deploy`, `run`); the console dispatches requests
@@ -102,6 +104,7 @@ class Command:
     render: Callable[[Any, argparse.Namespace], str] = render_json
     local: Callable[[argparse.Namespace], CommandResult] | None = None
     surfaces: frozenset[str] = EVERYWHERE
+    read_only: bool = False  # changes nothing: a logged-out console may run it
 
     @property
     def words(self) -> list[str]:
@@ -195,13 +198,17 @@ COMMANDS: tuple[Command, ...] = (
         "list the commands, or explain one",
         (argument("topic", nargs="*", metavar="COMMAND", help="the command to explain"),),
         local=show_help,
+        read_only=True,
     ),
-    Command("version", "version, board and build of edgekeeper", local=show_version),
+    Command(
+        "version", "version, board and build of edgekeeper", local=show_version, read_only=True
+    ),
     Command(
         "status",
         "the daemon's state, uptime, memory and services",
         call=ApiCall("GET", "/daemon/status"),
         render=render_status,
+        read_only=True,
     ),
     Command(
         "log-level",
@@ -215,12 +222,14 @@ COMMANDS: tuple[Command, ...] = (
         "the keys of every key backend, and backends that cannot be reached",
         call=ApiCall("GET", "/keys"),
         render=render_keys,
+        read_only=True,
     ),
     Command(
         "certs list",
         "managed certificates: subject, issuer, not-after, days left, key backend",
         call=ApiCall("GET", "/certificates"),
         render=render_certificates,
+        read_only=True,
     ),
     Command(
         "certs renew",
@@ -234,6 +243,7 @@ COMMANDS: tuple[Command, ...] = (
         "module identities: module, generation id, managed by",
         call=ApiCall("GET", "/identities"),
         render=render_identities,
+        read_only=True,
     ),
     Command(
         "identity show",
@@ -241,18 +251,21 @@ COMMANDS: tuple[Command, ...] = (
         (argument("name", metavar="NAME", help="the module id"),),
         call=ApiCall("GET", "/identities/{name}"),
         render=render_identity,
+        read_only=True,
     ),
     Command(
         "identity sockets",
         "the workload socket of each module: state, connections, path",
         call=ApiCall("GET", "/workload/sockets"),
         render=render_sockets,
+        read_only=True,
     ),
     Command(
         "list",
         "the modules: name, status, uptime, image",
         call=ApiCall("GET", "/modules"),
         render=render_modules,
+        read_only=True,
     ),
     Command(
         "logs",
@@ -268,6 +281,7 @@ COMMANDS: tuple[Command, ...] = (
         ),
         render=render_log_lines,
         surfaces=frozenset({CONSOLE}),
+        read_only=True,
     ),
     *(
         Command(
@@ -284,6 +298,7 @@ COMMANDS: tuple[Command, ...] = (
         "container engine, modules summary and why the daemon is degraded",
         call=ApiCall("GET", "/system/status"),
         render=render_system_status,
+        read_only=True,
     ),
     Command(
         "system logs",
@@ -291,6 +306,7 @@ COMMANDS: tuple[Command, ...] = (
         (argument("--lines", type=int, default=100, metavar="N", help="how many (default 100)"),),
         call=ApiCall("GET", "/system/logs", query=lambda args: {"lines": str(args.lines)}),
         render=render_log_lines,
+        read_only=True,
     ),
     Command(
         "config validate",
@@ -298,6 +314,7 @@ COMMANDS: tuple[Command, ...] = (
         (argument("file", nargs="?", metavar="FILE", help="the config file (default: --config)"),),
         local=validate_config,
         surfaces=frozenset({CLI}),
+        read_only=True,
     ),
     Command(
         "config show",
@@ -308,6 +325,7 @@ COMMANDS: tuple[Command, ...] = (
         ),
         local=show_config,
         surfaces=frozenset({CLI}),
+        read_only=True,
     ),
 )
 
