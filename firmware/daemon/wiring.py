@@ -6,8 +6,9 @@ the local APIs and every module hook.
 it is enabled, and how to build it from the context (a reload builds a new one from the new
 config). `register_routes` adds every route to the router once, at start; the handlers reach
 the services through the typed `ServiceDirectory` at request time, so a restarted or reloaded
-service is found without registering anything again. The workload module hook and the shared
-rate limits are made here once and outlive every service restart.
+service is found without registering anything again. The workload module hook, the shared
+rate limits and the workload budgets (which read `[workload.budgets]` of the current config on
+every spend) are made here once and outlive every service restart.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from firmware.api.management.journal import LogRing
 from firmware.api.workload.access import WorkloadAccess
 from firmware.api.workload.daemon import WorkloadService
 from firmware.api.workload.hook import WorkloadHook, WorkloadPlacement
-from firmware.api.workload.ratelimit import RateLimit, SocketRateLimits
+from firmware.api.workload.ratelimit import ModuleBudgets, RateLimit, SocketRateLimits
 from firmware.api.workload.routes import WorkloadApi
 from firmware.certs.daemon import CertificatesService
 from firmware.config.schema import Config
@@ -73,6 +74,7 @@ class Wiring:
     def __init__(self, ctx: DaemonContext) -> None:
         self.ctx = ctx
         self.workload_limits = SocketRateLimits(RateLimit())
+        self.workload_budgets = ModuleBudgets(lambda: self.ctx.config.workload.budgets)
         self.workload_hook = WorkloadHook(self._placement, is_agent=self._is_agent)
         self.catalogue: tuple[ServiceEntry, ...] = (
             ServiceEntry("api", self._api, ("listen", "paths")),
@@ -179,7 +181,11 @@ class Wiring:
             ctx.router.add(method, pattern, handler)
         access = WorkloadAccess(self._container_of, ctx.executor.run)
         api = WorkloadApi(
-            self._identities_now, self._keys_now, self._certs_now, access, self.workload_limits
+            self._identities_now,
+            self._certs_now,
+            access,
+            self.workload_limits,
+            self.workload_budgets,
         )
         api.register(ctx.router)
 

@@ -13,19 +13,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from firmware.errors import BadRequest, PayloadTooLarge
+from firmware.identity import sealed
+from firmware.identity.modules import SIGNING_KEYS, SigningKey
 
 MAX_DATA_BYTES = 64 * 1024
 MAX_IV_BYTES = 128
 MIN_IV_BYTES = 8
 MAX_COMMON_NAME = 64
 SIGN_ALGORITHM = "HMACSHA256"
-KEY_IDS = ("primary", "secondary")
 
 
 @dataclass(frozen=True)
 class SignRequest:
-    key_id: str
-    algorithm: str
+    key: SigningKey
     data: bytes
 
 
@@ -38,16 +38,20 @@ class CipherRequest:
 
 
 @dataclass(frozen=True)
-class CertificateRequest:
-    """A server (`common_name` set) or identity certificate request."""
+class ServerCertificateRequest:
+    common_name: str
+    expiration: datetime
 
-    common_name: str | None
+
+@dataclass(frozen=True)
+class IdentityCertificateRequest:
     expiration: datetime | None
 
 
 def parse_sign(body: dict[str, object]) -> SignRequest:
     key_id = _string(body, "keyId")
-    if key_id not in KEY_IDS:
+    key = SIGNING_KEYS.get(key_id)
+    if key is None:
         raise BadRequest(
             f"field 'keyId': unknown key {key_id!r}", hint='use "primary" (or "secondary")'
         )
@@ -56,7 +60,7 @@ def parse_sign(body: dict[str, object]) -> SignRequest:
         raise BadRequest(
             f"field 'algo': unsupported algorithm {algorithm!r}", hint=f'use "{SIGN_ALGORITHM}"'
         )
-    return SignRequest(key_id, algorithm, _base64(body, "data", MAX_DATA_BYTES))
+    return SignRequest(key, _base64(body, "data", MAX_DATA_BYTES))
 
 
 def parse_encrypt(body: dict[str, object]) -> CipherRequest:
@@ -64,21 +68,22 @@ def parse_encrypt(body: dict[str, object]) -> CipherRequest:
 
 
 def parse_decrypt(body: dict[str, object]) -> CipherRequest:
-    return CipherRequest(_base64(body, "ciphertext", MAX_DATA_BYTES + 16), _iv(body))
+    return CipherRequest(_base64(body, "ciphertext", MAX_DATA_BYTES + sealed.OVERHEAD), _iv(body))
 
 
-def parse_server_certificate(body: dict[str, object]) -> CertificateRequest:
+def parse_server_certificate(body: dict[str, object]) -> ServerCertificateRequest:
     name = _string(body, "commonName")
     if not name or len(name) > MAX_COMMON_NAME:
         raise BadRequest(
             f"field 'commonName' must be 1-{MAX_COMMON_NAME} characters",
             hint="use the module's host name",
         )
-    return CertificateRequest(name, _expiration(body, required=True))
+    return ServerCertificateRequest(name, _expiration(body))
 
 
-def parse_identity_certificate(body: dict[str, object] | None) -> CertificateRequest:
-    return CertificateRequest(None, _expiration(body or {}, required=False))
+def parse_identity_certificate(body: dict[str, object] | None) -> IdentityCertificateRequest:
+    body = body or {}
+    return IdentityCertificateRequest(_expiration(body) if "expiration" in body else None)
 
 
 def _string(body: dict[str, object], name: str) -> str:
@@ -115,9 +120,7 @@ def _iv(body: dict[str, object]) -> bytes:
     return iv
 
 
-def _expiration(body: dict[str, object], *, required: bool) -> datetime | None:
-    if "expiration" not in body and not required:
-        return None
+def _expiration(body: dict[str, object]) -> datetime:
     text = _string(body, "expiration")
     try:
         when = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))

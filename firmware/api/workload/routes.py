@@ -8,16 +8,18 @@
   `POST /modules/{name}/certificate/identity` -> 201 `{"privateKey": {"type": "key", "bytes"},
   "certificate", "expiration"}`
 
-Every request first passes the socket's rate limit, then the module check (`WorkloadAccess`);
-sign/encrypt/decrypt use the module's identity key at the given generation (404 for any other
-generation). Keys stay in the key service; certificate private keys are made per request and
+Every request first passes the socket's rate limit, then the module check (`WorkloadAccess`).
+sign uses the module's primary or secondary key, encrypt/decrypt its encryption key, at the given
+generation (404 for any other generation; see `firmware.identity.modules`). Server certificates
+name only what the module may claim (`firmware.certs.server_names`). Certificates and key
+operations spend the module's and the global budget (`ModuleBudgets`, 429 with Retry-After once
+spent). Keys stay in the key service; certificate private keys are made per request and
 returned, never stored.
 """
 
 from __future__ import annotations
 
 import base64
-import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -26,16 +28,13 @@ from firmware.api.model import ApiRequest, ApiResponse
 from firmware.api.router import Router
 from firmware.api.workload import requests
 from firmware.api.workload.access import WorkloadAccess
-from firmware.api.workload.ratelimit import SocketRateLimits
+from firmware.api.workload.ratelimit import ModuleBudgets, SocketRateLimits
 from firmware.identity.modules import ModuleIdentities
-from firmware.keys.backend import SignAlgorithm
-from firmware.keys.service import KeyService
 
 if TYPE_CHECKING:
     from firmware.certs.service import CertificateService, IssuedCertificate
 
 LISTENERS = ("workload",)
-_DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 # The manifest trust bundle appeared in the workload API of IoT Edge 1.2.
 _MANIFEST_SINCE = "2020-10-10"
 
@@ -43,23 +42,23 @@ _MANIFEST_SINCE = "2020-10-10"
 class WorkloadApi:
     """The workload API's handlers; the services behind them are found at request time.
 
-    `identities()`, `keys()` and `certs()` return the running `ModuleIdentities`, `KeyService`
-    and `CertificateService`, or raise `Unavailable`.
+    `identities()` and `certs()` return the running `ModuleIdentities` and `CertificateService`,
+    or raise `Unavailable`. `limits` and `budgets` outlive the services (made once by the wiring).
     """
 
     def __init__(
         self,
         identities: Callable[[], ModuleIdentities],
-        keys: Callable[[], KeyService],
         certs: Callable[[], CertificateService],
         access: WorkloadAccess,
         limits: SocketRateLimits,
+        budgets: ModuleBudgets,
     ) -> None:
         self._identities = identities
-        self._keys = keys
         self._certs = certs
         self._access = access
         self._limits = limits
+        self._budgets = budgets
 
     def register(self, router: Router) -> None:
         """Add the workload routes to `router` (listener kind "workload")."""
@@ -88,34 +87,31 @@ class WorkloadApi:
     async def sign(self, request: ApiRequest, name: str, genid: str) -> ApiResponse:
         await self._admit(request, name)
         parsed = requests.parse_sign(request.json_object())
-        handle = await self._identities().key(name, genid)
-        digest = await self._keys().sign(handle, SignAlgorithm.HMAC_SHA256, parsed.data)
+        self._budgets.key_operations.spend(name)
+        digest = await self._identities().sign(name, genid, parsed.key, parsed.data)
         return ApiResponse(200, {"digest": _b64(digest)})
 
     async def encrypt(self, request: ApiRequest, name: str, genid: str) -> ApiResponse:
         await self._admit(request, name)
         parsed = requests.parse_encrypt(request.json_object())
-        handle = await self._identities().key(name, genid)
-        sealed = await self._keys().encrypt(handle, parsed.iv, b"", parsed.data)
+        self._budgets.key_operations.spend(name)
+        sealed = await self._identities().encrypt(name, genid, parsed.iv, parsed.data)
         return ApiResponse(200, {"ciphertext": _b64(sealed)})
 
     async def decrypt(self, request: ApiRequest, name: str, genid: str) -> ApiResponse:
         await self._admit(request, name)
         parsed = requests.parse_decrypt(request.json_object())
-        handle = await self._identities().key(name, genid)
-        opened = await self._keys().decrypt(handle, parsed.iv, b"", parsed.data)
+        self._budgets.key_operations.spend(name)
+        opened = await self._identities().decrypt(name, genid, parsed.iv, parsed.data)
         return ApiResponse(200, {"plaintext": _b64(opened)})
 
     async def server_certificate(self, request: ApiRequest, name: str, genid: str) -> ApiResponse:
         await self._admit(request, name)
         parsed = requests.parse_server_certificate(request.json_object())
-        await self._identities().key(name, genid)
-        assert parsed.common_name is not None
-        sans = [parsed.common_name]
-        if _DNS_LABEL.match(name) and name != parsed.common_name:
-            sans.append(name)
-        issued = await self._certs().issue_server_certificate(
-            parsed.common_name, sans, parsed.expiration
+        self._identities().at_generation(name, genid)
+        self._budgets.certificates.spend(name)
+        issued = await self._certs().issue_module_server_certificate(
+            name, parsed.common_name, parsed.expiration
         )
         return ApiResponse(201, _certificate_document(issued))
 
@@ -125,6 +121,7 @@ class WorkloadApi:
             request.json_object() if request.body.strip() else None
         )
         self._identities().get(name)
+        self._budgets.certificates.spend(name)
         issued = await self._certs().issue_identity_certificate(name, parsed.expiration)
         return ApiResponse(201, _certificate_document(issued))
 

@@ -134,13 +134,13 @@ def test_trust_bundles(tmp_path: Path) -> None:
 
 def test_server_certificate_chain_sans_and_fresh_key(tmp_path: Path) -> None:
     async def scenario() -> None:
-        async with workload_rig(tmp_path) as rig:
-            genid = (await rig.identities.create("edgehub")).generation_id
+        async with workload_rig(tmp_path, policy={"hostname": "gateway.local"}) as rig:
+            genid = (await rig.identities.create("edgeHub")).generation_id
             expiration = (datetime.now(UTC) + timedelta(days=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
-            path = f"/modules/edgehub/genid/{genid}/certificate/server"
+            path = f"/modules/edgeHub/genid/{genid}/certificate/server"
             body = {"commonName": "gateway.local", "expiration": expiration}
-            first = await rig.call("POST", path, body, listener=_scoped("edgehub"))
-            second = await rig.call("POST", path, body, listener=_scoped("edgehub"))
+            first = await rig.call("POST", path, body, listener=_scoped("edgeHub"))
+            second = await rig.call("POST", path, body, listener=_scoped("edgeHub"))
             assert first.status == 201, first.json()
             doc = first.json()
             assert set(doc) == {"privateKey", "certificate", "expiration"}
@@ -150,7 +150,7 @@ def test_server_certificate_chain_sans_and_fresh_key(tmp_path: Path) -> None:
             leaf = chain[0]
             for child, parent in itertools.pairwise(chain):
                 child.verify_directly_issued_by(parent)
-            bundle = await rig.call("GET", "/trust-bundle", listener=_scoped("edgehub"))
+            bundle = await rig.call("GET", "/trust-bundle", listener=_scoped("edgeHub"))
             root = x509.load_pem_x509_certificates(bundle.json()["certificate"].encode())[0]
             chain[-1].verify_directly_issued_by(root)
             cn = leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
@@ -341,5 +341,68 @@ def test_digest_is_not_the_master_keys_hmac(tmp_path: Path) -> None:
             master = await rig.keys.load(MASTER_KEY)
             direct = await rig.keys.sign(master, SignAlgorithm.HMAC_SHA256, b"data")
             assert not hmac.compare_digest(digest, direct)
+
+    run(scenario())
+
+
+def test_secondary_key_is_not_the_primary(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with workload_rig(tmp_path) as rig:
+            genid = (await rig.identities.create("m")).generation_id
+            digests = {}
+            for key_id in ("primary", "secondary"):
+                body = {"keyId": key_id, "algo": "HMACSHA256", "data": b64(b"sas")}
+                answer = await rig.call(
+                    "POST", f"/modules/m/genid/{genid}/sign", body, listener=_scoped("m")
+                )
+                assert answer.status == 200, answer.json()
+                digests[key_id] = answer.json()["digest"]
+            assert digests["primary"] != digests["secondary"]
+
+    run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("common_name", "status", "named"),
+    [
+        ("*.gateway.local", 400, "wildcard"),
+        ("10.0.0.1", 400, "IP address"),
+        ("gateway.local", 403, "hub_module"),
+        ("edgeHub", 403, "module_names"),
+        ("tempSensor.evil.example", 403, "module_names"),
+    ],
+)
+def test_server_certificate_for_a_name_not_the_modules_is_refused(
+    tmp_path: Path, common_name: str, status: int, named: str
+) -> None:
+    expiration = (datetime.now(UTC) + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    async def scenario() -> None:
+        async with workload_rig(tmp_path, policy={"hostname": "gateway.local"}) as rig:
+            genid = (await rig.identities.create("tempSensor")).generation_id
+            path = f"/modules/tempSensor/genid/{genid}/certificate/server"
+            body = {"commonName": common_name, "expiration": expiration}
+            answer = await rig.call("POST", path, body, listener=_scoped("tempSensor"))
+            assert answer.status == status, answer.json()
+            assert named in answer.json()["message"]
+            assert repr(common_name) in answer.json()["message"]
+
+    run(scenario())
+
+
+def test_server_certificate_for_its_own_name_is_capped(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with workload_rig(tmp_path, policy={"server_lifetime": 7200.0}) as rig:
+            genid = (await rig.identities.create("tempSensor")).generation_id
+            path = f"/modules/tempSensor/genid/{genid}/certificate/server"
+            body = {"commonName": "tempSensor", "expiration": "2099-01-01T00:00:00Z"}
+            answer = await rig.call("POST", path, body, listener=_scoped("tempSensor"))
+            assert answer.status == 201, answer.json()
+            leaf = x509.load_pem_x509_certificates(answer.json()["certificate"].encode())[0]
+            sans = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+            assert list(sans) == [x509.DNSName("tempSensor")]
+            assert leaf.not_valid_after_utc <= datetime.now(UTC) + timedelta(seconds=7200)
+            expiration = datetime.fromisoformat(answer.json()["expiration"])
+            assert expiration == leaf.not_valid_after_utc
 
     run(scenario())

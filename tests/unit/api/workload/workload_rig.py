@@ -16,10 +16,11 @@ from firmware.api.management import identities as identity_routes
 from firmware.api.model import ApiRequest, ApiResponse, PeerCredentials
 from firmware.api.router import Router
 from firmware.api.workload.access import ContainerLookup, WorkloadAccess
-from firmware.api.workload.ratelimit import RateLimit, SocketRateLimits
+from firmware.api.workload.ratelimit import ModuleBudgets, RateLimit, SocketRateLimits
 from firmware.api.workload.routes import WorkloadApi
 from firmware.certs.policy import CertificatePolicy
 from firmware.certs.service import CertificateService
+from firmware.config.schema import WorkloadBudgets
 from firmware.executor import BoundedExecutor
 from firmware.identity.modules import ModuleIdentities
 from firmware.keys.file import FileBackend
@@ -71,21 +72,25 @@ async def workload_rig(
     *,
     containers: ContainerLookup | None = None,
     limit: RateLimit | None = None,
+    budgets: WorkloadBudgets | None = None,
+    policy: dict[str, Any] | None = None,
 ) -> AsyncIterator[WorkloadRig]:
+    """`budgets` default to ample ones; `policy` changes the `CertificatePolicy`."""
     executor = BoundedExecutor()
     registry = BackendRegistry("file", {"file": lambda: FileBackend(root / "keys")})
     keys = KeyService(registry, executor)
     await keys.start()
-    certs = CertificateService(
-        keys, CertificatePolicy(directory=root / "certs", hostname="testbox"), executor
-    )
+    settings = {"directory": root / "certs", "hostname": "testbox", **(policy or {})}
+    certs = CertificateService(keys, CertificatePolicy(**settings), executor)
     await certs.start()
     identities = ModuleIdentities(keys, StateStore(root / "state"), executor.run)
     await identities.start()
     router = Router()
     limits = SocketRateLimits(limit or RateLimit(rate=100000.0, burst=100000))
     access = WorkloadAccess(containers, executor.run)
-    WorkloadApi(lambda: identities, lambda: keys, lambda: certs, access, limits).register(router)
+    ample = WorkloadBudgets(100000, 100000, 100000, 100000)
+    spend = ModuleBudgets(lambda: budgets or ample)
+    WorkloadApi(lambda: identities, lambda: certs, access, limits, spend).register(router)
     for method, pattern, handler in identity_routes.routes(lambda: identities):
         router.add(method, pattern, handler)
     try:
