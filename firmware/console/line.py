@@ -1,9 +1,16 @@
 """The console's line discipline, sans-IO: bytes typed on the UART in, echo and line events out.
 
-`LineDiscipline.feed(data)` returns events in the order they happen: `Echo` bytes to send back to
-the terminal, `LineEntered` with a finished line, `LineRefused` when a finished line cannot be
-used (too long, not UTF-8 text, line noise), and `Interrupt` for Ctrl-C. It never raises on input
-and holds at most `max_line` bytes of line plus a few bytes of escape sequence, whatever arrives.
+`LineDiscipline.receive(data)` takes bytes; `next_event()` then hands out, in the order they
+happen, `Echo` bytes to send back to the terminal, `LineEntered` with a finished line,
+`LineRefused` when a finished line cannot be used (too long, not UTF-8 text, line noise), and
+`Interrupt` for Ctrl-C, and None once the bytes are used up. It reads no further than the end of
+a line before handing that line out, so a caller that changes `hidden` on a line (the console
+asking for a password) changes how the very next byte is echoed. `feed(data)` does both at once.
+It never raises on input and holds at most `max_line` bytes of line plus a few bytes of escape
+sequence, beyond the bytes received and not yet asked for.
+
+While `hidden` is set (a password being typed) nothing typed is echoed, nor erased on the
+screen: only Enter's line ending and Ctrl-C's `^C` are.
 
 Editing: printable text is echoed; backspace or DEL erases one character; Ctrl-U erases the line;
 Ctrl-C abandons it; CR, LF or CRLF (counted once) ends it. ANSI escape sequences (arrow and
@@ -15,6 +22,7 @@ from __future__ import annotations
 
 import codecs
 import enum
+from collections import deque
 from dataclasses import dataclass
 
 MAX_LINE = 512
@@ -76,6 +84,9 @@ class LineDiscipline:
 
     def __init__(self, max_line: int = MAX_LINE) -> None:
         self.max_line = max_line
+        self.hidden = False
+        self._input = bytearray()
+        self._ready: deque[Event] = deque()
         self._line = bytearray()
         self._decoder = codecs.getincrementaldecoder("utf-8")()
         self._partial = bytearray()  # bytes of an unfinished UTF-8 character
@@ -90,14 +101,29 @@ class LineDiscipline:
         """The text typed so far on the current line (for redrawing it after a log line)."""
         return self._line.decode("utf-8")
 
+    def receive(self, data: bytes) -> None:
+        """Take bytes from the terminal; `next_event()` tells what they mean."""
+        self._input += data
+
+    def next_event(self) -> Event | None:
+        """The next event from the bytes received, None when they are used up."""
+        if not self._ready:
+            echo = bytearray()
+            used = 0
+            while used < len(self._input) and not self._ready:
+                self._byte(self._input[used], echo, self._ready)
+                used += 1
+            del self._input[:used]
+            if echo:
+                self._ready.append(Echo(bytes(echo)))
+        return self._ready.popleft() if self._ready else None
+
     def feed(self, data: bytes) -> list[Event]:
-        """Process bytes from the terminal; return the resulting events in order."""
+        """Process bytes from the terminal; return all the resulting events in order."""
+        self.receive(data)
         events: list[Event] = []
-        echo = bytearray()
-        for byte in data:
-            self._byte(byte, echo, events)
-        if echo:
-            events.append(Echo(bytes(echo)))
+        while (event := self.next_event()) is not None:
+            events.append(event)
         return events
 
     def reset(self) -> None:
@@ -110,7 +136,7 @@ class LineDiscipline:
         self._escape = _Escape.NONE
         self._escape_len = 0
 
-    def _byte(self, byte: int, echo: bytearray, events: list[Event]) -> None:
+    def _byte(self, byte: int, echo: bytearray, events: deque[Event]) -> None:
         after_cr, self._after_cr = self._after_cr, False
         if self._escape is not _Escape.NONE:
             if byte >= 0x20 or byte in (_ESC, 0x07):
@@ -130,7 +156,8 @@ class LineDiscipline:
             self.reset()
             events.append(Interrupt())
         elif byte == _CTRL_U:
-            echo += _ERASE * self._columns()
+            if not self.hidden:
+                echo += _ERASE * self._columns()
             self._line.clear()
             self._drop_partial()
             self._overflow = False
@@ -166,7 +193,7 @@ class LineDiscipline:
             self._overflow = True
             return
         self._line += encoded
-        if not (self._overflow or self._noise):
+        if not (self._overflow or self._noise or self.hidden):
             echo += encoded
 
     def _escape_byte(self, byte: int) -> None:
@@ -204,7 +231,7 @@ class LineDiscipline:
         while end > 0 and 0x80 <= self._line[end] < 0xC0:
             end -= 1
         del self._line[end:]
-        if not (self._overflow or self._noise):
+        if not (self._overflow or self._noise or self.hidden):
             echo += _ERASE
 
     def _finish(self) -> Event:
@@ -217,7 +244,7 @@ class LineDiscipline:
             return LineRefused("line refused: control bytes or invalid UTF-8 in it (line noise?)")
         return LineEntered(text)
 
-    def _flush(self, echo: bytearray, events: list[Event]) -> None:
+    def _flush(self, echo: bytearray, events: deque[Event]) -> None:
         if echo:
             events.append(Echo(bytes(echo)))
             echo.clear()

@@ -199,3 +199,36 @@ def test_printable_ascii_round_trips(text):
     events = LineDiscipline().feed(text.encode() + b"\r")
     assert lines(events) == [LineEntered(text)]
     assert echo(events) == text.encode() + b"\r\n"
+
+
+def test_next_event_stops_at_each_line_so_echo_can_change_between_lines():
+    discipline = LineDiscipline()
+    discipline.receive(b"login\rsecret\x7ft\rafter")
+    assert discipline.next_event() == Echo(b"login\r\n")
+    assert discipline.next_event() == LineEntered("login")
+    discipline.hidden = True
+    assert discipline.next_event() == Echo(b"\r\n")
+    assert discipline.next_event() == LineEntered("secret")
+    discipline.hidden = False
+    assert discipline.next_event() == Echo(b"after")
+    assert discipline.next_event() is None
+    assert discipline.pending == "after"
+
+
+def test_hidden_input_echoes_only_the_line_end_and_ctrl_c():
+    discipline = LineDiscipline()
+    discipline.hidden = True
+    events = discipline.feed(b"hunter2\x7f\x08xy\x15pass word\r")
+    assert lines(events) == [LineEntered("pass word")]
+    assert echo(events) == b"\r\n"
+    events = discipline.feed(b"half a secret\x03")
+    assert lines(events) == [Interrupt()]
+    assert echo(events) == b"^C\r\n"
+
+
+@given(st.binary(max_size=300), st.binary(max_size=300))
+def test_hidden_input_never_echoes_what_is_typed(typed, more):
+    discipline = LineDiscipline()
+    discipline.hidden = True
+    shown = echo(discipline.feed(typed) + discipline.feed(more))
+    assert shown.replace(b"\r\n", b"").replace(b"^C", b"") == b""
