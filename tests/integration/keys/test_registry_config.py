@@ -19,6 +19,7 @@ from tests.unit.keys.conftest import ThreadExecutor
 def config(tmp_path, text):
     path = tmp_path / "config.toml"
     path.write_text(f'[paths]\ndata_dir = "{tmp_path}/data"\nrun_dir = "{tmp_path}/run"\n{text}')
+    path.chmod(0o600)  # it may hold a PIN: the loader refuses one others can read
     return load_config(path)
 
 

@@ -36,6 +36,7 @@ class Daemonless:
         config_file.write_text(
             f'[paths]\ndata_dir = "{tmp_path}/data"\nrun_dir = "{tmp_path}/run"\n{extra}'
         )
+        config_file.chmod(0o600)  # it may hold a PIN: the loader refuses one others can read
         self.logs = LogControl(stream=io.StringIO())
         self.executor = BoundedExecutor()
         self.ctx = DaemonContext(
