@@ -5,7 +5,8 @@ Two input shapes carry the same facts. The management API (IoT Edge's `ModuleSpe
 "env": [{"key", "value"}]}}`, plus our `restartPolicy`, `status` and `version`. A deployment
 manifest's module entry: `{"version", "type", "status", "restartPolicy", "settings": {"image",
 "createOptions" (a JSON string or an object)}, "env": {"NAME": {"value": ...}}}`.
-Every problem names the field it is in.
+The name follows the one name rule (`firmware.names`); createOptions must have the shape the
+daemon relies on (`firmware.runtime.createoptions`). Every problem names the field it is in.
 """
 
 from __future__ import annotations
@@ -13,19 +14,19 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from firmware.errors import BadRequest
+from firmware.names import MODULE_NAME_RULE, is_module_name
+from firmware.runtime.createoptions import shape_problem
 
 OWNER_LABEL = "net.edgekeeper.owner"
 OWNER_VALUE = "edgekeeper"
 MODULE_LABEL = "net.edgekeeper.module"
 HASH_LABEL = "net.edgekeeper.spec-hash"
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _MAX_ENV = 256
 
 
@@ -121,6 +122,21 @@ class ModuleSpec:
         )
 
     @classmethod
+    def salvage(cls, name: str, doc: object) -> ModuleSpec:
+        """What can be shown of a stored document (API shape) that no longer parses: its image
+        and createOptions when they are there. For listing the module as failed, never to run."""
+        body = doc if isinstance(doc, dict) else {}
+        config = body.get("config")
+        settings = config.get("settings") if isinstance(config, dict) else None
+        settings = settings if isinstance(settings, dict) else {}
+        image, options = settings.get("image"), settings.get("createOptions")
+        return cls(
+            name=name,
+            image=image if isinstance(image, str) else "",
+            create_options=options if isinstance(options, dict) else {},
+        )
+
+    @classmethod
     def from_manifest(cls, name: str, doc: object, where: str = "modules") -> ModuleSpec:
         prefix = f"{where}.{name}"
         body = _object(doc, prefix)
@@ -160,10 +176,8 @@ class ModuleSpec:
         version: object,
         where: str,
     ) -> ModuleSpec:
-        if not isinstance(name, str) or not _NAME.match(name):
-            raise BadRequest(
-                f"field '{where}name' must be 1-63 letters, digits, '_', '.' or '-', got {name!r}"
-            )
+        if not isinstance(name, str) or not is_module_name(name):
+            raise BadRequest(f"field '{where}name' must be {MODULE_NAME_RULE}, got {name!r}")
         if kind != "docker":
             raise BadRequest(f"field '{where}type' must be \"docker\", got {kind!r}")
         if not isinstance(image, str) or not image.strip():
@@ -176,6 +190,11 @@ class ModuleSpec:
                     f"field '{where}settings.createOptions' is not valid JSON: {exc}"
                 ) from None
         options = _object(create_options, f"{where}settings.createOptions")
+        problem = shape_problem(options)
+        if problem is not None:
+            path = f"{where}settings.createOptions"
+            path = f"{path}.{problem.field}" if problem.field else path
+            raise BadRequest(f"field '{path}' must be {problem.expected}")
         if len(env) > _MAX_ENV:
             raise BadRequest(f"field '{where}env' has {len(env)} entries, more than {_MAX_ENV}")
         if not isinstance(version, str):
