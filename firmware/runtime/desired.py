@@ -3,18 +3,25 @@
 One document, `modules`, holds every module's spec in the management API's shape. Changes are
 whole-document replacements written atomically, so a deployment is applied all at once or not at
 all. The agent's spec comes from `[agent]` in the config and is not stored here.
+
+A stored entry that no longer parses (written by an older version, or edited by hand) does not
+stop the others: it is loaded as an `UnusableModule`, shown failed, never run, and written back
+as it is until it is replaced or deleted, so nothing is lost.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from firmware.errors import StateError
+from firmware.errors import BadRequest, StateError
+from firmware.logs import fields, get_logger
 from firmware.runtime.spec import ModuleSpec
 from firmware.store.state import StateStore
 
 DOCUMENT = "modules"
+
+log = get_logger("runtime")
 
 
 @dataclass(frozen=True)
@@ -27,29 +34,63 @@ class ModuleChange:
     after: ModuleSpec | None
 
 
+@dataclass(frozen=True)
+class UnusableModule:
+    """A stored module document that does not parse, kept as it was found."""
+
+    name: str
+    document: object
+    problem: str  # what is wrong, naming the field
+
+
+@dataclass(frozen=True)
+class StoredModules:
+    """What the state store holds: the specs that parse and the entries that do not."""
+
+    specs: Mapping[str, ModuleSpec] = field(default_factory=dict)
+    unusable: Mapping[str, UnusableModule] = field(default_factory=dict)
+
+
 class DesiredModules:
     """Load and replace the stored module specs (blocking: call through the executor)."""
 
     def __init__(self, store: StateStore) -> None:
         self._store = store
 
-    def load(self) -> dict[str, ModuleSpec]:
+    def load(self) -> StoredModules:
+        """Every stored module; a `StateError` only when the document itself cannot be read."""
         doc = self._store.get(DOCUMENT) or {"modules": {}}
+        entries = doc.get("modules", {})
+        if not isinstance(entries, dict):
+            raise StateError(
+                f"state file {self._store.path(DOCUMENT)} has no object of modules by name",
+                hint="it was left as is; restore it from a backup or move it aside",
+            )
         specs: dict[str, ModuleSpec] = {}
-        for name, item in doc.get("modules", {}).items():
+        unusable: dict[str, UnusableModule] = {}
+        for name, item in entries.items():
             try:
-                specs[name] = ModuleSpec.from_api(item)
+                spec = ModuleSpec.from_api(item)
+                if spec.name != name:
+                    raise BadRequest(f"field 'name' is {spec.name!r} but it is stored as {name!r}")
+                specs[name] = spec
+            except BadRequest as exc:
+                unusable[name] = UnusableModule(
+                    name, item, f"stored spec is unusable: {exc.render()}"
+                )
             except Exception as exc:
-                raise StateError(
-                    f"stored spec of module {name!r} in {self._store.path(DOCUMENT)} is unusable: "
-                    f"{exc}",
-                    hint="redeploy the module with `edgekeeper deploy`",
-                ) from exc
-        return specs
+                log.error("stored spec cannot be read", exc_info=exc, extra=fields(module=name))
+                problem = f"stored spec is unusable: internal error: {type(exc).__name__}: {exc}"
+                unusable[name] = UnusableModule(name, item, problem)
+        return StoredModules(specs, unusable)
 
-    def save(self, specs: Mapping[str, ModuleSpec]) -> None:
-        doc = {"modules": {name: spec.to_api() for name, spec in sorted(specs.items())}}
-        self._store.put(DOCUMENT, doc)
+    def save(
+        self, specs: Mapping[str, ModuleSpec], kept: Mapping[str, object] | None = None
+    ) -> None:
+        """Replace the stored modules by `specs`, plus the documents `kept` as they are (entries
+        that are refused or unusable, which only a person may replace or delete)."""
+        modules = {**(kept or {}), **{name: spec.to_api() for name, spec in specs.items()}}
+        self._store.put(DOCUMENT, {"modules": dict(sorted(modules.items()))})
 
 
 def diff(before: Mapping[str, ModuleSpec], after: Mapping[str, ModuleSpec]) -> list[ModuleChange]:

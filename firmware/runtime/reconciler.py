@@ -14,6 +14,12 @@ The agent is a module like the others with one more rule, the watchdog: it is al
 it is restarted until `[watchdog] max_retries` consecutive failures, after which the daemon is
 degraded and the agent left alone until a person acts.
 
+Every spec passes admission (`firmware.runtime.admission`) before it is taken (`put`, `apply`),
+when it is loaded from the state store, and again before each create. A stored spec that is
+refused or does not parse is a `RefusedModule`: listed as failed with the reason, never run, kept
+in the store until a person replaces or deletes it. One module's failure, expected or not, is
+that module's issue: it never stops the supervision of the others.
+
 What it keeps per module (restart record, last issue, pull under way) lives in one `ModuleState`;
 callers read modules through the read models of `firmware.runtime.status`, never its fields.
 """
@@ -25,11 +31,12 @@ import copy
 import re
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from firmware.errors import Conflict, EdgekeeperError, NotFound
+from firmware.errors import BadRequest, Conflict, EdgekeeperError, NotFound, StateError
 from firmware.logs import fields, get_logger
+from firmware.runtime.admission import AdmissionPolicy
 from firmware.runtime.backoff import BackoffPolicy, RestartRecord
 from firmware.runtime.container import (
     ContainerRuntime,
@@ -65,6 +72,7 @@ from firmware.runtime.status import (
     ModuleStatus,
     ModuleUsage,
     RunningContainer,
+    RuntimeStatus,
     RuntimeSummary,
     count_by_status,
     module_status,
@@ -83,10 +91,22 @@ _WAKING_ACTIONS = frozenset({"die", "destroy", "oom", "stop", "kill", "health_st
 
 @dataclass(frozen=True)
 class ModuleIssue:
-    """The last thing that went wrong for a module, shown in `list` and `GET /modules`."""
+    """The last thing that went wrong for a module, shown in `list` and `GET /modules`;
+    `failed` for an unexpected error (a bug), which shows the module failed."""
 
     message: str
     at: float
+    failed: bool = False
+
+
+@dataclass(frozen=True)
+class RefusedModule:
+    """A stored module that admission refused or that does not parse: shown failed with the
+    reason, never run, and written back as `document` until a person replaces or deletes it."""
+
+    spec: ModuleSpec  # what can be shown of it
+    reason: str
+    document: object
 
 
 @dataclass
@@ -133,6 +153,7 @@ class Reconciler:
         run_blocking: Callable[..., Any] | None = None,
         hooks: tuple[ModuleHook, ...] = (),
         pull_credentials: Mapping[str, Mapping[str, str]] | None = None,
+        admission: AdmissionPolicy | None = None,
         owner: str = OWNER_VALUE,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -146,8 +167,12 @@ class Reconciler:
         self._run_blocking = run_blocking
         self._hooks: list[ModuleHook] = list(hooks)
         self._pull_credentials = dict(pull_credentials or {})
+        self._admission = admission or AdmissionPolicy()
         self._clock = clock
         self._specs: dict[str, ModuleSpec] = {}
+        self._refused: dict[str, RefusedModule] = {}
+        # why the stored modules could not be read at all; edits are refused while it is set
+        self._unreadable: StateError | None = None
         self._states: dict[str, ModuleState] = {}
         self._retry_delay = _RETRY_FIRST
         # by image reference
@@ -169,7 +194,13 @@ class Reconciler:
         await self._loaded.wait()
 
     def modules(self) -> dict[str, ModuleSpec]:
-        """Every wanted module, the agent included."""
+        """Every module of the gateway, the agent and the refused ones included."""
+        specs = {name: refused.spec for name, refused in self._refused.items()}
+        specs.update(self._wanted())
+        return specs
+
+    def _wanted(self) -> dict[str, ModuleSpec]:
+        """The modules to supervise: the admitted ones and the agent."""
         specs = dict(self._specs)
         if self._agent is not None:
             specs[self._agent.name] = self._agent
@@ -202,11 +233,16 @@ class Reconciler:
         """Replace every non-agent module at once (a deployment); returns what changes."""
         await self._loaded.wait()
         wanted = {name: spec for name, spec in specs.items() if not self.is_agent(name)}
+        for spec in wanted.values():
+            await self._admit(spec)
         async with self._lock:
-            changes = diff(self._specs, wanted)
-            if not dry_run and changes:
+            shown = {name: refused.spec for name, refused in self._refused.items()}
+            changes = diff({**shown, **self._specs}, wanted)
+            if not dry_run and (changes or self._refused):
+                self._check_readable()
                 await self._blocking(self._desired_store.save, wanted)
                 self._specs = wanted
+                self._refused = {}
                 for change in changes:
                     state = self._state(change.name)
                     state.fresh_start()
@@ -217,14 +253,18 @@ class Reconciler:
         return changes
 
     async def put(self, spec: ModuleSpec) -> None:
+        """Add or replace one module, once admitted (`BadRequest` naming the field if not)."""
+        self._not_agent(spec.name)
+        await self._admit(spec)
         await self._edit(lambda specs: specs.__setitem__(spec.name, spec), spec.name)
 
     async def delete(self, name: str) -> None:
         self.spec(name)
-        await self._edit(lambda specs: specs.pop(name), name)
+        await self._edit(lambda specs: specs.pop(name, None), name)
 
     async def set_status(self, name: str, status: DesiredStatus) -> None:
         spec = self.spec(name)
+        self._not_refused(name)
         if status is DesiredStatus.RUNNING:
             self._state(name).restarts = RestartRecord()
             if self.is_agent(name):
@@ -237,6 +277,7 @@ class Reconciler:
 
     async def restart(self, name: str) -> None:
         self.spec(name)
+        self._not_refused(name)
         containers = await self._owned(name)
         if not containers:
             raise NotFound(f"module {name!r} has no container yet", hint="try again in a moment")
@@ -332,7 +373,7 @@ class Reconciler:
     # -- the service -----------------------------------------------------------------------------
 
     async def run(self) -> None:
-        self._specs = await self._blocking(self._desired_store.load)
+        await self._load()
         self._loaded.set()
         try:
             await self._supervise()
@@ -341,6 +382,38 @@ class Reconciler:
             for pull in pulls:
                 pull.cancel()
             await asyncio.gather(*pulls, return_exceptions=True)
+
+    async def _load(self) -> None:
+        """The stored modules, each admitted; refused and unusable ones are kept apart. A store
+        that cannot be read at all leaves the agent supervised and edits refused."""
+        self._specs, self._refused, self._unreadable = {}, {}, None
+        try:
+            stored = await self._blocking(self._desired_store.load)
+        except StateError as exc:
+            self._unreadable = exc
+            log.error(
+                "stored modules cannot be read; only the agent is supervised",
+                extra=fields(error=exc.render()),
+            )
+            return
+        for name, unusable in stored.unusable.items():
+            spec = ModuleSpec.salvage(name, unusable.document)
+            self._refuse_stored(RefusedModule(spec, unusable.problem, unusable.document))
+        for name, spec in stored.specs.items():
+            refusal = await self._blocking(self._admission.refusal, spec.create_options)
+            if refusal is None:
+                self._specs[name] = spec
+                continue
+            field_name = refusal.field_under("settings.createOptions")
+            reason = f"refused at admission: field '{field_name}' {refusal.reason} ({refusal.hint})"
+            self._refuse_stored(RefusedModule(spec, reason, spec.to_api()))
+
+    def _refuse_stored(self, refused: RefusedModule) -> None:
+        self._refused[refused.spec.name] = refused
+        log.error(
+            "stored module not started",
+            extra=fields(module=refused.spec.name, error=refused.reason),
+        )
 
     async def _supervise(self) -> None:
         retry = 1.0
@@ -408,7 +481,7 @@ class Reconciler:
             present = {c.container_id for c in observed}
             self._expected_exits &= present
             self._exited = {cid: code for cid, code in self._exited.items() if cid in present}
-            wanted = self.modules()
+            wanted = self._wanted()
             records = {name: state.restarts for name, state in self._states.items()}
             actions = self._watchdog(plan(wanted, observed, records, self._clock()))
             deadline: float | None = None
@@ -485,8 +558,14 @@ class Reconciler:
             self._state(module).issue = ModuleIssue(exc.render(), time.time())
             log.warning("module action failed", extra=fields(module=module, error=exc.render()))
             return False
+        except Exception as exc:
+            message = f"internal error: {type(exc).__name__}: {exc}"
+            self._state(module).issue = ModuleIssue(message, time.time(), failed=True)
+            log.error("module action failed", exc_info=exc, extra=fields(module=module))
+            return False
 
     async def _create(self, spec: ModuleSpec, start: bool) -> None:
+        await self._admit(spec)
         if not await self._image_ready(spec):
             return
         body = self._container_body(spec)
@@ -530,14 +609,24 @@ class Reconciler:
                     done = sum(s in ("Pull complete", "Already exists") for s in layers.values())
                     state = self._state(spec.name)
                     state.activity = f"pulling {spec.image}: {done}/{len(layers)} layers"
-        except EdgekeeperError as exc:
+        except Exception as exc:
             previous = self._pull_failures.get(spec.image)
             tries = (previous.tries if previous else 0) + 1
             delay = min(_RETRY_FIRST * 2 ** (tries - 1), _RETRY_CAP * 5)
-            message = f"pulling {spec.image} failed: {exc.message}"
+            expected = isinstance(exc, EdgekeeperError)
+            cause = (
+                exc.message
+                if isinstance(exc, EdgekeeperError)
+                else f"internal error: {type(exc).__name__}: {exc}"
+            )
+            message = f"pulling {spec.image} failed: {cause}"
             self._pull_failures[spec.image] = PullFailure(self._clock() + delay, message, tries)
-            self._state(spec.name).issue = ModuleIssue(message, time.time())
-            log.warning("image pull failed", extra=fields(module=spec.name, error=exc.render()))
+            self._state(spec.name).issue = ModuleIssue(message, time.time(), failed=not expected)
+            log.warning(
+                "image pull failed",
+                exc_info=None if expected else exc,
+                extra=fields(module=spec.name, error=message),
+            )
         else:
             self._pull_failures.pop(spec.image, None)
             log.info("image pulled", extra=fields(module=spec.name, image=spec.image))
@@ -549,9 +638,19 @@ class Reconciler:
     def _container_body(self, spec: ModuleSpec) -> dict[str, Any]:
         body = copy.deepcopy(dict(spec.create_options))
         body["Image"] = spec.image
-        body["Env"] = [*body.get("Env", []), *(f"{k}={v}" for k, v in sorted(spec.env.items()))]
-        body["Labels"] = {**body.get("Labels", {}), **spec.labels(self.owner)}
+        env = [f"{k}={v}" for k, v in sorted(spec.env.items())]
+        body["Env"] = [*(body.get("Env") or []), *env]
+        body["Labels"] = {**(body.get("Labels") or {}), **spec.labels(self.owner)}
         return body
+
+    async def _admit(self, spec: ModuleSpec) -> None:
+        """`BadRequest` naming the field if admission refuses `spec` (see the module's doc)."""
+        refusal = await self._blocking(self._admission.refusal, spec.create_options)
+        if refusal is not None:
+            field_name = refusal.field_under("settings.createOptions")
+            raise BadRequest(
+                f"module {spec.name!r}: field '{field_name}' {refusal.reason}", hint=refusal.hint
+            )
 
     async def _after_remove(self, module: str) -> None:
         for hook in list(self._hooks):
@@ -561,6 +660,8 @@ class Reconciler:
                 log.warning(
                     "module clean-up failed", extra=fields(module=module, error=exc.render())
                 )
+            except Exception as exc:
+                log.error("module clean-up failed", exc_info=exc, extra=fields(module=module))
 
     async def _owned(self, name: str) -> list[ObservedContainer]:
         containers = await self.engine.list_containers({**self._owned_label, MODULE_LABEL: name})
@@ -568,18 +669,36 @@ class Reconciler:
         observed.sort(key=lambda c: c.state != "running")
         return observed
 
-    async def _edit(self, change: Callable[[dict[str, ModuleSpec]], object], name: str) -> None:
-        await self._loaded.wait()
+    def _not_agent(self, name: str) -> None:
         if self.is_agent(name):
             raise Conflict(
                 f"module {name!r} is the agent; it is defined by [agent] in config.toml",
                 hint="edit [agent] and reload the daemon (SIGHUP)",
             )
+
+    def _not_refused(self, name: str) -> None:
+        refused = self._refused.get(name)
+        if refused is not None and not self.is_agent(name):
+            raise Conflict(
+                f"module {name!r} is not run: {refused.reason}",
+                hint=f"replace it (PUT /modules/{name}, or a deployment) or delete it",
+            )
+
+    def _check_readable(self) -> None:
+        if self._unreadable is not None:
+            raise StateError(self._unreadable.message, hint=self._unreadable.hint)
+
+    async def _edit(self, change: Callable[[dict[str, ModuleSpec]], object], name: str) -> None:
+        await self._loaded.wait()
+        self._not_agent(name)
         async with self._lock:
+            self._check_readable()
             specs = dict(self._specs)
             change(specs)
-            await self._blocking(self._desired_store.save, specs)
+            kept = {other: r.document for other, r in self._refused.items() if other != name}
+            await self._blocking(self._desired_store.save, specs, kept)
             self._specs = specs
+            self._refused.pop(name, None)
             state = self._state(name)
             state.fresh_start()
             if name not in specs:
@@ -595,8 +714,14 @@ class Reconciler:
         return self._states.setdefault(name, ModuleState())
 
     def _status(self, spec: ModuleSpec, container: Mapping[str, Any] | None) -> ModuleStatus:
+        refused = None if self.is_agent(spec.name) else self._refused.get(spec.name)
+        if refused is not None:
+            shown = module_status(
+                spec, None, agent=False, note=refused.reason, backoff_left=0.0, restart_count=0
+            )
+            return replace(shown, runtime_status=RuntimeStatus.FAILED)
         state = self._states.get(spec.name) or ModuleState()
-        return module_status(
+        status = module_status(
             spec,
             container,
             agent=self.is_agent(spec.name),
@@ -604,6 +729,10 @@ class Reconciler:
             backoff_left=max(0.0, state.restarts.not_before - self._clock()),
             restart_count=state.restarts.failures,
         )
+        failed = state.issue is not None and state.issue.failed
+        if failed and status.runtime_status is not RuntimeStatus.RUNNING:
+            return replace(status, runtime_status=RuntimeStatus.FAILED)
+        return status
 
     async def _inspect(self, container: ContainerSummary | None) -> dict[str, Any] | None:
         if container is None:

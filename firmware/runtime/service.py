@@ -1,11 +1,14 @@
 """Daemon service "runtime": the container engine, the module reconciler and the image GC.
 
 `prepare` builds everything from the config without touching the engine: `DockerEngine` on
-`[runtime] uri`, the agent's `ModuleSpec` from `[agent]`, `[watchdog] max_retries`, the
-reconciler (blocking store calls through the daemon's executor) with the module hooks it was
-given. `run` runs the reconciler and the image garbage collector until cancelled. A missing or
-dead engine never stops the daemon: the reconciler retries with back-off, `describe()` shows the
-engine unavailable and the API answers 503 with `RuntimeUnavailable`'s message.
+`[runtime] uri`, the admission policy (`allow_elevated_docker_permissions`, with the engine's
+socket and `[paths]` run_dir and data_dir protected), the agent's `ModuleSpec` from `[agent]`,
+admitted by that policy (a refusal is a `ConfigError` naming `[agent.config] createOptions...`,
+so the daemon does not start), `[watchdog] max_retries`, the reconciler (blocking store calls
+through the daemon's executor) with the module hooks it was given. `run` runs the reconciler
+and the image garbage collector until cancelled. A missing or dead engine never stops the daemon:
+the reconciler retries with back-off, `describe()` shows the engine unavailable and the API
+answers 503 with `RuntimeUnavailable`'s message.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from firmware.config.schema import Config
 from firmware.errors import ConfigError, Unavailable
 from firmware.executor import BoundedExecutor
 from firmware.logs import fields, get_logger
+from firmware.runtime.admission import AdmissionPolicy, host_policy
 from firmware.runtime.desired import DesiredModules
 from firmware.runtime.engine import DockerEngine
 from firmware.runtime.hooks import ModuleHook
@@ -58,7 +62,9 @@ class RuntimeService:
             schedule=ImageSchedule.from_config(config.image_garbage_collection),
             run_blocking=self._executor.run,
         )
+        admission = admission_policy(config)
         agent = agent_spec(config)
+        await self._admit_agent(admission, agent)
         auth = registry_auth(config)
         self.reconciler = Reconciler(
             engine,
@@ -68,7 +74,14 @@ class RuntimeService:
             run_blocking=self._executor.run,
             hooks=(self.images, *self._hooks),
             pull_credentials={agent.name: auth} if auth else {},
+            admission=admission,
         )
+
+    async def _admit_agent(self, admission: AdmissionPolicy, agent: ModuleSpec) -> None:
+        refusal = await self._executor.run(admission.refusal, agent.create_options)
+        if refusal is not None:
+            field_name = refusal.field_under("createOptions")
+            raise ConfigError(f"[agent.config] {field_name} {refusal.reason}", hint=refusal.hint)
 
     async def run(self) -> None:
         if self.reconciler is None or self.images is None:
@@ -122,6 +135,16 @@ def engine_socket(uri: str) -> str:
             hint="use unix:///var/run/docker.sock or the engine's socket path",
         )
     return uri[len("unix://") :]
+
+
+def admission_policy(config: Config) -> AdmissionPolicy:
+    """What modules may ask of the host, from `allow_elevated_docker_permissions`, `[runtime]`
+    uri and `[paths]`."""
+    return host_policy(
+        allow_elevated=config.allow_elevated_docker_permissions,
+        engine_socket=engine_socket(config.runtime.uri),
+        daemon_dirs=(config.paths.run_dir, config.paths.data_dir),
+    )
 
 
 def max_retries(value: int | str) -> int | None:

@@ -47,6 +47,7 @@ max_retries = 3
 def runtime_config(tmp_path):
     path = tmp_path / "config.toml"
     path.write_text(CONFIG.format(root=tmp_path))
+    path.chmod(0o600)  # it holds a registry password
     return load_config(path)
 
 
