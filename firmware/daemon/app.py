@@ -1,12 +1,14 @@
 """`edgekeeper run`: start-up checks, the event loop, the services, reload and shutdown.
 
 `run(config_file, board, log_level, log_format)` is what the CLI calls. Before the loop starts it
-loads the config, creates the run and data directories, takes the single-instance lock and opens
-the state store; a problem there prints one `error: ...` line and returns 1. Then every enabled
-service is prepared (a failure is again one line and exit 1), started under the supervisor, and
-READY=1 goes to the service manager. SIGTERM/SIGINT stop the services within `STOP_TIMEOUT_S`
-and return 0; SIGHUP reloads the config (an invalid one is logged problem by problem and the old
-one kept), restarting the services whose config sections changed.
+turns core dumps off and makes the process non-dumpable (`hardening`), loads the config, creates
+and checks the run and data directories (`OwnDirectory`: refused if anyone but root and our user
+could change them), takes the single-instance lock and opens the state store; a problem there
+prints one `error: ...` line and returns 1. Then every enabled service is prepared (a failure is
+again one line and exit 1), started under the supervisor, and READY=1 goes to the service manager.
+SIGTERM/SIGINT stop the services within `STOP_TIMEOUT_S` and return 0; SIGHUP reloads the config
+(an invalid one is logged problem by problem and the old one kept), restarting the services whose
+config sections changed.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from firmware.config import load_config
 from firmware.config.errors import ConfigProblems
 from firmware.config.schema import Config
 from firmware.daemon import signals
+from firmware.daemon.hardening import ProcessHardening, harden_process
 from firmware.daemon.lock import InstanceLock
 from firmware.daemon.logs import LogControl
 from firmware.daemon.notify import Notifier
@@ -35,6 +38,7 @@ from firmware.daemon.wiring import ServiceEntry, Wiring
 from firmware.errors import DaemonError, EdgekeeperError
 from firmware.executor import BoundedExecutor
 from firmware.logs import fields, get_logger
+from firmware.store.directory import OwnDirectory
 from firmware.store.state import StateStore
 
 log = get_logger("daemon")
@@ -137,20 +141,20 @@ class Daemon:
         log_level: str | None = None,
         log_format: str | None = None,
     ) -> Daemon:
-        """Load the config, make the directories, take the lock, open the store (or raise)."""
+        """Harden the process, load the config, make and check the directories, take the lock,
+        open the store (or raise)."""
+        harden_process()
         config = load_config(None if config_file is None else Path(config_file), board)
         if log_level is None:
             logs.set_level(config.logging.level)
         if log_format is None:
             logs.set_format(config.logging.format)
-        run_dir = Path(config.paths.run_dir)
-        data_dir = Path(config.paths.data_dir)
-        _make_dir(run_dir, 0o755, "run_dir")
-        lock = InstanceLock(run_dir)
+        run_dir = OwnDirectory(Path(config.paths.run_dir), "run_dir", "[paths] run_dir", 0o755)
+        data_dir = OwnDirectory(Path(config.paths.data_dir), "data_dir", "[paths] data_dir", 0o700)
+        lock = InstanceLock(run_dir.ensure())
         lock.acquire()
         try:
-            _make_dir(data_dir, 0o700, "data_dir")
-            store = StateStore(data_dir / STATE_SUBDIR)
+            store = StateStore(data_dir.ensure() / STATE_SUBDIR)
             store.ensure()
         except BaseException:
             lock.release()
@@ -177,12 +181,15 @@ class Daemon:
             self.wiring.register_routes(DaemonStatus(self.ctx, self.state))
             async with self._reload_lock:
                 await self._start_services()
+            process = ProcessHardening.current()
             log.info(
                 "edgekeeper ready",
                 extra=fields(
                     pid=os.getpid(),
                     board=self.config.current.board.name,
                     services=",".join(self.supervisor.names()) or "none",
+                    core_dumps="on" if process.core_dumps else "off",
+                    dumpable="yes" if process.dumpable else "no",
                 ),
             )
             self.notifier.ready(self._status_line())
@@ -359,18 +366,3 @@ class Daemon:
         if line != self._last_status:
             self._last_status = line
             self.notifier.status(line)
-
-
-def _make_dir(path: Path, mode: int, key: str) -> None:
-    try:
-        path.mkdir(mode=mode, parents=True, exist_ok=True)
-    except OSError as error:
-        raise DaemonError(
-            f"cannot create {key} {path}: {error.strerror}",
-            hint=f"create it writable for uid {os.geteuid()} or set [paths] {key} elsewhere",
-        ) from error
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise DaemonError(
-            f"{key} {path} is not writable",
-            hint=f"make it writable for uid {os.geteuid()} or set [paths] {key} elsewhere",
-        )

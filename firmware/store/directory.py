@@ -49,6 +49,10 @@ class OwnDirectory:
         it, `StateWriteError` when it cannot be created or written.
         """
         path = self.path.absolute()
+        existing = _nearest_existing(path)
+        if existing != path:  # nothing is created inside a parent someone else could change
+            for parent, status in self._walk(existing):
+                self._check_parent(parent, status, os.geteuid())
         try:
             _make(path, self.mode)
         except OSError as error:
@@ -69,15 +73,7 @@ class OwnDirectory:
         """Raise `UnsafeDirectory` unless only root and the daemon's user can change it."""
         path = self.path.absolute()
         uid = os.geteuid()
-        try:
-            walk = list(_walk(path))
-        except OSError as error:
-            raise UnsafeDirectory(
-                f"{self.what} {path} cannot be checked: {error.strerror or error}",
-                hint=f"make every directory on the way searchable by uid {uid}, or set "
-                f"{self.setting} elsewhere",
-            ) from error
-        *parents, (real, status) = walk
+        *parents, (real, status) = self._walk(path)
         for parent, parent_status in parents:
             self._check_parent(parent, parent_status, uid)
         if not stat.S_ISDIR(status.st_mode):
@@ -98,6 +94,16 @@ class OwnDirectory:
                 f"(mode {stat.S_IMODE(status.st_mode):04o})",
                 hint=f"chmod {self.mode:o} {real}",
             )
+
+    def _walk(self, path: Path) -> list[tuple[Path, os.stat_result]]:
+        try:
+            return list(_walk(path))
+        except OSError as error:
+            raise UnsafeDirectory(
+                f"{self.what} {self.path.absolute()} cannot be checked: {error.strerror or error}",
+                hint=f"make every directory on the way searchable by uid {os.geteuid()}, or set "
+                f"{self.setting} elsewhere",
+            ) from error
 
     def _check_parent(self, parent: Path, status: os.stat_result, uid: int) -> None:
         path, what, setting = self.path.absolute(), self.what, self.setting
@@ -156,12 +162,15 @@ def _walk(path: Path) -> Iterator[tuple[Path, os.stat_result]]:
         yield current, os.lstat(current)
 
 
+def _nearest_existing(path: Path) -> Path:
+    """`path` or its closest ancestor that exists (a link counts, even a dangling one)."""
+    while not os.path.lexists(path):
+        path = path.parent
+    return path
+
+
 def _make(path: Path, mode: int) -> None:
-    missing = []
-    probe = path
-    while not os.path.lexists(probe):
-        missing.append(probe)
-        probe = probe.parent
+    missing = [path, *path.parents][: len(path.parts) - len(_nearest_existing(path).parts)]
     for directory in reversed(missing):
         try:
             os.mkdir(directory, mode if directory == path else PARENT_MODE)

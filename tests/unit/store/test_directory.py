@@ -135,3 +135,10 @@ def test_ensure_names_what_blocks_creation(tmp_path: Path) -> None:
         OwnDirectory(tmp_path / "blocker" / "run", "run_dir", "[paths] run_dir", 0o755).ensure()
     assert caught.value.message.startswith(f"cannot create run_dir {tmp_path}/blocker/run")
     assert "[paths] run_dir" in caught.value.hint
+
+
+def test_ensure_creates_nothing_inside_an_unsafe_parent(tmp_path: Path) -> None:
+    parent = make_dir(tmp_path / "parent", 0o777)
+    with pytest.raises(UnsafeDirectory, match="not sticky"):
+        OwnDirectory(parent / "a" / "run", "run_dir", "[paths] run_dir", 0o755).ensure()
+    assert list(parent.iterdir()) == []
