@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import pytest
 
 from firmware.config import load_config
-from firmware.errors import Unavailable
+from firmware.errors import ConfigError, Unavailable
 from firmware.executor import BoundedExecutor
 from firmware.runtime.images import ImageCollector
 from firmware.runtime.service import RuntimeService, agent_spec, max_retries
@@ -104,3 +105,54 @@ def test_current_is_unavailable_before_prepare(tmp_path):
     with pytest.raises(Unavailable):
         service.current()
     assert service.describe() == {"engine": "not started"}
+
+
+def prepared(config, tmp_path):
+    executor = BoundedExecutor()
+    service = RuntimeService(config, store(tmp_path), executor)
+    try:
+        asyncio.run(service.prepare())
+    finally:
+        executor.shutdown()
+    return service
+
+
+def agent_config(tmp_path, options, *, allow_elevated):
+    """The config above with the agent's createOptions replaced (ROOT stands for tmp_path)."""
+    text = CONFIG.format(root=tmp_path).replace(
+        "{ HostConfig = { Privileged = false } }", options.replace("ROOT", str(tmp_path))
+    )
+    path = tmp_path / "config.toml"
+    path.write_text(f"allow_elevated_docker_permissions = {str(allow_elevated).lower()}\n{text}")
+    path.chmod(0o600)
+    return load_config(path)
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [
+        ("{ HostConfig = { Privileged = true } }", "createOptions.HostConfig.Privileged"),
+        ('{ HostConfig = { Binds = ["ROOT/run/x:/x"] } }', "createOptions.HostConfig.Binds[0]"),
+        ('{ HostConfig = { CapAdd = ["SYS_ADMIN"] } }', "createOptions.HostConfig.CapAdd[0]"),
+    ],
+)
+def test_an_elevated_agent_stops_the_start_while_elevation_is_not_allowed(tmp_path, options, field):
+    with pytest.raises(ConfigError) as refused:
+        prepared(agent_config(tmp_path, options, allow_elevated=False), tmp_path)
+    assert refused.value.render().startswith(f"[agent.config] {field} ")
+    assert "allow_elevated_docker_permissions = true" in refused.value.render()
+    allowed = prepared(agent_config(tmp_path, options, allow_elevated=True), tmp_path)
+    assert allowed.current().spec("edgeAgent").create_options != {}
+
+
+def test_an_agent_with_malformed_create_options_stops_the_start(tmp_path):
+    config = runtime_config(tmp_path)
+    bad = dataclasses.replace(
+        config,
+        agent=dataclasses.replace(
+            config.agent,
+            config=dataclasses.replace(config.agent.config, create_options={"Labels": ["x"]}),
+        ),
+    )
+    with pytest.raises(ConfigError, match=r"\[agent.config\] createOptions.Labels must be"):
+        prepared(bad, tmp_path)
