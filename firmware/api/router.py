@@ -6,12 +6,18 @@ the api-versions it accepts. `Router.dispatch` checks the api-version, finds the
 405 with Allow), calls the handler and renders what it raises: an `EdgekeeperError` as
 `{"message": render()}` with its `http_status`, anything else as a logged 500 "internal error".
 The HTTP server, the console and tests all go through `dispatch`.
+
+An internal error is a bug, never a client's doing (request parsing raises `BadRequest`), so its
+traceback is logged; but only once a minute per place it was raised, with one line for each
+repeat, so a bug a client can trigger over and over cannot flood the log.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import time
+import traceback
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 from urllib.parse import unquote
@@ -28,6 +34,9 @@ log = logging.getLogger("edgekeeper.api")
 
 # Listeners whose routes the console may also use: it offers the management command set.
 _CONSOLE_MIRRORS = "mgmt"
+# How long a traceback stands for the repeats of the same internal error.
+TRACEBACK_QUIET_S = 60.0
+_MAX_TRACEBACK_PLACES = 256
 
 
 @dataclass(frozen=True)
@@ -69,6 +78,8 @@ class Router:
     def __init__(self, supported_versions: Iterable[str] = versions.SUPPORTED) -> None:
         self.supported_versions = tuple(supported_versions)
         self._routes: list[Route] = []
+        # (exception type, file, line) of an internal error -> when its traceback was logged
+        self._tracebacks: dict[tuple[str, str, int], float] = {}
 
     def add(
         self,
@@ -107,9 +118,37 @@ class Router:
             return ApiResponse.error(error.http_status, error.render(), (("Retry-After", wait),))
         except EdgekeeperError as error:
             return ApiResponse.error(error.http_status, error.render())
-        except Exception:
-            log.error("internal error answering %s %s", request.method, request.path, exc_info=True)
+        except Exception as error:
+            self._log_internal_error(request, error)
             return ApiResponse.error(500, "internal error")
+
+    def _log_internal_error(self, request: ApiRequest, error: Exception) -> None:
+        frames = traceback.extract_tb(error.__traceback__)
+        raised_at = frames[-1] if frames else None
+        where = (
+            type(error).__name__,
+            raised_at.filename if raised_at else "?",
+            (raised_at.lineno or 0) if raised_at else 0,
+        )
+        now = time.monotonic()
+        logged = self._tracebacks.get(where)
+        if logged is not None and now - logged < TRACEBACK_QUIET_S:
+            log.error(
+                "internal error answering %s %s: %s at %s:%d again (traceback logged before)",
+                request.method,
+                request.path,
+                *where,
+            )
+            return
+        if len(self._tracebacks) >= _MAX_TRACEBACK_PLACES:
+            self._tracebacks.clear()
+        self._tracebacks[where] = now
+        log.error(
+            "internal error answering %s %s",
+            request.method,
+            request.path,
+            exc_info=(type(error), error, error.__traceback__),
+        )
 
     async def _dispatch(self, request: ApiRequest) -> ApiResponse:
         version = self._checked_version(request)

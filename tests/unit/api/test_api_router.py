@@ -122,6 +122,28 @@ def test_other_exception_is_500_internal_error_and_logged(
     )
 
 
+def test_a_repeated_internal_error_logs_its_traceback_once(
+    router: Router, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def broken(request: ApiRequest) -> ApiResponse:
+        raise ZeroDivisionError("secret detail")
+
+    async def other(request: ApiRequest) -> ApiResponse:
+        raise KeyError("x")
+
+    router.add("GET", "/broken", broken)
+    router.add("GET", "/other", other)
+    with caplog.at_level(logging.ERROR, logger="edgekeeper.api"):
+        statuses = [dispatch(router, "GET", path).status for path in ("/broken",) * 3]
+        statuses.append(dispatch(router, "GET", "/other").status)
+    assert statuses == [500] * 4
+    with_traceback = [r.exc_info[0] for r in caplog.records if r.exc_info]
+    assert with_traceback == [ZeroDivisionError, KeyError]
+    repeats = [r.getMessage() for r in caplog.records if not r.exc_info]
+    assert len(repeats) == 2
+    assert all("ZeroDivisionError at" in line and "again" in line for line in repeats)
+
+
 def test_bad_json_body_is_400_naming_the_problem(router: Router) -> None:
     async def takes_json(request: ApiRequest) -> ApiResponse:
         return ApiResponse(body=request.json_object())
