@@ -17,10 +17,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import select
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from firmware.api.model import ApiRequest, ApiResponse, PeerCredentials
@@ -257,6 +259,7 @@ class ApiSocketServer:
         mode: int = 0o660,
         group: str | None = None,
         limits: ServerLimits | None = None,
+        staging: Path | None = None,
     ) -> None:
         self.uri = uri
         self.listener = listener
@@ -264,6 +267,7 @@ class ApiSocketServer:
         self._router = router
         self._mode = mode
         self._group = group
+        self._staging = staging
         self._limits = limits or ServerLimits()
         self._server: asyncio.Server | None = None
         self._socket_file: SocketFile | None = None
@@ -282,7 +286,7 @@ class ApiSocketServer:
         """Bind the socket (replacing a stale one) and accept connections."""
         if self._address.path is not None:
             sock, self._socket_file = bind_unix_socket(
-                self._address.path, mode=self._mode, group=self._group
+                self._address.path, mode=self._mode, group=self._group, staging=self._staging
             )
         else:
             assert self._address.fd_name is not None
@@ -333,9 +337,9 @@ class ApiSocketServer:
         task = asyncio.current_task()
         assert task is not None
         self._connections.add(task)
+        sock: socket.socket | None = writer.get_extra_info("socket")
+        peer = peer_credentials(sock) if sock is not None else None
         try:
-            sock: socket.socket | None = writer.get_extra_info("socket")
-            peer = peer_credentials(sock) if sock is not None else None
             connection = _Connection(
                 reader, writer, self._router, self.listener, self._limits, peer, sock
             )
@@ -345,6 +349,8 @@ class ApiSocketServer:
                 await connection.serve()
         finally:
             self._connections.discard(task)
+            if peer is not None and peer.pidfd is not None:
+                os.close(peer.pidfd)
             writer.close()
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(self._limits.write_timeout_s):
@@ -358,13 +364,21 @@ async def start_servers(
     mode: int,
     group: str | None = None,
     limits: ServerLimits | None = None,
+    staging: Path | None = None,
 ) -> list[ApiSocketServer]:
-    """Bind every `(uri, listener)` socket, or none: a failure closes the ones already bound."""
+    """Bind every `(uri, listener)` socket, or none: a failure closes the ones already bound.
+    `staging`: where they are made before being renamed into place (see `bind_unix_socket`)."""
     servers: list[ApiSocketServer] = []
     try:
         for uri, listener in sockets:
             server = ApiSocketServer(
-                uri, router, listener=listener, mode=mode, group=group, limits=limits
+                uri,
+                router,
+                listener=listener,
+                mode=mode,
+                group=group,
+                limits=limits,
+                staging=staging,
             )
             await server.start()
             servers.append(server)

@@ -1,19 +1,23 @@
 """Unix sockets for the local APIs: where a `unix://` or `fd://` URI points, binding with the
 configured mode and group, replacing a stale socket file only when nothing answers on it, and the
-peer credentials of a connection (SO_PEERCRED).
+peer credentials of a connection (SO_PEERCRED, with a pidfd that pins the process).
 
-A socket is bound under a temporary name, given its mode and group, then renamed into place, so it
-is never reachable with the wrong permissions and a stale file is replaced in one step.
+A socket is bound in a private directory (0700, made for it in a staging directory only the daemon
+can write), given its mode and group there, then renamed into place. So it is never reachable with
+the wrong permissions, a stale file is replaced in one step, and nothing is ever changed through a
+name in the socket's own directory, which a module may see: rename(2) replaces whatever is at the
+target name, a symlink included, and follows nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import grp
 import os
-import secrets
 import socket
 import stat
 import struct
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +26,8 @@ from firmware.errors import ConfigError, DaemonError
 
 # sun_path holds 108 bytes including the terminating NUL.
 _MAX_PATH = 107
+# The socket's name in its private staging directory.
+_BOUND = "s"
 _PEERCRED = struct.Struct("3i")
 
 
@@ -82,11 +88,14 @@ class SocketFile:
 
 
 def bind_unix_socket(
-    path: str, *, mode: int = 0o660, group: str | None = None
+    path: str, *, mode: int = 0o660, group: str | None = None, staging: Path | None = None
 ) -> tuple[socket.socket, SocketFile]:
     """A listening unix socket at `path` with `mode` and `group`, and its file (to remove at stop);
     a stale socket file nothing answers on is replaced.
 
+    `staging` is where the socket is made before it is renamed to `path`: a directory on the same
+    filesystem that only the daemon can write and no container sees (default: `path`'s own, right
+    for the daemon's run directory; a module's socket directory is staged in its parent).
     Refuses (DaemonError) when something answers on `path` or it is not a socket.
     """
     target = Path(path)
@@ -99,25 +108,43 @@ def bind_unix_socket(
             hint="check the permissions of paths.run_dir",
         ) from None
     _check_replaceable(target)
-    temporary = target.parent / f".{secrets.token_hex(4)}.sock"
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        sock.bind(os.fspath(temporary))
-        sock.listen(128)
-        os.chmod(temporary, mode)
-        if gid is not None:
-            os.chown(temporary, -1, gid)
-        os.rename(temporary, target)
+        private = tempfile.mkdtemp(prefix=".", dir=staging or target.parent)
+        try:
+            _bind_privately(sock, private, target, mode, gid)
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(private, _BOUND))
+            os.rmdir(private)
         placed = target.lstat()
     except OSError as error:
         sock.close()
-        temporary.unlink(missing_ok=True)
         raise DaemonError(
             f"cannot create the API socket {path}: {error.strerror}",
             hint="check the permissions of its directory and listen.socket_group",
         ) from None
     sock.setblocking(False)
     return sock, SocketFile(path, placed.st_dev, placed.st_ino, placed.st_ctime_ns)
+
+
+def _bind_privately(
+    sock: socket.socket, private: str, target: Path, mode: int, gid: int | None
+) -> None:
+    """Bind and listen in the directory `private`, set mode and group there, rename to `target`.
+
+    Every step goes through a descriptor of `private`, so no name outside it is ever followed.
+    """
+    directory = os.open(private, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        sock.bind(f"/proc/self/fd/{directory}/{_BOUND}")
+        sock.listen(128)
+        os.chmod(_BOUND, mode, dir_fd=directory)
+        if gid is not None:
+            os.chown(_BOUND, -1, gid, dir_fd=directory)
+        os.rename(_BOUND, target, src_dir_fd=directory)
+    finally:
+        os.close(directory)
 
 
 def inherited_socket(name: str) -> socket.socket:
@@ -143,13 +170,28 @@ def inherited_socket(name: str) -> socket.socket:
 
 
 def peer_credentials(sock: socket.socket) -> PeerCredentials | None:
-    """The pid, uid and gid of the process on the other end, as the kernel recorded them."""
+    """The pid, uid and gid of the process on the other end, as the kernel recorded them at
+    connect, and a pidfd for that pid, opened now (the caller closes it; None if the process is
+    gone already or the kernel has no pidfds).
+
+    The pidfd is opened right at accept: for it to pin another process, the client would have to
+    exit and its pid be handed out again in between.
+    """
     try:
         raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
     except OSError:
         return None
     pid, uid, gid = _PEERCRED.unpack(raw)
-    return PeerCredentials(pid=pid, uid=uid, gid=gid)
+    return PeerCredentials(pid=pid, uid=uid, gid=gid, pidfd=_pidfd(pid))
+
+
+def _pidfd(pid: int) -> int | None:
+    if pid <= 0:  # a peer in a pid namespace we cannot see
+        return None
+    try:
+        return os.pidfd_open(pid)
+    except OSError:
+        return None
 
 
 def _group_id(group: str | None) -> int | None:

@@ -4,7 +4,9 @@ the bind mount of its own socket directory. No I/O: `decorate` edits a Docker co
 The module's host directory `<run_dir>/mnt/<module>/` is mounted at `/var/run/iotedge`, so its
 `workload.sock` (and, for the agent, `mgmt.sock`) appear at IoT Edge's usual paths. Mounting the
 directory rather than the socket file means a socket recreated by a restarted daemon is seen by
-the running container at once: modules never need a restart to reach a new daemon.
+the running container at once: modules never need a restart to reach a new daemon. The mount is
+read-only: a module connects to its sockets (which a read-only mount allows) but can create,
+rename or remove nothing in the directory the daemon places them in.
 """
 
 from __future__ import annotations
@@ -56,12 +58,13 @@ def module_environment(
 
 
 def decorate(body: dict[str, Any], env: dict[str, str], mounts: ModuleMounts) -> None:
-    """Add `env` (replacing same-named entries) and the socket directory bind to a create body."""
+    """Add `env` (replacing same-named entries) and the read-only bind of the socket directory to
+    a create body (replacing any bind a module's own options make at the same place)."""
     kept = [entry for entry in body.get("Env") or [] if entry.partition("=")[0] not in env]
     body["Env"] = [*kept, *(f"{name}={value}" for name, value in sorted(env.items()))]
     host_config = body.setdefault("HostConfig", {})
     binds = [bind for bind in host_config.get("Binds") or [] if not _ours(bind)]
-    binds.append(f"{mounts.socket_dir}:{SOCKET_DIR_IN_CONTAINER}")
+    binds.append(f"{mounts.socket_dir}:{SOCKET_DIR_IN_CONTAINER}:ro")
     host_config["Binds"] = binds
 
 

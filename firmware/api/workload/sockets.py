@@ -2,10 +2,14 @@
 
 `workload.sock` is its own listener, "workload:<module>", so a request on it may act only as that
 module; the agent's directory also holds `mgmt.sock`, the management API. The directory is what
-is bind-mounted into the container (at /var/run/iotedge), so a socket a restarted daemon creates
-again is at once visible to the running container. The `mnt` directory is 0700 (only the daemon
-and the engine reach it on the host); a module's directory is 0755 and its sockets 0666 because
-only that module's container has them.
+is bind-mounted into the container (at /var/run/iotedge, read-only), so a socket a restarted daemon
+creates again is at once visible to the running container. The `mnt` directory is 0700 (only the
+daemon and the engine reach it on the host); a module's directory is 0755 and its sockets 0666
+because only that module's container has them.
+
+A module's directory is treated as the module's, whatever its mount: sockets are made in a private
+directory under `mnt` and renamed into it (`bind_unix_socket`), and the directory itself is
+changed only through a descriptor opened without following a symlink.
 """
 
 from __future__ import annotations
@@ -85,7 +89,11 @@ class ModuleSockets:
             if management:
                 sockets.append((f"unix://{directory / MANAGEMENT_SOCKET}", "mgmt"))
             self._servers[module] = await start_servers(
-                sockets, self._router, mode=SOCKET_MODE, limits=self._limits
+                sockets,
+                self._router,
+                mode=SOCKET_MODE,
+                limits=self._limits,
+                staging=self.directory,
             )
         return directory
 
@@ -118,7 +126,11 @@ class ModuleSockets:
             self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
             os.chmod(self.directory, 0o700)
             module_dir.mkdir(exist_ok=True)
-            os.chmod(module_dir, MODULE_DIR_MODE)
+            directory = os.open(module_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+            try:
+                os.fchmod(directory, MODULE_DIR_MODE)
+            finally:
+                os.close(directory)
         except OSError as error:
             raise DaemonError(
                 f"cannot create the module socket directory {module_dir}: {error.strerror}",

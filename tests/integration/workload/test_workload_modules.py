@@ -2,10 +2,11 @@
 
 The workload API runs in-process (file-backed key service, certificate service, module
 identities); the runtime's reconciler creates the module containers through `WorkloadHook`, which
-gives each module its identity, its own socket bind-mounted at /var/run/iotedge/workload.sock and
-the IOTEDGE_* environment. The modules' image is the static busybox plus a tiny static HTTP client
-(`tests/peers/uds_http.c`, built with gcc -static by the `client_image` fixture), imported with
-`docker import`.
+gives each module its identity, its own socket in a directory bind-mounted read-only at
+/var/run/iotedge and the IOTEDGE_* environment; on a shared socket, a caller may act only as the
+module whose container it runs in. The modules' image is the static busybox plus a tiny static
+HTTP client (`tests/peers/uds_http.c`, built with gcc -static by the `client_image` fixture),
+imported with `docker import`.
 """
 
 from __future__ import annotations
@@ -28,10 +29,12 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
+from firmware.api.client import ApiClient
 from firmware.api.server import ApiSocketServer
 from firmware.api.workload.environment import DeviceFacts
 from firmware.api.workload.hook import WorkloadHook, WorkloadPlacement
 from firmware.api.workload.sockets import ModuleSockets
+from firmware.errors import Forbidden
 from firmware.identity.modules import MASTER_KEY, derivation_label
 from firmware.keys.backend import SignAlgorithm
 from firmware.runtime.backoff import BackoffPolicy
@@ -229,16 +232,16 @@ def test_modules_use_their_own_workload_socket(
             a,
             "POST",
             f"{base}/certificate/server",
-            {"commonName": "gateway.local", "expiration": expiry},
+            {"commonName": a, "expiration": expiry},
         )
         assert status == 201, issued
         chain = x509.load_pem_x509_certificates(issued["certificate"].encode())
         for child_cert, parent in zip(chain, [*chain[1:], root], strict=True):
             child_cert.verify_directly_issued_by(parent)
         leaf = chain[0]
-        assert leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "gateway.local"
+        assert leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == a
         sans = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        assert set(sans.get_values_for_type(x509.DNSName)) == {"gateway.local", a}
+        assert set(sans.get_values_for_type(x509.DNSName)) == {a}
         assert "PRIVATE KEY" in issued["privateKey"]["bytes"]
 
         # module b cannot act as a, on its socket or on the shared one, and cannot see a's socket
@@ -257,6 +260,13 @@ def test_modules_use_their_own_workload_socket(
             a, "POST", f"/modules/{a}/genid/{genid}/sign", sign, socket=SHARED_IN_CONTAINER
         )
         assert status == 200 and base64.b64decode(answer["digest"]) == expected
+        # the host (this test) is in no container: the shared socket refuses it
+        host = ApiClient(f"unix://{shared_path}", api_version=API_VERSION)
+        with pytest.raises(Forbidden, match="is not in the container"):
+            await host.request("POST", f"/modules/{a}/genid/{genid}/sign", body=sign)
+        # the socket directory is mounted read-only: a module can plant nothing there
+        planted = await modules.exec(b, "ln", "-s", "/etc/passwd", "/var/run/iotedge/x.sock")
+        assert planted.returncode != 0 and "Read-only file system" in planted.stderr
         statuses = {entry.module for entry in sockets.status()}
         assert {a, b} <= statuses
 

@@ -19,6 +19,7 @@ from firmware.api.listeners import ApiServerService
 from firmware.api.model import ApiRequest, ApiResponse
 from firmware.api.server import ApiSocketServer
 from firmware.api.sockets import bind_unix_socket, parse_socket_uri
+from firmware.api.workload.access import process_running
 from firmware.config.schema import Listen
 from firmware.errors import ConfigError, DaemonError
 from tests.peers.waiting import wait_until_async
@@ -79,6 +80,40 @@ def test_peer_credentials_are_ours(tmp_path: Path) -> None:
         assert document["listener"] == "mgmt"
 
     asyncio.run(scenario())
+
+
+def test_each_connection_pins_its_peer_with_a_pidfd_closed_when_it_ends(tmp_path: Path) -> None:
+    pidfds: list[int] = []
+    alive: list[bool] = []
+
+    async def record(request: ApiRequest) -> ApiResponse:
+        peer = request.peer
+        assert peer is not None and peer.pid == os.getpid() and peer.pidfd is not None
+        pidfds.append(peer.pidfd)
+        alive.append(process_running(peer.pidfd))
+        return ApiResponse(204)
+
+    router = make_router()
+    router.add("GET", "/peer", record)
+
+    async def scenario() -> None:
+        async with serving(tmp_path, router) as server:
+            answer = await exchange(server.path, request_bytes("GET", f"/peer?{QUERY}"))
+            assert parse_responses(answer)[0][0] == 204
+            await wait_until_async(
+                lambda: server.connection_count == 0, timeout_s=5, what="the connection to end"
+            )
+            assert not is_pidfd(pidfds[0]), "the connection's pidfd outlived it"
+
+    asyncio.run(scenario())
+    assert alive == [True]
+
+
+def is_pidfd(fd: int) -> bool:
+    try:
+        return "pidfd" in os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return False
 
 
 def test_body_over_the_bound_is_413(tmp_path: Path) -> None:
@@ -332,6 +367,56 @@ def test_default_mode_is_0660_and_group_is_applied(tmp_path: Path) -> None:
         sock.close()
         socket_file.remove()
     assert not path.exists()
+
+
+def test_socket_is_made_in_the_staging_directory_and_renamed_into_place(tmp_path: Path) -> None:
+    staging = tmp_path / "staging"
+    staging.mkdir(mode=0o700)
+    target = tmp_path / "module" / "workload.sock"
+    watched = []
+
+    real_rename = os.rename
+
+    def watching_rename(src, dst, *args, **kwargs):
+        watched.append(sorted(p.name for p in target.parent.iterdir()))
+        return real_rename(src, dst, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(os, "rename", watching_rename)
+        sock, socket_file = bind_unix_socket(str(target), mode=0o666, staging=staging)
+    try:
+        # Just before the rename the socket's own directory was still empty: nothing with a
+        # temporary name (that a module could swap for a symlink) ever appeared in it.
+        assert watched == [[]]
+        info = target.lstat()
+        assert stat.S_ISSOCK(info.st_mode) and stat.S_IMODE(info.st_mode) == 0o666
+        assert list(staging.iterdir()) == []
+        assert sorted(p.name for p in target.parent.iterdir()) == ["workload.sock"]
+    finally:
+        sock.close()
+        socket_file.remove()
+
+
+def test_a_symlink_where_the_socket_goes_is_refused_and_its_target_untouched(
+    tmp_path: Path,
+) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("secret")
+    victim.chmod(0o600)
+    before = victim.stat()
+    target = tmp_path / "module" / "workload.sock"
+    target.parent.mkdir()
+    target.symlink_to(victim)
+    with pytest.raises(DaemonError, match="is not a socket"):
+        bind_unix_socket(str(target), mode=0o666, staging=tmp_path)
+    after = victim.stat()
+    assert (after.st_mode, after.st_uid, after.st_gid) == (
+        before.st_mode,
+        before.st_uid,
+        before.st_gid,
+    )
+    assert target.is_symlink()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["module", "victim"], "staging left clean"
 
 
 def test_replaced_socket_file_is_not_removed_at_stop(tmp_path: Path) -> None:

@@ -1,17 +1,10 @@
-"""The workload API's pure parts: container membership from /proc, token buckets, the module
-environment and binds."""
+"""The workload API's pure parts: token buckets, the module environment and binds. (The caller
+check is tests/unit/api/workload/test_workload_access.py.)"""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 
-from firmware.api.workload.access import (
-    cgroup_names_container,
-    process_in_container,
-)
 from firmware.api.workload.environment import (
     DeviceFacts,
     ModuleMounts,
@@ -20,40 +13,6 @@ from firmware.api.workload.environment import (
 )
 from firmware.api.workload.ratelimit import RateLimit, SocketRateLimits, TokenBucket
 from firmware.errors import TooManyRequests
-from firmware.runtime.status import RunningContainer
-
-CID = "3f" * 32
-CGROUP_V1 = f"""12:pids:/docker/{CID}
-11:memory:/docker/{CID}
-1:name=systemd:/docker/{CID}
-"""
-CGROUP_V2 = f"0::/system.slice/docker-{CID}.scope\n"
-
-
-def test_cgroup_lines_name_the_container() -> None:
-    assert cgroup_names_container(CGROUP_V1, CID)
-    assert cgroup_names_container(CGROUP_V2, CID)
-    assert not cgroup_names_container("12:pids:/user.slice\n0::/\n", CID)
-    assert not cgroup_names_container(CGROUP_V1, "ab" * 32)
-
-
-def _fake_proc(root: Path, pid: int, cgroup: str, namespace: str) -> None:
-    (root / str(pid) / "ns").mkdir(parents=True)
-    (root / str(pid) / "cgroup").write_text(cgroup)
-    os.symlink(namespace, root / str(pid) / "ns" / "pid")
-
-
-def test_process_in_container_by_cgroup_or_pid_namespace(tmp_path: Path) -> None:
-    _fake_proc(tmp_path, 10, CGROUP_V1, "pid:[1]")
-    _fake_proc(tmp_path, 20, "0::/\n", "pid:[7]")
-    _fake_proc(tmp_path, 30, "0::/\n", "pid:[7]")
-    _fake_proc(tmp_path, 40, "0::/\n", "pid:[8]")
-    proc = str(tmp_path)
-    assert process_in_container(10, RunningContainer(CID, 0), proc)
-    assert process_in_container(20, RunningContainer(CID, 30), proc)
-    assert not process_in_container(40, RunningContainer(CID, 30), proc)
-    assert not process_in_container(40, RunningContainer(CID, 0), proc)
-    assert not process_in_container(99, RunningContainer(CID, 30), proc)
 
 
 def test_token_bucket_refills_with_time() -> None:
@@ -106,6 +65,16 @@ def test_decorate_adds_env_and_binds_and_replaces_stale_ones() -> None:
     decorate(body, env, ModuleMounts("/run/ek/mnt/m"))
     assert "A=1" in body["Env"] and "IOTEDGE_MODULEID=m" in body["Env"]
     assert "IOTEDGE_MODULEID=forged" not in body["Env"]
-    assert body["HostConfig"]["Binds"] == ["/data:/data", "/run/ek/mnt/m:/var/run/iotedge"]
+    assert body["HostConfig"]["Binds"] == ["/data:/data", "/run/ek/mnt/m:/var/run/iotedge:ro"]
     decorate(body, env, ModuleMounts("/run/ek/mnt/m"))
-    assert body["HostConfig"]["Binds"] == ["/data:/data", "/run/ek/mnt/m:/var/run/iotedge"]
+    assert body["HostConfig"]["Binds"] == ["/data:/data", "/run/ek/mnt/m:/var/run/iotedge:ro"]
+
+
+def test_a_modules_own_bind_over_its_socket_directory_is_replaced_by_the_read_only_one() -> None:
+    body = {
+        "HostConfig": {
+            "Binds": ["/tmp/mine:/var/run/iotedge:rw", "/tmp/m.sock:/var/run/iotedge/mgmt.sock"]
+        }
+    }
+    decorate(body, module_environment("m", "9", DEVICE, agent=True), ModuleMounts("/run/ek/mnt/m"))
+    assert body["HostConfig"]["Binds"] == ["/run/ek/mnt/m:/var/run/iotedge:ro"]
