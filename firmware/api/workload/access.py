@@ -1,17 +1,20 @@
 """Who may act as which module on the workload API.
 
 On a module's own socket (listener "workload:<module>") a request may act only as that module.
-On the shared workload socket the caller's pid (SO_PEERCRED) must belong to the module's
-container: the container id appears in `/proc/<pid>/cgroup`, or the pid lives in the same pid
-namespace as the container's init process. Anything else is refused with 403 naming why.
+On the shared workload socket (off unless `[listen] shared_workload_socket`) the caller is the
+process that connected (SO_PEERCRED), pinned by the pidfd its connection holds. It may act as a
+module only if its `/proc/<pid>/cgroup` is exactly that of the container's init process, that
+cgroup is the container's own (its path names the container id), and the pidfd shows the process
+still running after /proc was read, so the pid was not handed to another process meanwhile. A host
+process, one in another container, or one sharing only a pid namespace is refused (403 naming why).
 """
 
 from __future__ import annotations
 
-import os
+import select
 from collections.abc import Awaitable, Callable
 
-from firmware.api.model import ApiRequest
+from firmware.api.model import ApiRequest, PeerCredentials
 from firmware.api.workload.errors import NotThisModule
 from firmware.executor import RunBlocking
 from firmware.runtime.status import RunningContainer
@@ -21,26 +24,45 @@ ContainerLookup = Callable[[str], Awaitable[RunningContainer | None]]
 
 
 def cgroup_names_container(cgroup_text: str, container_id: str) -> bool:
-    """True if a `/proc/PID/cgroup` text places the process in `container_id`'s cgroup."""
-    return any(container_id in line.split(":", 2)[-1] for line in cgroup_text.splitlines())
-
-
-def same_pid_namespace(pid: int, other_pid: int, proc: str = "/proc") -> bool:
-    try:
-        return os.readlink(f"{proc}/{pid}/ns/pid") == os.readlink(f"{proc}/{other_pid}/ns/pid")
-    except OSError:
+    """True if a `/proc/PID/cgroup` text places the process in a cgroup of `container_id`'s own:
+    one whose last path component is the id (`/docker/<id>`) or a scope named after it
+    (`/system.slice/docker-<id>.scope`)."""
+    if not container_id:
         return False
+    for line in cgroup_text.splitlines():
+        leaf = line.split(":", 2)[-1].rstrip("/").rpartition("/")[2]
+        if container_id in (leaf, leaf.removesuffix(".scope").rpartition("-")[2]):
+            return True
+    return False
 
 
-def process_in_container(pid: int, container: RunningContainer, proc: str = "/proc") -> bool:
-    """Blocking (reads /proc): True if `pid` belongs to `container`."""
+def process_running(pidfd: int) -> bool:
+    """True while the process a pidfd refers to has not exited (the pidfd turns readable when it
+    does; a closed descriptor counts as exited)."""
+    poller = select.poll()
+    poller.register(pidfd, select.POLLIN)
+    return not poller.poll(0)
+
+
+def process_in_container(
+    peer: PeerCredentials, container: RunningContainer, proc: str = "/proc"
+) -> bool:
+    """Blocking (reads /proc): True if the process `peer` pins belongs to `container`."""
+    if peer.pidfd is None or peer.pid <= 0 or container.pid <= 0:
+        return False
+    caller = _cgroup(proc, peer.pid)
+    init = _cgroup(proc, container.pid)
+    if caller is None or init is None or caller != init:
+        return False
+    return cgroup_names_container(init, container.container_id) and process_running(peer.pidfd)
+
+
+def _cgroup(proc: str, pid: int) -> str | None:
     try:
         with open(f"{proc}/{pid}/cgroup", encoding="ascii", errors="replace") as file:
-            if cgroup_names_container(file.read(), container.container_id):
-                return True
+            return file.read()
     except OSError:
-        return False
-    return container.pid > 0 and same_pid_namespace(pid, container.pid, proc)
+        return None
 
 
 class WorkloadAccess:
@@ -63,7 +85,7 @@ class WorkloadAccess:
         if request.listener_kind == "console":
             return
         peer = request.peer
-        if peer is None:
+        if peer is None or peer.pidfd is None:
             raise NotThisModule(
                 f"the caller's process is unknown, so it cannot act as module {module!r}",
                 hint="call the module's own workload socket (IOTEDGE_WORKLOADURI)",
@@ -74,7 +96,7 @@ class WorkloadAccess:
                 f"module {module!r} has no running container, so pid {peer.pid} cannot act as it",
                 hint="only a module's own container may use its identity",
             )
-        if not await self._run_blocking(process_in_container, peer.pid, container):
+        if not await self._run_blocking(process_in_container, peer, container):
             raise NotThisModule(
                 f"pid {peer.pid} is not in the container of module {module!r}",
                 hint="a module may only act as itself; call the module's own workload socket",

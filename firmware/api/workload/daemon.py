@@ -1,10 +1,11 @@
-"""Daemon service "workload": module identities, the shared workload socket and module sockets.
+"""Daemon service "workload": module identities, the module sockets and the shared socket.
 
 `run` waits for the key service, loads the module identities (creating the master identity key
-if absent), serves the shared workload socket (`[listen] workload_uri`, callers identified by
-their container) and opens the sockets of the modules the runtime already runs (adopted after a
-daemon restart: their containers mount the socket directory, so they reach the new sockets
-without a restart). The module hook (`WorkloadHook`) asks `placement()` for what it needs.
+if absent), opens the sockets of the modules the runtime already runs (adopted after a daemon
+restart: their containers mount the socket directory, so they reach the new sockets without a
+restart) and, only when `[listen] shared_workload_socket` is set, serves the shared workload
+socket `[listen] workload_uri` (callers identified by their container). The module hook
+(`WorkloadHook`) asks `placement()` for what it needs.
 """
 
 from __future__ import annotations
@@ -71,24 +72,34 @@ class WorkloadService:
         config = self._config
         listen = config.listen
         sockets = ModuleSockets(Path(config.paths.run_dir), self._router)
-        shared = ApiSocketServer(
-            listen.workload_uri,
-            self._router,
-            listener="workload",
-            mode=listen.socket_mode,
-            group=listen.socket_group,
-        )
-        await shared.start()
+        shared = None
+        if listen.shared_workload_socket:
+            shared = ApiSocketServer(
+                listen.workload_uri,
+                self._router,
+                listener="workload",
+                mode=listen.socket_mode,
+                group=listen.socket_group,
+            )
+            await shared.start()
         self.identities, self.sockets = identities, sockets
         self._placement = WorkloadPlacement(identities, sockets, device_facts(config), self._limits)
         try:
             self._ready.set()
             await self._join_runtime(identities, sockets)
-            log.info("workload API ready on %s", listen.workload_uri)
-            await shared.serve_forever()
+            log.info(
+                "workload API ready: module sockets in %s, shared socket %s",
+                sockets.directory,
+                listen.workload_uri if shared is not None else "off",
+            )
+            if shared is None:
+                await asyncio.Event().wait()  # until the service is stopped
+            else:
+                await shared.serve_forever()
         finally:
             self._ready.clear()
-            await shared.close()
+            if shared is not None:
+                await shared.close()
             await sockets.close_all()
 
     async def placement(self) -> WorkloadPlacement:
@@ -126,7 +137,7 @@ class WorkloadService:
         """Open the sockets of the modules the runtime already runs."""
         reconciler = self._reconciler()
         if reconciler is None:
-            log.info("no runtime service: only the shared workload socket is served")
+            log.info("no runtime service: no module sockets to open")
             return
         await reconciler.loaded()
         for name in reconciler.modules():

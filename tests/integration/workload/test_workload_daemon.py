@@ -1,6 +1,7 @@
 """`edgekeeper run` with a real dockerd: the agent and a deployed module get their identities,
 their own workload sockets and the IOTEDGE_* environment; the agent reaches the management API
-through its mounted socket; the CLI shows identities and sockets; a removed module's socket goes.
+through its mounted socket; the CLI shows identities and sockets; a removed module's socket goes;
+no shared workload socket is served unless configured.
 
 Runs the built binary when EDGEKEEPER_BINARY names it, else the source.
 """
@@ -21,8 +22,6 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from firmware.api.client import ApiClient
-from firmware.errors import Forbidden
 from firmware.executor import BoundedExecutor
 from firmware.identity.modules import MASTER_KEY, derivation_label
 from firmware.keys.backend import SignAlgorithm
@@ -64,7 +63,7 @@ class Daemon:
                 env=program_env(),
             )
         wait_for_path(
-            self.run_dir / "workload.sock",
+            self.run_dir / "mgmt.sock",
             timeout_s=30,
             process=self.process,
             log=self.root / "daemon.log",
@@ -249,15 +248,9 @@ def test_daemon_gives_modules_identities_and_sockets(sim_dockerd, daemon: Daemon
     assert status == 200
     x509.load_pem_x509_certificates(bundle["certificate"].encode())
 
-    # the host is no module: on the shared socket it cannot act as one
-    async def from_host() -> None:
-        workload = ApiClient(f"unix://{daemon.run_dir}/workload.sock", api_version=API)
-        with pytest.raises(Forbidden, match="is not in the container"):
-            await workload.request(
-                "POST", f"/modules/{agent}/genid/{genid}/sign", body=sign_body(data)
-            )
-
-    asyncio.run(from_host())
+    # the shared workload socket is off unless configured ([listen] shared_workload_socket)
+    wait_until(lambda: "shared socket off" in daemon.log, timeout_s=30, what="workload ready")
+    assert not (daemon.run_dir / "workload.sock").exists()
 
     listing = cli(daemon, "identity", "list")
     assert listing.returncode == 0, listing.stderr

@@ -16,11 +16,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from firmware.api.model import PeerCredentials
 from firmware.api.workload.ratelimit import RateLimit
 from firmware.identity.modules import MASTER_KEY, derivation_label
 from firmware.keys.backend import SignAlgorithm
-from firmware.runtime.status import RunningContainer
 from tests.unit.api.workload.workload_rig import b64, workload_rig
 
 
@@ -259,41 +257,6 @@ def test_rate_limit_is_per_socket(tmp_path: Path) -> None:
             assert statuses == [200, 200, 200, 429, 429]
             other = await rig.call("GET", "/trust-bundle", listener=_scoped("quiet"))
             assert other.status == 200
-
-    run(scenario())
-
-
-def test_shared_socket_accepts_only_the_modules_own_container(tmp_path: Path) -> None:
-    me = PeerCredentials(pid=os.getpid(), uid=os.getuid(), gid=os.getgid())
-    with open(f"/proc/{os.getpid()}/cgroup") as file:
-        own_cgroup = file.read().splitlines()[0].split(":", 2)[-1].strip("/") or "x"
-    containers = {
-        # "own" has its init process in our pid namespace (our parent).
-        "own": RunningContainer("f" * 64, os.getppid()),
-        "other": RunningContainer("0" * 64, 0),
-        "bycgroup": RunningContainer(own_cgroup.rsplit("/", 1)[-1], 0),
-    }
-
-    async def lookup(module: str) -> RunningContainer | None:
-        return containers.get(module)
-
-    async def scenario() -> None:
-        async with workload_rig(tmp_path, containers=lookup) as rig:
-            for name in ("own", "other", "bycgroup", "gone"):
-                await rig.identities.create(name)
-
-            async def sign(name: str, peer: PeerCredentials | None):
-                genid = rig.identities.get(name).generation_id
-                return await rig.sign(name, genid, b"x", listener="workload", peer=peer)
-
-            assert (await sign("own", me)).status == 200
-            refused = await sign("other", me)
-            assert refused.status == 403
-            assert f"pid {me.pid} is not in the container" in refused.json()["message"]
-            assert (await sign("gone", me)).status == 403
-            assert (await sign("own", None)).status == 403
-            if own_cgroup != "x":
-                assert (await sign("bycgroup", me)).status == 200
 
     run(scenario())
 
