@@ -203,13 +203,18 @@ class CertificateService:
         await self._renew_tree(name)
         return next(info for info in await self.list() if info.name == name)
 
+    def module_server_names(self, module_id: str, common_name: str) -> tuple[str, ...]:
+        """The SANs of the server certificate `module_id` asks for with `common_name`, or
+        `ServerNameRefused`/`InvalidCertificateRequest` when the server-name policy does not let
+        it claim that name. Cheap: callers check it before they spend anything on issuing."""
+        return self.policy.server_names.subject_names(module_id, common_name)
+
     async def issue_module_server_certificate(
         self, module_id: str, common_name: str, expiration: datetime | str | None = None
     ) -> IssuedCertificate:
         """The TLS server certificate module `module_id` asks for: `common_name` must be a name
-        the server-name policy lets it claim (`ServerNameRefused`, `InvalidCertificateRequest`);
-        its SANs are that name and the module's own name."""
-        sans = self.policy.server_names.subject_names(module_id, common_name)
+        it may claim (see `module_server_names`); its SANs are that name and the module's own."""
+        sans = self.module_server_names(module_id, common_name)
         return await self.issue_server_certificate(common_name, sans, expiration)
 
     async def issue_server_certificate(

@@ -13,8 +13,8 @@ sign uses the module's primary or secondary key, encrypt/decrypt its encryption 
 generation (404 for any other generation; see `firmware.identity.modules`). Server certificates
 name only what the module may claim (`firmware.certs.server_names`). Certificates and key
 operations spend the module's and the global budget (`ModuleBudgets`, 429 with Retry-After once
-spent). Keys stay in the key service; certificate private keys are made per request and
-returned, never stored.
+spent) once the request is found well-formed and allowed, just before the costly work. Keys stay
+in the key service; certificate private keys are made per request and returned, never stored.
 """
 
 from __future__ import annotations
@@ -109,8 +109,10 @@ class WorkloadApi:
         await self._admit(request, name)
         parsed = requests.parse_server_certificate(request.json_object())
         self._identities().at_generation(name, genid)
+        certs = self._certs()
+        certs.module_server_names(name, parsed.common_name)
         self._budgets.certificates.spend(name)
-        issued = await self._certs().issue_module_server_certificate(
+        issued = await certs.issue_module_server_certificate(
             name, parsed.common_name, parsed.expiration
         )
         return ApiResponse(201, _certificate_document(issued))

@@ -175,3 +175,20 @@ def test_routes_answer_429_with_retry_after_once_a_budget_is_spent(tmp_path: Pat
             assert (await rig.sign("b", ids["b"], b"x", listener="workload:b")).status == 200
 
     asyncio.run(scenario())
+
+
+def test_refused_certificate_requests_spend_no_budget(tmp_path: Path) -> None:
+    expiration = (datetime.now(UTC) + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    async def scenario() -> list[int]:
+        budgets = WorkloadBudgets(certificates_per_module=1)
+        async with workload_rig(tmp_path, budgets=budgets) as rig:
+            genid = (await rig.identities.create("m")).generation_id
+            path = f"/modules/m/genid/{genid}/certificate/server"
+            statuses = []
+            for name in ("*.m", "edgeHub", "testbox", "m", "m"):
+                body = {"commonName": name, "expiration": expiration}
+                statuses.append((await rig.call("POST", path, body, listener="workload:m")).status)
+            return statuses
+
+    assert asyncio.run(scenario()) == [400, 403, 403, 201, 429]
