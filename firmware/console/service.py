@@ -1,10 +1,15 @@
 """The console as a daemon service: opens `[console] device`, serves a session, shows the logs.
 
-`prepare` opens the port (so a missing UART stops the start with one clear line); `run` prints
-the banner and prompt and serves the session until the daemon stops it, with the daemon's log
-lines fed to the console through the log sink. Commands run through the `CommandRunner` it is
-given: the CLI's command table executed in-process (`command_table_runner`), so the console
-shows what the CLI shows.
+`prepare` reads the login settings and opens the port (so a bad `[console] password_hash` or a
+missing UART stops the start with one clear line); `run` prints the banner and prompt and serves
+the session until the daemon stops it, with the daemon's log lines fed to the console through the
+log sink. Commands run through the `CommandRunner` it is given: the CLI's command table executed
+in-process (`command_table_runner`), so the console shows what the CLI shows.
+
+With a password hash set, every session asks for a login (firmware/console/login.py). The
+service keeps one `LoginLedger` for its life, so failures and a lockout outlast a session that
+ends with its port (a USB adapter pulled, a `socket://` peer hanging up); the password is
+checked in the executor, off the loop.
 """
 
 from __future__ import annotations
@@ -15,10 +20,21 @@ from typing import Protocol
 
 from firmware import __version__
 from firmware.api.router import Router
-from firmware.cli.commands import InProcessInvoker, execute
+from firmware.cli.commands import (
+    CONSOLE,
+    HelpRequested,
+    InProcessInvoker,
+    build_parser,
+    failure,
+)
+from firmware.cli.commands import run as run_parsed
+from firmware.cli.password_hash import PasswordHash
+from firmware.cli.result import CommandResult
 from firmware.config.schema import Config
+from firmware.console.login import LoginDialog, LoginLedger, LoginRules
 from firmware.console.port import ConsolePort, open_console_port
-from firmware.console.session import CommandOutput, CommandRunner, ConsoleSession
+from firmware.console.session import CommandOutput, CommandRunner, ConsoleLogin, ConsoleSession
+from firmware.errors import Forbidden, UsageError
 from firmware.executor import BoundedExecutor
 from firmware.logs import get_logger
 
@@ -50,12 +66,18 @@ class ConsoleService:
         self._run_command = run_command
         self._port: ConsolePort | None = None
         self._session: ConsoleSession | None = None
+        self._password: PasswordHash | None = None
+        self._ledger: LoginLedger | None = None
 
     async def prepare(self) -> None:
-        """Open the console device; `DeviceError` names it and the fix when it cannot be."""
+        """Read the login settings and open the console device; `ConfigError` names a bad
+        setting, `DeviceError` the device and the fix when it cannot be opened."""
         if self._port is not None:
             return
         console = self._config.console
+        if console.password_hash is not None and self._ledger is None:
+            self._password = PasswordHash.parse(console.password_hash)
+            self._ledger = LoginLedger(LoginRules.from_config(console))
         self._port = await open_console_port(
             console.device, console.baud, Path(self._config.paths.run_dir), self._executor.run
         )
@@ -68,11 +90,13 @@ class ConsoleService:
             log.info("console disabled ([console] device is none)")
             return
         config = self._config
+        login = self._login()
         session = ConsoleSession(
             port,
             self._run_command,
             prompt=config.console.prompt,
-            banner=f"edgekeeper {__version__} console on {config.hostname}; type help",
+            banner=f"edgekeeper {__version__} console on {config.hostname}; {_invitation(login)}",
+            login=login,
         )
         self._session = session
         remove_sink = self._logs.add_sink(session.post_log)
@@ -84,21 +108,53 @@ class ConsoleService:
             port.close()
 
     def describe(self) -> dict[str, object]:
-        """Status detail: the port and how much output was dropped for want of a reader."""
+        """Status detail: the port, how much output was dropped for want of a reader, and
+        whether someone is logged in."""
         session = self._session
         if session is None:
             return {"port": None}
-        return {
+        detail: dict[str, object] = {
             "port": session.port_description,
             "dropped_log_lines": session.dropped_logs,
         }
+        if session.login is not None:
+            detail["logged_in"] = session.login.dialog.logged_in
+        return detail
+
+    def _login(self) -> ConsoleLogin | None:
+        password, ledger = self._password, self._ledger
+        if password is None or ledger is None:
+            return None
+        run_blocking = self._executor.run
+
+        async def check_password(typed: str) -> bool:
+            return await run_blocking(password.verifies, typed)
+
+        return ConsoleLogin(LoginDialog(ledger), check_password)
+
+
+def _invitation(login: ConsoleLogin | None) -> str:
+    if login is None:
+        return "type help"
+    if login.dialog.at_shell:
+        return "type help; login to change things"
+    return "log in to use it"
 
 
 def command_table_runner(router: Router) -> CommandRunner:
-    """The CLI's command set, executed in-process against the daemon's router."""
+    """The CLI's command set, executed in-process against the daemon's router; `read_only`
+    refuses the commands not marked `read_only` in the table."""
     invoker = InProcessInvoker(router)
 
-    async def run_command(argv: list[str]) -> CommandOutput:
-        return await execute(argv, invoker)
+    async def run_command(argv: list[str], *, read_only: bool) -> CommandOutput:
+        try:
+            args = build_parser(CONSOLE).parse_args(argv)
+        except HelpRequested as shown:
+            return CommandResult(shown.text)
+        except UsageError as error:
+            return failure(error)
+        if read_only and not args.command.read_only:
+            raise Forbidden(f"{args.command.name} changes the gateway: log in first", hint="login")
+        return await run_parsed(args.command, args, invoker)
 
     return run_command

@@ -13,6 +13,7 @@ from types import SimpleNamespace
 import pytest
 
 from firmware import __version__
+from firmware.config.schema import Console
 from firmware.console.service import ConsoleService, command_table_runner
 from firmware.daemon.logs import LogControl
 from firmware.errors import DeviceError
@@ -27,10 +28,10 @@ class Result:
     exit_code: int = 0
 
 
-def context(tmp_path, device="pty"):
+def context(tmp_path, device="pty", **console):
     config = SimpleNamespace(
         hostname="gateway-7",
-        console=SimpleNamespace(device=device, baud=115200, prompt="edgekeeper> "),
+        console=Console(device=device, baud=115200, prompt="edgekeeper> ", **console),
         paths=SimpleNamespace(run_dir=str(tmp_path), data_dir=str(tmp_path)),
     )
     logs = LogControl(level="info", stream=io.StringIO())
@@ -41,7 +42,7 @@ def console_service(ctx, run_command):
     return ConsoleService(ctx.config, ctx.executor, ctx.logs, run_command)
 
 
-async def echo_command(argv):
+async def echo_command(argv, *, read_only=False):
     return Result(f"you said {argv}")
 
 
@@ -133,5 +134,99 @@ def test_device_none_returns_at_once(tmp_path):
             ctx.logs.close()
             ctx.executor.shutdown()
         assert not (tmp_path / "console.pty").exists()
+
+    asyncio.run(body())
+
+
+PASSWORD = "gate-keeper-7"
+
+
+def test_with_a_password_hash_the_console_asks_for_a_login_checked_with_scrypt(tmp_path):
+    from firmware.cli.password_hash import PasswordHash
+
+    async def body():
+        hashed = PasswordHash.make(PASSWORD).text()
+        ctx = context(tmp_path, password_hash=hashed, login_attempts=1, lockout="1m")
+        service = console_service(ctx, echo_command)
+        await service.prepare()
+        task = asyncio.create_task(service.run())
+        terminal = Terminal(tmp_path)
+        try:
+            await terminal.expect("console on gateway-7; log in to use it\r\nlogin: ")
+            terminal.type(f"tech\r{PASSWORD}\r")
+            await terminal.expect("logged in (logout ends it)\r\nedgekeeper> ")
+            await terminal.expect("INFO console: login name=tech\r\nedgekeeper> ")
+            assert service.describe()["logged_in"] is True
+            terminal.type("version\r")
+            assert b"you said ['version']" in await terminal.expect("edgekeeper> ")
+            terminal.type("logout\r")
+            await terminal.expect("logged out\r\nlogin: ")
+            terminal.type("tech\rnot-the-password\r")
+            await terminal.expect("console locked for 1m 00s")
+            assert service.describe()["logged_in"] is False
+            # The port dies and the supervisor runs the same service again: still locked.
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            terminal.close()
+            await service.prepare()
+            task = asyncio.create_task(service.run())
+            terminal = Terminal(tmp_path)
+            await terminal.expect("login: ")
+            terminal.type("tech\r")
+            await terminal.expect("console locked: try again in ")
+            assert PASSWORD.encode() not in terminal.seen
+            assert hashed.encode() not in terminal.seen
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            terminal.close()
+            ctx.logs.close()
+            ctx.executor.shutdown()
+
+    asyncio.run(body())
+
+
+def test_a_bad_password_hash_stops_the_start_naming_the_setting(tmp_path):
+    from firmware.errors import ConfigError
+
+    async def body():
+        secret_looking = (
+            "scrypt$n=1048576,r=8,p=1$c2FsdHNhbHRzYWx0c2FsdA==$ZGlnZXN0ZGlnZXN0ZGlnZXN0"
+        )
+        ctx = context(tmp_path, password_hash=secret_looking)
+        try:
+            with pytest.raises(ConfigError) as raised:
+                await console_service(ctx, echo_command).prepare()
+        finally:
+            ctx.logs.close()
+            ctx.executor.shutdown()
+        rendered = raised.value.render()
+        assert rendered.startswith("[console] password_hash is not a usable hash: n must be")
+        assert "c2FsdHNhbHRzYWx0c2FsdA" not in rendered
+        assert not (tmp_path / "console.pty").exists()  # refused before the port opened
+
+    asyncio.run(body())
+
+
+def test_read_only_runs_only_commands_that_change_nothing():
+    from firmware.api.router import Router
+    from firmware.errors import Forbidden
+
+    async def body():
+        run_command = command_table_runner(Router())
+        version = await run_command(["version"], read_only=True)
+        assert version.text.startswith(f"edgekeeper {__version__}")
+        listing = await run_command(["help"], read_only=True)
+        assert "log-level" in listing.text
+        usage = await run_command(["log-level", "loud"], read_only=True)
+        assert usage.exit_code == 2 and "invalid choice" in usage.text
+        for argv in (["log-level", "debug"], ["restart", "agent"], ["certs", "renew", "edge-ca"]):
+            with pytest.raises(Forbidden) as refused:
+                await run_command(argv, read_only=True)
+            assert refused.value.render().endswith("changes the gateway: log in first (login)")
+        answered = await run_command(["log-level", "debug"], read_only=False)
+        assert "log in first" not in answered.text  # no route in this bare router: another error
 
     asyncio.run(body())

@@ -38,7 +38,7 @@ class Commands:
         self.cancelled = False
         self.big_output = ""
 
-    async def __call__(self, argv: list[str]) -> Result:
+    async def __call__(self, argv: list[str], *, read_only: bool = False) -> Result:
         self.calls.append(argv)
         if argv[0] == "slow":
             try:
