@@ -7,7 +7,9 @@ operation takes a handle, which is verified first (see `firmware.keys.handles`).
 Derived keys: `derive(parent, label)` returns a handle for the child HMAC key
 HMAC-SHA256(parent, label), computed by the parent's backend; a derived handle may derive further
 (each step HMAC-SHA256(previous, label) in memory). The child's 32 bytes sign HMAC-SHA256 and
-encrypt/decrypt AES-256-GCM. They are kept in a small bounded in-memory cache, so a module's
+encrypt/decrypt AES-256-GCM; callers derive one child per purpose, each with its own label (as
+`firmware.identity.modules` does for a module's signing and encryption keys), and give `encrypt`
+a fresh nonce every time. They are kept in a small bounded in-memory cache, so a module's
 requests do not each cross the executor to the parent's device; they are never stored or logged,
 and are dropped when the parent key is deleted or replaced. The same parent and labels give the
 same child across restarts.
