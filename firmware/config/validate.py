@@ -137,10 +137,10 @@ def describe_value(value: object, *, secret: bool = False) -> str:
     kind = next((k for t, k in kinds.items() if isinstance(value, t)), type(value).__name__)
     if secret:
         return f"{'an' if kind[0] in 'aeiou' else 'a'} {kind} ({schema.NOT_SHOWN})"
-    return f"{kind} {sight(value)}"
+    return f"{kind} {_sight(value)}"
 
 
-def sight(value: object) -> str:
+def _sight(value: object) -> str:
     """A short, redacted sight of a scalar for a problem's message: `"text"`, `5`, `true`."""
     if isinstance(value, bool):
         return str(value).lower()
@@ -150,7 +150,7 @@ def sight(value: object) -> str:
     return str(value)
 
 
-def holds_secret(f: dataclasses.Field[object], tp: object) -> bool:
+def _is_secret(f: dataclasses.Field[object], tp: object) -> bool:
     """True if a field is secret, or is a table with a secret setting of its own."""
     if f.metadata.get(schema.SECRET):
         return True
@@ -187,7 +187,7 @@ def _build_table(
                 counted(dotted, "required key is missing", f"add {key} = ... to [{path}]")
                 complete = False
             continue
-        secret = holds_secret(f, tp)
+        secret = _is_secret(f, tp)
         value = _convert(tp, table[key], dotted, counted, secret)
         if value is not _INVALID:
             value = _check_bounds(f, value, dotted, counted, secret)
@@ -336,12 +336,12 @@ def _check_bounds(
         and not isinstance(value, bool)
         and ((low is not None and value < low) or (high is not None and value > high))
     ):
-        shown = f"the value ({schema.NOT_SHOWN})" if secret else sight(value)
+        shown = f"the value ({schema.NOT_SHOWN})" if secret else _sight(value)
         report(dotted, f"{shown} is out of range", f"use a value {_span(low, high)}")
         return _INVALID
     pattern: str | None = f.metadata.get(schema.PATTERN)
     if pattern is not None and isinstance(value, str) and not re.fullmatch(pattern, value):
-        shown = f"the value ({schema.NOT_SHOWN})" if secret else sight(value)
+        shown = f"the value ({schema.NOT_SHOWN})" if secret else _sight(value)
         report(dotted, f"{shown} has the wrong form", f"e.g. {f.default!s}")
         return _INVALID
     return value
