@@ -6,6 +6,8 @@ Each package defines its own subclasses of these in its own `errors.py`.
 
 from __future__ import annotations
 
+from firmware.redaction import redact
+
 
 class EdgekeeperError(Exception):
     """Root of every error edgekeeper reports to a person or a caller.
@@ -22,10 +24,11 @@ class EdgekeeperError(Exception):
         self.hint = hint
 
     def render(self) -> str:
-        """One line for a person: the message, then the fix when one is known."""
+        """One line for a person: the message, then the fix when one is known; a secret written
+        inside either (a PIN in a PKCS#11 URI, a connection string's key) is hidden."""
         if self.hint:
-            return f"{self.message} ({self.hint})"
-        return self.message
+            return redact(f"{self.message} ({self.hint})")
+        return redact(self.message)
 
 
 class UsageError(EdgekeeperError):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from firmware.config.schema import REDACTED
 from firmware.errors import ConfigError
-from firmware.logs import redact
+from firmware.redaction import redact
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, TypeGuard
 from firmware.config import loader, schema
 from firmware.config.schema import REDACTED
 from firmware.config.validate import fields_of, toml_key
-from firmware.logs import redact
+from firmware.redaction import redact
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance

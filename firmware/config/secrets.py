@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from firmware.config import schema
 from firmware.config.validate import fields_of, section_type, toml_key
-from firmware.logs import holds_secret
+from firmware.redaction import holds_secret
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, Union, runtime_checkable
 
 from firmware.config import schema
-from firmware.logs import redact
+from firmware.redaction import redact
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance

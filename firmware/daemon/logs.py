@@ -29,7 +29,8 @@ from collections.abc import Callable
 from typing import TextIO
 
 from firmware.errors import BadRequest
-from firmware.logs import REDACTED, ROOT, SECRET_FIELD, redact
+from firmware.logs import ROOT, SECRET_FIELD
+from firmware.redaction import REDACTED, redact
 
 LEVELS = {
     "debug": logging.DEBUG,

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from firmware.errors import EdgekeeperError
 from firmware.logs import fields, get_logger
+from firmware.redaction import redact
 
 if TYPE_CHECKING:
     from firmware.daemon.service import Service
@@ -69,7 +70,7 @@ def describe_error(exc: BaseException) -> str:
     """A one-line description of why a service failed."""
     if isinstance(exc, EdgekeeperError):
         return exc.render()
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return redact(f"{type(exc).__name__}: {exc}") if str(exc) else type(exc).__name__
 
 
 class Supervisor:

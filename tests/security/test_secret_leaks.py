@@ -233,12 +233,6 @@ def test_a_running_gateway_never_logs_or_shows_its_secrets(gateway, tmp_path: Pa
 
 
 @pytest.mark.docker
-@pytest.mark.xfail(
-    strict=True,
-    reason="firmware/daemon/supervisor.py describe_error() puts the error text into status "
-    "last_error without firmware.logs.redact, and firmware/certs/service.py _key_service_name "
-    "puts the whole [edge_ca] pk URI in its message",
-)
 def test_a_running_gateway_never_shows_its_secrets_in_status(gateway, tmp_path: Path) -> None:
     running = start_with_secrets(gateway, tmp_path)
     assert_no_secret(outputs(running.cli("status")), running.raw("GET", "/system/status").decode())

@@ -256,6 +256,7 @@ def test_config_validate_reports_every_problem(tmp_path: Path) -> None:
 
 def test_config_show_redacts_secrets_and_bad_config_is_one_error(tmp_path: Path) -> None:
     config = write(tmp_path / "c.toml", '[keys.pkcs11]\npin = "s3cret-pin"\n')
+    config.chmod(0o600)
     shown = edgekeeper("config", "show", "--config", str(config))
     assert shown.returncode == 0, shown.stderr
     assert "[keys.pkcs11]" in shown.stdout

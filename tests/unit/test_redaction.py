@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from firmware.logs import holds_secret, redact
+from firmware.redaction import holds_secret, redact
 
 SECRET = "Zq9SECRETvalue+/=="
 
