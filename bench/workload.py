@@ -65,11 +65,12 @@ class Figures:
 async def serve(root: Path) -> None:
     from firmware.api.router import Router
     from firmware.api.workload.access import WorkloadAccess
-    from firmware.api.workload.ratelimit import RateLimit, SocketRateLimits
+    from firmware.api.workload.ratelimit import ModuleBudgets, RateLimit, SocketRateLimits
     from firmware.api.workload.routes import WorkloadApi
     from firmware.api.workload.sockets import ModuleSockets
     from firmware.certs.policy import CertificatePolicy
     from firmware.certs.service import CertificateService
+    from firmware.config.schema import WorkloadBudgets
     from firmware.executor import BoundedExecutor
     from firmware.identity.modules import ModuleIdentities
     from firmware.keys.file import FileBackend
@@ -89,8 +90,14 @@ async def serve(root: Path) -> None:
     identity = await identities.create(MODULE)
     router = Router()
     limits = SocketRateLimits(RateLimit(rate=1e9, burst=10**9))
+    # The bench measures the handlers, not the budgets: both are set far above what it sends.
+    unbudgeted = WorkloadBudgets(key_operations_per_module=10**6, key_operations=10**6)
     api = WorkloadApi(
-        lambda: identities, lambda: keys, lambda: certs, WorkloadAccess(None, executor.run), limits
+        lambda: identities,
+        lambda: certs,
+        WorkloadAccess(None, executor.run),
+        limits,
+        ModuleBudgets(lambda: unbudgeted),
     )
     api.register(router)
     sockets = ModuleSockets(root / "run", router)
