@@ -12,11 +12,17 @@ EDGEKEEPER_FROM_SOURCE=1) with a private config whose console is a pty, waits fo
 `<run_dir>/console.pty` and hands that path to pytest-embedded's serial service.
 With `--port /dev/ttyUSB0` (or `rfc2217://...`, `socket://...`) the same tests drive that board.
 `--embedded-services` defaults to `serial`.
+
+The login tests (test_console_login.py) need a console with a password: on the sim board a
+second daemon (`sim_login_console`) whose `[console] password_hash` is made by the CLI's
+`console-password` from `SIM_PASSWORD`; on a board farm the board's password given with
+`--console-password` (the tests are skipped without it).
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +30,7 @@ from pathlib import Path
 import pytest
 from _pytest.fixtures import FixtureFunctionDefinition
 
-from tests.peers.program import daemon_argv, program_env
+from tests.peers.program import cli_argv, daemon_argv, program_env
 from tests.peers.sim import BackgroundProcess
 from tests.peers.waiting import WaitTimeout, log_tail, wait_until
 
@@ -43,6 +49,7 @@ if not _EMBEDDED_ACTIVE:
     )
 
 READY_TIMEOUT_S = 30.0
+SIM_PASSWORD = "hil-console-pass"
 SIM_CONFIG = """\
 hostname = "hil-sim"
 
@@ -60,6 +67,18 @@ prompt = "edgekeeper> "
 """
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """pytest-embedded's options (when it is not a plugin of the run), and the board's console
+    password for the login tests."""
+    if not _EMBEDDED_ACTIVE:
+        _embedded.pytest_addoption(parser)
+    parser.getgroup("edgekeeper").addoption(
+        "--console-password",
+        default=None,
+        help="the console password of the board given with --port (for the login tests)",
+    )
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Every test under tests/hil carries the `hil` marker (select or deselect with -m)."""
     here = Path(__file__).parent
@@ -71,8 +90,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 class SimBoard:
     """The sim board's daemon in the background, its console on a pty."""
 
-    def __init__(self, root: Path, binary: Path | None) -> None:
+    def __init__(self, root: Path, binary: Path | None, console_toml: str = "") -> None:
         self.root = root
+        self.console_toml = console_toml
         self.run_dir = root / "run"
         self.data_dir = root / "data"
         self.config = root / "config.toml"
@@ -82,8 +102,10 @@ class SimBoard:
     def start(self) -> str:
         """Start the daemon; the console's pty path once it is there."""
         self.config.write_text(
-            SIM_CONFIG.format(data_dir=self.data_dir, run_dir=self.run_dir), encoding="utf-8"
+            SIM_CONFIG.format(data_dir=self.data_dir, run_dir=self.run_dir) + self.console_toml,
+            encoding="utf-8",
         )
+        self.config.chmod(0o600)  # it may hold a secret
         argv = [*daemon_argv(self.binary), "run", "--config", str(self.config), "--board", "sim"]
         self.process.spawn(argv, env=program_env())
         pty_file = self.run_dir / "console.pty"
@@ -124,6 +146,43 @@ def sim_console(
         yield path
     finally:
         board.stop()
+
+
+@pytest.fixture(scope="session")
+def sim_login_console(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """Path of the console pty of a second sim daemon whose console asks for SIM_PASSWORD."""
+    from_source = os.environ.get("EDGEKEEPER_FROM_SOURCE") == "1"
+    binary = None if from_source else request.getfixturevalue("edgekeeper_binary")
+    made = subprocess.run(
+        [*([str(binary)] if binary else cli_argv()), "console-password"],
+        input=SIM_PASSWORD + "\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=program_env(),
+        check=False,
+    )
+    if made.returncode != 0:
+        pytest.fail(f"console-password failed: {made.stderr}", pytrace=False)
+    board = SimBoard(
+        tmp_path_factory.mktemp("hil-sim-login"),
+        binary,
+        made.stdout + "login_attempts = 5\n",
+    )
+    path = board.start()
+    try:
+        yield path
+    finally:
+        board.stop()
+
+
+@pytest.fixture
+def console_password(request: pytest.FixtureRequest) -> str:
+    """The console password: `--console-password` (a farm board), else the sim board's."""
+    given: str | None = request.config.getoption("console_password")
+    return given or SIM_PASSWORD
 
 
 @pytest.fixture
