@@ -13,7 +13,7 @@ EDGEKEEPER_FROM_SOURCE=1) with a private config whose console is a pty, waits fo
 With `--port /dev/ttyUSB0` (or `rfc2217://...`, `socket://...`) the same tests drive that board.
 `--embedded-services` defaults to `serial`.
 
-The login tests (test_console_login.py) need a console with a password: on the sim board a
+The login tests (test_login.py) need a console with a password: on the sim board a
 second daemon (`sim_login_console`) whose `[console] password_hash` is made by the CLI's
 `console-password` from `SIM_PASSWORD`; on a board farm the board's password given with
 `--console-password` (the tests are skipped without it).
