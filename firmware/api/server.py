@@ -6,7 +6,8 @@ this module moves the bytes, hands requests to the router, and adds the bounds o
 (time to take an answer, number of connections). A client that stalls or misbehaves gets a 4xx
 where HTTP still allows one and is dropped; it never holds up another client and never takes the
 server down. Streamed responses (`ApiResponse.stream`) go out with chunked encoding and end the
-connection when done, or as soon as the client hangs up.
+connection when done, or as soon as the client hangs up. A connection's peer credentials carry a
+pidfd for the process that connected, held while the connection lives and closed with it.
 
 `ApiSocketServer` serves one socket for one listener name; `start_servers` binds several, all or
 none.
