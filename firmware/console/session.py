@@ -55,7 +55,7 @@ QUEUED_LINES = 8  # lines typed ahead while a command runs
 OUTPUT_LIMIT = 16 * 1024  # bytes queued on the port before writers wait
 HARD_LIMIT = 64 * 1024  # bytes queued on the port before echo and prompts are dropped
 CHUNK = 1024
-LOGOUT_COMMANDS = frozenset({"exit", "logout"})
+OWN_COMMANDS = frozenset({"login", "logout", "exit"})  # the session's, not the command table's
 
 CLEAR_LINE = b"\r\x1b[K"
 
@@ -219,7 +219,7 @@ class ConsoleSession:
                 )
             )
             return
-        if argv in (["login"], *([word] for word in LOGOUT_COMMANDS)):
+        if len(argv) == 1 and argv[0] in OWN_COMMANDS:
             self._own_command(argv[0])
         elif argv:
             read_only = dialog is not None and not dialog.logged_in

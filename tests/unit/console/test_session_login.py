@@ -339,3 +339,30 @@ def test_logins_are_logged_without_the_password_or_a_failed_name(tmp_path, login
     ]
     text = login_log.text
     assert RIGHT not in text and "wrong-" not in text
+
+
+def test_without_a_password_login_says_there_is_none_and_logout_just_prompts(tmp_path):
+    async def body():
+        port = await open_console_port("pty", 115200, tmp_path, run_blocking)
+        commands = Commands()
+        session = ConsoleSession(port, commands, prompt=PROMPT)
+        task = asyncio.create_task(session.serve())
+        terminal = Terminal(tmp_path)
+        try:
+            await terminal.expect(PROMPT)
+            terminal.type("login\r")
+            answer = await terminal.expect(PROMPT)
+            assert b"no login here: [console] password_hash is not set\r\n" in answer
+            terminal.type("logout\rchange it\r")
+            await terminal.expect("logout\r\n" + PROMPT)
+            await terminal.expect("ran change it\r\n" + PROMPT)
+            assert commands.calls == [(["change", "it"], False)]
+            assert session.login is None
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            terminal.close()
+            port.close()
+
+    asyncio.run(body())
