@@ -166,6 +166,30 @@ def test_bad_stored_specs_are_shown_failed_kept_and_never_stop_the_others(engine
     asyncio.run(asyncio.wait_for(scenario(), 30))
 
 
+def test_turning_elevation_off_removes_the_elevated_modules_containers(engine, store) -> None:
+    privileged = spec("priv", {**SLEEP, "HostConfig": {"Privileged": True}})
+
+    async def scenario() -> None:
+        async with supervising(Reconciler(engine, DesiredModules(store))) as allowed:
+            await allowed.put(privileged)
+            await allowed.put(spec("plain"))
+            await wait_running(allowed, "priv", "plain")
+        strict = Reconciler(engine, DesiredModules(store), admission=STRICT)
+        async with supervising(strict):
+
+            async def removed() -> bool:
+                names = [c.name for c in await engine.list_containers()]
+                return names == ["plain"]
+
+            await wait_until_async(removed, timeout_s=10, what="the elevated container removed")
+            state, description = await status_of(strict, "priv")
+            assert state is RuntimeStatus.FAILED
+            assert "HostConfig.Privileged" in description
+            assert store.get(DOCUMENT)["modules"]["priv"] == privileged.to_api()
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))
+
+
 class Explodes:
     """A module hook with a bug that shows for one module only."""
 
