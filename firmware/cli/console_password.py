@@ -12,7 +12,6 @@ import argparse
 import getpass
 import sys
 
-from firmware.cli.password_hash import PasswordHash
 from firmware.cli.result import CommandResult
 from firmware.errors import UsageError
 
@@ -24,6 +23,9 @@ def make_console_password(args: argparse.Namespace) -> CommandResult:
     """Read the password, hash it, and answer the `password_hash = "..."` line."""
     password = _typed_twice() if sys.stdin.isatty() else _first_line()
     _check(password)
+    # Deferred: importing the config package loads the loader, off the CLI's fast path.
+    from firmware.config.password_hash import PasswordHash
+
     return CommandResult(f'password_hash = "{PasswordHash.make(password).text()}"')
 
 

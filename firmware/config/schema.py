@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import MISSING, dataclass, field
 from typing import Any, Literal, NamedTuple, TypeVar, overload
 
+from firmware.config.password_hash import HINT, PasswordHash, UnusableHash
 from firmware.names import MAX_MODULE_NAME, MODULE_NAME_RULE, is_module_name
 
 T = TypeVar("T")
@@ -220,6 +221,11 @@ class Console:
     )
 
     def check(self) -> Iterator[Violation]:
+        if self.password_hash is not None:
+            try:
+                PasswordHash.parse(self.password_hash)
+            except UnusableHash as unusable:
+                yield Violation("password_hash", f"not a usable hash: {unusable.reason}", HINT)
         device = self.device
         if device not in ("none", "pty") and not device.startswith("/") and "://" not in device:
             yield Violation(

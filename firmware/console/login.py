@@ -29,31 +29,17 @@ from __future__ import annotations
 
 import enum
 import math
-import re
 from dataclasses import dataclass, field
 
 from firmware.cli.render import duration
+from firmware.config.durations import duration_seconds
 from firmware.config.schema import Console
-from firmware.errors import ConfigError
 
 FIRST_DELAY_S = 1.0
 MAX_DELAY_S = 16.0
 
 LOGIN_PROMPT = "login: "
 PASSWORD_PROMPT = "Password: "
-
-_DURATION = re.compile(r"^\s*([1-9][0-9]*)\s*([smhdw])\s*$")
-_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def duration_s(text: str, key: str) -> float:
-    """Seconds in a `[console]` duration such as "5m"; `ConfigError` naming `key` otherwise."""
-    match = _DURATION.match(text)
-    if match is None:
-        raise ConfigError(
-            f"[console] {key} = {text!r} is not a duration", hint='a number and a unit: "5m", "2h"'
-        )
-    return float(int(match.group(1)) * _UNIT_S[match.group(2)])
 
 
 @dataclass(frozen=True)
@@ -71,8 +57,8 @@ class LoginRules:
     def from_config(cls, console: Console) -> LoginRules:
         return cls(
             attempts=console.login_attempts,
-            lockout_s=duration_s(console.lockout, "lockout"),
-            idle_logout_s=duration_s(console.idle_logout, "idle_logout"),
+            lockout_s=duration_seconds(console.lockout, "[console] lockout"),
+            idle_logout_s=duration_seconds(console.idle_logout, "[console] idle_logout"),
             read_only_without_login=console.read_only_without_login,
         )
 

@@ -15,13 +15,13 @@ from __future__ import annotations
 import asyncio
 import datetime
 import math
-import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from firmware.errors import ConfigError, EdgekeeperError
+from firmware.config.durations import duration_seconds
+from firmware.errors import EdgekeeperError
 from firmware.logs import fields, get_logger
 from firmware.runtime.container import ContainerRuntime, RuntimeUnavailable
 from firmware.runtime.spec import ModuleSpec
@@ -29,18 +29,6 @@ from firmware.runtime.spec import ModuleSpec
 log = get_logger("runtime.images")
 
 DOCUMENT = "images"
-_DURATION = re.compile(r"^\s*([0-9]+)\s*([smhdw])\s*$")
-_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def duration_seconds(text: str, where: str) -> float:
-    """Seconds in a duration such as "7d"; `ConfigError` naming `where` otherwise."""
-    match = _DURATION.match(text)
-    if match is None:
-        raise ConfigError(
-            f"{where} = {text!r} is not a duration", hint='write a number and a unit: "12h", "7d"'
-        )
-    return float(int(match.group(1)) * _UNIT[match.group(2)])
 
 
 @dataclass(frozen=True)

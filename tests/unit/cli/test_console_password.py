@@ -13,7 +13,7 @@ import pytest
 
 from firmware.cli import console_password, main
 from firmware.cli.commands import CONSOLE, commands_for
-from firmware.cli.password_hash import MAX_MEMORY, PasswordHash
+from firmware.config.password_hash import MAX_MEMORY, PasswordHash
 from firmware.console.line import MAX_LINE
 from firmware.errors import ConfigError
 from tests.peers.program import program_env

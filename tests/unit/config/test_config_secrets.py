@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import pytest
@@ -18,6 +19,7 @@ from firmware.config.errors import ConfigProblem
 from firmware.config.loader import LayerSource, evaluate
 from firmware.config.secrets import secret_keys
 from firmware.config.validate import _build_table, fields_of, section_type, toml_key
+from firmware.errors import ConfigError
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -345,3 +347,14 @@ def test_the_mode_is_that_of_the_file_read(write, monkeypatch: pytest.MonkeyPatc
 )
 def test_secret_keys_of_a_layer(document: dict[str, Any], keys: list[str]) -> None:
     assert secret_keys(document) == keys
+
+
+def test_an_unusable_console_password_hash_is_named_without_its_value(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text('[console]\npassword_hash = "scrypt$n=3$SECRETSALT$SECRETDIGEST"\n')
+    config.chmod(0o600)
+    with pytest.raises(ConfigError) as refused:
+        load_config(config)
+    shown = refused.value.render()
+    assert f"{config}:2: console.password_hash: not a usable hash" in shown
+    assert "SECRET" not in shown

@@ -20,9 +20,7 @@ from firmware.console.login import (
     Pause,
     Show,
     Stage,
-    duration_s,
 )
-from firmware.errors import ConfigError
 
 RULES = LoginRules(attempts=3, lockout_s=300.0, idle_logout_s=900.0, read_only_without_login=False)
 
@@ -244,17 +242,3 @@ def test_rules_come_from_the_console_settings():
     rules = LoginRules.from_config(console)
     assert (rules.attempts, rules.lockout_s, rules.idle_logout_s) == (5, 7200.0, 30.0)
     assert rules.read_only_without_login
-
-
-@pytest.mark.parametrize(
-    ("text", "seconds"),
-    [("2s", 2.0), ("5m", 300.0), ("1 h", 3600.0), ("1d", 86400.0), ("2w", 1209600.0)],
-)
-def test_durations(text, seconds):
-    assert duration_s(text, "lockout") == seconds
-
-
-@pytest.mark.parametrize("text", ["", "0m", "5", "m", "5 minutes", "-1s"])
-def test_a_bad_duration_names_the_setting(text):
-    with pytest.raises(ConfigError, match=r"\[console\] lockout = .* is not a duration"):
-        duration_s(text, "lockout")

@@ -142,7 +142,7 @@ PASSWORD = "gate-keeper-7"
 
 
 def test_with_a_password_hash_the_console_asks_for_a_login_checked_with_scrypt(tmp_path):
-    from firmware.cli.password_hash import PasswordHash
+    from firmware.config.password_hash import PasswordHash
 
     async def body():
         hashed = PasswordHash.make(PASSWORD).text()

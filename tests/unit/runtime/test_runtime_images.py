@@ -8,8 +8,9 @@ import time
 
 import pytest
 
+from firmware.config.durations import duration_seconds
 from firmware.errors import ConfigError
-from firmware.runtime.images import DOCUMENT, ImageCollector, ImageSchedule, duration_seconds
+from firmware.runtime.images import DOCUMENT, ImageCollector, ImageSchedule
 from firmware.store.state import StateStore
 from tests.peers.fake_engine import FakeEngine
 from tests.peers.waiting import wait_until_async

@@ -11,8 +11,8 @@ weak hash): 2^12 <= n <= 2^16, r <= 16, p <= 4, 128*n*r <= 32 MiB, n*r*p <= 4 ti
 work. `verifies` compares digests in constant time. Passwords are NFC-normalised UTF-8, so the
 same text typed on another terminal gives the same bytes.
 
-It lives in the CLI layer because the CLI makes hashes and sits below the console, which checks
-them; the console never loads the CLI-only `console-password` command.
+It lives with the configuration, which checks the setting's form when it loads (`config
+validate` names the file and line); the CLI makes hashes and the console checks passwords.
 """
 
 from __future__ import annotations
@@ -134,5 +134,13 @@ def _bytes(text: str, what: str) -> bytes:
     return data
 
 
-def _unusable(reason: str) -> ConfigError:
-    return ConfigError(f"{SETTING} is not a usable hash: {reason}", hint=HINT)
+class UnusableHash(ConfigError):
+    """`[console] password_hash` cannot be used; `reason` says why without showing it."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"{SETTING} is not a usable hash: {reason}", hint=HINT)
+        self.reason = reason
+
+
+def _unusable(reason: str) -> UnusableHash:
+    return UnusableHash(reason)
