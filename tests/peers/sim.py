@@ -482,8 +482,9 @@ class SimBoard:
             for service in reversed(started):
                 service.stop()
             raise
-        self.data_dir.mkdir(exist_ok=True)
-        self.run_dir.mkdir(exist_ok=True)
+        # 0700 whatever the umask: the daemon refuses a run or data dir others may write.
+        self.data_dir.mkdir(mode=0o700, exist_ok=True)
+        self.run_dir.mkdir(mode=0o700, exist_ok=True)
         self.write_config()
 
     def stop(self) -> None:
