@@ -101,8 +101,8 @@ async def serve(root: Path) -> None:
     )
     api.register(router)
     sockets = ModuleSockets(root / "run", router)
-    path = await sockets.open(MODULE)
-    print(f"READY {path} {identity.generation_id}", flush=True)
+    await sockets.open(MODULE)
+    print(f"READY {sockets.path(MODULE)} {identity.generation_id}", flush=True)
     stdin = asyncio.StreamReader()
     await asyncio.get_running_loop().connect_read_pipe(
         lambda: asyncio.StreamReaderProtocol(stdin), sys.stdin
