@@ -28,7 +28,7 @@ from firmware.cli.commands import (
     failure,
 )
 from firmware.cli.commands import run as run_parsed
-from firmware.cli.password_hash import PasswordHash
+from firmware.config.password_hash import PasswordHash
 from firmware.cli.result import CommandResult
 from firmware.config.schema import Config
 from firmware.console.login import LoginDialog, LoginLedger, LoginRules
