@@ -84,7 +84,7 @@ class Gateway:
         return ApiClient(f"unix://{self.management_socket}")
 
     def request(self, method: str, path: str, body: Any = None) -> Any:
-        """The management API's answer (raises the `EdgekeeperError` a 4xx/5xx maps to)."""
+        """The management API's `ApiResponse` (raises the `EdgekeeperError` a 4xx/5xx maps to)."""
         return asyncio.run(self.client().request(method, path, None, body))
 
     def raw(self, method: str, path: str, body: bytes = b"", socket: Path | None = None) -> bytes:
