@@ -4,7 +4,8 @@ The body is an IoT Edge deployment manifest, its `properties.desired` part, or a
 `{"modules": {...}}` (see `firmware.runtime.manifest`). The answer lists what changes, module by
 module: `{"dryRun", "changes": [{"name", "change": "add"|"update"|"remove", "image", "details",
 "recreate"}], "skipped"}`. With `dry-run=false` (the default) the new set is persisted in one write
-and then carried out by the reconciler; a manifest with any error changes nothing.
+and then carried out by the reconciler; a manifest with any error, or any module the runtime's
+admission refuses (`firmware.runtime.admission`), changes nothing, dry run or not.
 """
 
 from __future__ import annotations

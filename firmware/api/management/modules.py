@@ -7,8 +7,10 @@ stop and restart, answering `ModuleDetails`.
 `desiredStatus`, `imagePullPolicy`, `version` and `restartCount`. `runtimeStatus.status` is one of
 "running", "stopped", "failed", "backoff", "dead", "unknown". The runtime computes each module's
 status (`firmware.runtime.status.ModuleStatus`); this module only gives it IoT Edge's shape.
-Changes go to the desired state (persisted first); the reconciler carries them out, so the answer
-does not wait for the engine.
+Changes go to the desired state (persisted first) once the runtime admitted them
+(`firmware.runtime.admission`: a refusal is a 400 naming the createOptions field and, for
+elevation, the setting); the reconciler carries them out, so the answer does not wait for the
+engine.
 """
 
 from __future__ import annotations
