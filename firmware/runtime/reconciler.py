@@ -613,18 +613,14 @@ class Reconciler:
             previous = self._pull_failures.get(spec.image)
             tries = (previous.tries if previous else 0) + 1
             delay = min(_RETRY_FIRST * 2 ** (tries - 1), _RETRY_CAP * 5)
-            expected = isinstance(exc, EdgekeeperError)
-            cause = (
-                exc.message
-                if isinstance(exc, EdgekeeperError)
-                else f"internal error: {type(exc).__name__}: {exc}"
-            )
+            bug = not isinstance(exc, EdgekeeperError)
+            cause = f"internal error: {type(exc).__name__}: {exc}" if bug else str(exc)
             message = f"pulling {spec.image} failed: {cause}"
             self._pull_failures[spec.image] = PullFailure(self._clock() + delay, message, tries)
-            self._state(spec.name).issue = ModuleIssue(message, time.time(), failed=not expected)
+            self._state(spec.name).issue = ModuleIssue(message, time.time(), failed=bug)
             log.warning(
                 "image pull failed",
-                exc_info=None if expected else exc,
+                exc_info=exc if bug else None,
                 extra=fields(module=spec.name, error=message),
             )
         else:
