@@ -28,8 +28,8 @@ from firmware.cli.commands import (
     failure,
 )
 from firmware.cli.commands import run as run_parsed
-from firmware.config.password_hash import PasswordHash
 from firmware.cli.result import CommandResult
+from firmware.config.password_hash import PasswordHash
 from firmware.config.schema import Config
 from firmware.console.login import LoginDialog, LoginLedger, LoginRules
 from firmware.console.port import ConsolePort, open_console_port

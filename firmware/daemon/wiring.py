@@ -102,7 +102,14 @@ class Wiring:
             ServiceEntry(
                 "runtime",
                 self._runtime,
-                ("runtime", "agent", "watchdog", "image_garbage_collection", "paths"),
+                (
+                    "runtime",
+                    "agent",
+                    "watchdog",
+                    "image_garbage_collection",
+                    "paths",
+                    "allow_elevated_docker_permissions",
+                ),
                 lambda config: bool(config.runtime.uri),
             ),
             ServiceEntry(

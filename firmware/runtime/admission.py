@@ -29,7 +29,7 @@ from firmware.runtime.elevation import (
 SETTING = "allow_elevated_docker_permissions"
 ELEVATION_HINT = (
     f"if this module must have it, set {SETTING} = true at the top of config.toml "
-    "and restart the daemon"
+    "and reload (systemctl reload edgekeeper)"
 )
 SHAPE_HINT = "createOptions is Docker's container-create body (Docker Engine API)"
 

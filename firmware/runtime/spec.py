@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from firmware.errors import BadRequest
+from firmware.json_text import read_json
 from firmware.names import MODULE_NAME_RULE, is_module_name
 from firmware.runtime.createoptions import shape_problem
 
@@ -183,12 +184,11 @@ class ModuleSpec:
         if not isinstance(image, str) or not image.strip():
             raise BadRequest(f"field '{where}settings.image' is required (an image reference)")
         if isinstance(create_options, str):
-            try:
-                create_options = json.loads(create_options) if create_options.strip() else {}
-            except ValueError as exc:
-                raise BadRequest(
-                    f"field '{where}settings.createOptions' is not valid JSON: {exc}"
-                ) from None
+            create_options = (
+                read_json(create_options, f"field '{where}settings.createOptions'")
+                if create_options.strip()
+                else {}
+            )
         options = _object(create_options, f"{where}settings.createOptions")
         problem = shape_problem(options)
         if problem is not None:

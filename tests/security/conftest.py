@@ -176,15 +176,19 @@ GatewayFactory = Callable[..., Gateway]
 
 @pytest.fixture
 def gateway(sim_dockerd, client_image) -> Iterator[GatewayFactory]:
-    """`gateway(extra_toml="", agent_options=None, hostname="gw.local")` starts a daemon whose
-    agent is a sleeping `client_image` container; all are removed at the end of the test."""
+    """`gateway(extra_toml="", top_toml="", agent_options=None, hostname="gw.local", start=True)`
+    starts a daemon whose agent is a sleeping `client_image` container (`top_toml` goes before the
+    first table, for top-level keys; `start=False` only writes the config); all are removed at the
+    end of the test."""
     started: list[Gateway] = []
 
     def start(
         extra_toml: str = "",
         *,
+        top_toml: str = "",
         agent_options: dict[str, Any] | None = None,
         hostname: str = "gw.local",
+        start: bool = True,
     ) -> Gateway:
         root = Path(tempfile.mkdtemp(prefix="eksec", dir="/tmp"))
         root.chmod(0o755)
@@ -196,7 +200,7 @@ def gateway(sim_dockerd, client_image) -> Iterator[GatewayFactory]:
         }
         config = root / "config.toml"
         config.write_text(
-            f'hostname = "{hostname}"\n\n'
+            f'{top_toml}\nhostname = "{hostname}"\n\n'
             f'[paths]\ndata_dir = "{root}/data"\nrun_dir = "{root}/run"\n\n'
             '[console]\ndevice = "none"\n\n'
             f'[runtime]\nuri = "{sim_dockerd.uri}"\n\n'
@@ -209,7 +213,8 @@ def gateway(sim_dockerd, client_image) -> Iterator[GatewayFactory]:
         config.chmod(0o600)
         running = Gateway(root, config, agent, sim_dockerd)
         started.append(running)
-        running.start()
+        if start:
+            running.start()
         return running
 
     try:

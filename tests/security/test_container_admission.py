@@ -23,7 +23,7 @@ from firmware.runtime.spec import MODULE_LABEL
 from firmware.store.state import StateStore
 from tests.peers.program import daemon_argv, program_env
 from tests.peers.waiting import wait_until
-from tests.security.conftest import REPO, Gateway, toml_inline
+from tests.security.conftest import REPO, Gateway
 
 pytestmark = pytest.mark.docker
 
@@ -32,13 +32,7 @@ SLEEP: dict[str, Any] = {"Cmd": ["sleep", "3600"], "StopTimeout": 1}
 NO_NET: dict[str, Any] = {"NetworkMode": "none"}
 
 
-def strict(gateway: Gateway) -> Gateway:
-    """`gateway` restarted with elevation not allowed (a top-level key, so it goes first)."""
-    gateway.stop()
-    text = gateway.config.read_text()
-    gateway.config.write_text(f"allow_elevated_docker_permissions = false\n{text}")
-    gateway.start()
-    return gateway
+STRICT = "allow_elevated_docker_permissions = false"
 
 
 def with_host(**host_config: Any) -> dict[str, Any]:
@@ -62,7 +56,7 @@ def runtime_status(gateway: Gateway, module: str) -> dict[str, Any]:
 
 
 def test_every_kind_of_elevation_is_refused_and_no_container_is_made(gateway, client_image) -> None:
-    running = strict(gateway())
+    running = gateway(top_toml=STRICT)
     engine_socket = str(running.dockerd.socket)
     attacks = [
         ("privileged", with_host(Privileged=True), "HostConfig.Privileged"),
@@ -155,7 +149,8 @@ def test_a_bad_spec_in_the_state_store_is_shown_failed_and_the_rest_runs(
         "elevated": spec("elevated", with_host(Privileged=True)),
     }
     StateStore(running.data_dir / "state").put(DOCUMENT, {"modules": planted})
-    strict(running)
+    running.config.write_text(f"{STRICT}\n{running.config.read_text()}")
+    running.start()
 
     wait_until(
         lambda: runtime_status(running, "badhost")["status"] == "failed",
@@ -186,15 +181,7 @@ def test_a_bad_spec_in_the_state_store_is_shown_failed_and_the_rest_runs(
 
 
 def test_an_elevated_agent_stops_the_daemon_at_start(gateway, tmp_path: Path) -> None:
-    running = gateway()
-    running.stop()
-    lines = running.config.read_text().splitlines()
-    privileged = toml_inline(with_host(Privileged=True))
-    lines = [
-        f"createOptions = {privileged}" if line.startswith("createOptions") else line
-        for line in lines
-    ]
-    running.config.write_text("allow_elevated_docker_permissions = false\n" + "\n".join(lines))
+    running = gateway(top_toml=STRICT, agent_options=with_host(Privileged=True), start=False)
     done = subprocess.run(
         [*daemon_argv(), "run", "--config", str(running.config)],
         cwd=REPO,

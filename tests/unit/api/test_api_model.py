@@ -11,8 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from firmware.api.model import MAX_INTEGER_DIGITS, MAX_JSON_DEPTH, ApiRequest
+from firmware.api.model import ApiRequest
 from firmware.errors import BadRequest
+from firmware.json_text import MAX_INTEGER_DIGITS, MAX_JSON_DEPTH
 
 
 def parsed(body: bytes) -> object:

@@ -107,6 +107,14 @@ def test_section_changed(wiring: Wiring) -> None:
     assert console.section_changed(old, Config(hostname="gw", console=Console("pty", 9600)))
 
 
+def test_a_reload_that_refuses_elevation_restarts_the_runtime(wiring: Wiring) -> None:
+    (runtime,) = [entry for entry in wiring.catalogue if entry.name == "runtime"]
+    allowed = Config(hostname="gw")
+    assert runtime.section_changed(
+        allowed, Config(hostname="gw", allow_elevated_docker_permissions=False)
+    )
+
+
 def test_created_services_carry_their_entry_name_and_fill_the_directory(
     wiring: Wiring,
 ) -> None:

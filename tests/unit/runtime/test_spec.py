@@ -71,3 +71,9 @@ def test_hash_changes_with_image_but_not_with_restart_policy():
 def test_errors_name_the_field(doc, field):
     with pytest.raises(BadRequest, match=field):
         ModuleSpec.from_api(doc)
+
+
+def test_create_options_as_a_deeply_nested_string_are_a_bad_request() -> None:
+    deep = "[" * 100_000 + "]" * 100_000
+    with pytest.raises(BadRequest, match=r"settings\.createOptions' is nested more than 64"):
+        ModuleSpec.from_manifest("m", {"settings": {"image": "i", "createOptions": deep}})
