@@ -459,14 +459,23 @@ def failure(error: EdgekeeperError) -> CommandResult:
     return CommandResult(f"error: {error.render()}", 2 if isinstance(error, UsageError) else 1)
 
 
-async def execute(argv: list[str], invoker: Invoker, *, surface: str = CONSOLE) -> CommandResult:
-    """Parse and run one command line (the console's words, without a program name)."""
+async def execute(
+    argv: list[str],
+    invoker: Invoker,
+    *,
+    surface: str = CONSOLE,
+    permit: Callable[[Command], None] | None = None,
+) -> CommandResult:
+    """Parse and run one command line (the console's words, without a program name); `permit`
+    may refuse the parsed command (raise an `EdgekeeperError`) before it runs."""
     try:
         args = build_parser(surface).parse_args(argv)
     except HelpRequested as shown:
         return CommandResult(shown.text)
     except UsageError as error:
         return failure(error)
+    if permit is not None:
+        permit(args.command)
     return await run(args.command, args, invoker)
 
 

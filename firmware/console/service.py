@@ -21,20 +21,16 @@ from typing import Protocol
 from firmware import __version__
 from firmware.api.router import Router
 from firmware.cli.commands import (
-    CONSOLE,
-    HelpRequested,
+    Command,
     InProcessInvoker,
-    build_parser,
-    failure,
+    execute,
 )
-from firmware.cli.commands import run as run_parsed
-from firmware.cli.result import CommandResult
 from firmware.config.password_hash import PasswordHash
 from firmware.config.schema import Config
 from firmware.console.login import LoginDialog, LoginLedger, LoginRules
 from firmware.console.port import ConsolePort, open_console_port
 from firmware.console.session import CommandOutput, CommandRunner, ConsoleLogin, ConsoleSession
-from firmware.errors import Forbidden, UsageError
+from firmware.errors import Forbidden
 from firmware.executor import BoundedExecutor
 from firmware.logs import get_logger
 
@@ -146,15 +142,11 @@ def command_table_runner(router: Router) -> CommandRunner:
     refuses the commands not marked `read_only` in the table."""
     invoker = InProcessInvoker(router)
 
+    def only_read_only(command: Command) -> None:
+        if not command.read_only:
+            raise Forbidden(f"{command.name} changes the gateway: log in first", hint="login")
+
     async def run_command(argv: list[str], *, read_only: bool) -> CommandOutput:
-        try:
-            args = build_parser(CONSOLE).parse_args(argv)
-        except HelpRequested as shown:
-            return CommandResult(shown.text)
-        except UsageError as error:
-            return failure(error)
-        if read_only and not args.command.read_only:
-            raise Forbidden(f"{args.command.name} changes the gateway: log in first", hint="login")
-        return await run_parsed(args.command, args, invoker)
+        return await execute(argv, invoker, permit=only_read_only if read_only else None)
 
     return run_command
