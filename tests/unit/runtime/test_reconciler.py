@@ -4,8 +4,6 @@ forgets, and the read models it answers."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -19,6 +17,7 @@ from firmware.runtime.status import RuntimeStatus
 from firmware.store.state import StateStore
 from tests.peers.fake_engine import FakeEngine, Program
 from tests.peers.waiting import wait_until_async
+from tests.unit.runtime.supervising import supervising
 
 SLEEP = ["sleep", "300"]
 CRASH = ["sh", "-c", "exit 3"]
@@ -48,18 +47,6 @@ def engine() -> FakeEngine:
     fake.add_image("img:1")
     fake.program(CRASH, Program(exit_code=3))
     return fake
-
-
-@contextlib.asynccontextmanager
-async def supervising(reconciler: Reconciler) -> AsyncIterator[Reconciler]:
-    task = asyncio.ensure_future(reconciler.run())
-    try:
-        await reconciler.loaded()
-        yield reconciler
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 async def status(reconciler: Reconciler, name: str) -> RuntimeStatus:

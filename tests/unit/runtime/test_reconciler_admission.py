@@ -5,9 +5,7 @@ never stops the supervision of the others. Against the in-memory engine."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -23,6 +21,7 @@ from firmware.runtime.status import RuntimeStatus
 from firmware.store.state import StateStore
 from tests.peers.fake_engine import FakeEngine
 from tests.peers.waiting import wait_until_async
+from tests.unit.runtime.supervising import supervising
 
 SLEEP = {"Cmd": ["sleep", "300"]}
 STRICT = AdmissionPolicy(allow_elevated=False, protected=protect(["/etc", "/run/edgekeeper"]))
@@ -51,18 +50,6 @@ def store(tmp_path) -> StateStore:
     state = StateStore(tmp_path / "state")
     state.ensure()
     return state
-
-
-@contextlib.asynccontextmanager
-async def supervising(reconciler: Reconciler) -> AsyncIterator[Reconciler]:
-    task = asyncio.ensure_future(reconciler.run())
-    try:
-        await reconciler.loaded()
-        yield reconciler
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 async def status_of(reconciler: Reconciler, name: str) -> tuple[RuntimeStatus, str]:
