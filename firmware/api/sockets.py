@@ -17,7 +17,6 @@ import os
 import socket
 import stat
 import struct
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,7 +109,7 @@ def bind_unix_socket(
     _check_replaceable(target)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        private = tempfile.mkdtemp(prefix=".", dir=staging or target.parent)
+        private = _private_directory(Path(staging) if staging else target.parent)
         try:
             _bind_privately(sock, private, target, mode, gid)
         finally:
@@ -126,6 +125,18 @@ def bind_unix_socket(
         ) from None
     sock.setblocking(False)
     return sock, SocketFile(path, placed.st_dev, placed.st_ino, placed.st_ctime_ns)
+
+
+def _private_directory(parent: Path) -> str:
+    """A new 0700 directory with a random name in `parent` (as `tempfile.mkdtemp` makes one,
+    without loading tempfile, shutil and the compression modules into the daemon: 2 MB)."""
+    while True:
+        private = os.fspath(parent / f".{os.urandom(8).hex()}")
+        try:
+            os.mkdir(private, 0o700)
+        except FileExistsError:
+            continue
+        return private
 
 
 def _bind_privately(

@@ -24,7 +24,18 @@ from firmware.daemon.wiring import Wiring
 from tests.peers.waiting import wait_until_async
 
 REPO = Path(__file__).resolve().parents[3]
-HEAVY = ("cryptography", "tpm2_pytss", "serial", "firmware.console.service")
+# Backend libraries, and stdlib modules that cost megabytes for little (tempfile pulls in shutil,
+# random and the bz2/lzma/zlib modules: 2 MB of idle RSS).
+HEAVY = (
+    "cryptography",
+    "tpm2_pytss",
+    "serial",
+    "firmware.console.service",
+    "tempfile",
+    "shutil",
+    "lzma",
+    "bz2",
+)
 MGMT = frozenset({"mgmt", "console"})
 WORKLOAD = frozenset({"workload"})
 GENID = "/modules/{name}/genid/{genid}"
