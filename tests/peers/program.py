@@ -3,7 +3,7 @@
 The CLI runs the onefile binary itself, as a technician would. The daemon runs the program the
 binary unpacks, as the systemd unit does (docs/build.md): one process with the daemon's own pid,
 so SIGKILL, SIGHUP and sd_notify reach the daemon and not Nuitka's onefile bootstrap. Start it
-with `[*daemon_argv(), "run", ...]` in `program_env()`.
+with `[*daemon_argv(), "run", ...]` in `program_env()`, or with `spawn_daemon(config, log)`.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 UNPACK_HOME = REPO / ".cache" / "test-unpack"
@@ -46,6 +47,21 @@ def program_env(**extra: str) -> dict[str, str]:
         if not name.startswith("EDGEKEEPER_") and name != "NOTIFY_SOCKET"
     }
     return {**env, "PYTHONPATH": str(REPO), **extra}
+
+
+def spawn_daemon(config: Path, log: Path, **popen: Any) -> subprocess.Popen[str]:
+    """`edgekeeper run --config CONFIG` from the repository, its stdout and stderr appended to
+    `log`; `popen` adds to `subprocess.Popen`'s arguments (e.g. `preexec_fn`)."""
+    with log.open("a") as output:
+        return subprocess.Popen(
+            [*daemon_argv(), "run", "--config", str(config)],
+            cwd=REPO,
+            stdout=output,
+            stderr=output,
+            text=True,
+            env=program_env(),
+            **popen,
+        )
 
 
 @functools.cache

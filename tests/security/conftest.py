@@ -25,7 +25,7 @@ import pytest
 from firmware.api.client import ApiClient
 from firmware.runtime.engine import DockerEngine
 from firmware.runtime.spec import MODULE_LABEL
-from tests.peers.program import cli_argv, daemon_argv, program_env
+from tests.peers.program import cli_argv, program_env, spawn_daemon
 from tests.peers.waiting import wait_for_path, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -58,15 +58,7 @@ class Gateway:
         return self.run_dir / "mgmt.sock"
 
     def start(self) -> None:
-        with self.log_path.open("a") as log:
-            self.process = subprocess.Popen(
-                [*daemon_argv(), "run", "--config", str(self.config)],
-                cwd=REPO,
-                stdout=log,
-                stderr=log,
-                text=True,
-                env=program_env(),
-            )
+        self.process = spawn_daemon(self.config, self.log_path)
         wait_for_path(self.management_socket, timeout_s=30, process=self.process, log=self.log_path)
 
     def stop(self) -> int:

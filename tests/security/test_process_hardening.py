@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.peers.program import daemon_argv, program_env
+from tests.peers.program import spawn_daemon
 from tests.peers.waiting import wait_for_path, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -56,16 +56,7 @@ class Root:
         return content and stat.S_IMODE(self.victim.stat().st_mode) == 0o640
 
     def start(self, preexec_fn: Callable[[], None] | None = None) -> subprocess.Popen[str]:
-        with self.log.open("a") as log:
-            return subprocess.Popen(
-                [*daemon_argv(), "run", "--config", str(self.config)],
-                cwd=REPO,
-                stdout=log,
-                stderr=log,
-                text=True,
-                env=program_env(),
-                preexec_fn=preexec_fn,
-            )
+        return spawn_daemon(self.config, self.log, preexec_fn=preexec_fn)
 
     def refusal(self) -> tuple[int, str]:
         """Start the daemon, which must refuse to: its exit code and its one error line."""

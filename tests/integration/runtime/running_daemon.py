@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 from firmware.api.client import ApiClient
-from tests.peers.program import cli_argv, daemon_argv, program_env
+from tests.peers.program import cli_argv, program_env, spawn_daemon
 from tests.peers.waiting import wait_for_path
 
 REPO = Path(__file__).resolve().parents[3]
@@ -59,14 +59,7 @@ class DaemonProcess:
         return f"unix://{self.socket}"
 
     def start(self) -> None:
-        with self.log.open("a") as log:
-            self.process = subprocess.Popen(
-                [*daemon_argv(), "run", "--config", str(self.config)],
-                cwd=REPO,
-                stdout=log,
-                stderr=log,
-                env=program_env(),
-            )
+        self.process = spawn_daemon(self.config, self.log)
         wait_for_path(self.socket, timeout_s=30, process=self.process, log=self.log)
 
     def kill(self) -> None:

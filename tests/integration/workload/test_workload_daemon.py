@@ -30,7 +30,7 @@ from firmware.keys.registry import BackendRegistry
 from firmware.keys.service import KeyService
 from firmware.runtime.engine import DockerEngine
 from firmware.runtime.spec import MODULE_LABEL
-from tests.peers.program import cli_argv, daemon_argv, program_env
+from tests.peers.program import cli_argv, program_env, spawn_daemon
 from tests.peers.waiting import wait_for_path, wait_until
 
 pytestmark = pytest.mark.docker
@@ -54,14 +54,7 @@ class Daemon:
         return (self.root / "daemon.log").read_text()
 
     def start(self) -> None:
-        with open(self.root / "daemon.log", "a") as log:
-            self.process = subprocess.Popen(
-                [*daemon_argv(), "run", "--config", str(self.config)],
-                cwd=REPO,
-                stderr=log,
-                text=True,
-                env=program_env(),
-            )
+        self.process = spawn_daemon(self.config, self.root / "daemon.log")
         wait_for_path(
             self.run_dir / "mgmt.sock",
             timeout_s=30,
