@@ -83,6 +83,7 @@ class KeyBackend:
     """
 
     name: str = "abstract"
+    exports_keys: bool = False  # whether `export_key` gives this backend's key material
 
     def describe(self) -> BackendInfo:
         raise NotSupported(f"key backend {self.name!r} does not describe itself")
@@ -93,6 +94,14 @@ class KeyBackend:
     def import_key(self, key_id: str, kind: KeyKind, material: bytes) -> KeyInfo:
         """Store caller-supplied material: raw bytes for symmetric keys, PKCS#8 DER for pairs."""
         raise self._unsupported("importing keys")
+
+    def export_key(self, key_id: str) -> tuple[KeyKind, bytes]:
+        """The key's kind and material in `import_key`'s format, to move it to another backend.
+
+        Only a backend that holds the material itself can; one whose keys cannot leave their
+        device (a token, a TPM) keeps this default. `exports_keys` says which is the case.
+        """
+        raise self._unsupported("exporting keys")
 
     def info(self, key_id: str) -> KeyInfo:
         raise self._unsupported("looking up keys")

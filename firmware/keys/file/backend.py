@@ -30,6 +30,7 @@ class FileBackend(KeyBackend):
     """Software keys in files. Thread-safe: the executor may call it from several threads."""
 
     name = "file"
+    exports_keys = True
 
     def __init__(self, directory: Path) -> None:
         self._files = keyfile.key_files(directory)
@@ -60,6 +61,10 @@ class FileBackend(KeyBackend):
             self._files.write(key_id, keyfile.encode(kind, stored))
             self._loaded.pop(key_id, None)
         return KeyInfo(key_id=key_id, kind=kind, backend=self.name)
+
+    def export_key(self, key_id: str) -> tuple[KeyKind, bytes]:
+        """The key file's kind and material: PKCS#8 DER for pairs, the raw secret otherwise."""
+        return self._read(key_id)
 
     def info(self, key_id: str) -> KeyInfo:
         kind, _ = self._load(key_id)
