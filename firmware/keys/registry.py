@@ -4,12 +4,16 @@
 use, so a board without a token or TPM never imports their libraries. A backend that fails to open
 raises `KeyBackendUnavailable` naming the device and the fix; it is tried again on the next use and
 never affects the other backends. `registry_from_config` builds the factories from `Config`.
+
+The registry says where a *new* key goes (`backend_for`); where an existing key lives is the key
+service's location record (`firmware.keys.locations`), which configuration never overrides.
 """
 
 from __future__ import annotations
 
+import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,8 +36,12 @@ class BackendRegistry:
         default: str,
         factories: Mapping[str, BackendFactory],
         overrides: Mapping[str, str] | None = None,
+        may_hold_keys: Callable[[], Iterable[str]] | None = None,
     ) -> None:
+        """`may_hold_keys` names (blocking) the backends that may hold keys of an earlier
+        configuration; None: every backend this registry can build."""
         self._factories = dict(factories)
+        self._may_hold_keys = may_hold_keys or (lambda: self._factories)
         self.default = self._known(default, "[keys] default_backend")
         self._overrides = {
             validate_key_name(key): self._known(backend, f"[keys.backends] {key}")
@@ -43,8 +51,17 @@ class BackendRegistry:
         self._lock = threading.Lock()
 
     def backend_for(self, key_id: str) -> str:
-        """The backend name a key lives in: its override, else the default."""
+        """The backend a new key of this name is made in: its override, else the default."""
         return self._overrides.get(key_id, self.default)
+
+    def known(self) -> list[str]:
+        """Every backend this registry can build, by name."""
+        return sorted(self._factories)
+
+    def may_hold_keys(self) -> list[str]:
+        """The backends that may hold keys, configured now or not (blocking: it may look at the
+        disk; call through the executor). Adoption searches them."""
+        return sorted(set(self._may_hold_keys()) & set(self._factories))
 
     def configured(self) -> list[str]:
         """The default backend and every backend named by an override, default first."""
@@ -120,11 +137,27 @@ def registry_from_config(config: Config) -> BackendRegistry:
         "pkcs11": lambda: _pkcs11_backend(keys.pkcs11),
         "tpm": lambda: _tpm_backend(config.tpm, data_dir),
     }
+
+    def may_hold_keys() -> list[str]:
+        # A token is only searched when a module is configured; a TPM only once keys were made
+        # in it (its key blobs exist), so a TPM never used for keys gets no storage root key.
+        holders = ["file"] + (["pkcs11"] if keys.pkcs11.module else [])
+        return holders + (["tpm"] if _has_entries(data_dir / "tpm-keys") else [])
+
     return BackendRegistry(
         default=keys.default_backend,
         factories=factories,
         overrides=dict(keys.backends),
+        may_hold_keys=may_hold_keys,
     )
+
+
+def _has_entries(directory: Path) -> bool:
+    try:
+        with os.scandir(directory) as entries:
+            return any(True for _ in entries)
+    except OSError:
+        return False
 
 
 def _file_backend(settings: FileKeys, data_dir: Path) -> KeyBackend:

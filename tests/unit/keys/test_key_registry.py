@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+from firmware.config import load_config
 from firmware.keys.errors import InvalidKeyName, KeyBackendUnavailable
 from firmware.keys.file import FileBackend
-from firmware.keys.registry import BackendRegistry
+from firmware.keys.registry import BackendRegistry, registry_from_config
 
 
 def test_unknown_default_or_override_is_refused(tmp_path):
@@ -68,3 +69,19 @@ def test_unknown_backend_in_a_handle_is_unavailable(tmp_path):
     registry = BackendRegistry("file", {"file": lambda: FileBackend(tmp_path)})
     with pytest.raises(KeyBackendUnavailable, match="'gone' is not known"):
         registry.open("gone")
+
+
+def test_backends_that_may_hold_keys_from_config(tmp_path):
+    config_file = tmp_path / "config.toml"
+    config_file.write_text(
+        f'[paths]\ndata_dir = "{tmp_path}/data"\nrun_dir = "{tmp_path}/run"\n'
+        '[tpm]\ntcti = "device:/nonexistent/tpmrm0"\n'
+    )
+    config_file.chmod(0o600)
+    registry = registry_from_config(load_config(config_file))
+    assert registry.may_hold_keys() == ["file"]  # a TPM never used for keys is left alone
+    (tmp_path / "data" / "tpm-keys").mkdir(parents=True)
+    assert registry.may_hold_keys() == ["file"]
+    (tmp_path / "data" / "tpm-keys" / "device-identity.tpmkey").write_bytes(b"blob")
+    assert registry.may_hold_keys() == ["file", "tpm"]
+    assert registry.known() == ["file", "pkcs11", "tpm"]

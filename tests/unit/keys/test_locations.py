@@ -80,3 +80,27 @@ def test_a_corrupt_document_is_refused_and_left_in_place(store, doc):
     with pytest.raises(CorruptState):
         KeyLocations(store).load()
     assert json.loads(store.path("key-locations").read_text()) == doc
+
+
+def test_unsearched_backends_are_kept_until_replaced(store):
+    locations = KeyLocations(store)
+    locations.record_all({"a": "file"}, unsearched=["tpm", "pkcs11", "tpm"])
+    locations.record("b", "file")
+    again = KeyLocations(store)
+    again.load()
+    assert again.unsearched() == ("pkcs11", "tpm")
+    again.record_all({"c": "pkcs11"}, unsearched=["tpm"])
+    again.record_all({}, unsearched=[])
+    third = KeyLocations(store)
+    third.load()
+    assert third.unsearched() == ()
+    assert third.items() == {"a": "file", "b": "file", "c": "pkcs11"}
+    assert store.get("key-locations") == {"keys": third.items()}
+
+
+def test_a_record_in_memory_only_has_nothing_to_adopt_and_survives_load():
+    locations = KeyLocations(None)
+    assert locations.stored
+    locations.record("a", "file")
+    locations.load()
+    assert locations.items() == {"a": "file"}
