@@ -140,7 +140,7 @@ class Wiring:
         return service
 
     def _keys(self, ctx: DaemonContext) -> Service:
-        service = ctx.services.keys = KeysService(ctx.config, ctx.executor)
+        service = ctx.services.keys = KeysService(ctx.config, ctx.executor, ctx.store)
         return service
 
     def _certs(self, ctx: DaemonContext) -> Service:

@@ -1,4 +1,12 @@
-"""`GET /keys` on the management API: every backend's keys, and the backends out of reach."""
+"""`GET /keys` on the management API: every backend's keys, where each stands against the
+location record, and the backends out of reach.
+
+Each key is `{"name", "kind", "backend", "location", "note", "configured"}`: `location` is
+"recorded" (the copy in use), "orphan" (the record names another backend) or "unrecorded";
+`configured` is the backend config names for a new key of that name, and `note` says both in
+words. Each unreachable backend is `{"backend", "message", "keys"}`, `keys` being the recorded
+keys it holds (unusable until it is back).
+"""
 
 from __future__ import annotations
 
@@ -21,11 +29,22 @@ def routes(keys: Callable[[], KeyService]) -> RouteTable:
             200,
             {
                 "keys": [
-                    {"name": info.key_id, "kind": info.kind.value, "backend": info.backend}
-                    for info in listing.keys
+                    {
+                        "name": key.key_id,
+                        "kind": key.kind.value,
+                        "backend": key.backend,
+                        "location": key.placement.value,
+                        "note": key.note,
+                        "configured": key.configured,
+                    }
+                    for key in listing.keys
                 ],
                 "unavailable": [
-                    {"backend": problem.backend, "message": problem.message}
+                    {
+                        "backend": problem.backend,
+                        "message": problem.message,
+                        "keys": list(problem.keys),
+                    }
                     for problem in listing.unavailable
                 ],
             },

@@ -1,4 +1,5 @@
-"""Text for `keys list`: the `GET /keys` answer as a table, unreachable backends below it."""
+"""Text for `keys list`: the `GET /keys` answer as a table with where each copy stands, then
+how to move keys config now names another backend for, then the backends out of reach."""
 
 from __future__ import annotations
 
@@ -12,14 +13,22 @@ def render_keys(answer: dict[str, Any], args: Namespace) -> str:
     keys = answer.get("keys") or []
     lines = [
         render.table(
-            ("NAME", "KIND", "BACKEND"),
-            ((k.get("name"), k.get("kind"), k.get("backend")) for k in keys),
+            ("NAME", "KIND", "BACKEND", "NOTE"),
+            ((k.get("name"), k.get("kind"), k.get("backend"), k.get("note")) for k in keys),
         )
         if keys
         else "no keys"
     ]
     lines += [
-        f"backend {p.get('backend')} unavailable: {p.get('message')}"
-        for p in answer.get("unavailable") or ()
+        f"{k.get('name')} lives in {k.get('backend')}, config names {k.get('configured')}: "
+        f"`edgekeeper keys migrate {k.get('name')} --to {k.get('configured')}` moves it"
+        for k in keys
+        if k.get("location") == "recorded" and k.get("configured") not in (None, k.get("backend"))
     ]
+    for problem in answer.get("unavailable") or ():
+        line = f"backend {problem.get('backend')} unavailable: {problem.get('message')}"
+        held = problem.get("keys") or []
+        if held:
+            line += f"; its keys cannot be used until it is back: {', '.join(held)}"
+        lines.append(line)
     return "\n".join(lines)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
 import time
 
 import pytest
@@ -23,7 +24,7 @@ from firmware.daemon.status import DaemonStatus
 from firmware.daemon.supervisor import Supervisor
 from firmware.daemon.wiring import Wiring
 from firmware.executor import BoundedExecutor
-from firmware.keys.backend import KeyKind
+from firmware.keys.backend import KeyKind, SignAlgorithm
 from firmware.store.state import StateStore
 
 
@@ -132,6 +133,8 @@ def test_keys_and_certificates_routes(tmp_path, daemonless):
     assert relisted == listed
     names = {(k["name"], k["kind"], k["backend"]) for k in listed["keys"]}
     assert ("device-identity", "hmac-sha256", "file") in names
+    assert {k["location"] for k in listed["keys"]} == {"recorded"}
+    assert daemon.ctx.store.get("key-locations")["keys"]["device-identity"] == "file"
     assert ("edge-ca", "ec-p256", "file") in names
     assert listed["unavailable"] == []
     by_name = {c["name"]: c for c in certs["certificates"]}
@@ -144,8 +147,11 @@ def test_keys_and_certificates_routes(tmp_path, daemonless):
     assert missing.status == 404
     assert "nope" in missing.json()["message"]
     keys_text = shown["keys list"].text.splitlines()
-    assert keys_text[0].split() == ["NAME", "KIND", "BACKEND"]
-    assert any(line.split() == ["device-identity", "hmac-sha256", "file"] for line in keys_text)
+    assert keys_text[0].split() == ["NAME", "KIND", "BACKEND", "NOTE"]
+    assert any(
+        line.split() == ["device-identity", "hmac-sha256", "file", "recorded", "here"]
+        for line in keys_text
+    )
     certs_text = shown["certs list"].text
     assert certs_text.startswith("NAME")
     assert "DAYS LEFT" in certs_text and "CN=edgekeeper workload CA" in certs_text
@@ -211,3 +217,54 @@ def test_keys_route_answers_503_while_the_default_backend_is_down(tmp_path, daem
     assert device in task.exception().render()
     assert answer.status == 503
     assert "not ready" in answer.json()["message"]
+
+
+def test_a_new_default_backend_keeps_the_keys_and_says_so(tmp_path, daemonless):
+    section, device = MISSING_DEVICES["pkcs11"]
+
+    async def sign_device_key(daemon):
+        service = daemon.create("keys")
+        tasks = await start(service)
+        keys = await service.wait_ready()
+        handle = await keys.create_key("device-identity", KeyKind.HMAC_SHA256)
+        tag = await keys.sign(handle, SignAlgorithm.HMAC_SHA256, b"x")
+        return service, tasks, keys, tag
+
+    async def scenario():
+        before = daemonless(tmp_path)
+        _, tasks, _, tag = await sign_device_key(before)
+        await stop(tasks)
+        after = daemonless(tmp_path, f'[keys]\ndefault_backend = "pkcs11"\n{section}')
+        service, tasks, keys, tag_after = await sign_device_key(after)
+        refused = None
+        try:
+            await keys.create_key("new-key", KeyKind.AES_256)
+        except Exception as err:
+            refused = err
+        status = service.describe()
+        shown = await execute(["keys", "list"], InProcessInvoker(after.router))
+        await stop(tasks)
+        return tag, tag_after, refused, status, shown.text
+
+    tag, tag_after, refused, status, text = asyncio.run(scenario())
+    assert tag_after == tag
+    assert refused is not None and refused.http_status == 503 and device in refused.render()
+    assert not (tmp_path / "data" / "keys" / "new-key.key").exists()
+    assert sorted(os.listdir(tmp_path / "data" / "keys")) == sorted(
+        ["device-identity.key", "edgekeeper-handle-validation.key"]
+    )
+    assert status["degraded"] is True
+    assert device in status["backends_down"]["pkcs11"]
+    assert {moved["name"] for moved in status["keys_elsewhere"]} == {
+        "device-identity",
+        "edgekeeper-handle-validation",
+    }
+    assert (
+        "device-identity lives in file, config names pkcs11: "
+        "`edgekeeper keys migrate device-identity --to pkcs11` moves it"
+    ) in text.splitlines()
+    assert any(
+        line.split()[:3] == ["device-identity", "hmac-sha256", "file"]
+        and line.endswith("recorded here; config names pkcs11 for new keys")
+        for line in text.splitlines()
+    )
