@@ -7,8 +7,10 @@ could change them), takes the single-instance lock and opens the state store; a 
 prints one `error: ...` line and returns 1. Then every enabled service is prepared (a failure is
 again one line and exit 1), started under the supervisor, and READY=1 goes to the service manager.
 SIGTERM/SIGINT stop the services within `STOP_TIMEOUT_S` and return 0; SIGHUP reloads the config
-(an invalid one is logged problem by problem and the old one kept), restarting the services whose
-config sections changed.
+(an invalid one is logged problem by problem and the old one kept). A service whose config sections
+changed is reconfigured in place when it can (`Reconfigurable`: the key service, so holders of keys
+and handles never see it go away) and restarted otherwise; one that refuses the new config keeps
+running as it was and leaves the daemon degraded until a reload it accepts.
 """
 
 from __future__ import annotations
@@ -31,7 +33,13 @@ from firmware.daemon.hardening import ProcessHardening, harden_process
 from firmware.daemon.lock import InstanceLock
 from firmware.daemon.logs import LogControl
 from firmware.daemon.notify import Notifier
-from firmware.daemon.service import ConfigCell, DaemonContext, Service, ServiceDirectory
+from firmware.daemon.service import (
+    ConfigCell,
+    DaemonContext,
+    Reconfigurable,
+    Service,
+    ServiceDirectory,
+)
 from firmware.daemon.status import DaemonStatus
 from firmware.daemon.supervisor import FAILED, Supervisor, describe_error
 from firmware.daemon.wiring import ServiceEntry, Wiring
@@ -123,6 +131,7 @@ class Daemon:
         self.supervisor = Supervisor(on_change=self._services_changed)
         self.services = ServiceDirectory()
         self.entries: dict[str, ServiceEntry] = {}
+        self.unapplied: dict[str, str] = {}
         self._pinned_logging = pinned_logging
         self._stopping = False
         self._stop_event: asyncio.Event | None = None
@@ -166,7 +175,7 @@ class Daemon:
         """The daemon's state: "stopping", "degraded" or "running"."""
         if self._stopping:
             return "stopping"
-        return "degraded" if self.supervisor.degraded else "running"
+        return "degraded" if self.supervisor.degraded or self.unapplied else "running"
 
     async def serve(self) -> int:
         """Run the services until asked to stop; the exit code."""
@@ -321,12 +330,41 @@ class Daemon:
             if name not in wanted:
                 log.info("service disabled by the new configuration", extra=fields(service=name))
                 await self._stop_service(name)
-            elif entry.section_changed(old, new) or states.get(name) == FAILED:
+            elif states.get(name) == FAILED or (
+                (entry.section_changed(old, new) or name in self.unapplied)
+                and not await self._reconfigure(name, new)
+            ):
                 log.info("restarting service for the new configuration", extra=fields(service=name))
                 await self._stop_service(name)
         for name, entry in wanted.items():
             if name not in self.entries:
                 await self._start_reloaded(entry)
+
+    async def _reconfigure(self, name: str, config: Config) -> bool:
+        """Give a running service `config` in place; False when it must be restarted instead."""
+        service = self.supervisor.service(name)
+        if not isinstance(service, Reconfigurable):
+            return False
+        try:
+            applied = await service.reconfigure(config)
+        except EdgekeeperError as error:
+            self.unapplied[name] = error.render()
+            log.error(
+                "service keeps its previous configuration; the daemon is degraded",
+                extra=fields(service=name, error=self.unapplied[name]),
+            )
+            return True
+        except Exception as error:
+            log.error(
+                "service could not be reconfigured; restarting it",
+                exc_info=error,
+                extra=fields(service=name, error=describe_error(error)),
+            )
+            return False
+        if applied:
+            self.unapplied.pop(name, None)
+            log.info("service reconfigured in place", extra=fields(service=name))
+        return applied
 
     async def _start_reloaded(self, entry: ServiceEntry) -> None:
         """Create, prepare and start a service after a reload; a failure goes to back-off."""
@@ -351,12 +389,15 @@ class Daemon:
         self.supervisor.forget(name)
         self.services.forget(name)
         self.entries.pop(name, None)
+        self.unapplied.pop(name, None)
 
     def _status_line(self) -> str:
         snapshot = self.supervisor.snapshot()
         failed = [s.name for s in snapshot if s.state == FAILED]
-        if failed:
-            return f"degraded: {', '.join(failed)} failed"
+        problems = [f"{name} failed" for name in failed]
+        problems += [f"{name} kept its previous configuration" for name in self.unapplied]
+        if problems:
+            return f"degraded: {', '.join(problems)}"
         return f"running: {len(snapshot)} services"
 
     def _services_changed(self) -> None:

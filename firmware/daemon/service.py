@@ -11,6 +11,11 @@ its constructor, and then driven by the supervisor through `Service`:
   (the supervisor restarts it with back-off); cancellation is the request to stop;
 - `describe()`: detail for the status API.
 
+A service may also be `Reconfigurable`: on a reload that changed its config sections the daemon
+calls `reconfigure(config)` first and restarts the service only if that answers False or fails
+with anything but an `EdgekeeperError`. An `EdgekeeperError` means the new config cannot be used
+and the service goes on as it was: the daemon logs it and is degraded until a reload applies.
+
 `ServiceDirectory` is how one service (or a route) reaches another at the moment it needs it: a
 reload replaces a service object, and whoever holds the directory finds the new one.
 """
@@ -19,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
 
 from firmware.errors import Unavailable
 
@@ -55,6 +60,15 @@ class Service(Protocol):
 
     def describe(self) -> dict[str, object]:
         """Detail for the status API (JSON-serialisable)."""
+
+
+@runtime_checkable
+class Reconfigurable(Service, Protocol):
+    """A service that can also take a new configuration without being stopped."""
+
+    async def reconfigure(self, config: Config) -> bool:
+        """Apply `config` in place: True if applied, False if only a restart can; raise an
+        `EdgekeeperError` (having changed nothing) if `config` is unusable."""
 
 
 class ConfigCell:

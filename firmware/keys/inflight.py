@@ -1,9 +1,9 @@
-"""`CallsInFlight`: how many backend calls are running on each backend registry, and waiting for none.
+"""`CallsInFlight`: how many backend calls run on each backend registry; waiting for none to.
 
-The key service counts every backend call against the registry in force when the call starts and
+The key service counts every backend call against the registry its backend came from and
 uncounts it when the call ends, however it ends (result, error, cancellation). After a reload
-replaced the registry, `idle(old)` waits until the calls that began on the old one have ended;
-only then are its backends closed. Loop-side only: nothing here locks or blocks.
+replaced the registry, `idle(old)` waits until the calls on the old one have ended; only then are
+its backends closed. Loop-side only: nothing here locks or blocks.
 """
 
 from __future__ import annotations
