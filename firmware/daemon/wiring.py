@@ -2,13 +2,15 @@
 the local APIs and every module hook.
 
 `Wiring(ctx)` is made once per daemon. Its `catalogue` lists the services in start order: each
-`ServiceEntry` names the service, the config sections whose change restarts it on reload, when
-it is enabled, and how to build it from the context (a reload builds a new one from the new
-config). `register_routes` adds every route to the router once, at start; the handlers reach
-the services through the typed `ServiceDirectory` at request time, so a restarted or reloaded
-service is found without registering anything again. The workload module hook, the shared
-rate limits and the workload budgets (which read `[workload.budgets]` of the current config on
-every spend) are made here once and outlive every service restart.
+`ServiceEntry` names the service, the config sections whose change restarts it on reload (or
+reconfigures it in place, for a `Reconfigurable` service such as keys), when it is enabled, and how
+to build it from the context (a restart builds a new one from the new config). Services that use
+keys hold the one `KeyService`, which a reload reconfigures and never replaces, so [keys] and [tpm]
+are no section of theirs. `register_routes` adds every route to the router once, at start; the
+handlers reach the services through the typed `ServiceDirectory` at request time, so a restarted or
+reloaded service is found without registering anything again. The workload module hook, the shared
+rate limits and the workload budgets (which read `[workload.budgets]` of the current config on every
+spend) are made here once and outlive every service restart.
 """
 
 from __future__ import annotations
@@ -91,8 +93,6 @@ class Wiring:
                 (
                     "certificates",
                     "edge_ca",
-                    "keys",
-                    "tpm",
                     "paths",
                     "hostname",
                     "trust_bundle_cert",
