@@ -105,6 +105,7 @@ class CertificateService:
         self._signers: dict[str, CertificateSigner] = {}
         self._certs: dict[str, x509.Certificate] = {}
         self._operator_chain: list[x509.Certificate] = []
+        self._reissued: dict[str, str] = {}
         self._schedule = RenewalSchedule(
             self._renew_scheduled,
             renew_at=policy.renew_at,
@@ -132,9 +133,20 @@ class CertificateService:
         """Certificates whose last renewal failed, with the reason."""
         return {name: failure.message for name, failure in self._schedule.failures.items()}
 
+    @property
+    def reissued(self) -> dict[str, str]:
+        """Stored CA certificates that could not be kept at start and were issued again: why."""
+        return dict(self._reissued)
+
     def describe(self) -> dict[str, object]:
-        """Status detail: degraded certificates and the names of the managed ones."""
-        return {"degraded": self.degraded, "certificates": sorted(self._certs)}
+        """Status detail: degraded certificates, the managed ones, and those issued again at
+        start instead of being kept (with why, and how many)."""
+        return {
+            "degraded": self.degraded,
+            "certificates": sorted(self._certs),
+            "reissued": self.reissued,
+            "reissued_count": len(self._reissued),
+        }
 
     def certificate(self, name: str) -> x509.Certificate:
         """The current `cryptography` certificate of managed certificate `name`."""
@@ -312,35 +324,42 @@ class CertificateService:
 
     async def _load_or_issue(self, spec: ManagedSpec) -> None:
         record = await self._executor.run(self._store.get, spec.name)
-        cert = await self._usable(spec, record)
-        if cert is None:
+        if not record:
             await self._issue(spec)
             log.info("issued certificate %s", spec.name)
+            return
+        cert, problem = await self._usable(spec, record)
+        if cert is None:
+            await self._issue(spec)
+            self._reissued[spec.name] = problem
+            log.warning("issued certificate %s again: the stored one %s", spec.name, problem)
         else:
             self._certs[spec.name] = cert
 
     async def _usable(
-        self, spec: ManagedSpec, record: dict[str, Any] | None
-    ) -> x509.Certificate | None:
-        """The stored certificate if it still fits its key and issuer and has not expired."""
-        if not record or record.get("key") != spec.key_name:
-            return None
+        self, spec: ManagedSpec, record: dict[str, Any]
+    ) -> tuple[x509.Certificate | None, str]:
+        """The stored certificate if it still fits its key and issuer and has not expired;
+        else None and why not."""
+        if record.get("key") != spec.key_name:
+            return None, f"was made for key {record.get('key')!r}, not {spec.key_name!r}"
         try:
             cert = x509.load_pem_x509_certificate(record["certificate"].encode("ascii"))
         except (KeyError, ValueError, AttributeError):
-            log.warning("stored certificate %s is unreadable; issuing a new one", spec.name)
-            return None
+            return None, "is unreadable"
         own_key = await self._signers[spec.name].public_key()
-        if _spki(cert.public_key()) != _spki(own_key) or cert.not_valid_after_utc <= _now():
-            return None
+        if _spki(cert.public_key()) != _spki(own_key):
+            return None, (
+                f"is for another public key than key {spec.key_name!r} has now: that key was "
+                "made again (it was gone from its key backend); whoever trusted the old "
+                "certificate must be given the new one"
+            )
+        if cert.not_valid_after_utc <= _now():
+            return None, f"expired on {cert.not_valid_after_utc.isoformat()}"
         issuer = self._certs.get(spec.issuer) if spec.issuer else cert
-        if issuer is None:
-            return None
-        try:
-            cert.verify_directly_issued_by(issuer)
-        except Exception:
-            return None
-        return cert
+        if issuer is None or not _issued_by(cert, issuer):
+            return None, f"no longer verifies against its issuer {spec.issuer}, issued again"
+        return cert, ""
 
     async def _issue(self, spec: ManagedSpec) -> None:
         signer = self._signers[spec.name]
@@ -431,6 +450,14 @@ class CertificateService:
             name, cert.not_valid_before_utc.timestamp(), cert.not_valid_after_utc.timestamp()
         )
         log.debug("certificate %s renews in %.0f s", name, delay)
+
+
+def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except Exception:
+        return False
+    return True
 
 
 def _key_service_name(uri: str) -> str | None:
