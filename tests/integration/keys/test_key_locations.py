@@ -8,6 +8,7 @@ restart with an edited configuration.
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 
 import pytest
@@ -231,3 +232,27 @@ def test_a_token_config_points_away_from_fails_its_keys_and_makes_none_elsewhere
     assert in_file == set(), "neither the identity nor the validation key may appear in file"
     assert "no-such-token" in status["pkcs11"]
     assert back == tag
+
+
+def test_a_ca_whose_key_is_gone_is_issued_again_loudly_and_counted(device, caplog):
+    async def scenario():
+        keys = await device.boot()
+        first = await device.certs(keys)
+        serials = {name: first.certificate(name).serial_number for name in CA_NAMES}
+        await keys.delete(await keys.load("edge-ca"))
+        await device.shutdown()
+        keys = await device.boot()
+        again = await device.certs(keys)
+        return serials, again, {name: again.certificate(name).serial_number for name in CA_NAMES}
+
+    caplog.set_level(logging.WARNING, logger="edgekeeper.certs")
+    serials, again, serials_again = asyncio.run(scenario())
+    assert serials_again[ROOT] == serials[ROOT]
+    assert serials_again[EDGE_CA] != serials[EDGE_CA]
+    assert set(again.reissued) == {EDGE_CA, WORKLOAD_CA}
+    assert "key 'edge-ca' has now" in again.reissued[EDGE_CA]
+    assert again.describe()["reissued_count"] == 2
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(
+        m.startswith("issued certificate edge-ca again: the stored one is for") for m in warned
+    )
