@@ -40,6 +40,7 @@ from firmware.cli.views.certs import render_certificates, render_renewed
 from firmware.cli.views.daemon import render_log_level, render_status
 from firmware.cli.views.identity import render_identities, render_identity, render_sockets
 from firmware.cli.views.keys import render_keys
+from firmware.cli.views.keys_migration import render_migration
 from firmware.cli.views.modules import render_log_lines, render_modules, render_system_status
 from firmware.errors import EdgekeeperError, UsageError
 
@@ -116,6 +117,17 @@ def _requested(verb: str) -> Callable[[object, argparse.Namespace], str]:
         return f"{args.name}: {verb} requested"
 
     return rendered
+
+
+def _migration_request(args: argparse.Namespace) -> dict[str, object]:
+    """The body of `keys migrate`: the named keys or --all, never both, never neither."""
+    if bool(args.names) == args.all:
+        raise UsageError(
+            "keys migrate: name the keys to move, or give --all",
+            hint="e.g. `keys migrate device-identity --to pkcs11`",
+        )
+    chosen: dict[str, object] = {"all": True} if args.all else {"keys": list(args.names)}
+    return {**chosen, "to": args.to, "apply": args.apply}
 
 
 # --- local commands ------------------------------------------------------------------------
@@ -223,6 +235,18 @@ COMMANDS: tuple[Command, ...] = (
         call=ApiCall("GET", "/keys"),
         render=render_keys,
         read_only=True,
+    ),
+    Command(
+        "keys migrate",
+        "move keys to another backend: shows the plan, --apply carries it out",
+        (
+            argument("names", nargs="*", metavar="NAME", help="the keys to move"),
+            argument("--all", action="store_true", help="every key not in the target yet"),
+            argument("--to", required=True, metavar="BACKEND", help="file, pkcs11 or tpm"),
+            argument("--apply", action="store_true", help="move them (default: show the plan)"),
+        ),
+        call=ApiCall("POST", "/keys/migrate", body=_migration_request),
+        render=render_migration,
     ),
     Command(
         "certs list",

@@ -25,6 +25,7 @@ from firmware.api.management import (
     daemon,
     deployments,
     identities,
+    key_migration,
     keys,
     logs,
     modules,
@@ -176,6 +177,7 @@ class Wiring:
         table = [
             *daemon.routes(status),
             *keys.routes(self._keys_now),
+            *key_migration.routes(self._keys_now, ctx.executor),
             *certificates.routes(self._certs_now),
             *modules.routes(self._reconciler),
             *logs.routes(self._reconciler),

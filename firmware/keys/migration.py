@@ -223,7 +223,7 @@ class KeyMigration:
                 )
             if move.action is MoveAction.MOVE:
                 await self._move(move)
-            removed, kept = await self._remove_leftovers(move)
+            removed, kept = await self._remove_copies(move)
         except EdgekeeperError as err:
             now = self._keys.locations.backend_of(move.key_id) or move.source
             log.warning(
@@ -240,20 +240,21 @@ class KeyMigration:
         await self._keys.relocate(move.key_id, move.target)
         log.info("key %s moved from %s to %s", move.key_id, move.source, move.target)
 
-    async def _remove_leftovers(self, move: KeyMove) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        """Delete every copy outside the target that is the same key; report the others."""
+    async def _remove_copies(self, move: KeyMove) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """Delete the old copy (after a move) and every leftover outside the target that is the
+        same key; the leftovers deleted, and the copies kept because they differ."""
         target = await self._keys.backend(move.target)
-        others = set(move.leftovers) - {move.target}
+        copies = set(move.leftovers) - {move.target}
         if move.action is MoveAction.MOVE:
-            others.add(move.source)
+            copies.add(move.source)
         removed: list[str] = []
         kept: list[str] = []
-        for name in sorted(others):
-            leftover = await self._keys.backend(name)
-            same = await self._executor.run(
-                remove_if_same, target, leftover, move.key_id, move.kind
-            )
-            (removed if same else kept).append(name)
+        for name in sorted(copies):
+            copy = await self._keys.backend(name)
+            if not await self._executor.run(remove_if_same, target, copy, move.key_id, move.kind):
+                kept.append(name)
+            elif name in move.leftovers:
+                removed.append(name)
         if kept:
             log.warning("key %s: copies in %s differ and were kept", move.key_id, ", ".join(kept))
         return tuple(removed), tuple(kept)
