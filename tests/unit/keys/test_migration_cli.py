@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from argparse import Namespace
 
 from firmware.api.management import key_migration
 from firmware.api.model import ApiRequest
 from firmware.api.router import Router
 from firmware.cli.commands import COMMANDS, InProcessInvoker, execute
+from firmware.cli.views.keys_migration import render_migration
 from firmware.keys.backend import KeyKind
 from tests.unit.keys.test_migration_plan import Rig
 
@@ -158,3 +160,44 @@ def test_the_route_refuses_bodies_of_another_shape(tmp_path, executor):
 def test_keys_migrate_is_not_read_only():
     (command,) = [c for c in COMMANDS if c.name == "keys migrate"]
     assert not command.read_only
+
+
+def test_the_view_says_where_a_failed_key_is_and_what_became_of_leftovers():
+    row = {"kind": "hmac-sha256", "from": "file", "to": "pkcs11", "exportable": True}
+    answer = {
+        "to": "pkcs11",
+        "apply": True,
+        "keys": [
+            {
+                **row,
+                "name": "a",
+                "action": "move",
+                "status": "failed",
+                "now": "file",
+                "problem": "token full",
+                "steps": ["copy the material from file into pkcs11"],
+            },
+            {
+                **row,
+                "name": "b",
+                "action": "stay",
+                "status": "unchanged",
+                "now": "pkcs11",
+                "removed": ["file"],
+                "kept": ["tpm"],
+                "steps": [],
+            },
+        ],
+    }
+    lines = render_migration(answer, Namespace())
+    assert lines.splitlines()[3:] == [
+        "a:",
+        "  failed (the key is in file): token full",
+        "  - copy the material from file into pkcs11",
+        "b:",
+        "  already in pkcs11; leftover copies deleted from file; copies in tpm differ from the "
+        "key and were kept",
+    ]
+    assert render_migration({"to": "tpm", "apply": True, "keys": []}, Namespace()) == (
+        "nothing to move: every key is in tpm already"
+    )
