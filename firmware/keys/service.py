@@ -325,8 +325,8 @@ class KeyService:
         self._forget_derived(payload.key_id)
 
     async def list(self) -> KeyListing:
-        """Every key every known backend holds (file, configured, set up, recorded, opened),
-        each placed against the record; an unreachable backend is reported with its keys."""
+        """Every key every known backend holds (file, the configured, the recorded and any opened
+        one), each placed against the record; an unreachable backend is reported with its keys."""
         keys: list[ListedKey] = []
         problems: list[BackendProblem] = []
         recorded = self._locations.items()
@@ -382,21 +382,18 @@ class KeyService:
 
     async def _create(self, name: str, kind: KeyKind) -> KeyHandle:
         key_id, backend_name, backend = await self._named(name)
-        if self._locations.backend_of(key_id) == backend_name:
-            await self._recreate_if_gone(key_id, kind, backend_name, backend)
-        await self._guarded(backend_name, backend.create, key_id, kind)
+        await self._create_in(key_id, kind, backend_name, backend)
         await self._record(key_id, backend_name)
         return await self._handles.issue(new_payload(key_id, backend_name))
 
-    async def _recreate_if_gone(
+    async def _create_in(
         self, key_id: str, kind: KeyKind, backend_name: str, backend: KeyBackend
     ) -> None:
-        """Say loudly that a recorded key is gone from its backend before making a new one there."""
-        try:
-            await self._guarded(backend_name, backend.info, key_id)
-        except KeyNotFound:
+        """Create-if-absent in `backend`; say loudly when a recorded key was gone from it."""
+        made = await self._guarded(backend_name, _create_if_absent, backend, key_id, kind)
+        if made and self._locations.backend_of(key_id) == backend_name:
             log.warning(
-                "key %s is recorded in backend %s, which no longer holds it: making a new %s key "
+                "key %s is recorded in backend %s, which no longer held it: made a new %s key "
                 "there; whatever the old key signed or sealed no longer verifies or opens",
                 key_id,
                 backend_name,
@@ -473,9 +470,7 @@ class KeyService:
             await self._adopt([target], unsearched=self._locations.unsearched())
         recorded = self._locations.backend_of(key_id)
         if recorded is not None:
-            backend = await self._backend(recorded)
-            await self._recreate_if_gone(key_id, kind, recorded, backend)
-            await self._guarded(recorded, backend.create, key_id, kind)
+            await self._create_in(key_id, kind, recorded, await self._backend(recorded))
             return
         backend = await self._backend(target)
         await self._guarded(target, backend.create, key_id, kind)
@@ -614,6 +609,17 @@ class KeyService:
     async def _run(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         with self._in_flight.call(self._taken.get() or self._registry):
             return await self._executor.run(fn, *args, **kwargs)
+
+
+def _create_if_absent(backend: KeyBackend, key_id: str, kind: KeyKind) -> bool:
+    """Create-if-absent `key_id` (blocking); True when it was not there before."""
+    try:
+        backend.info(key_id)
+    except KeyNotFound:
+        backend.create(key_id, kind)
+        return True
+    backend.create(key_id, kind)  # there already: create checks its kind
+    return False
 
 
 def _check_derived_algorithm(payload: HandlePayload, algorithm: SignAlgorithm) -> None:

@@ -249,7 +249,6 @@ async def test_a_recorded_key_its_backend_lost_is_made_again_there_with_a_warnin
     assert "device-identity" in board.held("file")
     assert "device-identity" not in board.held("hsm")
     assert any(
-        "key device-identity is recorded in backend file, which no longer holds it"
-        in r.getMessage()
+        "key device-identity is recorded in backend file, which no longer held it" in r.getMessage()
         for r in caplog.records
     )
