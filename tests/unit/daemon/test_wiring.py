@@ -43,6 +43,7 @@ ROUTES = {
     ("GET", "/daemon/status", MGMT),
     ("PUT", "/daemon/log-level", MGMT),
     ("GET", "/keys", MGMT),
+    ("POST", "/keys/migrate", MGMT),
     ("GET", "/certificates", MGMT),
     ("POST", "/certificates/{name}/renew", MGMT),
     ("GET", "/modules", MGMT),
