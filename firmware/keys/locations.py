@@ -129,3 +129,14 @@ def _corrupt(path: Path, problem: str) -> CorruptState:
         hint=f"it was left as is; restore it from a backup, or move it aside "
         f"(mv {path} {path}.bad) and restart to record the keys found in the backends afresh",
     )
+
+
+def moving_advice(key_id: str, recorded: str, configured: str, movable: bool) -> str:
+    """What to do about a key that lives elsewhere than config names: move it when its backend
+    gives its material, else keep it there or make a new one (a token or TPM keeps its keys)."""
+    if movable:
+        return f"use `edgekeeper keys migrate {key_id} --to {configured}` to move it"
+    return (
+        f'it cannot leave {recorded}: keep it there ([keys.backends] {key_id} = "{recorded}") '
+        f"or make a new one in {configured} (re-provision or re-issue what uses it)"
+    )

@@ -50,7 +50,7 @@ from firmware.keys.handles import (
     new_payload,
 )
 from firmware.keys.inflight import CallsInFlight
-from firmware.keys.locations import KeyLocations
+from firmware.keys.locations import KeyLocations, moving_advice
 from firmware.keys.names import validate_key_name
 from firmware.keys.registry import BackendRegistry
 
@@ -92,6 +92,14 @@ class ListedKey(KeyInfo):
     placement: Placement
     recorded: str | None
     configured: str
+    movable: bool
+
+    @property
+    def advice(self) -> str | None:
+        """What to do when config names another backend for this recorded key, else None."""
+        if self.placement is not Placement.RECORDED or self.configured == self.backend:
+            return None
+        return moving_advice(self.key_id, self.backend, self.configured, self.movable)
 
     @property
     def note(self) -> str:
@@ -120,12 +128,15 @@ class MovedKey:
     key_id: str
     recorded: str
     configured: str
+    movable: bool
 
     def advice(self) -> str:
-        return (
+        where = (
             f"key {self.key_id} lives in backend {self.recorded}; [keys] now names "
-            f"{self.configured} for new keys; use `edgekeeper keys migrate {self.key_id} --to "
-            f"{self.configured}` to move it"
+            f"{self.configured} for new keys"
+        )
+        return (
+            f"{where}; {moving_advice(self.key_id, self.recorded, self.configured, self.movable)}"
         )
 
 
@@ -355,7 +366,7 @@ class KeyService:
     def moved_keys(self) -> builtins.list[MovedKey]:
         """Recorded keys that configuration now names another backend for (never waits)."""
         return [
-            MovedKey(key_id, recorded, configured)
+            MovedKey(key_id, recorded, configured, self._exports(recorded))
             for key_id, recorded in sorted(self._locations.items().items())
             if (configured := self._registry.backend_for(key_id)) != recorded
         ]
@@ -416,7 +427,7 @@ class KeyService:
         if recorded is None:
             return configured
         if recorded != configured:
-            self._warn_moved(MovedKey(key_id, recorded, configured))
+            self._warn_moved(MovedKey(key_id, recorded, configured, self._exports(recorded)))
         return recorded
 
     def _where(self, payload: HandlePayload) -> str:
@@ -447,7 +458,13 @@ class KeyService:
             placement=placement,
             recorded=recorded,
             configured=self._registry.backend_for(info.key_id),
+            movable=self._exports(info.backend),
         )
+
+    def _exports(self, backend: str) -> bool:
+        """Whether `backend` (if open) gives its keys' material, so `keys migrate` can move them."""
+        opened = self._registry.opened(backend)
+        return opened is not None and opened.exports_keys
 
     def _problem(self, name: str, err: EdgekeeperError) -> BackendProblem:
         held = tuple(sorted(k for k, b in self._locations.items().items() if b == name))

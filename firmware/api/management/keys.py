@@ -1,11 +1,13 @@
 """`GET /keys` on the management API: every backend's keys, where each stands against the
 location record, and the backends out of reach.
 
-Each key is `{"name", "kind", "backend", "location", "note", "configured"}`: `location` is
-"recorded" (the copy in use), "orphan" (the record names another backend) or "unrecorded";
-`configured` is the backend config names for a new key of that name, and `note` says both in
-words. Each unreachable backend is `{"backend", "message", "keys"}`, `keys` being the recorded
-keys it holds (unusable until it is back).
+Each key is `{"name", "kind", "backend", "location", "note", "configured", "movable",
+"advice"}`: `location` is "recorded" (the copy in use), "orphan" (the record names another
+backend) or "unrecorded"; `configured` is the backend config names for a new key of that name,
+and `note` says both in words; `movable` says whether its backend gives the material (so
+`keys migrate` can move it) and `advice`, for a recorded key config now names another backend
+for, what to do (null otherwise). Each unreachable backend is `{"backend", "message", "keys"}`,
+`keys` being the recorded keys it holds (unusable until it is back).
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ def routes(keys: Callable[[], KeyService]) -> RouteTable:
                         "location": key.placement.value,
                         "note": key.note,
                         "configured": key.configured,
+                        "movable": key.movable,
+                        "advice": key.advice,
                     }
                     for key in listing.keys
                 ],

@@ -21,9 +21,9 @@ def render_keys(answer: dict[str, Any], args: Namespace) -> str:
     ]
     lines += [
         f"{k.get('name')} lives in {k.get('backend')}, config names {k.get('configured')}: "
-        f"`edgekeeper keys migrate {k.get('name')} --to {k.get('configured')}` moves it"
+        f"{k.get('advice')}"
         for k in keys
-        if k.get("location") == "recorded" and k.get("configured") not in (None, k.get("backend"))
+        if k.get("advice")
     ]
     for problem in answer.get("unavailable") or ():
         line = f"backend {problem.get('backend')} unavailable: {problem.get('message')}"

@@ -261,7 +261,7 @@ def test_a_new_default_backend_keeps_the_keys_and_says_so(tmp_path, daemonless):
     }
     assert (
         "device-identity lives in file, config names pkcs11: "
-        "`edgekeeper keys migrate device-identity --to pkcs11` moves it"
+        "use `edgekeeper keys migrate device-identity --to pkcs11` to move it"
     ) in text.splitlines()
     assert any(
         line.split()[:3] == ["device-identity", "hmac-sha256", "file"]
