@@ -40,7 +40,7 @@ from firmware.cli.views.certs import render_certificates, render_renewed
 from firmware.cli.views.daemon import render_log_level, render_status
 from firmware.cli.views.identity import render_identities, render_identity, render_sockets
 from firmware.cli.views.keys import render_keys
-from firmware.cli.views.keys_migration import render_migration
+from firmware.cli.views.keys_migration import migration_status, render_migration
 from firmware.cli.views.modules import render_log_lines, render_modules, render_system_status
 from firmware.errors import EdgekeeperError, UsageError
 
@@ -106,6 +106,7 @@ class Command:
     local: Callable[[argparse.Namespace], CommandResult] | None = None
     surfaces: frozenset[str] = EVERYWHERE
     read_only: bool = False  # changes nothing: a logged-out console may run it
+    exit_status: Callable[[Any], int] | None = None  # from the answer; None: 0 for any answer
 
     @property
     def words(self) -> list[str]:
@@ -247,6 +248,7 @@ COMMANDS: tuple[Command, ...] = (
         ),
         call=ApiCall("POST", "/keys/migrate", body=_migration_request),
         render=render_migration,
+        exit_status=migration_status,
     ),
     Command(
         "certs list",
@@ -474,7 +476,9 @@ async def run(command: Command, args: argparse.Namespace, invoker: Invoker) -> C
     try:
         method, path, query, body = command.call.build(args)
         answer = await invoker.request(method, path, query, body)
-        return CommandResult(command.render(answer.json(), args))
+        document = answer.json()
+        status = command.exit_status(document) if command.exit_status is not None else 0
+        return CommandResult(command.render(document, args), status)
     except EdgekeeperError as error:
         return failure(error)
 

@@ -38,6 +38,11 @@ def render_migration(answer: dict[str, Any], args: Namespace) -> str:
     return "\n".join(lines)
 
 
+def migration_status(answer: dict[str, Any]) -> int:
+    """The command's exit status: 1 when a key failed to move (it stays usable where it was)."""
+    return 1 if any(k.get("status") == "failed" for k in answer.get("keys") or ()) else 0
+
+
 def _outcome(key: dict[str, Any]) -> str:
     """One line on what became of an applied key."""
     status = key.get("status")

@@ -9,7 +9,7 @@ from firmware.api.management import key_migration
 from firmware.api.model import ApiRequest
 from firmware.api.router import Router
 from firmware.cli.commands import COMMANDS, InProcessInvoker, execute
-from firmware.cli.views.keys_migration import render_migration
+from firmware.cli.views.keys_migration import migration_status, render_migration
 from firmware.keys.backend import KeyKind
 from tests.unit.keys.test_migration_plan import Rig
 
@@ -201,3 +201,5 @@ def test_the_view_says_where_a_failed_key_is_and_what_became_of_leftovers():
     assert render_migration({"to": "tpm", "apply": True, "keys": []}, Namespace()) == (
         "nothing to move: every key is in tpm already"
     )
+    assert migration_status(answer) == 1
+    assert migration_status({**answer, "keys": answer["keys"][1:]}) == 0
