@@ -256,18 +256,18 @@ class KeyService:
     async def public_key(self, handle: KeyHandle | str) -> bytes:
         """DER SubjectPublicKeyInfo of a key pair."""
         payload = await self._stored(handle, "has no public key")
-        where = self._where(payload)
-        backend = await self._backend(where)
-        return await self._guarded(where, backend.public_key, payload.key_id)
+        return await self._keyed(
+            payload, lambda backend: partial(backend.public_key, payload.key_id)
+        )
 
     async def sign(self, handle: KeyHandle | str, algorithm: SignAlgorithm, data: bytes) -> bytes:
         payload = await self._handles.verify(handle)
         if payload.derived:
             _check_derived_algorithm(payload, algorithm)
             return hmac.digest(await self._derived_secret(payload), data, "sha256")
-        where = self._where(payload)
-        backend = await self._backend(where)
-        return await self._guarded(where, backend.sign, payload.key_id, algorithm, data)
+        return await self._keyed(
+            payload, lambda backend: partial(backend.sign, payload.key_id, algorithm, data)
+        )
 
     async def verify(
         self, handle: KeyHandle | str, algorithm: SignAlgorithm, data: bytes, signature: bytes
@@ -277,10 +277,9 @@ class KeyService:
             _check_derived_algorithm(payload, algorithm)
             expected = hmac.digest(await self._derived_secret(payload), data, "sha256")
             return hmac.compare_digest(expected, signature)
-        where = self._where(payload)
-        backend = await self._backend(where)
-        return await self._guarded(
-            where, backend.verify, payload.key_id, algorithm, data, signature
+        return await self._keyed(
+            payload,
+            lambda backend: partial(backend.verify, payload.key_id, algorithm, data, signature),
         )
 
     async def encrypt(
@@ -291,9 +290,9 @@ class KeyService:
         if payload.derived:
             secret = await self._derived_secret(payload)
             return software.gcm_encrypt(_derived_name(payload), secret, iv, aad, plaintext)
-        where = self._where(payload)
-        backend = await self._backend(where)
-        return await self._guarded(where, backend.encrypt, payload.key_id, iv, aad, plaintext)
+        return await self._keyed(
+            payload, lambda backend: partial(backend.encrypt, payload.key_id, iv, aad, plaintext)
+        )
 
     async def decrypt(
         self, handle: KeyHandle | str, iv: bytes, aad: bytes, ciphertext: bytes
@@ -303,9 +302,9 @@ class KeyService:
         if payload.derived:
             secret = await self._derived_secret(payload)
             return software.gcm_decrypt(_derived_name(payload), secret, iv, aad, ciphertext)
-        where = self._where(payload)
-        backend = await self._backend(where)
-        return await self._guarded(where, backend.decrypt, payload.key_id, iv, aad, ciphertext)
+        return await self._keyed(
+            payload, lambda backend: partial(backend.decrypt, payload.key_id, iv, aad, ciphertext)
+        )
 
     async def derive(self, parent: KeyHandle | str, label: bytes) -> KeyHandle:
         """A handle for the child HMAC key HMAC-SHA256(parent, label); the parent must be HMAC."""
@@ -602,6 +601,20 @@ class KeyService:
                 backend = await self._guarded(name, registry.open, name)
             if registry is self._registry:
                 return backend
+
+    async def _keyed(
+        self, payload: HandlePayload, use: Callable[[KeyBackend], Callable[[], T]]
+    ) -> T:
+        """`use(backend)()` on the backend that holds the payload's key; once more on the new one
+        when `keys migrate` moved the key between the lookup and the call (the old copy gone)."""
+        where = self._where(payload)
+        try:
+            return await self._guarded(where, use(await self._backend(where)))
+        except KeyNotFound:
+            moved = self._where(payload)
+            if moved == where:
+                raise
+            return await self._guarded(moved, use(await self._backend(moved)))
 
     async def _guarded(
         self, backend: str, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs

@@ -252,3 +252,25 @@ async def test_a_recorded_key_its_backend_lost_is_made_again_there_with_a_warnin
         "key device-identity is recorded in backend file, which no longer held it" in r.getMessage()
         for r in caplog.records
     )
+
+
+async def test_a_call_that_loses_the_race_with_a_move_runs_again_where_the_key_went(board):
+    keys = await board.start("file")
+    handle = await keys.create_key("mover", KeyKind.HMAC_SHA256)
+    expected = await keys.sign(handle, SignAlgorithm.HMAC_SHA256, DATA)
+    material = board.file().export_key("mover")
+    hsm = await keys.backend("hsm")
+    await board.executor.run(hsm.import_key, "mover", *material)
+    source = await keys.backend("file")
+    moved: list[str] = []
+
+    def sign_after_the_move(key_id: str, algorithm: SignAlgorithm, data: bytes) -> bytes:
+        # The lookup chose "file"; `keys migrate` switches the record and deletes this copy
+        # before the call reaches the backend.
+        keys.locations.record("mover", "hsm")
+        moved.append(key_id)
+        raise KeyNotFound(f"no key {key_id!r} in file")
+
+    source.sign = sign_after_the_move  # type: ignore[method-assign]
+    assert await keys.sign(handle, SignAlgorithm.HMAC_SHA256, DATA) == expected
+    assert moved == ["mover"]
