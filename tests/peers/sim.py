@@ -231,6 +231,12 @@ class Dockerd:
             )
         return result
 
+    def remove_containers(self, label: str) -> None:
+        """Remove (forcibly) every container carrying `label` (`KEY` or `KEY=VALUE`)."""
+        found = self.docker("ps", "-aq", "--filter", f"label={label}").stdout.split()
+        if found:
+            self.docker("rm", "-f", *found, check=False)
+
     def import_image(self, rootfs_dir: Path, tag: str) -> str:
         """`docker import` the directory tree `rootfs_dir` as image `tag`; returns the tag."""
         buffer = io.BytesIO()

@@ -23,7 +23,6 @@ from typing import Any
 import pytest
 
 from firmware.api.client import ApiClient
-from firmware.runtime.engine import DockerEngine
 from firmware.runtime.spec import MODULE_LABEL
 from tests.peers.program import cli_argv, program_env, spawn_daemon
 from tests.peers.waiting import wait_for_path, wait_until
@@ -214,18 +213,8 @@ def gateway(sim_dockerd, client_image) -> Iterator[GatewayFactory]:
     finally:
         for running in started:
             running.stop()
-            _remove_containers(sim_dockerd)
+            sim_dockerd.remove_containers(MODULE_LABEL)
             shutil.rmtree(running.root, ignore_errors=True)
-
-
-def _remove_containers(sim_dockerd) -> None:
-    async def remove() -> None:
-        engine = DockerEngine(str(sim_dockerd.socket))
-        for found in await engine.list_containers():
-            if MODULE_LABEL in found.labels:
-                await engine.remove(found.container_id, force=True)
-
-    asyncio.run(remove())
 
 
 def toml_inline(value: object) -> str:

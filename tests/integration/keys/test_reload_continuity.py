@@ -30,7 +30,6 @@ import pytest
 
 from firmware.api.client import ApiClient
 from firmware.errors import EdgekeeperError
-from firmware.runtime.engine import DockerEngine
 from firmware.runtime.spec import MODULE_LABEL
 from tests.peers.program import daemon_argv, program_env
 from tests.peers.waiting import wait_for_path, wait_until_async
@@ -147,20 +146,10 @@ def gateway(sim_dockerd, client_image) -> Iterator[Gateway]:
         yield running
     finally:
         code = running.stop()
-        _remove_modules(sim_dockerd)
+        sim_dockerd.remove_containers(MODULE_LABEL)
         log = running.log
         shutil.rmtree(root, ignore_errors=True)
         assert code == 0, log
-
-
-def _remove_modules(sim_dockerd) -> None:
-    async def remove() -> None:
-        engine = DockerEngine(str(sim_dockerd.socket))
-        for found in await engine.list_containers():
-            if MODULE_LABEL in found.labels:
-                await engine.remove(found.container_id, force=True)
-
-    asyncio.run(remove())
 
 
 async def deploy(gateway: Gateway, name: str, image: str) -> None:

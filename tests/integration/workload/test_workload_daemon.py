@@ -28,7 +28,6 @@ from firmware.keys.backend import SignAlgorithm
 from firmware.keys.file import FileBackend
 from firmware.keys.registry import BackendRegistry
 from firmware.keys.service import KeyService
-from firmware.runtime.engine import DockerEngine
 from firmware.runtime.spec import MODULE_LABEL
 from tests.peers.program import cli_argv, program_env, spawn_daemon
 from tests.peers.waiting import wait_for_path, wait_until
@@ -90,7 +89,8 @@ def daemon(sim_dockerd, client_image) -> Iterator[Daemon]:
         yield running
     finally:
         running.stop()
-        remove_modules(sim_dockerd, [agent, *modules_named(sim_dockerd, "ekmod")])
+        for name in [agent, *modules_named(sim_dockerd, "ekmod")]:
+            sim_dockerd.remove_containers(f"{MODULE_LABEL}={name}")
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -99,16 +99,6 @@ def modules_named(sim_dockerd, prefix: str) -> list[str]:
         "ps", "-a", "--format", "{{.Names}}", "--filter", f"name={prefix}"
     ).stdout
     return listing.split()
-
-
-def remove_modules(sim_dockerd, names: list[str]) -> None:
-    async def remove() -> None:
-        engine = DockerEngine(str(sim_dockerd.socket))
-        for name in names:
-            for found in await engine.list_containers({MODULE_LABEL: name}):
-                await engine.remove(found.container_id, force=True)
-
-    asyncio.run(remove())
 
 
 def running_container(sim_dockerd, name: str) -> str:
