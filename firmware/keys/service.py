@@ -513,7 +513,10 @@ class KeyService:
         for name in required + optional:
             try:
                 backend = await self._backend(name)
-                infos = await self._guarded(name, backend.list_keys)
+                # Only a backend keys are made in is marked down when it cannot be reached; one
+                # searched for keys of an earlier config (`also`) is merely not searched.
+                listing = self._guarded if name in required else self._unguarded
+                infos = await listing(name, backend.list_keys)
             except EdgekeeperError as err:
                 if name in required:
                     log.warning(
@@ -615,6 +618,10 @@ class KeyService:
             if moved == where:
                 raise
             return await self._guarded(moved, use(await self._backend(moved)))
+
+    async def _unguarded(self, backend: str, fn: Callable[[], T]) -> T:
+        """`_run` a call on `backend` without noting whether the backend could be reached."""
+        return await self._run(fn)
 
     async def _guarded(
         self, backend: str, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs

@@ -274,3 +274,21 @@ async def test_a_call_that_loses_the_race_with_a_move_runs_again_where_the_key_w
     source.sign = sign_after_the_move  # type: ignore[method-assign]
     assert await keys.sign(handle, SignAlgorithm.HMAC_SHA256, DATA) == expected
     assert moved == ["mover"]
+
+
+async def test_a_backend_searched_only_for_earlier_keys_is_not_marked_down(board, caplog):
+    class UnpluggedToken(HsmFiles):
+        def list_keys(self):
+            raise KeyBackendUnavailable("no token in slot 0", hint="plug the token in")
+
+    registry = BackendRegistry(
+        "file",
+        {"file": board.file, "hsm": lambda: UnpluggedToken(board.root / "hsm-keys")},
+        may_hold_keys=lambda: ["file", "hsm"],
+    )
+    keys = KeyService(registry, board.executor, locations=KeyLocations(board.state))
+    with caplog.at_level(logging.INFO, logger="firmware.keys.service"):
+        await keys.start()
+    assert keys.backends_down() == {}
+    assert "key backend hsm not searched for existing keys" in caplog.text
+    assert "is down" not in caplog.text
