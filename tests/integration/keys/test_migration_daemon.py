@@ -1,8 +1,9 @@
-"""`edgekeeper keys migrate --all --to pkcs11 --apply` against a running daemon, modules signing.
+"""`edgekeeper keys migrate --all --to pkcs11|tpm --apply` on a running daemon, modules signing.
 
 The gateway of `test_reload_continuity` (a real dockerd, the agent and one deployed module, both
-signing and asking for server certificates without pause) gets a SoftHSM2 token configured by a
-reload, keeping `file` as the default backend; then the CLI moves every key into the token. Every
+signing and asking for server certificates without pause) gets a SoftHSM2 token or the swtpm
+configured by a reload, keeping `file` as the default backend; then the CLI moves every key into
+it. Every
 request before, during and after the move must succeed with the digests the device identity key
 gave before, and afterwards no key is left in files.
 """
@@ -27,7 +28,9 @@ from tests.integration.keys.test_reload_continuity import (
 from tests.peers.program import cli_argv, program_env
 from tests.peers.waiting import wait_until
 
-pytestmark = [pytest.mark.docker, pytest.mark.softhsm]
+# Both devices are session fixtures set up before the gateway starts (SOFTHSM2_CONF must be in
+# the daemon's environment); each case configures one of them.
+pytestmark = [pytest.mark.docker, pytest.mark.softhsm, pytest.mark.swtpm]
 
 __all__ = ["gateway"]  # the fixture, used by name
 
@@ -45,13 +48,29 @@ def _cli(gw: Gateway, *argv: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_keys_migrate_all_while_modules_sign_fails_no_request(gateway, client_image, softhsm):
+def _token(softhsm, swtpm) -> str:
     token = softhsm.new_token(f"migrate-{uuid.uuid4().hex[:6]}")
-    gateway.reload_with(
-        "50-token.toml",
+    return (
         f'[keys.pkcs11]\nmodule = "{softhsm.module}"\ntoken_label = "{token.label}"\n'
-        f'pin = "{token.user_pin}"\n',
+        f'pin = "{token.user_pin}"\n'
     )
+
+
+def _tpm(softhsm, swtpm) -> str:
+    return f'[tpm]\ntcti = "{swtpm.tcti}"\n'
+
+
+@pytest.mark.parametrize(
+    ("target", "device"),
+    [
+        pytest.param("pkcs11", _token, id="pkcs11"),
+        pytest.param("tpm", _tpm, id="tpm"),
+    ],
+)
+def test_keys_migrate_all_while_modules_sign_fails_no_request(
+    softhsm, swtpm, gateway, client_image, target, device
+):
+    gateway.reload_with(f"50-{target}.toml", device(softhsm, swtpm))
     wait_until(
         lambda: "service reconfigured in place" in gateway.log, timeout_s=30, what="the reload"
     )
@@ -65,10 +84,10 @@ def test_keys_migrate_all_while_modules_sign_fails_no_request(gateway, client_im
         try:
             await signed_enough(traffic)
             plan = await asyncio.to_thread(
-                _cli, gateway, "keys", "migrate", "--all", "--to", "pkcs11"
+                _cli, gateway, "keys", "migrate", "--all", "--to", target
             )
             moved = await asyncio.to_thread(
-                _cli, gateway, "keys", "migrate", "--all", "--to", "pkcs11", "--apply"
+                _cli, gateway, "keys", "migrate", "--all", "--to", target, "--apply"
             )
             traffic.phase = 1
             await signed_enough(traffic)
