@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -62,6 +63,20 @@ def spawn_daemon(config: Path, log: Path, **popen: Any) -> subprocess.Popen[str]
             env=program_env(),
             **popen,
         )
+
+
+def stop_daemon(process: subprocess.Popen[str] | None, timeout_s: float = 30) -> int:
+    """SIGTERM a daemon `spawn_daemon` started and wait for its exit code (0 if none ran); one
+    that does not stop in `timeout_s` is killed and `TimeoutExpired` raised."""
+    if process is None or process.poll() is not None:
+        return process.returncode if process else 0
+    process.send_signal(signal.SIGTERM)
+    try:
+        return process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        raise
 
 
 @functools.cache

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-import signal
 import subprocess
 import tempfile
 import uuid
@@ -24,7 +23,7 @@ import pytest
 
 from firmware.api.client import ApiClient
 from firmware.runtime.spec import MODULE_LABEL
-from tests.peers.program import cli_argv, program_env, spawn_daemon
+from tests.peers.program import cli_argv, program_env, spawn_daemon, stop_daemon
 from tests.peers.waiting import wait_for_path, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -61,15 +60,7 @@ class Gateway:
         wait_for_path(self.management_socket, timeout_s=30, process=self.process, log=self.log_path)
 
     def stop(self) -> int:
-        if self.process is None or self.process.poll() is not None:
-            return self.process.returncode if self.process else 0
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-            raise
+        return stop_daemon(self.process)
 
     def client(self) -> ApiClient:
         return ApiClient(f"unix://{self.management_socket}")

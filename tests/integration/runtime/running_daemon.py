@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 from firmware.api.client import ApiClient
-from tests.peers.program import cli_argv, program_env, spawn_daemon
+from tests.peers.program import cli_argv, program_env, spawn_daemon, stop_daemon
 from tests.peers.waiting import wait_for_path
 
 REPO = Path(__file__).resolve().parents[3]
@@ -70,15 +70,7 @@ class DaemonProcess:
         self.socket.unlink(missing_ok=True)
 
     def stop(self) -> int:
-        if self.process is None or self.process.poll() is not None:
-            return self.process.returncode if self.process else 0
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-            raise
+        return stop_daemon(self.process)
 
     def client(self) -> ApiClient:
         return ApiClient(self.uri)
