@@ -435,19 +435,31 @@ class EdgeCa:
 
 @dataclass(frozen=True)
 class KeyMaterial:
-    """A secret given inline (`{ value = "base64" }`) or by URI (`{ uri = "file://..." }`)."""
+    """A secret given inline (`{ value = "base64" }`), by URI (`{ uri = "file://..." }`, or
+    `{ uri = "pkcs11:...;object=NAME" }` for a key on the token) or as a key of the key service
+    (`{ key = "NAME" }`, stored where `[keys.backends]` puts NAME)."""
 
     value: str | None = setting(None, doc="the key, base64", secret=True)
-    uri: str | None = setting(None, doc="file:// or pkcs11: URI of the key")
+    uri: str | None = setting(None, doc="file:// URI of a file holding the key, or a pkcs11: URI")
+    key: str | None = setting(None, doc="name of a key in the key service")
 
     def check(self) -> Iterator[Violation]:
-        if (self.value is None) == (self.uri is None):
-            yield Violation("value", "give exactly one of value or uri", "remove one, or add one")
+        given = [name for name in ("value", "uri", "key") if getattr(self, name) is not None]
+        if len(given) != 1:
+            yield Violation(
+                "value", "give exactly one of value, uri or key", "remove all but one, or add one"
+            )
         elif self.value is not None and not _is_base64(self.value):
             yield Violation(
                 "value",
                 f"the key is empty or not base64 ({NOT_SHOWN})",
                 "give the key as standard base64 (RFC 4648), as the hub or DPS shows it",
+            )
+        elif self.uri is not None and not self.uri.startswith(("file://", "pkcs11:")):
+            yield Violation(
+                "uri",
+                f"{self.uri!r} is neither a file:// nor a pkcs11: URI",
+                'use uri = "file:///path/to/key" or { key = "NAME" } for a key of the key service',
             )
 
 
@@ -465,7 +477,9 @@ class ProvisioningAuthentication:
     method: Literal["sas", "x509"] = setting("sas", doc="shared access key or X.509 certificate")
     device_id_pk: KeyMaterial | None = setting(None, doc="the device's symmetric key (sas)")
     identity_cert: str | None = setting(None, doc="file URI of the identity certificate (x509)")
-    identity_pk: str | None = setting(None, doc="file or PKCS#11 URI of its key (x509)")
+    identity_pk: str | None = setting(
+        None, doc="its key (x509): a file:// URI, a pkcs11: URI or a key name of the key service"
+    )
 
     def check(self) -> Iterator[Violation]:
         if self.method == "sas" and self.device_id_pk is None:
@@ -485,13 +499,17 @@ class Attestation:
     method: Literal["symmetric_key", "x509", "tpm"] = setting(
         "symmetric_key", doc="symmetric key, X.509 certificate or TPM endorsement key"
     )
-    registration_id: str | None = setting(None, doc="DPS registration id")
+    registration_id: str | None = setting(
+        None, doc="DPS registration id (tpm: default the one the C SDK derives from the EK)"
+    )
     symmetric_key: KeyMaterial | None = setting(None, doc="enrollment key (symmetric_key)")
     identity_cert: str | None = setting(None, doc="file URI of the identity certificate (x509)")
-    identity_pk: str | None = setting(None, doc="file or PKCS#11 URI of its key (x509)")
+    identity_pk: str | None = setting(
+        None, doc="its key (x509): a file:// URI, a pkcs11: URI or a key name of the key service"
+    )
 
     def check(self) -> Iterator[Violation]:
-        if self.method in ("symmetric_key", "tpm") and self.registration_id is None:
+        if self.method == "symmetric_key" and self.registration_id is None:
             yield Violation(
                 "registration_id",
                 f'method = "{self.method}" needs registration_id',
@@ -514,6 +532,13 @@ def _x509_needs(cert: str | None, pk: str | None) -> Iterator[Violation]:
 
 
 @dataclass(frozen=True)
+class PayloadFile:
+    """The custom payload DPS passes to its allocation function."""
+
+    uri: str = setting(doc="file:// URI of a JSON file", pattern=r"file://.+")
+
+
+@dataclass(frozen=True)
 class Provisioning:
     """How the device gets its identity (IoT Edge `[provisioning]`)."""
 
@@ -533,8 +558,14 @@ class Provisioning:
     )
     id_scope: str | None = setting(None, doc="dps: the DPS instance's id scope")
     attestation: Attestation | None = setting(None, doc="dps: how the device attests")
-    always_reprovision_on_startup: bool = setting(
-        False, doc="dps: provision again at every start (IoT Edge 1.1 key)"
+    payload: PayloadFile | None = setting(
+        None, doc="dps: JSON sent with the registration (`{ uri = \"file://...\" }`)"
+    )
+    always_reprovision_on_startup: bool | None = setting(
+        None, doc="IoT Edge 1.1 key: true maps to auto_reprovisioning_mode = AlwaysOnStartup"
+    )
+    dynamic_reprovisioning: bool | None = setting(
+        None, doc="IoT Edge 1.1 key: true maps to auto_reprovisioning_mode = Dynamic"
     )
 
     def check(self) -> Iterator[Violation]:
@@ -696,6 +727,12 @@ class Config:
     auto_reprovisioning_mode: Literal["Dynamic", "AlwaysOnStartup", "OnErrorOnly"] = setting(
         "Dynamic", doc="when to provision again"
     )
+    cloud_timeout_sec: int = setting(
+        70, doc="seconds one request to DPS or the hub may take", min=5, max=600
+    )
+    cloud_retries: int = setting(
+        1, doc="retries of a failed request to DPS or the hub before waiting longer", min=0, max=10
+    )
     allow_elevated_docker_permissions: bool = setting(
         True,
         doc="let modules ask for elevated create options (privileged, capabilities, host "
@@ -723,6 +760,17 @@ class Config:
         default_factory=dict, compare=False, repr=False, metadata={INTERNAL: True}
     )
     """Where each set key came from ("FILE:LINE"), for `config show --sources`; not a TOML key."""
+
+    def reprovisioning_mode(self) -> Literal["Dynamic", "AlwaysOnStartup", "OnErrorOnly"]:
+        """`auto_reprovisioning_mode`, or what IoT Edge's importer makes of the 1.1 keys when
+        `[provisioning]` gives one: dynamic -> Dynamic, else always -> AlwaysOnStartup, else
+        OnErrorOnly."""
+        old = self.provisioning
+        if old.dynamic_reprovisioning is None and old.always_reprovision_on_startup is None:
+            return self.auto_reprovisioning_mode
+        if old.dynamic_reprovisioning:
+            return "Dynamic"
+        return "AlwaysOnStartup" if old.always_reprovision_on_startup else "OnErrorOnly"
 
 
 #: IoT Edge keys edgekeeper reads under another name: IoT Edge dotted key -> edgekeeper dotted key.

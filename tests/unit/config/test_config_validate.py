@@ -146,7 +146,7 @@ def test_manual_provisioning_with_a_connection_string_is_complete(write) -> None
     assert (problem.line, problem.key) == (3, "provisioning.connection_string")
 
 
-def test_key_material_needs_exactly_one_of_value_or_uri(write) -> None:
+def test_key_material_needs_exactly_one_of_value_uri_or_key(write) -> None:
     text = (
         '[provisioning]\nsource = "dps"\nid_scope = "0ne00000000"\n'
         '[provisioning.attestation]\nmethod = "symmetric_key"\nregistration_id = "r"\n'
@@ -154,7 +154,7 @@ def test_key_material_needs_exactly_one_of_value_or_uri(write) -> None:
     )
     (problem,) = validate_files(write("config.toml", text)).problems
     assert (problem.line, problem.key) == (7, "provisioning.attestation.symmetric_key.value")
-    assert problem.message == "give exactly one of value or uri"
+    assert problem.message == "give exactly one of value, uri or key"
 
 
 def test_dps_rules(write) -> None:
