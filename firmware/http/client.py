@@ -1,4 +1,5 @@
-"""The one HTTP/1.1 client: h11 over asyncio streams, to a unix socket or to TCP with optional TLS.
+"""The one HTTP/1.1 client: h11 over asyncio streams, to a unix socket or to TCP with optional TLS,
+or to any other `Endpoint` (TLS signed by a key in a TPM or token: `firmware.http.delegated_tls`).
 
 Each request opens its own connection, sends itself, and then either reads the whole answer up to
 a size bound (`HttpClient.request`) or hands the body out chunk by chunk while it arrives
@@ -17,7 +18,7 @@ import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import h11
 
@@ -46,6 +47,18 @@ class Deadlines:
     connect_s: float | None = 5.0
     read_s: float | None = 30.0
     overall_s: float | None = 60.0
+
+
+class Endpoint(Protocol):
+    """Where the client connects: a name for messages (`str()`), the Host header (`host`), and
+    `connect()`, which opens a byte stream to the server (TLS handshake included, if any)."""
+
+    @property
+    def host(self) -> str: ...
+
+    def __str__(self) -> str: ...
+
+    async def connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]: ...
 
 
 @dataclass(frozen=True)
@@ -86,9 +99,6 @@ class TcpEndpoint:
             ssl=self.tls,
             server_hostname=self.host if self.tls is not None else None,
         )
-
-
-Endpoint = UnixEndpoint | TcpEndpoint
 
 
 @dataclass(frozen=True)
