@@ -31,6 +31,9 @@ class SignAlgorithm(enum.Enum):
     """Signature and MAC algorithms; each fits exactly one key kind family."""
 
     ECDSA_SHA256 = "ecdsa-sha256"
+    # ECDSA over a SHA-256 digest the caller computed (`data` is the 32-byte digest): what a TLS
+    # handshake asks of a client key.
+    ECDSA_SHA256_DIGEST = "ecdsa-sha256-digest"
     RSA_PKCS1_SHA256 = "rsa-pkcs1-sha256"
     RSA_PSS_SHA256 = "rsa-pss-sha256"
     HMAC_SHA256 = "hmac-sha256"
@@ -77,6 +80,8 @@ class KeyBackend:
       key of another kind raises `KeyKindMismatch`.
     - `public_key` returns the DER SubjectPublicKeyInfo.
     - ECDSA signatures are DER-encoded (as `cryptography` produces and verifies them).
+    - `ECDSA_SHA256_DIGEST` takes a 32-byte SHA-256 digest as `data` (`KeyOperationFailed` for
+      any other length) and signs it as is.
     - `encrypt` is AES-256-GCM and returns ciphertext followed by the 16-byte tag; `decrypt` takes
       the same and raises `KeyOperationFailed` when the tag does not verify.
     - A missing key raises `KeyNotFound`.

@@ -7,6 +7,7 @@ not load it (tests/unit/keys/test_keys_lazy_imports.py).
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from typing import TYPE_CHECKING, TypeAlias
 
@@ -22,9 +23,11 @@ if TYPE_CHECKING:
     PublicKey: TypeAlias = ec.EllipticCurvePublicKey | rsa.RSAPublicKey
 
 GCM_TAG_LENGTH = 16
+_DIGEST_LENGTH = 32
 
 _KIND_OF = {
     SignAlgorithm.ECDSA_SHA256: KeyKind.EC_P256,
+    SignAlgorithm.ECDSA_SHA256_DIGEST: KeyKind.EC_P256,
     SignAlgorithm.RSA_PKCS1_SHA256: KeyKind.RSA_2048,
     SignAlgorithm.RSA_PSS_SHA256: KeyKind.RSA_2048,
     SignAlgorithm.HMAC_SHA256: KeyKind.HMAC_SHA256,
@@ -37,6 +40,20 @@ def check_algorithm(key_id: str, kind: KeyKind, algorithm: SignAlgorithm) -> Non
             f"key {key_id!r} is a {kind.value} key and cannot do {algorithm.value}",
             hint=f"use a {_KIND_OF[algorithm].value} key for {algorithm.value}",
         )
+
+
+def sha256_digest(algorithm: SignAlgorithm, data: bytes) -> bytes:
+    """The SHA-256 digest an ECDSA or RSA `algorithm` signs: `data` itself for
+    `ECDSA_SHA256_DIGEST` (checked to be 32 bytes), else the hash of `data`."""
+    if algorithm is not SignAlgorithm.ECDSA_SHA256_DIGEST:
+        return hashlib.sha256(data).digest()
+    if len(data) != _DIGEST_LENGTH:
+        raise KeyOperationFailed(
+            f"{algorithm.value} takes a {_DIGEST_LENGTH}-byte SHA-256 digest, "
+            f"not {len(data)} bytes",
+            hint="hash the message with SHA-256, or sign it with ecdsa-sha256",
+        )
+    return data
 
 
 def check_aes(key_id: str, kind: KeyKind) -> None:
@@ -59,10 +76,11 @@ def hmac_sha256(secret: bytes, data: bytes) -> bytes:
 def sign_asymmetric(private: PrivateKey, algorithm: SignAlgorithm, data: bytes) -> bytes:
     """Sign `data` with a key pair; `algorithm` fits the key (see `check_algorithm`)."""
     from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric import ec, utils
 
     if isinstance(private, ec.EllipticCurvePrivateKey):
-        return private.sign(data, ec.ECDSA(hashes.SHA256()))
+        digest = sha256_digest(algorithm, data)
+        return private.sign(digest, ec.ECDSA(utils.Prehashed(hashes.SHA256())))
     return private.sign(data, _rsa_padding(algorithm), hashes.SHA256())
 
 
@@ -72,11 +90,12 @@ def verify_asymmetric(
     """Whether `signature` verifies; `algorithm` fits the key (see `check_algorithm`)."""
     from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric import ec, utils
 
     try:
         if isinstance(public, ec.EllipticCurvePublicKey):
-            public.verify(signature, data, ec.ECDSA(hashes.SHA256()))
+            digest = sha256_digest(algorithm, data)
+            public.verify(signature, digest, ec.ECDSA(utils.Prehashed(hashes.SHA256())))
         else:
             public.verify(signature, data, _rsa_padding(algorithm, verify=True), hashes.SHA256())
     except InvalidSignature:

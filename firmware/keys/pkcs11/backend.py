@@ -238,8 +238,8 @@ class Pkcs11Backend(KeyBackend):
 
         def sign(session: Session, objects: _KeyObjects) -> bytes:
             software.check_algorithm(key_id, objects.kind, algorithm)
-            if algorithm is SignAlgorithm.ECDSA_SHA256:
-                digest = hashlib.sha256(data).digest()
+            if mechanism.type == lib.CKM_ECDSA:
+                digest = software.sha256_digest(algorithm, data)
                 return der.ecdsa_raw_to_der(session.sign(objects.key, mechanism, digest))
             return session.sign(objects.key, mechanism, data)
 
@@ -261,11 +261,11 @@ class Pkcs11Backend(KeyBackend):
                     f"key {key_id!r} has no public key object on token '{self._token.label}'",
                     hint="re-import the key pair so its public key is stored too",
                 )
-            if algorithm is SignAlgorithm.ECDSA_SHA256:
+            if mechanism.type == lib.CKM_ECDSA:
                 raw = der.ecdsa_der_to_raw(signature)
                 if raw is None:
                     return False
-                digest = hashlib.sha256(data).digest()
+                digest = software.sha256_digest(algorithm, data)
                 return session.verify(objects.public, mechanism, digest, raw)
             return session.verify(objects.public, mechanism, data, signature)
 

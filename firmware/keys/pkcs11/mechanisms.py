@@ -27,6 +27,7 @@ KIND_MECHANISMS: dict[KeyKind, tuple[int, int]] = {
 
 ALGORITHM_MECHANISMS: dict[SignAlgorithm, int] = {
     SignAlgorithm.ECDSA_SHA256: lib.CKM_ECDSA,
+    SignAlgorithm.ECDSA_SHA256_DIGEST: lib.CKM_ECDSA,
     SignAlgorithm.RSA_PKCS1_SHA256: lib.CKM_SHA256_RSA_PKCS,
     SignAlgorithm.RSA_PSS_SHA256: lib.CKM_SHA256_RSA_PKCS_PSS,
     SignAlgorithm.HMAC_SHA256: lib.CKM_SHA256_HMAC,

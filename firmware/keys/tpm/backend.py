@@ -165,7 +165,7 @@ class TpmBackend(KeyBackend):
                 f"computing HMAC-SHA256 with key {key_id!r}",
                 lambda esapi: signing.hmac_sha256(esapi, self._loaded(esapi, key), data),
             )
-        digest = signing.sha256(data)
+        digest = software.sha256_digest(algorithm, data)
         return self._run(
             f"signing {algorithm.value} with key {key_id!r}",
             lambda esapi: signing.sign_digest(esapi, self._loaded(esapi, key), algorithm, digest),

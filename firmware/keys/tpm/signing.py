@@ -1,7 +1,8 @@
 """Signatures and MACs computed inside the TPM with a loaded key.
 
-Messages are hashed with SHA-256 in Python and the digest is signed with TPM2_Sign and a null
-hash-check ticket (the keys are unrestricted, so the TPM needs no proof that it hashed the data).
+Messages are hashed with SHA-256 in Python (`ECDSA_SHA256_DIGEST` brings its digest) and the digest
+is signed with TPM2_Sign and a null hash-check ticket (the keys are unrestricted, so the TPM needs
+no proof that it hashed the data).
 ECDSA signatures come back as (r, s) and are returned DER-encoded; RSA signatures as raw bytes.
 HMAC-SHA256 is one TPM2_HMAC for data that fits the TPM's input buffer, else an HMAC sequence.
 """
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from tpm2_pytss import ESAPI, ESYS_TR
@@ -24,6 +24,7 @@ MAX_BUFFER = 1024  # TPM2B_MAX_BUFFER: what every TPM 2.0 accepts in one TPM2_HM
 
 _SCHEMES = {
     SignAlgorithm.ECDSA_SHA256: TPM2_ALG.ECDSA,
+    SignAlgorithm.ECDSA_SHA256_DIGEST: TPM2_ALG.ECDSA,
     SignAlgorithm.RSA_PKCS1_SHA256: TPM2_ALG.RSASSA,
     SignAlgorithm.RSA_PSS_SHA256: TPM2_ALG.RSAPSS,
 }
@@ -40,7 +41,7 @@ def scheme(algorithm: SignAlgorithm) -> TPMT_SIG_SCHEME:
 def sign_digest(esapi: ESAPI, key: ESYS_TR, algorithm: SignAlgorithm, digest: bytes) -> bytes:
     """Sign a SHA-256 `digest`; ECDSA as DER, RSA PKCS#1 v1.5 / PSS as the raw signature."""
     signature = esapi.sign(key, TPM2B_DIGEST(digest), scheme(algorithm))
-    if algorithm is SignAlgorithm.ECDSA_SHA256:
+    if _SCHEMES[algorithm] == TPM2_ALG.ECDSA:
         ecdsa = signature.signature.ecdsa
         r = int.from_bytes(bytes(ecdsa.signatureR), "big")
         s = int.from_bytes(bytes(ecdsa.signatureS), "big")
@@ -48,10 +49,6 @@ def sign_digest(esapi: ESAPI, key: ESYS_TR, algorithm: SignAlgorithm, digest: by
     if algorithm is SignAlgorithm.RSA_PSS_SHA256:
         return bytes(signature.signature.rsapss.sig)
     return bytes(signature.signature.rsassa.sig)
-
-
-def sha256(data: bytes) -> bytes:
-    return hashlib.sha256(data).digest()
 
 
 def hmac_sha256(esapi: ESAPI, key: ESYS_TR, data: bytes) -> bytes:

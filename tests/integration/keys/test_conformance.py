@@ -10,13 +10,14 @@ a key's kind is refused with `KeyKindMismatch`.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 import os
 
 import pytest
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from firmware.keys.backend import KeyKind, SignAlgorithm
@@ -51,6 +52,28 @@ def test_ec_p256_sign_verified_by_cryptography(key_store):
             key.verify(signature, DATA + b"x", ec.ECDSA(hashes.SHA256()))
         assert await service.verify(handle, SignAlgorithm.ECDSA_SHA256, DATA, signature)
         assert not await service.verify(handle, SignAlgorithm.ECDSA_SHA256, DATA + b"x", signature)
+
+    run(scenario())
+
+
+def test_ec_p256_signs_a_digest_as_tls_asks_verified_by_cryptography(key_store):
+    async def scenario():
+        service = await key_store.service()
+        handle = await service.create_key_pair("ec-digest", KeyKind.EC_P256)
+        key = public_key(await service.public_key(handle))
+        digest = hashlib.sha256(DATA).digest()
+        signature = await service.sign(handle, SignAlgorithm.ECDSA_SHA256_DIGEST, digest)
+        prehashed = ec.ECDSA(utils.Prehashed(hashes.SHA256()))
+        key.verify(signature, digest, prehashed)
+        key.verify(signature, DATA, ec.ECDSA(hashes.SHA256()))  # the same as signing DATA
+        with pytest.raises(InvalidSignature):
+            key.verify(signature, hashlib.sha256(DATA + b"x").digest(), prehashed)
+        assert await service.verify(handle, SignAlgorithm.ECDSA_SHA256_DIGEST, digest, signature)
+        with pytest.raises(KeyOperationFailed, match="32-byte SHA-256 digest, not 33 bytes"):
+            await service.sign(handle, SignAlgorithm.ECDSA_SHA256_DIGEST, digest + b"x")
+        rsa_handle = await service.create_key_pair("rsa-digest", KeyKind.RSA_2048)
+        with pytest.raises(KeyKindMismatch):
+            await service.sign(rsa_handle, SignAlgorithm.ECDSA_SHA256_DIGEST, digest)
 
     run(scenario())
 
