@@ -7,6 +7,9 @@ was reset and wants TPM2_Startup gets Startup(CLEAR); handles that stopped namin
 objects again on the next attempt; a full TPM gets its least recently used object flushed; a
 lockout or anything else becomes one clear `EdgekeeperError`. Methods block: call them from the
 daemon's executor, never on the event loop.
+
+`srk` is the storage parent of edgekeeper's keys: the ECC storage key at 0x81000002, or the
+handle `settle_storage` found recorded for the stored keys (see `layout`).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from typing import TypeVar
 
 from tpm2_pytss import ESAPI, ESYS_TR
@@ -22,7 +25,7 @@ from tpm2_pytss.constants import TPM2_RC, TPM2_SU
 from tpm2_pytss.TSS2_Exception import TSS2_Exception
 from tpm2_pytss.types import TPM2B_PUBLIC
 
-from firmware.tpm import codes
+from firmware.tpm import codes, layout
 from firmware.tpm.codes import Outcome
 from firmware.tpm.errors import (
     LOCKOUT_HINT,
@@ -31,9 +34,10 @@ from firmware.tpm.errors import (
     TpmLockout,
     TpmUnavailable,
 )
+from firmware.tpm.handle_record import HandleRecord
 from firmware.tpm.objects import DEFAULT_CAPACITY, LoadedObjects
 from firmware.tpm.retry import RetryPolicy
-from firmware.tpm.srk import SRK_HANDLE, ensure_srk
+from firmware.tpm.srk import STORAGE_HANDLE, ensure_storage_key
 from firmware.tpm.tcti import TctiSpec, open_tcti, unavailable
 
 T = TypeVar("T")
@@ -41,10 +45,12 @@ Connector = Callable[[], tuple[ESAPI, Callable[[], None]]]
 
 
 class TpmConnection:
-    """The TPM behind one TCTI: commands, the storage root key and the loaded-object cache.
+    """The TPM behind one TCTI: commands, the storage key of edgekeeper's keys, loaded objects.
 
-    `owner_auth` is the owner hierarchy's password when it has one (needed only to create the
-    SRK); `connector` replaces the TCTI-string connection (e.g. a Python TCTI over a transport).
+    `owner_auth` and `endorsement_auth` are the hierarchies' passwords when they have one (needed
+    to create and persist primary keys, and by DPS TPM attestation's PolicySecret on the
+    endorsement hierarchy); `connector` replaces the TCTI-string connection (e.g. a Python TCTI
+    over a transport).
     """
 
     def __init__(
@@ -52,16 +58,18 @@ class TpmConnection:
         tcti: str | TctiSpec,
         *,
         retry: RetryPolicy | None = None,
-        srk_handle: int = SRK_HANDLE,
+        storage_handle: int = STORAGE_HANDLE,
         capacity: int = DEFAULT_CAPACITY,
         owner_auth: str | None = None,
+        endorsement_auth: str | None = None,
         connector: Connector | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.spec = tcti if isinstance(tcti, TctiSpec) else TctiSpec.parse(tcti)
         self._owner_auth = owner_auth
+        self._endorsement_auth = endorsement_auth
         self.retry = retry or RetryPolicy()
-        self.srk_handle = srk_handle
+        self.storage_handle = storage_handle
         self.objects = LoadedObjects(capacity)
         self._resets = 0
         self._connector = connector or self._open
@@ -89,16 +97,32 @@ class TpmConnection:
                 except TSS2_Exception as exc:
                     self._recover(what, esapi, exc, delays, recovered)
 
+    def settle_storage(
+        self, record: HandleRecord, key_parents: Callable[[], Collection[bytes]]
+    ) -> int:
+        """Bring the TPM's storage keys to the current layout (`layout.settle`) and make the
+        parent `record` names (decided from `key_parents()` when there is none) the parent of
+        keys from now on; that parent's persistent handle."""
+        with self._lock:
+            handle = self.run(
+                "setting up the storage keys",
+                lambda esapi: layout.settle(esapi, record, key_parents),
+            )
+            if handle != self.storage_handle:
+                self.storage_handle = handle
+                self._forget_storage_key(self._esapi)
+            return handle
+
     def srk(self, esapi: ESAPI) -> ESYS_TR:
-        """The storage root key's handle, created and persisted on first use if absent."""
+        """The handle of the storage key of edgekeeper's keys, created and persisted if absent."""
         return self._storage_root(esapi)[0]
 
     def srk_public(self, esapi: ESAPI) -> TPM2B_PUBLIC:
-        """The storage root key's public area (the parent that keys are wrapped for on import)."""
+        """The storage key's public area (the parent that keys are wrapped for on import)."""
         return self._storage_root(esapi)[1]
 
     def srk_name(self, esapi: ESAPI) -> bytes:
-        """The storage root key's TPM name: what a child's blobs are bound to."""
+        """The storage key's TPM name: what a child's blobs are bound to."""
         return self._storage_root(esapi)[2]
 
     def unload(self, name: str) -> None:
@@ -122,6 +146,8 @@ class TpmConnection:
             self._esapi, self._close_link = self._connector()
             if self._owner_auth:
                 self._esapi.tr_set_auth(ESYS_TR.OWNER, self._owner_auth)
+            if self._endorsement_auth:
+                self._esapi.tr_set_auth(ESYS_TR.ENDORSEMENT, self._endorsement_auth)
         return self._esapi
 
     def _open(self) -> tuple[ESAPI, Callable[[], None]]:
@@ -140,7 +166,7 @@ class TpmConnection:
 
     def _storage_root(self, esapi: ESAPI) -> tuple[ESYS_TR, TPM2B_PUBLIC, bytes]:
         if self._srk is None:
-            handle, public = ensure_srk(esapi, self.srk_handle)
+            handle, public = ensure_storage_key(esapi, self.storage_handle)
             self._srk = (handle, public, bytes(public.get_name()))
         return self._srk
 
@@ -208,11 +234,14 @@ class TpmConnection:
     def _lost_objects(self, esapi: ESAPI, *, flush: bool) -> None:
         """The TPM lost (some of) what we loaded: start afresh, the SRK handle included."""
         self.objects.clear(esapi, flush=flush)
-        if self._srk is not None:
+        self._forget_storage_key(esapi)
+        self._resets += 1
+
+    def _forget_storage_key(self, esapi: ESAPI | None = None) -> None:
+        if self._srk is not None and esapi is not None:
             with contextlib.suppress(TSS2_Exception):
                 esapi.tr_close(self._srk[0])
-            self._srk = None
-        self._resets += 1
+        self._srk = None
 
     def _disconnect(self) -> None:
         self.objects.clear(None, flush=False)

@@ -26,3 +26,14 @@ class TpmCommandFailed(EdgekeeperError):
 
 class TpmSetupError(DeviceError):
     """The TPM cannot be set up for edgekeeper (storage root key missing or unsuitable)."""
+
+
+class AuthenticationKeyMalformed(EdgekeeperError):
+    """The authenticationKey DPS sent for TPM attestation is not the five TPM structures it
+    should be (the peer's fault: nothing in the TPM was touched)."""
+
+    http_status = 502
+
+
+class AuthKeyMissing(EdgekeeperError):
+    """The persistent slot that should hold the DPS auth key is empty."""
