@@ -1,11 +1,15 @@
 """`TpmBackend`: the `KeyBackend` whose keys live in a TPM 2.0, their blobs in files.
 
-Keys are children of the storage root key; their public and private blobs are kept in
-`state_dir` (see `blobs`) and loaded under the SRK again whenever the TPM lost them (reset,
-reboot, simulator restart). Loaded keys stay loaded between operations. Signing and HMAC happen
-inside the TPM; verification of signatures is done in software with the public key; AES-256-GCM
-runs in software with the key unsealed from the TPM for that one operation. Thread-safe: the
-daemon's executor calls it from several threads, and the TPM connection serialises the commands.
+Keys are children of edgekeeper's storage key (0x81000002; see `firmware.tpm.layout` for
+gateways whose keys were made under 0x81000001); their public and private blobs are kept in
+`state_dir` (see `blobs`) and loaded under that key again whenever the TPM lost them (reset,
+reboot, simulator restart). On opening, the TPM's storage keys are brought to the current layout
+(the RSA SRK at 0x81000001 for DPS and IoT Edge), and the parent of the keys is recorded in
+`state_dir`. `attestation` hands the same connection to DPS TPM attestation. Loaded keys stay
+loaded between operations. Signing and HMAC happen inside the TPM; verification of signatures is
+done in software with the public key; AES-256-GCM runs in software with the key unsealed from the
+TPM for that one operation. Thread-safe: the daemon's executor calls it from several threads, and
+the TPM connection serialises the commands.
 """
 
 from __future__ import annotations
@@ -32,12 +36,21 @@ from firmware.keys.backend import (
     KeyKind,
     SignAlgorithm,
 )
-from firmware.keys.errors import KeyBackendUnavailable, KeyKindMismatch, KeyOperationFailed
+from firmware.keys.errors import (
+    KeyBackendUnavailable,
+    KeyKindMismatch,
+    KeyNotFound,
+    KeyOperationFailed,
+)
 from firmware.keys.file import material
 from firmware.keys.tpm import creation, signing
+from firmware.keys.tpm.attestation import TpmAttestation
 from firmware.keys.tpm.blobs import KeyBlob, KeyBlobStore
+from firmware.store.errors import CorruptState
+from firmware.tpm import layout, mac
 from firmware.tpm.connection import TpmConnection
 from firmware.tpm.errors import TpmCommandFailed, TpmLockout, TpmSetupError, TpmUnavailable
+from firmware.tpm.handle_record import HandleRecord
 
 if TYPE_CHECKING:
     from firmware.keys.software import PublicKey
@@ -72,8 +85,9 @@ class _Key:
 class TpmBackend(KeyBackend):
     """Keys in the TPM reached through `tcti`, their blobs in `state_dir`.
 
-    `owner_auth` is `[tpm.hierarchy_authorization] owner` (only needed to create the SRK);
-    `connection` replaces the one built from `tcti` (tests, a shared TPM connection).
+    `owner_auth` and `endorsement_auth` are `[tpm.hierarchy_authorization]`'s (needed to create
+    the primary keys, and by DPS TPM attestation); `connection` replaces the one built from
+    `tcti` (tests, a shared TPM connection).
     """
 
     name = "tpm"
@@ -84,17 +98,25 @@ class TpmBackend(KeyBackend):
         state_dir: Path,
         *,
         owner_auth: str | None = None,
+        endorsement_auth: str | None = None,
         connection: TpmConnection | None = None,
     ) -> None:
+        self._state_dir = Path(state_dir)
         self._store = KeyBlobStore(state_dir)
         self._store.ensure()
-        self._tpm = connection or TpmConnection(tcti, owner_auth=owner_auth)
+        self._tpm = connection or TpmConnection(
+            tcti, owner_auth=owner_auth, endorsement_auth=endorsement_auth
+        )
         self._keys: dict[str, _Key] = {}
         self._keys_lock = threading.Lock()
         self._change_lock = threading.Lock()  # create/import/delete, one at a time
         try:
             with _device_errors():
-                self._tpm.run("setting up the storage root key", self._tpm.srk)
+                record = HandleRecord(
+                    self._state_dir / layout.PARENT_RECORD, "TPM key parent record"
+                )
+                self._tpm.settle_storage(record, self._key_parents)
+                self._tpm.run("setting up the storage key", self._tpm.srk)
         except BaseException:
             self._tpm.close()
             raise
@@ -163,7 +185,7 @@ class TpmBackend(KeyBackend):
         if algorithm is SignAlgorithm.HMAC_SHA256:
             return self._run(
                 f"computing HMAC-SHA256 with key {key_id!r}",
-                lambda esapi: signing.hmac_sha256(esapi, self._loaded(esapi, key), data),
+                lambda esapi: mac.hmac_sha256(esapi, self._loaded(esapi, key), data),
             )
         digest = software.sha256_digest(algorithm, data)
         return self._run(
@@ -193,6 +215,20 @@ class TpmBackend(KeyBackend):
 
     def close(self) -> None:
         self._tpm.close()
+
+    def attestation(self, auth_key_index: int) -> TpmAttestation:
+        """DPS TPM attestation on this backend's TPM connection, the auth key at
+        0x81000000 + `auth_key_index` (and the next handle)."""
+        return TpmAttestation(self._tpm, auth_key_index, self._state_dir)
+
+    def _key_parents(self) -> set[bytes]:
+        """The TPM names of the storage keys the stored keys were made under; a damaged key file
+        is left for its own key's use to report."""
+        parents = set()
+        for key_id in self._store.key_ids():
+            with contextlib.suppress(CorruptState, KeyNotFound):
+                parents.add(self._store.read(key_id).parent)
+        return parents
 
     def _key(self, key_id: str) -> _Key:
         with self._keys_lock:
