@@ -1,4 +1,4 @@
-"""TPM set-up against a fresh swtpm per test: the SRK, a cleared TPM, dictionary-attack lockout.
+"""TPM set-up against a fresh swtpm per test: the storage key, a cleared TPM, lockout.
 
 Each test gets its own simulator (empty TPM state) because it changes the TPM's owner state;
 the shared session swtpm stays untouched.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 from tpm2_pytss import ESYS_TR
-from tpm2_pytss.constants import TPM2_ALG, TPM2_CAP, TPM2_ECC, TPM2_HT, TPMA_OBJECT
+from tpm2_pytss.constants import TPM2_ALG, TPM2_ECC, TPMA_OBJECT
 from tpm2_pytss.types import TPM2B_PUBLIC, TPM2B_SENSITIVE_CREATE, TPMS_SENSITIVE_CREATE
 
 from firmware.keys.backend import KeyKind, SignAlgorithm
@@ -16,49 +16,17 @@ from firmware.keys.errors import KeyBackendUnavailable
 from firmware.keys.tpm import TpmBackend
 from firmware.tpm.connection import TpmConnection
 from firmware.tpm.errors import TpmCommandFailed, TpmLockout, TpmSetupError
-from firmware.tpm.srk import SRK_HANDLE
-from tests.peers.sim import MissingComponent, ServiceFailed, Swtpm
+from firmware.tpm.srk import STORAGE_HANDLE
+from tests.integration.tpm.tpm_inspect import persistent_handles
 
 pytestmark = pytest.mark.swtpm
-
-
-@pytest.fixture
-def fresh_swtpm(tmp_path):
-    tpm = Swtpm(tmp_path / "swtpm")
-    try:
-        tpm.start()
-    except (MissingComponent, ServiceFailed) as error:
-        pytest.fail(str(error), pytrace=False)
-    yield tpm
-    tpm.stop()
-
-
-@pytest.fixture
-def connect(fresh_swtpm):
-    opened: list[TpmConnection] = []
-
-    def open_one() -> TpmConnection:
-        opened.append(TpmConnection(fresh_swtpm.tcti))
-        return opened[-1]
-
-    yield open_one
-    for tpm in opened:
-        tpm.close()
-
-
-def persistent_handles(tpm: TpmConnection) -> list[int]:
-    def op(esapi):
-        _, data = esapi.get_capability(TPM2_CAP.HANDLES, TPM2_HT.PERSISTENT << 24, 64)
-        return [int(handle) for handle in data.data.handles]
-
-    return tpm.run("listing persistent handles", op)
 
 
 def test_srk_created_when_absent_then_reused(connect):
     first = connect()
     assert persistent_handles(first) == []
     name = first.run("setting up", first.srk_name)
-    assert persistent_handles(first) == [SRK_HANDLE]
+    assert persistent_handles(first) == [STORAGE_HANDLE]
     public = first.run("reading", first.srk_public).publicArea
     assert public.type == TPM2_ALG.ECC
     assert public.parameters.eccDetail.curveID == TPM2_ECC.NIST_P256
@@ -69,7 +37,7 @@ def test_srk_created_when_absent_then_reused(connect):
     first.close()
     second = connect()
     assert second.run("setting up", second.srk_name) == name
-    assert persistent_handles(second) == [SRK_HANDLE]
+    assert persistent_handles(second) == [STORAGE_HANDLE]
 
 
 def test_srk_made_again_from_the_template_is_the_same_key(connect, tmp_path):
@@ -82,11 +50,11 @@ def test_srk_made_again_from_the_template_is_the_same_key(connect, tmp_path):
     evictor = connect()
     evictor.run(
         "evicting the SRK",
-        lambda esapi: esapi.evict_control(ESYS_TR.OWNER, evictor.srk(esapi), SRK_HANDLE),
+        lambda esapi: esapi.evict_control(ESYS_TR.OWNER, evictor.srk(esapi), STORAGE_HANDLE),
     )
     evictor.close()
     again = connect()
-    assert persistent_handles(again) == []
+    assert STORAGE_HANDLE not in persistent_handles(again)
     backend = TpmBackend("", tmp_path / "keys", connection=again)
     assert again.run("naming", again.srk_name) == name
     assert backend.sign("mac", SignAlgorithm.HMAC_SHA256, b"data") == tag
@@ -106,7 +74,7 @@ def test_foreign_object_at_the_srk_handle_is_refused_with_the_fix(connect, tmp_p
             | TPMA_OBJECT.USERWITHAUTH,
         )
         handle, *_ = esapi.create_primary(None, template)
-        esapi.evict_control(ESYS_TR.OWNER, handle, SRK_HANDLE)
+        esapi.evict_control(ESYS_TR.OWNER, handle, STORAGE_HANDLE)
         esapi.flush_context(handle)
 
     tpm.run("persisting a signing key", persist_signing_key)
@@ -114,7 +82,7 @@ def test_foreign_object_at_the_srk_handle_is_refused_with_the_fix(connect, tmp_p
     refused = connect()
     with pytest.raises(TpmSetupError) as caught:
         refused.run("setting up", refused.srk)
-    assert "0x81000001 is not a storage key" in caught.value.message
+    assert "0x81000002 is not a storage key" in caught.value.message
     assert "tpm2_evictcontrol" in caught.value.hint
     with pytest.raises(KeyBackendUnavailable, match="not a storage key"):
         TpmBackend("", tmp_path / "keys", connection=connect())
@@ -202,7 +170,7 @@ def test_owner_password_is_needed_to_create_the_srk(connect, fresh_swtpm, tmp_pa
     setter.close()
     with pytest.raises(KeyBackendUnavailable) as caught:
         TpmBackend(fresh_swtpm.tcti, tmp_path / "keys")
-    assert "cannot create the storage root key at 0x81000001" in caught.value.message
+    assert "cannot create the storage key at 0x81000002" in caught.value.message
     assert "[tpm.hierarchy_authorization] owner" in caught.value.hint
     backend = TpmBackend(fresh_swtpm.tcti, tmp_path / "keys", owner_auth="owner secret")
     try:
