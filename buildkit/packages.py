@@ -27,6 +27,7 @@ APT_PACKAGES = {
     "ccache": "Nuitka reuses compiled C objects between builds",
     "gcc": "C compiler for Nuitka and cffi",
     "libc6-dev": "C headers for Nuitka and cffi",
+    "libssl-dev": "OpenSSL 3 headers for the TLS binding (ffi/openssl_build.py)",
 }
 
 

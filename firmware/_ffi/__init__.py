@@ -10,10 +10,18 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from firmware._ffi._openssl import FFI as OpenSslFFI
+    from firmware._ffi._openssl import Lib as OpenSslLib
     from firmware._ffi._pkcs11 import FFI, Lib
 
 # Bump whenever ffi/pkcs11_build.py changes a declaration; the build script reads it from here.
 PKCS11_BINDING_VERSION = 1
+
+# Bump whenever ffi/openssl_build.py changes a declaration; the build script reads it from here.
+OPENSSL_BINDING_VERSION = 1
+
+# The OpenSSL major version the TLS binding is written for (its EC_KEY_METHOD and libssl calls).
+_OPENSSL_MAJOR = 3
 
 
 class BindingMismatch(ImportError):
@@ -37,3 +45,29 @@ def load_pkcs11() -> tuple[FFI, Lib]:
             f"version {PKCS11_BINDING_VERSION}; rebuild it with `python ffi/pkcs11_build.py`"
         )
     return _pkcs11.ffi, _pkcs11.lib
+
+
+def load_openssl() -> tuple[OpenSslFFI, OpenSslLib]:
+    """`(ffi, lib)` of the OpenSSL 3 TLS binding, checked against this source tree's version and
+    against the libssl it runs with."""
+    try:
+        # Deferred: the compiled extension, so this package (and its version) imports without it.
+        from firmware._ffi import _openssl
+    except ImportError as err:
+        raise ImportError(
+            f"the OpenSSL binding firmware._ffi._openssl is not built ({err}); "
+            "build it with `python ffi/openssl_build.py` (build.py does this; needs libssl-dev)"
+        ) from err
+    built = _openssl.lib.EK_OPENSSL_BINDING_VERSION
+    if built != OPENSSL_BINDING_VERSION:
+        raise BindingMismatch(
+            f"the OpenSSL binding firmware._ffi._openssl is version {built}, this source needs "
+            f"version {OPENSSL_BINDING_VERSION}; rebuild it with `python ffi/openssl_build.py`"
+        )
+    running = _openssl.lib.OpenSSL_version_num()
+    if running >> 28 != _OPENSSL_MAJOR:
+        raise BindingMismatch(
+            f"the OpenSSL binding needs libssl {_OPENSSL_MAJOR}.x, this system has version "
+            f"{running:#x}; install libssl3"
+        )
+    return _openssl.ffi, _openssl.lib
