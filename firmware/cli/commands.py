@@ -42,6 +42,7 @@ from firmware.cli.views.identity import render_identities, render_identity, rend
 from firmware.cli.views.keys import render_keys
 from firmware.cli.views.keys_migration import migration_status, render_migration
 from firmware.cli.views.modules import render_log_lines, render_modules, render_system_status
+from firmware.cli.views.provisioning import render_reprovisioned
 from firmware.errors import EdgekeeperError, UsageError
 
 if TYPE_CHECKING:
@@ -325,6 +326,13 @@ COMMANDS: tuple[Command, ...] = (
         call=ApiCall("GET", "/system/status"),
         render=render_system_status,
         read_only=True,
+    ),
+    Command(
+        "system reprovision",
+        "provision the device again (DPS, or the manual settings) and keep the old identity if "
+        "that fails",
+        call=ApiCall("POST", "/device/reprovision"),
+        render=render_reprovisioned,
     ),
     Command(
         "system logs",

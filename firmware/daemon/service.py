@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from firmware.daemon.logs import LogControl
     from firmware.daemon.supervisor import Supervisor
     from firmware.executor import BoundedExecutor
+    from firmware.identity.daemon import IdentityService
     from firmware.keys.daemon import KeysService
     from firmware.runtime.service import RuntimeService
     from firmware.store.state import StateStore
@@ -86,6 +87,7 @@ class ServiceDirectory:
     api: ApiServerService | None = None
     console: ConsoleService | None = None
     keys: KeysService | None = None
+    identity: IdentityService | None = None
     certs: CertificatesService | None = None
     runtime: RuntimeService | None = None
     workload: WorkloadService | None = None
@@ -97,6 +99,9 @@ class ServiceDirectory:
 
     def require_keys(self) -> KeysService:
         return _running(self.keys, "the key service")
+
+    def require_identity(self) -> IdentityService:
+        return _running(self.identity, "the identity service")
 
     def require_certs(self) -> CertificatesService:
         return _running(self.certs, "the certificate service")

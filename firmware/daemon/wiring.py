@@ -42,6 +42,8 @@ from firmware.certs.daemon import CertificatesService
 from firmware.config.schema import Config
 from firmware.daemon.service import DaemonContext, Service
 from firmware.daemon.status import DaemonStatus
+from firmware.identity.daemon import IdentityService
+from firmware.identity.device import DeviceIdentity
 from firmware.identity.modules import ModuleIdentities
 from firmware.keys.daemon import KeysService
 from firmware.keys.service import KeyService
@@ -51,6 +53,19 @@ from firmware.runtime.status import RunningContainer
 
 if TYPE_CHECKING:
     from firmware.certs.service import CertificateService
+
+
+#: What the identity service is built from; the workload service, which serves the identities
+#: it holds, restarts with it.
+IDENTITY_SECTIONS = (
+    "provisioning",
+    "hostname",
+    "paths",
+    "auto_reprovisioning_mode",
+    "cloud_timeout_sec",
+    "cloud_retries",
+    "trust_bundle_cert",
+)
 
 
 def _always(config: Config) -> bool:
@@ -88,6 +103,7 @@ class Wiring:
                 lambda config: config.console.device != "none",
             ),
             ServiceEntry("keys", self._keys, ("keys", "tpm", "paths")),
+            ServiceEntry("identity", self._identity, IDENTITY_SECTIONS),
             ServiceEntry(
                 "certs",
                 self._certs,
@@ -116,7 +132,7 @@ class Wiring:
             ServiceEntry(
                 "workload",
                 self._workload,
-                ("listen", "paths", "provisioning", "hostname"),
+                ("listen", *IDENTITY_SECTIONS),
             ),
         )
 
@@ -144,13 +160,26 @@ class Wiring:
         service = ctx.services.keys = KeysService(ctx.config, ctx.executor, ctx.store)
         return service
 
+    def _identity(self, ctx: DaemonContext) -> Service:
+        service = IdentityService(
+            ctx.config, ctx.store, ctx.executor, keys=self._key_service, moved=self._device_moved
+        )
+        ctx.services.identity = service
+        return service
+
     def _certs(self, ctx: DaemonContext) -> Service:
         service = CertificatesService(ctx.config, self._key_service, ctx.executor)
         ctx.services.certs = service
         return service
 
     def _runtime(self, ctx: DaemonContext) -> Service:
-        service = RuntimeService(ctx.config, ctx.store, ctx.executor, hooks=(self.workload_hook,))
+        service = RuntimeService(
+            ctx.config,
+            ctx.store,
+            ctx.executor,
+            hooks=(self.workload_hook,),
+            start_gate=self._device_ready,
+        )
         ctx.services.runtime = service
         return service
 
@@ -160,7 +189,8 @@ class Wiring:
             ctx.store,
             ctx.executor,
             ctx.router,
-            keys=self._key_service,
+            identities=self._identity_ready,
+            device=self._device_now,
             reconciler=self._reconciler_if_any,
             limits=self.workload_limits,
         )
@@ -181,7 +211,9 @@ class Wiring:
             *certificates.routes(self._certs_now),
             *modules.routes(self._reconciler),
             *logs.routes(self._reconciler),
-            *system.routes(self._config, self._reconciler, ring, ctx.started_at),
+            *system.routes(
+                self._config, self._reconciler, self._identity_now, ring, ctx.started_at
+            ),
             *deployments.routes(self._config, self._reconciler),
             *identities.routes(self._identities_now),
             *workload.routes(self._module_sockets),
@@ -213,7 +245,24 @@ class Wiring:
         return self.ctx.services.require_certs().current()
 
     def _identities_now(self) -> ModuleIdentities:
-        return self.ctx.services.require_workload().current()
+        return self.ctx.services.require_identity().current()
+
+    def _identity_now(self) -> IdentityService:
+        return self.ctx.services.require_identity()
+
+    async def _identity_ready(self) -> ModuleIdentities:
+        return await self.ctx.services.require_identity().wait_identities()
+
+    def _device_now(self) -> DeviceIdentity:
+        return self.ctx.services.require_identity().device()
+
+    async def _device_ready(self) -> None:
+        await self.ctx.services.require_identity().wait_device()
+
+    async def _device_moved(self, reason: str) -> None:
+        reconciler = self._reconciler_if_any()
+        if reconciler is not None:
+            await reconciler.recreate_all(reason)
 
     def _module_sockets(self) -> workload.SocketListing:
         return self.ctx.services.require_workload().sockets

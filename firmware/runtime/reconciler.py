@@ -30,7 +30,7 @@ import asyncio
 import copy
 import re
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -156,8 +156,10 @@ class Reconciler:
         admission: AdmissionPolicy | None = None,
         owner: str = OWNER_VALUE,
         clock: Callable[[], float] = time.monotonic,
+        start_gate: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.engine = engine
+        self._start_gate = start_gate
         self.owner = owner
         self._owned_label = {OWNER_LABEL: owner}
         self._desired_store = desired
@@ -186,6 +188,8 @@ class Reconciler:
         self._lock = asyncio.Lock()
         self.available = False
         self.degraded: str | None = None
+        # why no container is created yet (the device has no identity), None once supervising
+        self.waiting: str | None = None
 
     # -- what callers see ------------------------------------------------------------------------
 
@@ -284,6 +288,16 @@ class Reconciler:
         self._expected_exits.add(containers[0].container_id)
         await self.engine.restart(containers[0].container_id)
 
+    async def recreate_all(self, reason: str) -> None:
+        """Remove every module's container, the agent's too, so that the next pass creates each
+        again from its spec (`reason`: what changed that the containers must see)."""
+        async with self._lock:
+            for container in await self.engine.list_containers(self._owned_label):
+                self._expected_exits.add(container.container_id)
+                await self.engine.remove(container.container_id, force=True)
+        log.warning("every module is created again", extra=fields(reason=reason))
+        self._wake.set()
+
     # -- read models ---------------------------------------------------------------------------
 
     async def statuses(self, names: Sequence[str] | None = None) -> list[ModuleStatus]:
@@ -375,6 +389,10 @@ class Reconciler:
     async def run(self) -> None:
         await self._load()
         self._loaded.set()
+        if self._start_gate is not None:
+            self.waiting = "the device identity (modules start once the device is provisioned)"
+            await self._start_gate()
+            self.waiting = None
         try:
             await self._supervise()
         finally:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from firmware.config.schema import Config
 from firmware.errors import ConfigError, Unavailable
@@ -44,8 +44,10 @@ class RuntimeService:
         store: StateStore,
         executor: BoundedExecutor,
         hooks: Sequence[ModuleHook] = (),
+        start_gate: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._config = config
+        self._start_gate = start_gate
         self._store = store
         self._executor = executor
         self._hooks = tuple(hooks)
@@ -75,6 +77,7 @@ class RuntimeService:
             hooks=(self.images, *self._hooks),
             pull_credentials={agent.name: auth} if auth else {},
             admission=admission,
+            start_gate=self._start_gate,
         )
 
     async def _admit_agent(self, admission: AdmissionPolicy, agent: ModuleSpec) -> None:
@@ -119,6 +122,7 @@ class RuntimeService:
             "socket": engine_socket(self._config.runtime.uri),
             "modules": len(reconciler.modules()),
             "degraded": reconciler.degraded,
+            "waiting_for": reconciler.waiting,
         }
 
     def _images_in_use(self) -> set[str]:

@@ -25,7 +25,8 @@ from firmware.api.management.journal import LogRing
 from firmware.api.model import ApiRequest, ApiResponse
 from firmware.api.router import RouteTable
 from firmware.config.schema import Config
-from firmware.errors import BadRequest, NotSupported
+from firmware.errors import BadRequest, Unavailable
+from firmware.identity.daemon import IdentityService
 from firmware.runtime.reconciler import Reconciler
 from firmware.runtime.status import ModuleUsage, RuntimeSummary
 
@@ -116,19 +117,34 @@ def status_document(summary: RuntimeSummary) -> dict[str, Any]:
     }
 
 
+def provisioning_document(identity: Callable[[], IdentityService]) -> dict[str, Any]:
+    """The provisioning state for status answers: source, state, hub, device id, last result
+    and its time, next retry; `{"state": "not running"}` without an identity service."""
+    try:
+        service = identity()
+    except Unavailable:
+        return {"state": "not running"}
+    provisioner = service.provisioner
+    if provisioner is None:
+        return {"state": "starting"}
+    return provisioner.state.document()
+
+
 def routes(
     config: Callable[[], Config],
     current: Callable[[], Reconciler],
+    identity: Callable[[], IdentityService],
     ring: LogRing,
     started_at: float,
 ) -> RouteTable:
-    """The system routes; `config()` and `current()` give the config and the reconciler at
-    request time, `ring` the daemon's last log lines, `started_at` when the daemon started."""
+    """The system routes; `config()`, `current()` and `identity()` give the config, the
+    reconciler and the identity service at request time, `ring` the daemon's last log lines,
+    `started_at` when the daemon started."""
 
     async def system_info(request: ApiRequest) -> ApiResponse:
         engine = await current().engine_version()
         provisioning = config().provisioning
-        mode = config().auto_reprovisioning_mode
+        mode = config().reprovisioning_mode()
         return ApiResponse(
             200,
             {
@@ -173,14 +189,13 @@ def routes(
         )
 
     async def reprovision(request: ApiRequest) -> ApiResponse:
-        raise NotSupported(
-            "reprovisioning is not available in this build: the provisioning service has not "
-            "landed yet",
-            hint="restart the daemon to provision again from [provisioning]",
-        )
+        device = await identity().reprovision("requested on the management API")
+        return ApiResponse(200, {"hub": device.hub, "deviceId": device.device_id})
 
     async def system_status(request: ApiRequest) -> ApiResponse:
-        return ApiResponse(200, status_document(await current().summary()))
+        document = status_document(await current().summary())
+        document["provisioning"] = provisioning_document(identity)
+        return ApiResponse(200, document)
 
     async def system_logs(request: ApiRequest) -> ApiResponse:
         count = request.query.get("lines", "100")

@@ -1,7 +1,7 @@
-"""Daemon service "workload": module identities, the module sockets and the shared socket.
+"""Daemon service "workload": the module sockets and the shared socket.
 
-`run` waits for the key service, loads the module identities (creating the master identity key
-if absent), opens the sockets of the modules the runtime already runs (adopted after a daemon
+`run` waits for the identity service (the device identity and the module identities), opens the
+sockets of the modules the runtime already runs (adopted after a daemon
 restart: their containers mount the socket directory, so they reach the new sockets without a
 restart) and, only when `[listen] shared_workload_socket` is set, serves the shared workload
 socket `[listen] workload_uri` (callers identified by their container). The module hook
@@ -24,7 +24,7 @@ from firmware.config.schema import Config
 from firmware.errors import EdgekeeperError, Unavailable
 from firmware.executor import BoundedExecutor
 from firmware.identity.modules import ModuleIdentities
-from firmware.keys.service import KeyService
+from firmware.identity.device import DeviceIdentity
 from firmware.logs import get_logger
 from firmware.runtime.reconciler import Reconciler
 from firmware.store.state import StateStore
@@ -46,7 +46,8 @@ class WorkloadService:
         executor: BoundedExecutor,
         router: Router,
         *,
-        keys: Callable[[], Awaitable[KeyService]],
+        identities: Callable[[], Awaitable[ModuleIdentities]],
+        device: Callable[[], DeviceIdentity],
         reconciler: Callable[[], Reconciler | None],
         limits: SocketRateLimits,
     ) -> None:
@@ -54,7 +55,8 @@ class WorkloadService:
         self._store = store
         self._executor = executor
         self._router = router
-        self._keys = keys
+        self._identities = identities
+        self._device = device
         self._reconciler = reconciler
         self._limits = limits
         self.identities: ModuleIdentities | None = None
@@ -66,9 +68,7 @@ class WorkloadService:
         """Nothing to acquire: identities need the key service, which starts in `run`."""
 
     async def run(self) -> None:
-        keys = await self._keys()
-        identities = ModuleIdentities(keys, self._store, self._executor.run)
-        await identities.start()
+        identities = await self._identities()
         config = self._config
         listen = config.listen
         sockets = ModuleSockets(Path(config.paths.run_dir), self._router)
@@ -83,7 +83,9 @@ class WorkloadService:
             )
             await shared.start()
         self.identities, self.sockets = identities, sockets
-        self._placement = WorkloadPlacement(identities, sockets, device_facts(config), self._limits)
+        self._placement = WorkloadPlacement(
+            identities, sockets, lambda: device_facts(config, self._device()), self._limits
+        )
         try:
             self._ready.set()
             await self._join_runtime(identities, sockets)
@@ -110,7 +112,7 @@ class WorkloadService:
         except TimeoutError:
             raise Unavailable(
                 f"the workload service is not ready after {READY_WAIT_S:g} s",
-                hint="see `edgekeeper status`: it waits for the key service",
+                hint="see `edgekeeper status`: it waits for the device identity",
             ) from None
         assert self._placement is not None
         return self._placement
@@ -119,7 +121,7 @@ class WorkloadService:
         """The module identities when ready; `Unavailable` otherwise (never waits)."""
         if self.identities is None or not self._ready.is_set():
             raise Unavailable(
-                "module identities are not ready (waiting for the key service)",
+                "module identities are not ready (waiting for the device identity)",
                 hint="see `edgekeeper status` and the daemon log",
             )
         return self.identities
@@ -148,11 +150,12 @@ class WorkloadService:
                 log.warning("workload socket of module %s: %s", name, error.render())
 
 
-def device_facts(config: Config) -> DeviceFacts:
-    """The device facts every module's environment carries, from `[provisioning]`."""
-    provisioning = config.provisioning
+def device_facts(config: Config, device: DeviceIdentity) -> DeviceFacts:
+    """The device facts every module's environment carries: the provisioned hub and device id
+    (the host name and no hub for a device without a cloud identity), and the gateway host name
+    (`hostname`, as IoT Edge sets IOTEDGE_GATEWAYHOSTNAME)."""
     return DeviceFacts(
-        device_id=provisioning.device_id or config.hostname,
-        iothub_hostname=provisioning.iothub_hostname or "",
+        device_id=device.device_id,
+        iothub_hostname=device.hub,
         gateway_hostname=config.hostname,
     )

@@ -3,8 +3,7 @@
 Before a module's container is created it makes sure the module has an identity, opens the
 module's sockets (the workload socket; the management socket too for the agent) and edits the
 create body (the `IOTEDGE_*` variables, the bind mount of the module's socket directory). After a
-module is removed its sockets are closed and removed; the identity stays until deleted on the
-management API (as IoT Edge's agent does).
+module is removed its sockets are closed and removed; its identity is deleted, on the hub too.
 
 The hook is registered once and outlives restarts of the workload service: it asks for the
 current `WorkloadPlacement` (identities, sockets, device facts) on every call.
@@ -12,6 +11,7 @@ current `WorkloadPlacement` (identities, sockets, device facts) on every call.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +24,7 @@ from firmware.api.workload.environment import (
 )
 from firmware.api.workload.ratelimit import SocketRateLimits
 from firmware.api.workload.sockets import ModuleSockets, listener_for
+from firmware.identity.errors import IdentityNotFound
 from firmware.identity.modules import ModuleIdentities
 from firmware.runtime.spec import ModuleSpec
 
@@ -34,7 +35,7 @@ class WorkloadPlacement:
 
     identities: ModuleIdentities
     sockets: ModuleSockets
-    device: DeviceFacts
+    device: Callable[[], DeviceFacts]
     limits: SocketRateLimits
 
 
@@ -56,10 +57,14 @@ class WorkloadHook:
         identity = await placement.identities.ensure(spec.name)
         agent = self._is_agent(spec.name)
         directory = await placement.sockets.open(spec.name, management=agent)
-        env = module_environment(spec.name, identity.generation_id, placement.device, agent=agent)
+        env = module_environment(
+            spec.name, identity.generation_id, placement.device(), agent=agent
+        )
         decorate(body, env, ModuleMounts(socket_dir=str(directory)))
 
     async def after_remove(self, module_name: str) -> None:
         placement = await self._placement()
         await placement.sockets.close(module_name)
         placement.limits.forget(listener_for(module_name))
+        with contextlib.suppress(IdentityNotFound):
+            await placement.identities.delete(module_name)

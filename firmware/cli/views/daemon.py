@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from firmware.cli import render
+from firmware.cli.views.provisioning import provisioning_lines
 
 
 def render_status(answer: dict[str, Any], args: argparse.Namespace) -> str:
@@ -24,7 +25,12 @@ def render_status(answer: dict[str, Any], args: argparse.Namespace) -> str:
             for s in answer.get("services") or ()
         ),
     )
-    return "\n".join((head, usage, services))
+    identity = next(
+        (s.get("detail") for s in answer.get("services") or () if s.get("name") == "identity"),
+        None,
+    )
+    provisioning = provisioning_lines((identity or {}).get("provisioning"))
+    return "\n".join((head, usage, services, *provisioning))
 
 
 def render_log_level(answer: dict[str, Any], args: argparse.Namespace) -> str:

@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from firmware.cli import render
+from firmware.cli.views.provisioning import provisioning_lines
 
 
 def uptime(start: str | None, now: float | None = None) -> str | None:
@@ -65,6 +66,7 @@ def render_system_status(answer: dict[str, Any], args: argparse.Namespace) -> st
     lines = [head, f"modules: {total}" + (f" ({counts})" if counts else "")]
     degraded = answer.get("degraded")
     lines.append(f"degraded: {degraded}" if degraded else "degraded: no")
+    lines.extend(provisioning_lines(answer.get("provisioning")))
     return "\n".join(lines)
 
 

@@ -38,7 +38,6 @@ pytestmark = [pytest.mark.docker, pytest.mark.softhsm, pytest.mark.swtpm]
 
 REPO = Path(__file__).resolve().parents[3]
 DATA = b"hub.example.net%2Fdevices%2Fgw%2Fmodules%2Fm\n1900000000"
-PRIMARY = b"edgekeeper module identity\x00"
 PER_PHASE = 100  # signatures each module makes, at least, once each configuration is in force
 SWITCH_S = 60.0
 # Budgets out of the way: this test is about reloads, not about how much a module may ask.
@@ -118,7 +117,7 @@ class Gateway:
         return secret
 
     def expected_digest(self, module: str, genid: str) -> bytes:
-        label = PRIMARY + module.encode() + b"\x00" + genid.encode()
+        label = f"{module}:{genid}:primary".encode()  # IoT Edge's derivation data
         return hmac.digest(hmac.digest(self.master_secret(), label, "sha256"), DATA, "sha256")
 
 

@@ -90,12 +90,13 @@ def wiring(daemon_context: MakeContext) -> Wiring:
 
 def test_console_enabled_only_with_a_device(wiring: Wiring) -> None:
     names = [e.name for e in wiring.enabled(Config(hostname="gw", console=Console("none")))]
-    assert names == ["api", "keys", "certs", "runtime", "workload"]
+    assert names == ["api", "keys", "identity", "certs", "runtime", "workload"]
     with_console = Config(hostname="gw", console=Console("pty"))
     assert [e.name for e in wiring.enabled(with_console)] == [
         "api",
         "console",
         "keys",
+        "identity",
         "certs",
         "runtime",
         "workload",
@@ -203,6 +204,7 @@ async def test_reload_registers_nothing_new_and_the_workload_hook_outlives_it(
             "api",
             "certs",
             "console",
+            "identity",
             "keys",
             "runtime",
             "workload",
@@ -263,7 +265,7 @@ def loaded_modules(root: Path, console: str) -> dict[str, list[str]]:
 
 def test_daemon_start_imports_no_backend_libraries(tmp_path: Path) -> None:
     loaded = loaded_modules(tmp_path, "none")
-    assert loaded["created"] == ["api", "keys", "certs", "runtime", "workload"]
+    assert loaded["created"] == ["api", "keys", "identity", "certs", "runtime", "workload"]
 
     def heavy(modules: list[str]) -> list[str]:
         return [m for m in modules if m.split(".")[0] in HEAVY or m in HEAVY]

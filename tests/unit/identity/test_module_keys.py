@@ -33,9 +33,10 @@ MASTER = bytes(range(32))
 MODULE = "tempSensor"
 GENID = "63841234567890123456"
 SAS_INPUT = b"hub.example.net%2Fdevices%2Fgw%2Fmodules%2FtempSensor\n1900000000"
-# HMAC-SHA256(HMAC-SHA256(MASTER, "edgekeeper module identity" 0 MODULE 0 GENID), SAS_INPUT):
-# what every release so far answered; the hub holds this key for the module, so it never changes.
-PRIMARY_DIGEST = "a3b4a67a431112c6c724c4ce8de879aa0f7959465db4f83c211f4f39dd639171"
+# HMAC-SHA256(HMAC-SHA256(MASTER, "tempSensor:GENID:primary"), SAS_INPUT), IoT Edge's derivation
+# data: the hub holds this key for the module (set when the identity is created), so it never
+# changes. (Before module identities reached the hub, a private label was used; no hub held it.)
+PRIMARY_DIGEST = "f41d50083afb723680ddf86a56f2e3abdab702d17e55300c4ce417952ea1fba7"
 
 
 def child_secret(key: ModuleKey, module: str = MODULE, genid: str = GENID) -> bytes:
@@ -72,7 +73,7 @@ def device(tmp_path: Path):
     executor.shutdown()
 
 
-def test_primary_signature_is_the_derivation_every_release_used(device) -> None:
+def test_primary_signature_is_iot_edges_derivation(device) -> None:
     async def scenario() -> bytes:
         keys, identities = await device()
         try:

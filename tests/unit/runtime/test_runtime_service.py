@@ -91,6 +91,7 @@ def test_prepare_touches_no_engine_and_runs_the_hooks_it_was_given(tmp_path):
         "socket": f"{tmp_path}/docker.sock",
         "modules": 1,
         "degraded": None,
+        "waiting_for": None,
     }
     hooks = service.current()._hooks
     assert isinstance(hooks[0], ImageCollector) and hooks[1:] == [hook]

@@ -21,6 +21,7 @@ from firmware.api.management import deployments, logs, modules, system
 from firmware.api.management.journal import LogRing
 from firmware.api.model import ApiRequest, ApiResponse
 from firmware.api.router import Router
+from firmware.errors import Unavailable
 from firmware.runtime.backoff import BackoffPolicy
 from firmware.runtime.desired import DesiredModules
 from firmware.runtime.logstream import LogFrame, Stream
@@ -83,18 +84,22 @@ def daemon(tmp_path: Any) -> Daemon:
     config = SimpleNamespace(
         agent=SimpleNamespace(name="edgeAgent"),
         provisioning=SimpleNamespace(source="none"),
-        auto_reprovisioning_mode="Dynamic",
+        reprovisioning_mode=lambda: "Dynamic",
     )
     router = Router()
     table = [
         *modules.routes(lambda: reconciler),
         *logs.routes(lambda: reconciler),
-        *system.routes(lambda: config, lambda: reconciler, LogRing(), 0.0),
+        *system.routes(lambda: config, lambda: reconciler, no_identity_service, LogRing(), 0.0),
         *deployments.routes(lambda: config, lambda: reconciler),
     ]
     for method, pattern, handler in table:
         router.add(method, pattern, handler)
     return Daemon(router, reconciler, engine, clock)
+
+
+def no_identity_service() -> Any:
+    raise Unavailable("the identity service is not running", hint="check the daemon log")
 
 
 def supervised(scenario: Callable[[Daemon], Awaitable[None]]) -> Callable[[Daemon], None]:
@@ -202,6 +207,7 @@ async def test_module_states_in_iot_edge_shape(daemon: Daemon) -> None:
         },
         "modules": {"total": 5, "failed": 1, "running": 2, "unknown": 1, "backoff": 1},
         "degraded": None,
+        "provisioning": {"state": "not running"},
     }
     resources = (await daemon.call("GET", "/systeminfo/resources")).json()
     assert [m["name"] for m in resources["modules"]] == ["edgeAgent", "up"]
@@ -255,7 +261,7 @@ async def test_create_update_delete_start_stop(daemon: Daemon) -> None:
         ("DELETE", "/modules/edgeAgent", None, {}, 409, "is the agent"),
         ("POST", "/deployments", {"modules": {}}, {"dry-run": "maybe"}, 400, "dry-run"),
         ("POST", "/deployments", {"mods": {}}, {}, 400, "field 'modules' is missing"),
-        ("POST", "/device/reprovision", None, {}, 501, "reprovisioning"),
+        ("POST", "/device/reprovision", None, {}, 503, "identity service is not running"),
         ("GET", "/modules/edgeAgent/logs", None, {"tail": "ten"}, 400, "'tail'"),
         ("GET", "/modules/edgeAgent/logs", None, {"since": "yesterday"}, 400, "'since'"),
         ("GET", "/modules/edgeAgent/logs", None, {"follow": "yes"}, 400, "'follow'"),
