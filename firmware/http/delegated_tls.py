@@ -63,14 +63,15 @@ class _Signer:
     """What the C callback reaches through its handle: the signer, whether it may sign now (only
     during a handshake step), and the exception it raised, kept for `step` to raise."""
 
-    def __init__(self, sign_digest: SignDigest) -> None:
+    def __init__(self, server: str, sign_digest: SignDigest) -> None:
+        self.server = server
         self.sign_digest = sign_digest
         self.armed = False
         self.error: BaseException | None = None
 
     def sign(self, digest: bytes) -> bytes | None:
         if not self.armed:
-            self.error = TlsFailed("the server", "a signature was asked outside the handshake")
+            self.error = TlsFailed(self.server, "a signature was asked outside the handshake")
             return None
         try:
             return self.sign_digest(digest)
@@ -89,7 +90,7 @@ def ek_sign_digest(
     if der is None:
         return -1
     if len(der) > signature_len[0]:
-        slot.error = TlsFailed("the server", f"the key service's signature is {len(der)} bytes")
+        slot.error = TlsFailed(slot.server, f"the key service's signature is {len(der)} bytes")
         return -1
     ffi.buffer(signature, len(der))[:] = der
     signature_len[0] = len(der)
@@ -115,7 +116,7 @@ class TlsClientSession:
         self.server_hostname = server_hostname
         self.established = False
         self.peer_closed = False  # the server sent close_notify
-        self._signer = _Signer(sign_digest)
+        self._signer = _Signer(server_hostname, sign_digest)
         self._handle = ffi.new_handle(self._signer)  # lives as long as the key that holds it
         lib.ERR_clear_error()
         self._ctx = ffi.gc(self._new_context(ca_pem, certificate_chain_pem), lib.SSL_CTX_free)
