@@ -59,8 +59,10 @@ def persist_primary(
 
 
 def evict_persistent(esapi: ESAPI, object_handle: ESYS_TR) -> None:
-    """Remove a persistent object (owner authorisation); its ESAPI handle is gone afterwards."""
+    """Remove a persistent object (owner authorisation) and close its ESAPI handle, which ESAPI
+    keeps after the eviction (a later lookup of the handle number would fail on it)."""
     esapi.evict_control(ESYS_TR.OWNER, object_handle, int(esapi.tr_get_tpm_handle(object_handle)))
+    esapi.tr_close(object_handle)
 
 
 def _refused(

@@ -55,6 +55,4 @@ def make_challenge(ek_public: bytes, srk_public: bytes, hmac_key: bytes) -> byte
         mode=TPMU_SYM_MODE(aes=TPM2_ALG.CFB),
     )
     _, duplicate, seed = wrap(srk.publicArea, public, sensitive, inner_key, aes128cfb)
-    return b"".join(
-        part.marshal() for part in (credential_blob, secret, duplicate, seed, public)
-    )
+    return b"".join(part.marshal() for part in (credential_blob, secret, duplicate, seed, public))

@@ -14,7 +14,6 @@ from tpm2_pytss.types import TPM2B_PUBLIC, TPM2B_SENSITIVE_CREATE, TPMS_SENSITIV
 from firmware.keys.backend import KeyKind, SignAlgorithm
 from firmware.keys.errors import KeyBackendUnavailable
 from firmware.keys.tpm import TpmBackend
-from firmware.tpm.connection import TpmConnection
 from firmware.tpm.errors import TpmCommandFailed, TpmLockout, TpmSetupError
 from firmware.tpm.srk import STORAGE_HANDLE
 from tests.integration.tpm.tpm_inspect import persistent_handles
