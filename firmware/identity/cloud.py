@@ -224,8 +224,9 @@ class CloudCalls:
 class HubIdentities:
     """The module identities of `device_id` on the hub reached at `hub_host`.
 
-    `hub_name` is the hub the tokens are for, when `hub_host` is another host (a parent
-    gateway in a nested setup); `authorize` gives each call its Authorization header.
+    Tokens are for the hub named by `hub_host` (its host, and its port unless 443), or for
+    `hub_name` when `hub_host` is another host (a parent gateway in a nested setup);
+    `authorize` gives each call its Authorization header.
     """
 
     def __init__(
@@ -241,7 +242,9 @@ class HubIdentities:
         self._host = hub_host
         self.device_id = device_id
         self._authorize = authorize
-        self._audience = sas.audience_device(hub_name or parse_host(hub_host)[0], device_id)
+        self._audience = sas.audience_device(
+            hub_name or _host_header(*parse_host(hub_host)), device_id
+        )
 
     async def list(self) -> tuple[HubModule, ...]:
         return await self._call(lambda auth: hub.list_modules(self.device_id, auth))

@@ -19,8 +19,9 @@ Failures are raised where the answer is read, as the identity errors: `CloudUnau
 403 that is not a challenge), `ProvisioningRejected` (status failed, disabled, unassigned,
 blacklisted; other 4xx), `CloudUnreachable` (408, 429, 5xx, with Retry-After advice within
 [1, 300] s), `CloudAnswerMalformed` (anything that is not the protocol). Nothing else escapes
-`receive`, whatever it is fed. Protocol facts: docs/reference provisioning §1-3 (Azure
-iot-identity-service dps/, azure-iot-sdk-c provisioning_client/).
+`receive`, whatever it is fed. Protocol facts: the DPS device REST reference on Learn
+(api-version 2021-06-01), Azure/iot-identity-service (aziot-cloud-client-async/src/dps/) and
+Azure/azure-iot-sdk-c (provisioning_client/).
 """
 
 from __future__ import annotations

@@ -476,7 +476,8 @@ async def test_hub_identities_create_set_list_get_delete() -> None:
     assert keyed == HubModule("m2", "edge-1", "g-1", "iotEdge", True)
     assert [m.module_id for m in listed] == ["m1", "m2"]
     assert (missing, deleted, absent) == (None, True, False)
-    assert set(authorize.audiences) == {"127.0.0.1%2fdevices%2fedge-1"}
+    port = hub.host.split(":")[1]
+    assert set(authorize.audiences) == {f"127.0.0.1%3a{port}%2fdevices%2fedge-1"}
     assert all(s.headers["authorization"].startswith("token-") for s in hub.seen)
 
 
