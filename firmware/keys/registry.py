@@ -193,5 +193,10 @@ def _tpm_backend(settings: Tpm, data_dir: Path) -> KeyBackend:
         )
     from firmware.keys.tpm import TpmBackend  # deferred: tpm2-pytss and tpm2-tss
 
-    owner = settings.hierarchy_authorization.owner
-    return TpmBackend(tcti, data_dir / "tpm-keys", owner_auth=owner)
+    passwords = settings.hierarchy_authorization
+    return TpmBackend(
+        tcti,
+        data_dir / "tpm-keys",
+        owner_auth=passwords.owner,
+        endorsement_auth=passwords.endorsement,
+    )

@@ -36,12 +36,12 @@ from collections.abc import Callable, Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import partial
-from typing import ParamSpec, Protocol, TypeVar
+from typing import TYPE_CHECKING, ParamSpec, Protocol, TypeVar
 
 from firmware.errors import DeviceError, EdgekeeperError, Unavailable
 from firmware.keys import software
 from firmware.keys.backend import BackendInfo, KeyBackend, KeyInfo, KeyKind, SignAlgorithm
-from firmware.keys.errors import KeyKindMismatch, KeyNotFound, ReservedKey
+from firmware.keys.errors import KeyBackendUnavailable, KeyKindMismatch, KeyNotFound, ReservedKey
 from firmware.keys.handles import (
     HANDLE_VALIDATION_KEY,
     HandleAuthority,
@@ -53,6 +53,9 @@ from firmware.keys.inflight import CallsInFlight
 from firmware.keys.locations import KeyLocations, moving_advice
 from firmware.keys.names import validate_key_name
 from firmware.keys.registry import BackendRegistry
+
+if TYPE_CHECKING:
+    from firmware.keys.tpm.attestation import TpmAttestation
 
 log = logging.getLogger(__name__)
 
@@ -382,6 +385,19 @@ class KeyService:
     async def backend(self, name: str) -> KeyBackend:
         """The backend `name`, opened on first use; its error when it cannot be reached."""
         return await self._backend(name)
+
+    async def tpm_attestation(self, auth_key_index: int) -> TpmAttestation:
+        """DPS TPM attestation on this service's TPM connection (a TPM serves one client at a
+        time), the auth key at 0x81000000 + `auth_key_index`; the TPM backend is opened if no key
+        uses it yet. Ask again for each registration: a reload may replace the backend."""
+        from firmware.keys.tpm import TpmBackend  # deferred: tpm2-pytss and tpm2-tss
+
+        backend = await self._backend("tpm")
+        if not isinstance(backend, TpmBackend):
+            raise KeyBackendUnavailable(
+                "the tpm key backend is not a TPM", hint="set [tpm] tcti to the device's TPM"
+            )
+        return backend.attestation(auth_key_index)
 
     async def relocate(self, key_id: str, backend: str) -> None:
         """Record that `key_id` now lives in `backend` (the caller has put an equal copy there)
