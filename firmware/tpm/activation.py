@@ -164,29 +164,29 @@ class TpmIdentityKey:
         The blob is checked before the TPM is touched; the current slot is never written.
         """
         key = parse_authentication_key(blob)
-        spare = self._spare()
 
-        def put(esapi: ESAPI) -> None:
+        def put(esapi: ESAPI) -> int:
+            spare = self._spare()
             _evict_if_present(esapi, spare)
             import_authentication_key(esapi, key, spare)
+            return spare
 
-        self._tpm.run(f"importing the DPS authentication key into 0x{spare:08x}", put)
-        return spare
+        return self._tpm.run("importing the DPS authentication key", put)
 
     def commit(self, handle: int) -> None:
-        """Make `handle` (what `import_new` returned) the current key, then evict the other slot."""
+        """Make `handle` (what `import_new` returned) the current key, then evict the other slot.
+
+        One operation under the connection's lock, so an import cannot slip in between."""
         if handle not in self.slots:
             raise ValueError(f"0x{handle:08x} is not a DPS auth key slot ({self._slot_names()})")
-        self._tpm.run(
-            f"checking the DPS auth key at 0x{handle:08x}",
-            lambda esapi: esapi.tr_close(_auth_key(esapi, handle)),
-        )
-        self._record.write(handle)
         other = self.slots[1] if handle == self.slots[0] else self.slots[0]
-        self._tpm.run(
-            f"evicting the previous DPS auth key at 0x{other:08x}",
-            lambda esapi: _evict_if_present(esapi, other),
-        )
+
+        def switch(esapi: ESAPI) -> None:
+            esapi.tr_close(_auth_key(esapi, handle))
+            self._record.write(handle)
+            _evict_if_present(esapi, other)
+
+        self._tpm.run(f"making the DPS auth key at 0x{handle:08x} the current one", switch)
 
     def hmac(self, handle: int, data: bytes) -> bytes:
         """HMAC-SHA256 of `data` with the key at `handle`, computed by the TPM."""
