@@ -3,8 +3,9 @@
 `sim_dockerd`, `busybox_image`, `swtpm`, `softhsm` start a private dockerd, swtpm and SoftHSM2
 token under pytest's temp dir and stop them when the session ends; `client_image` is busybox plus
 `uds_http` (tests/peers/uds_http.c, a static HTTP client over unix sockets) for module containers;
-`edgekeeper_binary` is the built `dist/sim/edgekeeper`. A missing component fails the test with
-the package to install.
+`edgekeeper_binary` is the built `dist/sim/edgekeeper`; `gateway` starts daemons against the
+private dockerd (tests/peers/gateway.py) and `cloud_peers` a DPS and two hubs on loopback HTTPS
+(tests/peers/cloud.py). A missing component fails the test with the package to install.
 `async def` tests run on a fresh event loop each.
 """
 
@@ -21,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.peers.cloud_fixture import cloud_peers  # noqa: F401 (a fixture, found by name)
+from tests.peers.gateway import gateway  # noqa: F401 (a fixture, found by name)
 from tests.peers.sim import (
     Dockerd,
     MissingComponent,

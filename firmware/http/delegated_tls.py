@@ -13,9 +13,9 @@ runs each handshake step in the executor (the signer blocks on a TPM or token, n
 loop), then offers the usual StreamReader/StreamWriter through a small transport that encrypts
 what is written, decrypts what arrives, and sends close_notify on close.
 
-Supported: TLS 1.2 and 1.3 (1.2 at least), the server's certificate checked against `ca_pem` (or
-the system's trust store) and the host name; client keys EC P-256 signing with SHA-256. RSA client
-keys are refused (`NotSupported`).
+Supported: TLS 1.2 and 1.3 (1.2 at least), the server's certificate checked against the system's
+trust store plus `ca_pem`, and against the host name; client keys EC P-256 signing with SHA-256.
+RSA client keys are refused (`NotSupported`).
 """
 
 from __future__ import annotations
@@ -100,8 +100,8 @@ def ek_sign_digest(
 class TlsClientSession:
     """One TLS client connection's state, without I/O (see the module docstring).
 
-    `ca_pem`: the CA certificates the server's chain must end in (None: the system's trust
-    store). `certificate_chain_pem`: the client certificate, then its intermediates.
+    `ca_pem`: CA certificates the server's chain may end in besides the system's trust store
+    (as the standard library's `load_verify_locations` adds them). `certificate_chain_pem`: the client certificate, then its intermediates.
     `sign_digest(digest) -> DER signature`: signs a SHA-256 digest with the certificate's key;
     blocking, called only from `step`.
     """
@@ -217,10 +217,9 @@ class TlsClientSession:
             raise self._failed("setting TLS 1.2 as the oldest version")
         lib.SSL_CTX_set_options(ctx, lib.SSL_OP_NO_RENEGOTIATION | lib.SSL_OP_NO_COMPRESSION)
         lib.SSL_CTX_set_verify(ctx, lib.SSL_VERIFY_PEER, ffi.NULL)
-        if ca_pem is None:
-            if lib.SSL_CTX_set_default_verify_paths(ctx) != 1:
-                raise self._failed("loading the system's trust store")
-        else:
+        if lib.SSL_CTX_set_default_verify_paths(ctx) != 1:
+            raise self._failed("loading the system's trust store")
+        if ca_pem is not None:
             result = lib.ek_load_verify_pem(ctx, ca_pem, len(ca_pem))
             if result == lib.EK_NO_CA_CERTIFICATE:
                 raise TlsFailed(self.server_hostname, "the CA bundle holds no certificate")

@@ -103,6 +103,21 @@ def file_path(uri: str, field: str) -> Path:
     return Path(uri[len("file://") :])
 
 
+def read_pem(uri: str, field: str) -> bytes:
+    """The PEM text of a `file://` certificate file."""
+    path = file_path(uri, field)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(
+            f"{field}: cannot read {path} ({exc.strerror})",
+            hint="check the path and that the daemon may read it",
+        ) from None
+    if b"-----BEGIN CERTIFICATE-----" not in data:
+        raise ConfigError(f"{field}: {path} holds no PEM certificate", hint="give a PEM file")
+    return data
+
+
 def read_key_file(uri: str, field: str) -> bytes:
     """A symmetric key from a file: base64 text (as the hub shows keys) or the raw bytes."""
     path = file_path(uri, field)

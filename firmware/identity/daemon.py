@@ -78,6 +78,18 @@ class IdentityService:
             mode=self._config.reprovisioning_mode(),
         )
         self._setup, self.provisioner = setup, provisioner
+        try:
+            await self._serve_device(setup, provisioner, earlier, keys)
+        finally:
+            setup.close()
+
+    async def _serve_device(
+        self,
+        setup: ProvisioningSetup,
+        provisioner: DeviceProvisioner,
+        earlier: DeviceIdentity | None,
+        keys: KeyService,
+    ) -> None:
         identity = await self._first_identity(provisioner)
         identities = ModuleIdentities(keys, self._store, self._executor.run, setup.modules)
         await identities.start()

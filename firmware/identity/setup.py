@@ -11,6 +11,7 @@ The one place a provisioning source and an attestation method are picked from th
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import ssl
@@ -20,8 +21,8 @@ from typing import TYPE_CHECKING, TypeVar
 
 from firmware.config.schema import Config, KeyMaterial
 from firmware.errors import ConfigError
-from firmware.executor import RunBlocking
-from firmware.http.client import Deadlines
+from firmware.executor import BoundedExecutor, RunBlocking
+from firmware.http.client import Deadlines, Endpoint
 from firmware.identity import credentials as creds
 from firmware.identity.cloud import CloudCalls, HubIdentities
 from firmware.identity.connection_string import parse_connection_string
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 DPS_KEY_NAME = "registration"
+#: How long a TLS handshake waits for the key service to sign.
+HANDSHAKE_SIGN_S = 30.0
 #: How long one DPS registration may poll before it counts as failed (and is tried later).
 DPS_POLL_LIMIT_S = 300.0
 
@@ -106,6 +109,12 @@ class ProvisioningSetup:
     source: ProvisioningSource
     digest: str
     modules: HubModules | None
+    handshakes: BoundedExecutor | None = None
+
+    def close(self) -> None:
+        """Stop the TLS handshake executor (the service is stopping)."""
+        if self.handshakes is not None:
+            self.handshakes.shutdown(wait=False)
 
     def point_at(self, identity: DeviceIdentity) -> None:
         """Aim the module identity calls at the hub and device of `identity`."""
@@ -132,15 +141,24 @@ async def provisioning_setup(
         retries=config.cloud_retries,
     )
     source: ProvisioningSource
-    if settings.source == "manual":
-        device, source = await _manual(config, keys, run_blocking, tls)
-    else:
-        device, source = await _dps(config, keys, run_blocking, tls, calls)
-    return ProvisioningSetup(source, digest, HubModules(calls, device, refused))
+    handshakes = BoundedExecutor(workers=1, queue=4)
+    try:
+        if settings.source == "manual":
+            device, source = await _manual(config, keys, run_blocking, tls, handshakes)
+        else:
+            device, source = await _dps(config, keys, run_blocking, tls, calls, handshakes)
+    except BaseException:
+        handshakes.shutdown()
+        raise
+    return ProvisioningSetup(source, digest, HubModules(calls, device, refused), handshakes)
 
 
 async def _manual(
-    config: Config, keys: KeyService, run_blocking: RunBlocking, tls: ssl.SSLContext
+    config: Config,
+    keys: KeyService,
+    run_blocking: RunBlocking,
+    tls: ssl.SSLContext,
+    handshakes: BoundedExecutor,
 ) -> tuple[creds.DeviceCredentials, ProvisioningSource]:
     settings = config.provisioning
     if settings.connection_string is not None:
@@ -156,9 +174,17 @@ async def _manual(
         signer = await _signer(auth.device_id_pk, field, keys, run_blocking)
         return creds.DeviceCredentials(signer, tls), source
     assert auth.identity_cert is not None and auth.identity_pk is not None
-    return await _x509(
-        tls, auth.identity_cert, auth.identity_pk, "provisioning.authentication", run_blocking
-    ), source
+    device = await _x509(
+        tls,
+        auth.identity_cert,
+        auth.identity_pk,
+        "provisioning.authentication",
+        keys,
+        run_blocking,
+        handshakes,
+        config.trust_bundle_cert,
+    )
+    return device, source
 
 
 async def _dps(
@@ -167,6 +193,7 @@ async def _dps(
     run_blocking: RunBlocking,
     tls: ssl.SSLContext,
     calls: CloudCalls,
+    handshakes: BoundedExecutor,
 ) -> tuple[creds.DeviceCredentials, ProvisioningSource]:
     settings = config.provisioning
     attestation = settings.attestation
@@ -187,7 +214,10 @@ async def _dps(
             attestation.identity_cert,
             attestation.identity_pk,
             "provisioning.attestation",
+            keys,
             run_blocking,
+            handshakes,
+            config.trust_bundle_cert,
         )
         cert = attestation.identity_cert
         named = attestation.registration_id
@@ -242,16 +272,45 @@ def _pkcs11_object(uri: str, field: str) -> str:
 
 
 async def _x509(
-    tls: ssl.SSLContext, cert: str, key: str, section: str, run_blocking: RunBlocking
+    tls: ssl.SSLContext,
+    cert: str,
+    key: str,
+    section: str,
+    keys: KeyService,
+    run_blocking: RunBlocking,
+    handshakes: BoundedExecutor,
+    trust_bundle: str | None,
 ) -> creds.DeviceCredentials:
-    if not key.startswith("file://"):
-        raise ConfigError(
-            f"[{section}] identity_pk {key!r}: keys outside files are not available for TLS "
-            "in this build yet",
-            hint='give identity_pk = "file:///path/to/key.pem"',
-        )
-    await run_blocking(creds.with_client_certificate, tls, cert, key, section)
-    return creds.DeviceCredentials(None, tls)
+    """The X.509 identity: a key file goes to the standard library's TLS; a key of the key
+    service (a name, or a `pkcs11:` URI's object) stays where it is and signs each handshake
+    through `DelegatedTlsEndpoint`. Handshakes run on their own executor (`handshakes`): a
+    step waits there for the key service, which needs the daemon's executor."""
+    if key.startswith("file://"):
+        await run_blocking(creds.with_client_certificate, tls, cert, key, section)
+        return creds.DeviceCredentials(None, tls)
+    field = f"[{section}] identity_pk"
+    name = _pkcs11_object(key, field) if key.startswith("pkcs11:") else key
+    handle = await keys.load(name)
+    chain = await run_blocking(creds.read_pem, cert, f"[{section}] identity_cert")
+    trusted = None
+    if trust_bundle is not None:
+        trusted = await run_blocking(creds.read_pem, trust_bundle, "trust_bundle_cert")
+    loop = asyncio.get_running_loop()
+
+    def sign_digest(digest: bytes) -> bytes:
+        signing = keys.sign(handle, SignAlgorithm.ECDSA_SHA256_DIGEST, digest)
+        return asyncio.run_coroutine_threadsafe(signing, loop).result(HANDSHAKE_SIGN_S)
+
+    def endpoint(host: str, port: int) -> Endpoint:
+        # Deferred: the OpenSSL binding loads only for an identity key outside files.
+        from firmware.http.delegated_tls import DelegatedTlsEndpoint, TlsClientSession
+
+        def session(server: str) -> TlsClientSession:
+            return TlsClientSession(server, trusted, chain, sign_digest)
+
+        return DelegatedTlsEndpoint(host, port, session, handshakes.run)
+
+    return creds.DeviceCredentials(None, tls, endpoint)
 
 
 def _common_name(cert_uri: str) -> str:

@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.security.conftest import REPO
+from tests.peers.gateway import REPO
 
 pytestmark = pytest.mark.docker
 

@@ -20,7 +20,7 @@ import pytest
 from firmware.api.client import ApiClient
 from firmware.errors import Forbidden
 from tests.peers.waiting import wait_for_path, wait_until
-from tests.security.conftest import API
+from tests.peers.gateway import API
 
 pytestmark = pytest.mark.docker
 

@@ -23,7 +23,7 @@ from firmware.runtime.spec import MODULE_LABEL
 from firmware.store.state import StateStore
 from tests.peers.program import daemon_argv, program_env
 from tests.peers.waiting import wait_until
-from tests.security.conftest import REPO, Gateway
+from tests.peers.gateway import REPO, Gateway
 
 pytestmark = pytest.mark.docker
 

@@ -1,10 +1,11 @@
-"""The gateway under attack: `edgekeeper run` (the built binary under `build.py test`, else the
+"""A gateway for black-box tests: `edgekeeper run` (the built binary under `build.py test`, else the
 source) against the session's private dockerd, with module containers made from `client_image`
-(busybox plus `uds_http`, tests/peers/uds_http.c) playing the attacker.
+(busybox plus `uds_http`, tests/peers/uds_http.c) as its modules.
 
-`gateway(**settings)` starts one daemon on a config of its own (extra TOML appended verbatim) and
-stops it, its containers and its directories at the end of the test. The attacks in this
-directory each map to one threat of docs/security.md.
+The fixture `gateway(**settings)` starts one daemon on a config of its own (extra TOML appended
+verbatim) and stops it, its containers and its directories at the end of the test. The security
+tests play attackers from its modules; the provisioning tests bring it online against the cloud
+peers.
 """
 
 from __future__ import annotations
