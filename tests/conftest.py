@@ -111,6 +111,18 @@ def swtpm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Swtpm]:
         tpm.stop()
 
 
+@pytest.fixture
+def fresh_swtpm(tmp_path: Path) -> Iterator[Swtpm]:
+    """A swtpm of this test alone (empty TPM state): for tests that change persistent handles or
+    hierarchies, which the session's `swtpm` shares with every other test."""
+    tpm = Swtpm(tmp_path / "swtpm")
+    _start(tpm)
+    try:
+        yield tpm
+    finally:
+        tpm.stop()
+
+
 @pytest.fixture(scope="session")
 def softhsm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SoftHsm]:
     """A SoftHSM2 token in a private token dir; SOFTHSM2_CONF points at it for the session."""

@@ -8,9 +8,10 @@ Offline first, as the field needs it (iotedge#4964, #6449, PR#7246):
 - with no usable cache the device provisions; a failure is raised to the identity service, which
   tries again with back-off (`ProvisioningBackoff`) and meanwhile shows "waiting for provisioning";
 - only an authentication failure (`CloudUnauthorized` from the hub: a 401, a disabled device)
-  provisions again, never a network error, and at most once per back-off interval, so a device
-  whose credentials are wrong does not loop against DPS; a failed reprovision keeps the identity
-  in force and its cache.
+  or a request (the agent's `POST /device/reprovision`, `system reprovision`) provisions again,
+  never a network error; reprovisions are spaced (5 minutes after one that succeeded, a back-off
+  from 5 s after failed ones), so a device whose credentials are wrong does not loop against
+  DPS; a failed reprovision keeps the identity in force and its cache.
 """
 
 from __future__ import annotations
@@ -107,6 +108,7 @@ class DeviceProvisioner:
         *,
         mode: Mode,
         reprovision_interval_s: float = 300.0,
+        retry_first_s: float = 5.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._source = source
@@ -115,8 +117,10 @@ class DeviceProvisioner:
         self._run_blocking = run_blocking
         self._mode = mode
         self._interval = reprovision_interval_s
+        self._retry_first = retry_first_s
         self._clock = clock
-        self._last_reprovision: float | None = None
+        self._next_allowed = 0.0
+        self._failures = 0
         self.identity: DeviceIdentity | None = None
         self.state = ProvisioningState(source=source.kind, state="starting")
 
@@ -145,22 +149,31 @@ class DeviceProvisioner:
 
     async def reprovision(self, reason: str) -> tuple[DeviceIdentity, bool]:
         """Provision again (`reason` is logged); `(identity, moved)` where `moved` says the hub or
-        device id changed. A failure keeps the identity in force (and raises); a second call
-        within the back-off interval raises without asking the cloud."""
+        device id changed. A failure keeps the identity in force (and raises). Calls are spaced:
+        `reprovision_interval_s` after one that succeeded (a device the hub keeps refusing is not
+        sent to DPS in a loop), a back-off from `retry_first_s` after ones that failed; a call
+        before then raises without asking the cloud."""
         now = self._clock()
-        if self._last_reprovision is not None and now - self._last_reprovision < self._interval:
-            wait = self._interval - (now - self._last_reprovision)
+        if now < self._next_allowed:
+            wait = self._next_allowed - now
             raise CloudUnreachable(
-                f"not provisioning again {wait:.0f} s after the last time ({reason})",
-                hint="a device whose credentials keep failing is not sent to DPS in a loop; "
-                "check the enrollment and the device key",
+                f"not provisioning again for {wait:.0f} s ({reason})",
+                hint="reprovisioning is spaced so that a device whose credentials keep failing "
+                "is not sent to DPS in a loop; check the enrollment and the device key",
                 retry_after_s=wait,
             )
-        self._last_reprovision = now
         previous = self.identity
         log.warning("provisioning again", extra=fields(reason=reason))
         self.state = replace(self.state, reprovisions=self.state.reprovisions + 1)
-        identity = await self._obtain("reprovisioned")
+        try:
+            identity = await self._obtain("reprovisioned")
+        except EdgekeeperError:
+            self._failures += 1
+            spacing = min(self._interval, self._retry_first * 2.0 ** (self._failures - 1))
+            self._next_allowed = self._clock() + spacing
+            raise
+        self._failures = 0
+        self._next_allowed = self._clock() + self._interval
         return identity, not identity.same_place(previous)
 
     def failed(self, error: EdgekeeperError, next_retry_at: float | None) -> None:

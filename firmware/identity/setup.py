@@ -223,10 +223,7 @@ async def _dps(
         named = attestation.registration_id
         registration_id = named if named else await run_blocking(_common_name, cert)
     else:
-        raise ConfigError(
-            '[provisioning.attestation] method = "tpm" is not available in this build yet',
-            hint='use method = "symmetric_key" or "x509"',
-        )
+        return await _tpm(config, keys, run_blocking, tls, calls, payload)
 
     async def register() -> tuple[str, str, str | None]:
         registration = DpsRegistration(scope, registration_id, payload=payload)
@@ -237,6 +234,64 @@ async def _dps(
             None,
             DPS_POLL_LIMIT_S,
         )
+        return assigned.hub, assigned.device_id, assigned.substatus
+
+    return device, DpsSource(register)
+
+
+async def _tpm(
+    config: Config,
+    keys: KeyService,
+    run_blocking: RunBlocking,
+    tls: ssl.SSLContext,
+    calls: CloudCalls,
+    payload: object | None,
+) -> tuple[creds.DeviceCredentials, ProvisioningSource]:
+    """DPS TPM attestation: the EK and SRK go with the first register; DPS's challenge is
+    imported into the TPM's free auth key slot, the register signed with that new key, and only
+    an assignment commits it (the key in force until then stays intact, see
+    `firmware.tpm.activation`). The hub's tokens are HMACs the TPM computes with the committed
+    key."""
+    settings = config.provisioning
+    assert settings.attestation is not None and settings.id_scope is not None  # validated
+    index = config.tpm.auth_key_index
+    named = settings.attestation.registration_id
+    host, scope = settings.global_endpoint, settings.id_scope
+
+    async def hub_signer(data: bytes) -> bytes:
+        attestation = await keys.tpm_attestation(index)
+        return await run_blocking(attestation.hmac, data)
+
+    device = creds.DeviceCredentials(hub_signer, tls)
+
+    async def register() -> tuple[str, str, str | None]:
+        attestation = await keys.tpm_attestation(index)
+        endorsement = await run_blocking(attestation.endorsement_key)
+        storage_root = await run_blocking(attestation.storage_root_key)
+        derived = await run_blocking(attestation.registration_id)
+        registration_id = named if named else derived
+        imported: list[int] = []
+
+        async def import_challenge(blob: bytes) -> None:
+            imported.append(await run_blocking(attestation.import_key, blob))
+
+        async def sign(data: bytes) -> bytes:
+            handle = imported[-1] if imported else None
+            return await run_blocking(attestation.hmac, data, handle)
+
+        challenged = creds.DeviceCredentials(sign, tls, clock=device.clock)
+        registration = DpsRegistration(
+            scope, registration_id, tpm=(endorsement, storage_root), payload=payload
+        )
+        assigned = await calls.register(
+            host,
+            registration,
+            lambda audience: challenged.authorize(audience, DPS_KEY_NAME),
+            import_challenge,
+            DPS_POLL_LIMIT_S,
+        )
+        if imported:
+            await run_blocking(attestation.commit, imported[-1])
         return assigned.hub, assigned.device_id, assigned.substatus
 
     return device, DpsSource(register)

@@ -106,7 +106,9 @@ def test_dps_symmetric_key_brings_the_gateway_online(gateway, cloud_peers: Cloud
     assert f"provisioning: dps, provisioned\n  device: {device} on {hub.host}" in shown
 
 
-def test_a_module_removed_loses_its_hub_identity(gateway, cloud_peers: CloudPeers, client_image) -> None:
+def test_a_module_removed_loses_its_hub_identity(
+    gateway, cloud_peers: CloudPeers, client_image
+) -> None:
     key = new_key()
     cloud_peers.dps.enroll_symmetric(REGISTRATION, key)
     gw = gateway(dps_toml(cloud_peers, key), top_toml=trust(cloud_peers))

@@ -1,8 +1,5 @@
-"""TPM fixtures: a fresh swtpm per test (empty TPM state) and connections to it, all closed.
-
-Tests that change the TPM's persistent or hierarchy state use these instead of the session's
-`swtpm`, which other tests share.
-"""
+"""TPM fixtures: connections to the test's fresh swtpm (`fresh_swtpm`, tests/conftest.py), all
+closed at the end."""
 
 from __future__ import annotations
 
@@ -11,18 +8,6 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from firmware.tpm.connection import TpmConnection
-from tests.peers.sim import MissingComponent, ServiceFailed, Swtpm
-
-
-@pytest.fixture
-def fresh_swtpm(tmp_path) -> Iterator[Swtpm]:
-    tpm = Swtpm(tmp_path / "swtpm")
-    try:
-        tpm.start()
-    except (MissingComponent, ServiceFailed) as error:
-        pytest.fail(str(error), pytrace=False)
-    yield tpm
-    tpm.stop()
 
 
 @pytest.fixture
