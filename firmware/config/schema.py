@@ -559,7 +559,7 @@ class Provisioning:
     id_scope: str | None = setting(None, doc="dps: the DPS instance's id scope")
     attestation: Attestation | None = setting(None, doc="dps: how the device attests")
     payload: PayloadFile | None = setting(
-        None, doc="dps: JSON sent with the registration (`{ uri = \"file://...\" }`)"
+        None, doc='dps: JSON sent with the registration (`{ uri = "file://..." }`)'
     )
     always_reprovision_on_startup: bool | None = setting(
         None, doc="IoT Edge 1.1 key: true maps to auto_reprovisioning_mode = AlwaysOnStartup"

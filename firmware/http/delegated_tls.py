@@ -101,7 +101,8 @@ class TlsClientSession:
     """One TLS client connection's state, without I/O (see the module docstring).
 
     `ca_pem`: CA certificates the server's chain may end in besides the system's trust store
-    (as the standard library's `load_verify_locations` adds them). `certificate_chain_pem`: the client certificate, then its intermediates.
+    (as the standard library's `load_verify_locations` adds them). `certificate_chain_pem`: the
+    client certificate, then its intermediates.
     `sign_digest(digest) -> DER signature`: signs a SHA-256 digest with the certificate's key;
     blocking, called only from `step`.
     """

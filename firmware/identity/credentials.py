@@ -1,4 +1,4 @@
-"""`DeviceCredentials`: how the device proves who it is to DPS and to its hub, from `[provisioning]`.
+"""`DeviceCredentials`: how the device proves who it is to DPS and its hub, from `[provisioning]`.
 
 Two ways, never both:
 - a shared access signature: `authorize(audience)` gives the `Authorization` header value,

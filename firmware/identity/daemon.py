@@ -58,9 +58,7 @@ class IdentityService:
         self._setup: ProvisioningSetup | None = None
         self._device = asyncio.Event()
         self._ready = asyncio.Event()
-        self._requests: asyncio.Queue[tuple[str, asyncio.Future[DeviceIdentity]]] = (
-            asyncio.Queue()
-        )
+        self._requests: asyncio.Queue[tuple[str, asyncio.Future[DeviceIdentity]]] = asyncio.Queue()
 
     async def prepare(self) -> None:
         """Nothing to acquire: the setup needs the key service, which starts in `run`."""

@@ -229,9 +229,7 @@ class DpsSource:
 
     kind = "dps"
 
-    def __init__(
-        self, register: Callable[[], Awaitable[tuple[str, str, str | None]]]
-    ) -> None:
+    def __init__(self, register: Callable[[], Awaitable[tuple[str, str, str | None]]]) -> None:
         self._register = register
 
     async def obtain(self) -> DeviceIdentity:

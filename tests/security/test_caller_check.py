@@ -19,8 +19,8 @@ import pytest
 
 from firmware.api.client import ApiClient
 from firmware.errors import Forbidden
-from tests.peers.waiting import wait_for_path, wait_until
 from tests.peers.gateway import API
+from tests.peers.waiting import wait_for_path, wait_until
 
 pytestmark = pytest.mark.docker
 

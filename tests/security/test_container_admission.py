@@ -21,9 +21,9 @@ from firmware.errors import BadRequest
 from firmware.runtime.desired import DOCUMENT
 from firmware.runtime.spec import MODULE_LABEL
 from firmware.store.state import StateStore
+from tests.peers.gateway import REPO, Gateway
 from tests.peers.program import daemon_argv, program_env
 from tests.peers.waiting import wait_until
-from tests.peers.gateway import REPO, Gateway
 
 pytestmark = pytest.mark.docker
 

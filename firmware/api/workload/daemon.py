@@ -23,8 +23,8 @@ from firmware.api.workload.sockets import ModuleSockets
 from firmware.config.schema import Config
 from firmware.errors import EdgekeeperError, Unavailable
 from firmware.executor import BoundedExecutor
-from firmware.identity.modules import ModuleIdentities
 from firmware.identity.device import DeviceIdentity
+from firmware.identity.modules import ModuleIdentities
 from firmware.logs import get_logger
 from firmware.runtime.reconciler import Reconciler
 from firmware.store.state import StateStore

@@ -57,9 +57,7 @@ class WorkloadHook:
         identity = await placement.identities.ensure(spec.name)
         agent = self._is_agent(spec.name)
         directory = await placement.sockets.open(spec.name, management=agent)
-        env = module_environment(
-            spec.name, identity.generation_id, placement.device(), agent=agent
-        )
+        env = module_environment(spec.name, identity.generation_id, placement.device(), agent=agent)
         decorate(body, env, ModuleMounts(socket_dir=str(directory)))
 
     async def after_remove(self, module_name: str) -> None:
