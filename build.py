@@ -2,11 +2,13 @@
 """Set up, build, run, test and bundle edgekeeper; standard library only, run by a bare python3.
 
     python3 build.py run                 set up, build the sim binary, start the sim services and
-                                         run the daemon in the foreground until Ctrl-C
+                                         run the daemon in the foreground until Ctrl-C; it comes
+                                         online through the sim's DPS (symmetric key; add
+                                         `--attestation tpm` for TPM attestation on the swtpm)
     python3 build.py test [PYTEST ARGS]  set up, build, run the test suite against the binary
     python3 build.py setup               Debian packages + .venv (implicit in the others)
     python3 build.py build [--board B]   cffi modules + Nuitka -> dist/B/edgekeeper (cached)
-    python3 build.py sim start|stop|status
+    python3 build.py sim start|stop|status [--attestation symmetric_key|tpm]  (start only)
     python3 build.py bundle --board B    rootfs-overlay tarball dist/B/edgekeeper-B-VERSION.tar.gz
 
 Every step is keyed on its inputs (stamp files under .cache/), so a second run only checks.
@@ -22,7 +24,7 @@ from buildkit.bundle import make_bundle
 from buildkit.daemon import run_daemon
 from buildkit.log import BuildError, log
 from buildkit.nuitka import BUILD_MODE, BUILD_MODES
-from buildkit.sim import SIM_ACTIONS, sim_command
+from buildkit.sim import ATTESTATIONS, DEFAULT_ATTESTATION, SIM_ACTIONS, sim_command
 from buildkit.steps import build, set_up
 from buildkit.testsuite import run_tests
 
@@ -46,14 +48,23 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
         default=BUILD_MODE,
         help="Nuitka mode (default %(default)s; standalone is for measurements)",
     )
-    commands.add_parser("sim", help="the sim board's services").add_argument(
-        "action", choices=SIM_ACTIONS
-    )
-    commands.add_parser("run", help="run the daemon on the sim board until Ctrl-C")
+    sim_parser = commands.add_parser("sim", help="the sim board's services")
+    sim_parser.add_argument("action", choices=SIM_ACTIONS)
+    run_parser = commands.add_parser("run", help="run the daemon on the sim board until Ctrl-C")
+    for sub in (sim_parser, run_parser):
+        sub.add_argument(
+            "--attestation",
+            choices=ATTESTATIONS,
+            help=f"how the gateway attests to the sim's DPS (default {DEFAULT_ATTESTATION})",
+        )
     commands.add_parser("test", help="run the test suite against the built binary")
     args, rest = parser.parse_known_args(argv)
     if rest and args.command not in PASS_THROUGH:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    if args.command == "sim" and args.action != "start" and args.attestation is not None:
+        parser.error("--attestation goes with `sim start` only")
+    if args.command in ("sim", "run") and args.attestation is None:
+        args.attestation = DEFAULT_ATTESTATION
     return args, rest
 
 
@@ -71,9 +82,9 @@ def main(argv: list[str]) -> int:
             print(make_bundle(args.board))
             return 0
         if args.command == "sim":
-            return sim_command(args.action)
+            return sim_command(args.action, args.attestation)
         if args.command == "run":
-            return run_daemon(rest)
+            return run_daemon(rest, args.attestation)
         return run_tests(rest)
     except BuildError as error:
         log(f"error: {error}")

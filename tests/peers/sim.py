@@ -1,20 +1,25 @@
-"""The sim board's services: a private dockerd, a swtpm TPM 2.0 simulator and a SoftHSM2 token.
+"""The sim board's services: a private dockerd, a swtpm TPM 2.0 simulator, a SoftHSM2 token and
+the cloud (a DPS and an IoT hub, tests/peers/cloud.py, run as a program).
 
 Each service lives in its own state directory and records its process id there, so the same
 classes serve pytest's session fixtures (tests/conftest.py) and `build.py sim start|stop|status`,
 where one command starts a service and a later one stops it. Standard library only: build.py
-imports this module before any virtualenv exists.
+imports this module before any virtualenv exists (the cloud program runs under the venv's python).
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import io
+import json
 import os
+import secrets
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +27,7 @@ from pathlib import Path
 
 from tests.peers.waiting import WaitTimeout, log_tail, pid_gone, wait_for_exit, wait_until
 
+REPO = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 20.0
 KILL_TIMEOUT_S = 5.0
@@ -465,23 +471,183 @@ class SoftHsm:
         return SoftHsmToken(label=label, slot=slot, user_pin=self.user_pin, so_pin=self.so_pin)
 
 
-class SimBoard:
-    """All sim services under one directory (`.sim/` for build.py) plus the config file for them."""
+ATTESTATIONS = ("symmetric_key", "tpm")  # how the sim gateway may attest to the sim's DPS
+SIM_ID_SCOPE = "0ne00000517"
+SIM_REGISTRATION = "sim-gateway"  # enrolled with a symmetric key
+SIM_TPM_REGISTRATION = "sim-gateway-tpm"  # enrolled for TPM attestation, EK trusted on first use
 
-    def __init__(self, root: Path) -> None:
+
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """`count` distinct TCP ports free on `host` right now."""
+    with contextlib.ExitStack() as held:
+        sockets = [held.enter_context(socket.socket()) for _ in range(count)]
+        for sock in sockets:
+            sock.bind((host, 0))
+        return [sock.getsockname()[1] for sock in sockets]
+
+
+@dataclass(frozen=True)
+class SimEnrollment:
+    """What the sim's DPS knows of the gateway and where it listens, chosen once and kept, so the
+    identity the gateway caches stays valid across restarts. Its document is the cloud program's
+    --config file (tests/peers/cloud.py)."""
+
+    symmetric_key: str
+    dps_port: int
+    hub_port: int
+
+    @classmethod
+    def new(cls) -> SimEnrollment:
+        dps_port, hub_port = free_ports(2)
+        key = base64.b64encode(secrets.token_bytes(32)).decode()
+        return cls(symmetric_key=key, dps_port=dps_port, hub_port=hub_port)
+
+    @classmethod
+    def from_document(cls, doc: dict[str, object]) -> SimEnrollment:
+        individual = doc["individual"]
+        hub_ports = doc["hub_ports"]
+        if not (isinstance(individual, dict) and isinstance(hub_ports, list)):
+            raise ValueError("individual must be an object and hub_ports a list")
+        return cls(
+            symmetric_key=str(individual[SIM_REGISTRATION]),
+            dps_port=int(str(doc["dps_port"])),
+            hub_port=int(hub_ports[0]),
+        )
+
+    def document(self) -> dict[str, object]:
+        return {
+            "id_scope": SIM_ID_SCOPE,
+            "individual": {SIM_REGISTRATION: self.symmetric_key},
+            "tpm": {SIM_TPM_REGISTRATION: "trust_first"},
+            "hubs": 1,
+            "dps_port": self.dps_port,
+            "hub_ports": [self.hub_port],
+        }
+
+
+class CloudPeersService:
+    """The sim's cloud: `python -m tests.peers.cloud` in the background, a DPS and one IoT hub on
+    loopback HTTPS with their test CA, state and enrollment kept in `state_dir`. `python` must
+    have the test dependencies (cryptography): the venv's interpreter."""
+
+    def __init__(self, state_dir: Path, python: str | Path = sys.executable) -> None:
+        self.dir = Path(state_dir)
+        self.python = str(python)
+        self.enrollment_file = self.dir / "enrollment.json"
+        self.peers_file = self.dir / "peers.json"
+        self.ca_file = self.dir / "ca.pem"
+        self._process = BackgroundProcess(self.dir, "cloud")
+
+    def enrollment(self) -> SimEnrollment:
+        """The enrollment kept in the state dir, made (key and ports) on first use; 0600."""
+        if self.enrollment_file.exists():
+            try:
+                return SimEnrollment.from_document(json.loads(self.enrollment_file.read_text()))
+            except (ValueError, KeyError, IndexError, TypeError) as error:
+                raise ServiceFailed(
+                    f"{self.enrollment_file} is damaged ({error}): remove it to enroll the sim "
+                    "gateway again (its cached identity is then provisioned afresh)"
+                ) from error
+        enrollment = SimEnrollment.new()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        temporary = self.enrollment_file.with_suffix(".tmp")
+        with contextlib.suppress(FileNotFoundError):
+            temporary.unlink()
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as out:
+            json.dump(enrollment.document(), out, indent=2)
+        os.replace(temporary, self.enrollment_file)
+        return enrollment
+
+    @property
+    def dps_endpoint(self) -> str:
+        return f"https://127.0.0.1:{self.enrollment().dps_port}"
+
+    @property
+    def hub(self) -> str:
+        return f"127.0.0.1:{self.enrollment().hub_port}"
+
+    @property
+    def id_scope(self) -> str:
+        return SIM_ID_SCOPE
+
+    def peers(self) -> dict[str, object] | None:
+        """What the running program wrote to peers.json, or None when it is not this one's."""
+        try:
+            doc = json.loads(self.peers_file.read_text())
+        except (OSError, ValueError):
+            return None
+        return doc if isinstance(doc, dict) and doc.get("pid") == self._process.pid else None
+
+    def running(self) -> bool:
+        return self._process.running() and self.peers() is not None and self._accepts()
+
+    def start(self) -> None:
+        if self.running():
+            return
+        enrollment = self.enrollment()
+        self._process.stop()
+        with contextlib.suppress(FileNotFoundError):
+            self.peers_file.unlink()
+        self._process.spawn(
+            [
+                self.python,
+                "-m",
+                "tests.peers.cloud",
+                "--state-dir",
+                str(self.dir),
+                "--config",
+                str(self.enrollment_file),
+            ],
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
+        what = f"the cloud peers (DPS on port {enrollment.dps_port}, hub on {enrollment.hub_port})"
+        self._process.wait_ready(lambda: self.peers() is not None, what, START_TIMEOUT_S)
+
+    def stop(self) -> None:
+        self._process.stop()
+
+    def _accepts(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.enrollment().dps_port), timeout=1):
+                return True
+        except OSError:
+            return False
+
+
+class SimBoard:
+    """All sim services under one directory (`.sim/` for build.py) plus the config file for them:
+    the gateway provisions through the sim's DPS with `attestation` (one of ATTESTATIONS)."""
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        attestation: str = "symmetric_key",
+        python: str | Path = sys.executable,
+    ) -> None:
+        if attestation not in ATTESTATIONS:
+            raise ValueError(f"attestation {attestation!r} is not one of {ATTESTATIONS}")
         self.root = Path(root)
+        self.attestation = attestation
         self.dockerd = Dockerd(self.root / "docker")
         self.swtpm = Swtpm(self.root / "swtpm")
         self.softhsm = SoftHsm(self.root / "softhsm")
+        self.cloud = CloudPeersService(self.root / "cloud", python)
         self.data_dir = self.root / "data"
         self.run_dir = self.root / "run"
         self.config_file = self.root / "config.toml"
+
+    @property
+    def registration_id(self) -> str:
+        """The DPS registration id, which the DPS makes the device id on the hub."""
+        return SIM_TPM_REGISTRATION if self.attestation == "tpm" else SIM_REGISTRATION
 
     def start(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         started = []
         try:
-            for service in (self.softhsm, self.swtpm, self.dockerd):
+            for service in (self.softhsm, self.swtpm, self.cloud, self.dockerd):
                 service.start()
                 started.append(service)
         except BaseException:
@@ -494,7 +660,7 @@ class SimBoard:
         self.write_config()
 
     def stop(self) -> None:
-        for service in (self.dockerd, self.swtpm, self.softhsm):
+        for service in (self.dockerd, self.cloud, self.swtpm, self.softhsm):
             service.stop()
 
     def status(self) -> dict[str, bool]:
@@ -502,12 +668,14 @@ class SimBoard:
             "dockerd": self.dockerd.running(),
             "swtpm": self.swtpm.running(),
             "softhsm": self.softhsm.running(),
+            "cloud": self.cloud.running(),
         }
 
     def write_config(self) -> Path:
         self.config_file.write_text(
             "# The sim board's configuration, written by `build.py sim start`.\n"
-            "[paths]\n"
+            f'trust_bundle_cert = "file://{self.cloud.ca_file}"\n'
+            "\n[paths]\n"
             f'data_dir = "{self.data_dir}"\n'
             f'run_dir = "{self.run_dir}"\n'
             "\n[logging]\n"
@@ -527,6 +695,25 @@ class SimBoard:
             f'module = "{self.softhsm.module}"\n'
             f'token_label = "{self.softhsm.token_label}"\n'
             f'pin = "{self.softhsm.user_pin}"\n'
+            f"\n{self._provisioning_toml()}"
         )
         self.config_file.chmod(0o600)
         return self.config_file
+
+    def _provisioning_toml(self) -> str:
+        """`[provisioning]` through the sim's DPS with this board's attestation."""
+        attestation = (
+            'method = "tpm"\n'
+            if self.attestation == "tpm"
+            else 'method = "symmetric_key"\n'
+            f'symmetric_key = {{ value = "{self.cloud.enrollment().symmetric_key}" }}\n'
+        )
+        return (
+            "[provisioning]\n"
+            'source = "dps"\n'
+            f'global_endpoint = "{self.cloud.dps_endpoint}"\n'
+            f'id_scope = "{self.cloud.id_scope}"\n'
+            "\n[provisioning.attestation]\n"
+            f"{attestation}"
+            f'registration_id = "{self.registration_id}"\n'
+        )
