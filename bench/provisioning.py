@@ -37,6 +37,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 REPO = Path(__file__).resolve().parent.parent
@@ -140,8 +141,8 @@ class Bench:
         return Start(elapsed, identity_at[0] - started, made)
 
     def provisioning_state(self, gw: Gateway) -> str | None:
-        services = gw.request("GET", "/daemon/status").json()["services"]
-        identity = next((s for s in services if s["name"] == "identity"), {})
+        services: list[dict[str, Any]] = gw.request("GET", "/daemon/status").json()["services"]
+        identity: dict[str, Any] = next((s for s in services if s["name"] == "identity"), {})
         state = identity.get("detail", {}).get("provisioning", {}).get("state")
         return str(state) if state is not None else None
 

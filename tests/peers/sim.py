@@ -57,7 +57,7 @@ def free_port_pair(host: str = "127.0.0.1") -> int:
     for _ in range(200):
         with socket.socket() as first:
             first.bind((host, 0))
-            port = first.getsockname()[1]
+            port: int = first.getsockname()[1]
             if port >= 65535:
                 continue
             with socket.socket() as second:
