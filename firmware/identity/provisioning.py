@@ -42,6 +42,11 @@ class ProvisioningSource(Protocol):
         """A fresh identity; raises the identity errors (cloud unreachable, rejected...)."""
         ...
 
+    async def cache_trusted(self) -> bool:
+        """False when the cached identity may no longer hold (an attestation was cut short
+        after DPS may have given the hub a new key): the start then asks DPS first."""
+        ...
+
 
 @dataclass(frozen=True)
 class ProvisioningState:
@@ -128,7 +133,10 @@ class DeviceProvisioner:
         """The identity to run with: the cache (unless AlwaysOnStartup asks DPS first), else a
         fresh one. Raises when there is neither."""
         cached = await self._run_blocking(self._cache.load, self._digest)
-        if cached is not None and self._mode != "AlwaysOnStartup":
+        trusted = cached is not None and await self._source.cache_trusted()
+        if cached is not None and not trusted:
+            log.warning("the last provisioning was cut short; asking DPS before using the cache")
+        if cached is not None and trusted and self._mode != "AlwaysOnStartup":
             self._settle(cached, "from cache")
             log.info(
                 "device identity from the cache",
@@ -222,15 +230,27 @@ class ManualSource:
     async def obtain(self) -> DeviceIdentity:
         return DeviceIdentity("manual", self._hub, self._device_id, time.time())
 
+    async def cache_trusted(self) -> bool:
+        return True
+
 
 class DpsSource:
     """`[provisioning] source = "dps"`: `register()` runs one DPS registration and returns the
-    assignment's hub, device id and substatus."""
+    assignment's hub, device id and substatus; `interrupted()`, when given, says an earlier
+    registration was cut short in a way that makes the cache doubtful (TPM attestation)."""
 
     kind = "dps"
 
-    def __init__(self, register: Callable[[], Awaitable[tuple[str, str, str | None]]]) -> None:
+    def __init__(
+        self,
+        register: Callable[[], Awaitable[tuple[str, str, str | None]]],
+        interrupted: Callable[[], Awaitable[bool]] | None = None,
+    ) -> None:
         self._register = register
+        self._interrupted = interrupted
+
+    async def cache_trusted(self) -> bool:
+        return self._interrupted is None or not await self._interrupted()
 
     async def obtain(self) -> DeviceIdentity:
         hub, device_id, substatus = await self._register()

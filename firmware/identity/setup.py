@@ -55,6 +55,9 @@ class LocalSource:
     async def obtain(self) -> DeviceIdentity:
         return local_identity(self._hostname)
 
+    async def cache_trusted(self) -> bool:
+        return True
+
 
 class HubModules:
     """`firmware.identity.modules.ModuleCloud` on the hub the device is provisioned to; a call
@@ -294,7 +297,11 @@ async def _tpm(
             await run_blocking(attestation.commit, imported[-1])
         return assigned.hub, assigned.device_id, assigned.substatus
 
-    return device, DpsSource(register)
+    async def interrupted() -> bool:
+        attestation = await keys.tpm_attestation(index)
+        return await run_blocking(attestation.interrupted)
+
+    return device, DpsSource(register, interrupted)
 
 
 async def _signer(

@@ -158,6 +158,19 @@ class TpmIdentityKey:
         current = self._record.read()
         return current if current in self.slots else None
 
+    def interrupted(self) -> bool:
+        """True if the spare slot holds a key: an attestation was cut short between the import
+        and the commit (or the old key's eviction), so which key DPS gave the hub is unknown."""
+
+        def occupied(esapi: ESAPI) -> bool:
+            found = read_persistent(esapi, self._spare())
+            if found is None:
+                return False
+            esapi.tr_close(found[0])
+            return True
+
+        return self._tpm.run("looking for an interrupted DPS attestation", occupied)
+
     def import_new(self, blob: bytes) -> int:
         """Import DPS's authenticationKey `blob` into the slot that is not current; its handle.
 

@@ -59,6 +59,11 @@ class TpmAttestation:
         """
         return self._identity.import_new(blob)
 
+    def interrupted(self) -> bool:
+        """True if an earlier attestation was cut short after the import (see
+        `TpmIdentityKey.interrupted`): the next start asks DPS again instead of the cache."""
+        return self._identity.interrupted()
+
     def commit(self, handle: int) -> None:
         """Make the key `import_key` returned the device's key; the previous one is evicted."""
         self._identity.commit(handle)

@@ -34,9 +34,13 @@ class ScriptedSource:
 
     kind = "dps"
 
-    def __init__(self, *answers: DeviceIdentity | EdgekeeperError) -> None:
+    def __init__(self, *answers: DeviceIdentity | EdgekeeperError, trusted: bool = True) -> None:
         self.answers = list(answers)
         self.calls = 0
+        self.trusted = trusted
+
+    async def cache_trusted(self) -> bool:
+        return self.trusted
 
     async def obtain(self) -> DeviceIdentity:
         self.calls += 1
@@ -99,6 +103,20 @@ async def test_a_cache_hit_asks_the_source_nothing(cache, mode) -> None:
         HUB_A,
         "gw-1",
     )
+
+
+async def test_a_cache_the_source_distrusts_is_checked_with_dps_first(cache) -> None:
+    cache.save(identity(HUB_A), DIGEST)
+    source = ScriptedSource(identity(HUB_B), trusted=False)  # an attestation was cut short
+    device = provisioner(source, cache)
+    assert await device.start() == identity(HUB_B)
+    assert source.calls == 1 and cache.load(DIGEST) == identity(HUB_B)
+
+
+async def test_a_distrusted_cache_is_still_used_when_dps_cannot_be_reached(cache) -> None:
+    cache.save(identity(HUB_A), DIGEST)
+    source = ScriptedSource(CloudUnreachable("dps down"), trusted=False)
+    assert await provisioner(source, cache).start() == identity(HUB_A)
 
 
 async def test_without_a_cache_the_source_is_asked_and_the_answer_cached(cache) -> None:
