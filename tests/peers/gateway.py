@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from firmware.api.client import ApiClient
+from firmware.errors import EdgekeeperError
 from firmware.runtime.spec import MODULE_LABEL
 from tests.peers.program import cli_argv, program_env, spawn_daemon, stop_daemon
 from tests.peers.waiting import wait_for_path, wait_until
@@ -57,8 +58,18 @@ class Gateway:
         return self.run_dir / "mgmt.sock"
 
     def start(self) -> None:
+        """Start the daemon and return once its management API answers (a socket file a killed
+        daemon left behind does not count)."""
         self.process = spawn_daemon(self.config, self.log_path)
         wait_for_path(self.management_socket, timeout_s=30, process=self.process, log=self.log_path)
+        wait_until(self._answers, timeout_s=30, what=f"the daemon's API (log {self.log_path})")
+
+    def _answers(self) -> bool:
+        try:
+            self.request("GET", "/daemon/status")
+        except EdgekeeperError:
+            return False
+        return True
 
     def stop(self) -> int:
         return stop_daemon(self.process)

@@ -16,6 +16,7 @@ from firmware.runtime.spec import MODULE_LABEL
 from tests.peers.cloud import CloudPeers
 from tests.peers.gateway import Gateway
 from tests.peers.hub_peer import DeviceCredential
+from tests.peers.sas_token import derive_device_key
 from tests.peers.waiting import wait_until
 
 REGISTRATION = "gw-provisioned"
@@ -235,3 +236,51 @@ def test_always_on_startup_asks_dps_at_every_start(
     wait_until(lambda: status(gw).get("state") == expected, timeout_s=30, what=expected)
     asked = len(cloud_peers.dps.requests) > before
     assert asked == (mode == "AlwaysOnStartup"), json.dumps(status(gw))
+
+
+@pytest.mark.parametrize("where", ["value", "file", "key"])
+def test_manual_sas_with_the_key_as_a_value_a_file_or_a_key_of_the_key_service(
+    gateway, cloud_peers: CloudPeers, tmp_path, where: str
+) -> None:
+    hub = cloud_peers.hubs[0]
+    raw = secrets.token_bytes(32)
+    key = base64.b64encode(raw).decode()
+    hub.add_device(REGISTRATION, DeviceCredential(symmetric_key=key))
+    material = {
+        "value": f'{{ value = "{key}" }}',
+        "file": f'{{ uri = "file://{tmp_path / "device.key"}" }}',
+        "key": '{ key = "device-sas" }',
+    }[where]
+    (tmp_path / "device.key").write_text(key + "\n")
+    gw = gateway(
+        f'[provisioning]\nsource = "manual"\niothub_hostname = "{hub.host}"\n'
+        f'device_id = "{REGISTRATION}"\n\n'
+        f'[provisioning.authentication]\nmethod = "sas"\ndevice_id_pk = {material}\n',
+        top_toml=trust(cloud_peers),
+        start=False,
+    )
+    if where == "key":  # put there before the first start, as a factory would
+        keys = gw.data_dir / "keys"
+        keys.mkdir(parents=True, mode=0o700)
+        key_file = keys / "device-sas.key"
+        key_file.write_bytes(b"hmac-sha256\n" + raw)
+        key_file.chmod(0o600)
+    gw.start()
+    device = online(gw, cloud_peers)
+    assert hub.verify_module_token(device, gw.agent, module_token(gw, gw.agent, hub.host, device))
+
+
+def test_a_group_enrollment_with_the_derived_device_key_and_a_payload(
+    gateway, cloud_peers: CloudPeers, tmp_path
+) -> None:
+    group_key = new_key()
+    cloud_peers.dps.enroll_group("line-7", group_key)
+    payload = tmp_path / "payload.json"
+    payload.write_text('{"site": "plant-3", "line": 7}')
+    toml = dps_toml(cloud_peers, derive_device_key(group_key, REGISTRATION)).replace(
+        "[provisioning.attestation]",
+        f'payload = {{ uri = "file://{payload}" }}\n\n[provisioning.attestation]',
+    )
+    gw = gateway(toml, top_toml=trust(cloud_peers))
+    online(gw, cloud_peers)
+    assert cloud_peers.dps.payloads[REGISTRATION] == {"site": "plant-3", "line": 7}
