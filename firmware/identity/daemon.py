@@ -93,7 +93,7 @@ class IdentityService:
         await identities.start()
         setup.point_at(identity)
         self.identities = identities
-        if earlier is not None and not identity.same_place(earlier):
+        if earlier is not None and _moved(earlier, identity):
             await self._settle_move(identities, identity)
         elif provisioner.state.state != "from cache":
             await self._sync(identities, "provisioned")
@@ -226,6 +226,12 @@ class IdentityService:
         done: asyncio.Future[DeviceIdentity] = asyncio.get_running_loop().create_future()
         done.add_done_callback(_quiet)
         self._requests.put_nowait((f"the hub refused the device: {error.render()}", done))
+
+
+def _moved(before: DeviceIdentity, after: DeviceIdentity) -> bool:
+    """True if the device changed hub or device id in a way its module identities do not
+    survive: a local device (no hub) renamed by a new `hostname` keeps its local identities."""
+    return not after.same_place(before) and bool(before.hub or after.hub)
 
 
 def _quiet(future: asyncio.Future[DeviceIdentity]) -> None:

@@ -48,6 +48,11 @@ def child(master: bytes, prefix: bytes, module: str, genid: str) -> bytes:
     return hmac.digest(master, prefix + module.encode() + b"\0" + genid.encode(), "sha256")
 
 
+def sas_child(master: bytes, which: str, module: str, genid: str) -> bytes:
+    """A SAS key as IoT Edge derives it (and the hub holds it): `{module}:{genid}:{which}`."""
+    return hmac.digest(master, f"{module}:{genid}:{which}".encode(), "sha256")
+
+
 class Module:
     def __init__(self, running, name: str) -> None:
         self.running = running
@@ -83,9 +88,9 @@ def test_signing_keys_are_apart_and_the_primary_is_unchanged(gateway, client_ima
 
     primary, secondary = module.sign("primary"), module.sign("secondary")
     assert primary != secondary
-    sas_key = child(master, b"edgekeeper module identity\0", "mod", module.genid)
+    sas_key = sas_child(master, "primary", "mod", module.genid)
     assert primary == hmac.digest(sas_key, SAS, "sha256")
-    secondary_key = child(master, b"edgekeeper module secondary\0", "mod", module.genid)
+    secondary_key = sas_child(master, "secondary", "mod", module.genid)
     assert secondary == hmac.digest(secondary_key, SAS, "sha256")
 
 
@@ -122,6 +127,6 @@ def test_a_reused_iv_leaks_nothing_and_binds_the_ciphertext(gateway, client_imag
     aad = b"edgekeeper module data\0" + iv
     encryption_key = child(master, b"edgekeeper module encryption\0", "moda", a.genid)
     assert AESGCM(encryption_key).decrypt(first[:12], first[12:], aad) == one
-    sas_key = child(master, b"edgekeeper module identity\0", "moda", a.genid)
+    sas_key = sas_child(master, "primary", "moda", a.genid)
     with pytest.raises(InvalidTag):
         AESGCM(sas_key).decrypt(first[:12], first[12:], aad)

@@ -161,7 +161,7 @@ def test_a_link_planted_at_the_lock_file_is_refused_and_its_target_untouched(roo
 
 @pytest.mark.parametrize(
     ("planted", "service"),
-    [("state/module-identities.json", "workload"), ("keys/edge-ca-root.key", "certs")],
+    [("state/module-identities.json", "identity"), ("keys/edge-ca-root.key", "certs")],
     ids=["state file", "key file"],
 )
 def test_a_link_planted_at_a_state_or_key_file_is_refused_and_its_target_untouched(

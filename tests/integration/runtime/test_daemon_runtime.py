@@ -13,7 +13,7 @@ import uuid
 
 import pytest
 
-from firmware.errors import BadRequest, Conflict, NotFound, NotSupported, Unavailable
+from firmware.errors import BadRequest, Conflict, NotFound, Unavailable
 from tests.integration.runtime.running_daemon import DaemonProcess, write_config
 from tests.peers.waiting import wait_until
 
@@ -202,7 +202,9 @@ def test_deploy_api_watchdog_and_adoption_after_sigkill(sim_dockerd, busybox_ima
             BadRequest, "POST", "/deployments", {"modules": {}}, {"dry-run": "maybe"}
         )
         assert "is the agent" in refused_with(Conflict, "POST", f"/modules/{agent}/stop")
-        assert "reprovisioning" in refused_with(NotSupported, "POST", "/device/reprovision")
+        # no cloud identity ([provisioning] source = "none"): reprovisioning keeps the local one
+        local = daemon.request("POST", "/device/reprovision", None, None).json()
+        assert local == {"hub": "", "deviceId": local["deviceId"]} and local["deviceId"]
         oversize = raw_request(
             str(daemon.socket),
             "POST /modules?api-version=2020-07-07 HTTP/1.1\r\nHost: x\r\n"

@@ -141,7 +141,7 @@ def test_modules_use_their_own_workload_socket(
             placement = WorkloadPlacement(
                 rig.identities,
                 sockets,
-                DeviceFacts("dev-1", "hub.example.net", "gw.local"),
+                lambda: DeviceFacts("dev-1", "hub.example.net", "gw.local"),
                 rig.limits,
             )
 
