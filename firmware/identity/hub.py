@@ -18,7 +18,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Generic, Literal, TypeVar
+from typing import Generic, TypeVar
 from urllib.parse import quote
 
 from firmware.errors import EdgekeeperError
@@ -58,14 +58,6 @@ class HubCall(Generic[_T]):
 
     def receive(self, status: int, headers: Mapping[str, str], body: bytes) -> _T:
         return self._read(status, headers, body)
-
-
-def module_key_label(
-    module_id: str, generation_id: str, which: Literal["primary", "secondary"]
-) -> bytes:
-    """The derivation data of a module's hub key under the device's master key, as IoT Edge
-    derives it: `{moduleId}:{generationId}:{primary|secondary}` in UTF-8."""
-    return f"{module_id}:{generation_id}:{which}".encode()
 
 
 def list_modules(device_id: str, authorization: str | None) -> HubCall[tuple[HubModule, ...]]:

@@ -18,8 +18,6 @@ specify, a device SDK in wide use sends it, and both ends sign the same `sr` tex
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 from urllib.parse import quote
 
 #: How long a token we make stays valid, in seconds. Each cloud call gets a fresh token; an hour
@@ -47,11 +45,6 @@ def audience_device(hub: str, device_id: str) -> str:
     return _encoded(f"{hub}/devices/{device_id}")
 
 
-def audience_module(hub: str, device_id: str, module_id: str) -> str:
-    """The audience of a module identity: `{hub}/devices/{deviceId}/modules/{moduleId}`."""
-    return _encoded(f"{hub}/devices/{device_id}/modules/{module_id}")
-
-
 def string_to_sign(audience: str, expiry: int) -> bytes:
     """What the key signs (HMAC-SHA256): the audience, a newline, the expiry in epoch seconds."""
     return f"{audience}\n{expiry}".encode()
@@ -65,9 +58,3 @@ def token(audience: str, signature: bytes, expiry: int, key_name: str | None = N
     if key_name is not None:
         text += f"&skn={quote(key_name, safe='')}"
     return text
-
-
-def derive_group_device_key(group_key: bytes, registration_id: str) -> bytes:
-    """The device key of `registration_id` in a symmetric-key group enrollment whose key is
-    `group_key` (both raw bytes, not base64): HMAC-SHA256 over the registration id in UTF-8."""
-    return hmac.new(group_key, registration_id.encode(), hashlib.sha256).digest()

@@ -24,6 +24,7 @@ from firmware.errors import ConfigError
 from firmware.executor import BoundedExecutor, RunBlocking
 from firmware.http.client import Deadlines, Endpoint
 from firmware.identity import credentials as creds
+from firmware.identity import sas
 from firmware.identity.cloud import CloudCalls, HubIdentities
 from firmware.identity.connection_string import parse_connection_string
 from firmware.identity.device import DeviceIdentity, local_identity, settings_digest
@@ -37,7 +38,6 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-DPS_KEY_NAME = "registration"
 #: How long a TLS handshake waits for the key service to sign.
 HANDSHAKE_SIGN_S = 30.0
 #: How long one DPS registration may poll before it counts as failed (and is tried later).
@@ -233,7 +233,7 @@ async def _dps(
         assigned = await calls.register(
             host,
             registration,
-            lambda audience: device.authorize(audience, DPS_KEY_NAME),
+            lambda audience: device.authorize(audience, sas.DPS_KEY_NAME),
             None,
             DPS_POLL_LIMIT_S,
         )
@@ -289,7 +289,7 @@ async def _tpm(
         assigned = await calls.register(
             host,
             registration,
-            lambda audience: challenged.authorize(audience, DPS_KEY_NAME),
+            lambda audience: challenged.authorize(audience, sas.DPS_KEY_NAME),
             import_challenge,
             DPS_POLL_LIMIT_S,
         )

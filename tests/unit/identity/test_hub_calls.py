@@ -121,11 +121,6 @@ def test_delete_has_if_match_and_tells_whether_there_was_one() -> None:
     assert call.receive(404, {}, b"") is False
 
 
-def test_module_key_label_is_iot_edges_derivation_data() -> None:
-    assert hub.module_key_label("$edgeHub", "637", "primary") == b"$edgeHub:637:primary"
-    assert hub.module_key_label("é", "1", "secondary") == "é:1:secondary".encode()
-
-
 CALLS: list[Callable[[], HubCall[Any]]] = [
     lambda: hub.list_modules(DEVICE, TOKEN),
     lambda: hub.get_module(DEVICE, MODULE, TOKEN),
