@@ -323,21 +323,10 @@ ffibuilder.cdef(TYPES + FUNCTIONS)
 
 
 def main() -> None:
-    """Compile the extension in a scratch directory and move it into firmware/_ffi/.
+    """Build by hand (see ffi/by_hand.py)."""
+    from by_hand import compile_into_package  # beside this script, on sys.path when run
 
-    The move is a rename, so a process that has the previous extension mapped keeps running.
-    """
-    import os
-    import shutil
-    import tempfile
-
-    with tempfile.TemporaryDirectory(prefix="openssl-build-") as tmpdir:
-        built = Path(ffibuilder.compile(tmpdir=tmpdir, verbose=False))
-        target = FFI_PACKAGE / built.name
-        staged = target.with_name(f".{built.name}.new")
-        shutil.copyfile(built, staged)
-        os.replace(staged, target)
-    print(target)
+    print(compile_into_package(ffibuilder, "openssl"))
 
 
 if __name__ == "__main__":

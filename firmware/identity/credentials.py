@@ -105,35 +105,31 @@ def file_path(uri: str, field: str) -> Path:
 
 def read_pem(uri: str, field: str) -> bytes:
     """The PEM text of a `file://` certificate file."""
-    path = file_path(uri, field)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(
-            f"{field}: cannot read {path} ({exc.strerror})",
-            hint="check the path and that the daemon may read it",
-        ) from None
+    data = _read(uri, field, "the certificate file")
     if b"-----BEGIN CERTIFICATE-----" not in data:
-        raise ConfigError(f"{field}: {path} holds no PEM certificate", hint="give a PEM file")
+        raise ConfigError(f"{field}: {uri} holds no PEM certificate", hint="give a PEM file")
     return data
 
 
 def read_key_file(uri: str, field: str) -> bytes:
     """A symmetric key from a file: base64 text (as the hub shows keys) or the raw bytes."""
-    path = file_path(uri, field)
+    data = _read(uri, field, "the key file")
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(
-            f"{field}: cannot read the key file {path} ({exc.strerror})",
-            hint="check the path and that the daemon may read it (mode 0600, owned by it)",
-        ) from None
-    text = data.strip()
-    try:
-        decoded = base64.b64decode(text, validate=True)
+        decoded = base64.b64decode(data.strip(), validate=True)
     except (binascii.Error, ValueError):
         decoded = b""
     key = decoded or data
     if not key:
-        raise ConfigError(f"{field}: the key file {path} is empty", hint="write the key into it")
+        raise ConfigError(f"{field}: the key file {uri} is empty", hint="write the key into it")
     return key
+
+
+def _read(uri: str, field: str, what: str) -> bytes:
+    path = file_path(uri, field)
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(
+            f"{field}: cannot read {what} {path} ({exc.strerror})",
+            hint="check the path and that the daemon may read it (mode 0600, owned by it)",
+        ) from None
