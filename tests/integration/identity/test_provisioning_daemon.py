@@ -31,6 +31,19 @@ def dps_toml(cloud: CloudPeers, key_b64: str, registration_id: str = REGISTRATIO
     )
 
 
+def enrolled(cloud: CloudPeers) -> str:
+    """A new symmetric key enrolled for REGISTRATION at DPS; the TOML that provisions with it."""
+    key = new_key()
+    cloud.dps.enroll_symmetric(REGISTRATION, key)
+    return dps_toml(cloud, key)
+
+
+def online_gateway(gateway, cloud: CloudPeers) -> tuple[Gateway, str]:
+    """A gateway provisioned through DPS with a symmetric key, once online; its device id."""
+    gw = gateway(enrolled(cloud), top_toml=trust(cloud))
+    return gw, online(gw, cloud)
+
+
 def trust(cloud: CloudPeers) -> str:
     return f'trust_bundle_cert = "file://{cloud.ca_pem_path}"\ncloud_retries = 0\n'
 
@@ -88,10 +101,7 @@ def cloud_requests(cloud: CloudPeers) -> int:
 
 
 def test_dps_symmetric_key_brings_the_gateway_online(gateway, cloud_peers: CloudPeers) -> None:
-    key = new_key()
-    cloud_peers.dps.enroll_symmetric(REGISTRATION, key)
-    gw = gateway(dps_toml(cloud_peers, key), top_toml=trust(cloud_peers))
-    device = online(gw, cloud_peers)
+    gw, device = online_gateway(gateway, cloud_peers)
     hub = cloud_peers.hubs[0]
     env = module_env(gw, gw.agent)
     assert env["IOTEDGE_IOTHUBHOSTNAME"] == hub.host
@@ -110,10 +120,7 @@ def test_dps_symmetric_key_brings_the_gateway_online(gateway, cloud_peers: Cloud
 def test_a_module_removed_loses_its_hub_identity(
     gateway, cloud_peers: CloudPeers, client_image
 ) -> None:
-    key = new_key()
-    cloud_peers.dps.enroll_symmetric(REGISTRATION, key)
-    gw = gateway(dps_toml(cloud_peers, key), top_toml=trust(cloud_peers))
-    device = online(gw, cloud_peers)
+    gw, device = online_gateway(gateway, cloud_peers)
     hub = cloud_peers.hubs[0]
     gw.deploy("sensor", client_image)
     wait_until(lambda: "sensor" in hub.modules(device), timeout_s=60, what="sensor on the hub")
@@ -122,10 +129,7 @@ def test_a_module_removed_loses_its_hub_identity(
 
 
 def test_a_warm_start_asks_the_cloud_nothing(gateway, cloud_peers: CloudPeers) -> None:
-    key = new_key()
-    cloud_peers.dps.enroll_symmetric(REGISTRATION, key)
-    gw = gateway(dps_toml(cloud_peers, key), top_toml=trust(cloud_peers))
-    online(gw, cloud_peers)
+    gw, _ = online_gateway(gateway, cloud_peers)
     gw.stop()
     before = cloud_requests(cloud_peers)
     gw.start()
@@ -137,10 +141,9 @@ def test_a_warm_start_asks_the_cloud_nothing(gateway, cloud_peers: CloudPeers) -
 def test_without_a_cache_and_no_cloud_it_waits_and_retries_without_crashing(
     gateway, cloud_peers: CloudPeers
 ) -> None:
-    key = new_key()
-    cloud_peers.dps.enroll_symmetric(REGISTRATION, key)
+    toml = enrolled(cloud_peers)
     cloud_peers.dps.fail_next(2, 503)
-    gw = gateway(dps_toml(cloud_peers, key), top_toml=trust(cloud_peers))
+    gw = gateway(toml, top_toml=trust(cloud_peers))
     wait_until(
         lambda: status(gw).get("state") == "waiting for provisioning",
         timeout_s=30,
@@ -155,10 +158,7 @@ def test_without_a_cache_and_no_cloud_it_waits_and_retries_without_crashing(
 
 
 def test_with_a_cache_and_no_cloud_the_modules_run(gateway, cloud_peers: CloudPeers) -> None:
-    key = new_key()
-    cloud_peers.dps.enroll_symmetric(REGISTRATION, key)
-    gw = gateway(dps_toml(cloud_peers, key), top_toml=trust(cloud_peers))
-    online(gw, cloud_peers)
+    gw, _ = online_gateway(gateway, cloud_peers)
     gw.stop()
     gw.dockerd.remove_containers(MODULE_LABEL)
     cloud_peers.stop()
@@ -170,10 +170,7 @@ def test_with_a_cache_and_no_cloud_the_modules_run(gateway, cloud_peers: CloudPe
 def test_a_refused_hub_call_reprovisions_once_onto_the_new_hub(
     gateway, cloud_peers: CloudPeers, client_image
 ) -> None:
-    key = new_key()
-    cloud_peers.dps.enroll_symmetric(REGISTRATION, key)
-    gw = gateway(dps_toml(cloud_peers, key), top_toml=trust(cloud_peers))
-    device = online(gw, cloud_peers)
+    gw, device = online_gateway(gateway, cloud_peers)
     old, new = cloud_peers.hubs
     first_agent = gw.container_of(gw.agent)
     cloud_peers.dps.move_device(REGISTRATION, new)
@@ -191,10 +188,7 @@ def test_a_refused_hub_call_reprovisions_once_onto_the_new_hub(
 
 
 def test_a_failed_reprovision_keeps_the_identity_in_force(gateway, cloud_peers: CloudPeers) -> None:
-    key = new_key()
-    cloud_peers.dps.enroll_symmetric(REGISTRATION, key)
-    gw = gateway(dps_toml(cloud_peers, key), top_toml=trust(cloud_peers))
-    device = online(gw, cloud_peers)
+    gw, device = online_gateway(gateway, cloud_peers)
     agent = gw.container_of(gw.agent)
     cloud_peers.dps.fail_next(1000, 500)
     done = gw.cli("system", "reprovision")
@@ -223,10 +217,9 @@ def test_manual_connection_string(gateway, cloud_peers: CloudPeers) -> None:
 def test_always_on_startup_asks_dps_at_every_start(
     gateway, cloud_peers: CloudPeers, mode: str
 ) -> None:
-    key = new_key()
-    cloud_peers.dps.enroll_symmetric(REGISTRATION, key)
+    toml = enrolled(cloud_peers)
     top = trust(cloud_peers) + f'auto_reprovisioning_mode = "{mode}"\n'
-    gw = gateway(dps_toml(cloud_peers, key), top_toml=top)
+    gw = gateway(toml, top_toml=top)
     online(gw, cloud_peers)
     gw.stop()
     before = len(cloud_peers.dps.requests)

@@ -19,13 +19,15 @@ from firmware.identity import credentials as creds
 from firmware.identity.cloud import CloudCalls, HubIdentities
 from firmware.identity.dps import DpsRegistration
 from firmware.identity.errors import CloudUnauthorized
-from firmware.identity.setup import DPS_KEY_NAME
+from firmware.identity.sas import DPS_KEY_NAME
 from tests.integration.identity.test_provisioning_daemon import (
     REGISTRATION,
     dps_toml,
+    enrolled,
     module_token,
     new_key,
     online,
+    online_gateway,
     status,
     trust,
 )
@@ -66,10 +68,9 @@ def identities(gw: Gateway) -> list[dict]:
 def test_a_malformed_dps_answer_is_named_and_provisioning_tried_again(
     gateway, cloud_peers: CloudPeers
 ) -> None:
-    key = new_key()
-    cloud_peers.dps.enroll_symmetric(REGISTRATION, key)
+    toml = enrolled(cloud_peers)
     cloud_peers.dps.malformed_next(1)
-    gw = gateway(dps_toml(cloud_peers, key), top_toml=trust(cloud_peers))
+    gw = gateway(toml, top_toml=trust(cloud_peers))
     state = waiting(gw)
     assert "DPS" in state["lastResult"] and "proxy" in state["lastResult"], state
     assert state["nextRetryAt"] > state["lastAt"]
@@ -99,10 +100,9 @@ def test_a_wrong_symmetric_key_names_the_registration_and_backs_off(
 def test_a_disabled_enrollment_is_rejected_by_name_until_enabled(
     gateway, cloud_peers: CloudPeers
 ) -> None:
-    key = new_key()
-    cloud_peers.dps.enroll_symmetric(REGISTRATION, key)
+    toml = enrolled(cloud_peers)
     cloud_peers.dps.reject(REGISTRATION, "disabled")
-    gw = gateway(dps_toml(cloud_peers, key), top_toml=trust(cloud_peers))
+    gw = gateway(toml, top_toml=trust(cloud_peers))
     result = waiting(gw)["lastResult"]
     assert REGISTRATION in result and "status disabled" in result, result
     assert "enable the enrollment" in result, result
@@ -113,11 +113,10 @@ def test_a_disabled_enrollment_is_rejected_by_name_until_enabled(
 def test_a_tls_failure_names_tls_the_ca_and_the_clock(
     gateway, cloud_peers: CloudPeers, tmp_path: Path
 ) -> None:
-    key = new_key()
-    cloud_peers.dps.enroll_symmetric(REGISTRATION, key)
+    toml = enrolled(cloud_peers)
     stranger = CertificateAuthority.generate("another CA").save(tmp_path)
     top = f'trust_bundle_cert = "file://{stranger}"\ncloud_retries = 0\n'
-    gw = gateway(dps_toml(cloud_peers, key), top_toml=top)
+    gw = gateway(toml, top_toml=top)
     result = waiting(gw)["lastResult"]
     assert "TLS" in result and "clock" in result and "CA" in result, result
     assert str(cloud_peers.dps.port) in result, result
@@ -130,11 +129,10 @@ def test_dps_retry_after_is_waited_before_the_next_try(
 ) -> None:
     """With `retries = 0` the 429 ends the call and the daemon's back-off honours the advice;
     with retries left the call itself waits it (within 10 s)."""
-    key = new_key()
-    cloud_peers.dps.enroll_symmetric(REGISTRATION, key)
+    toml = enrolled(cloud_peers)
     cloud_peers.dps.fail_next(1, 429, retry_after=retry_after)
     top = f'trust_bundle_cert = "file://{cloud_peers.ca_pem_path}"\ncloud_retries = {retries}\n'
-    gw = gateway(dps_toml(cloud_peers, key), top_toml=top)
+    gw = gateway(toml, top_toml=top)
     seen_429 = _moment(cloud_peers, 1)
     seen_next = _moment(cloud_peers, 2)
     assert cloud_peers.dps.requests[0].status == 429
@@ -159,10 +157,7 @@ def _moment(cloud: CloudPeers, count: int) -> float:
 def test_a_malformed_hub_answer_during_module_creation_is_retried(
     gateway, cloud_peers: CloudPeers, client_image
 ) -> None:
-    key = new_key()
-    cloud_peers.dps.enroll_symmetric(REGISTRATION, key)
-    gw = gateway(dps_toml(cloud_peers, key), top_toml=trust(cloud_peers))
-    device = online(gw, cloud_peers)
+    gw, device = online_gateway(gateway, cloud_peers)
     hub = cloud_peers.hubs[0]
     before = identities(gw)
     cloud_peers.hubs[0].malformed_next(1)
@@ -198,10 +193,7 @@ REPROVISION_SAYS = {
 def test_a_failed_reprovision_keeps_identity_cache_and_modules(
     gateway, cloud_peers: CloudPeers, client_image, fault: str
 ) -> None:
-    key = new_key()
-    cloud_peers.dps.enroll_symmetric(REGISTRATION, key)
-    gw = gateway(dps_toml(cloud_peers, key), top_toml=trust(cloud_peers))
-    device = online(gw, cloud_peers)
+    gw, device = online_gateway(gateway, cloud_peers)
     hub = cloud_peers.hubs[0]
     gw.deploy("sensor", client_image)
     containers = {name: gw.container_of(name) for name in (gw.agent, "sensor")}

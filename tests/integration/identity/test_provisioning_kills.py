@@ -36,10 +36,9 @@ from firmware.tpm.srk import STORAGE_HANDLE
 from tests.integration.identity.test_attestation_daemon import tpm_toml
 from tests.integration.identity.test_provisioning_daemon import (
     REGISTRATION,
-    dps_toml,
     module_token,
-    new_key,
     online,
+    online_gateway,
     trust,
 )
 from tests.integration.tpm.tpm_inspect import persistent_handles
@@ -288,10 +287,7 @@ def test_module_identity_changes_killed_anywhere_leave_no_orphan(
 ) -> None:
     chosen = seed()
     rng = random.Random(chosen)
-    key = new_key()
-    cloud_peers.dps.enroll_symmetric(REGISTRATION, key)
-    gw = gateway(dps_toml(cloud_peers, key), top_toml=trust(cloud_peers))
-    device = online(gw, cloud_peers)
+    gw, device = online_gateway(gateway, cloud_peers)
     hub = cloud_peers.hubs[0]
     previous: list[str] = []
     for run in runs(MODULE_RUNS, MODULE_BUDGET_S):
