@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,6 +78,12 @@ def issued_by(certificate: x509.Certificate, ca: x509.Certificate) -> bool:
     except (ValueError, TypeError, InvalidSignature):
         return False
     return True
+
+
+LOOPBACK_NAMES: tuple[x509.GeneralName, ...] = (
+    x509.IPAddress(ipaddress.IPv4Address("127.0.0.1")),
+    x509.DNSName("localhost"),
+)
 
 
 def _name(text: str) -> x509.Name:
@@ -161,20 +168,14 @@ class CertificateAuthority:
     def cert_pem(self) -> bytes:
         return self.certificate.public_bytes(serialization.Encoding.PEM)
 
-    def issue_server_cert(self, name: str = "localhost") -> IssuedCert:
-        """A TLS server certificate for 127.0.0.1 and localhost."""
+    def issue_server_cert(
+        self, name: str = "localhost", names: Sequence[x509.GeneralName] = LOOPBACK_NAMES
+    ) -> IssuedCert:
+        """A TLS server certificate for `names` (default 127.0.0.1 and localhost)."""
         key = ec.generate_private_key(ec.SECP256R1())
         certificate = (
             self._issued(name, key.public_key())
-            .add_extension(
-                x509.SubjectAlternativeName(
-                    [
-                        x509.IPAddress(ipaddress.IPv4Address("127.0.0.1")),
-                        x509.DNSName("localhost"),
-                    ]
-                ),
-                critical=False,
-            )
+            .add_extension(x509.SubjectAlternativeName(list(names)), critical=False)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
             .sign(self.private_key, hashes.SHA256())
         )

@@ -1,7 +1,8 @@
 """A TLS server that requires client certificates, and the test CA behind both sides.
 
-`MutualTlsCa.generate()` makes an EC P-256 root; `issue(name, public_key)` certifies any public
-key (a key in a file, on a token or in a TPM); `server_context()` is a Python `ssl` server context
+`MutualTlsCa.generate()` makes an EC P-256 root (the cloud peers' test CA,
+`tests.peers.cloud_ca`); `issue(name, public_key)` certifies any public key (a key in a file, on
+a token or in a TPM); `server_context()` is a Python `ssl` server context
 with the CA's server certificate (IP SAN 127.0.0.1 and DNS localhost unless told otherwise) that
 requires a client certificate from this CA. `MutualTlsServer` answers every HTTP request with 200
 and the client certificate's common name, and records the versions and names it saw.
@@ -10,8 +11,6 @@ and the client certificate's common name, and records the versions and names it 
 from __future__ import annotations
 
 import asyncio
-import datetime
-import ipaddress
 import ssl
 import tempfile
 from collections.abc import Sequence
@@ -19,95 +18,45 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import NameOID
 
+from tests.peers.cloud_ca import LOOPBACK_NAMES, CertificateAuthority, PublicKey
+
 HOST = "127.0.0.1"
-_VALIDITY = datetime.timedelta(days=1)
-_BACKDATE = datetime.timedelta(minutes=5)
-
-
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
 
 
 @dataclass(frozen=True)
 class MutualTlsCa:
-    """A root CA for one test: its key and self-signed certificate."""
+    """The test CA (`tests.peers.cloud_ca.CertificateAuthority`) as the TLS tests use it: PEM in,
+    PEM out, and a server context that requires a client certificate it issued."""
 
-    key: ec.EllipticCurvePrivateKey
-    certificate: x509.Certificate
+    authority: CertificateAuthority
 
     @classmethod
     def generate(cls, name: str = "edgekeeper test root") -> MutualTlsCa:
-        key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.datetime.now(datetime.UTC)
-        certificate = (
-            x509.CertificateBuilder()
-            .subject_name(_name(name))
-            .issuer_name(_name(name))
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - _BACKDATE)
-            .not_valid_after(now + _VALIDITY)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256())
-        )
-        return cls(key, certificate)
+        return cls(CertificateAuthority.generate(name))
 
     @property
     def pem(self) -> bytes:
-        return self.certificate.public_bytes(serialization.Encoding.PEM)
+        return self.authority.cert_pem()
 
-    def issue(
-        self,
-        common_name: str,
-        public_key: CertificatePublicKeyTypes,
-        names: Sequence[x509.GeneralName] = (),
-    ) -> bytes:
-        """A leaf certificate for `public_key`, PEM."""
-        now = datetime.datetime.now(datetime.UTC)
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(_name(common_name))
-            .issuer_name(self.certificate.subject)
-            .public_key(public_key)
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - _BACKDATE)
-            .not_valid_after(now + _VALIDITY)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        )
-        if names:
-            builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
-        certificate = builder.sign(self.key, hashes.SHA256())
-        return certificate.public_bytes(serialization.Encoding.PEM)
+    def issue(self, common_name: str, public_key: PublicKey) -> bytes:
+        """A client certificate for `public_key`, PEM."""
+        return self.authority.issue_client_cert(common_name, public_key).cert_pem()
 
     def server_context(
         self,
-        names: Sequence[x509.GeneralName] = (
-            x509.IPAddress(ipaddress.ip_address(HOST)),
-            x509.DNSName("localhost"),
-        ),
+        names: Sequence[x509.GeneralName] = LOOPBACK_NAMES,
         maximum_version: ssl.TLSVersion = ssl.TLSVersion.MAXIMUM_SUPPORTED,
     ) -> ssl.SSLContext:
         """A server context: this CA's certificate for `names`, client certificates required."""
-        key = ec.generate_private_key(ec.SECP256R1())
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.maximum_version = maximum_version
         context.verify_mode = ssl.CERT_REQUIRED
         context.load_verify_locations(cadata=self.pem.decode("ascii"))
         with tempfile.TemporaryDirectory(prefix="mutual-tls-") as directory:
             chain, secret = Path(directory, "server.pem"), Path(directory, "server-key.pem")
-            chain.write_bytes(self.issue("server", key.public_key(), names))
-            secret.write_bytes(
-                key.private_bytes(
-                    serialization.Encoding.PEM,
-                    serialization.PrivateFormat.PKCS8,
-                    serialization.NoEncryption(),
-                )
-            )
+            self.authority.issue_server_cert("server", names).write(chain, secret)
             context.load_cert_chain(chain, secret)
         return context
 
