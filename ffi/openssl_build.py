@@ -21,27 +21,17 @@ extension in `firmware/_ffi/`; build.py imports this module and calls `ffibuilde
 
 from __future__ import annotations
 
-import ast
+import sys
 from pathlib import Path
 
 import cffi
 
-REPO = Path(__file__).resolve().parent.parent
-FFI_PACKAGE = REPO / "firmware" / "_ffi"
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # ffi/: the scripts' shared module
+from extension import binding_version
 
 
-def _binding_version() -> int:
-    """`OPENSSL_BINDING_VERSION` from firmware/_ffi/__init__.py, read without importing firmware."""
-    tree = ast.parse((FFI_PACKAGE / "__init__.py").read_text(encoding="utf-8"))
-    for node in tree.body:
-        targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
-        names = {target.id for target in targets if isinstance(target, ast.Name)}
-        if "OPENSSL_BINDING_VERSION" in names and isinstance(node.value, ast.Constant):
-            return int(node.value.value)
-    raise RuntimeError("firmware/_ffi/__init__.py does not define OPENSSL_BINDING_VERSION")
 
-
-BINDING_VERSION = _binding_version()
+BINDING_VERSION = binding_version("OPENSSL_BINDING_VERSION")
 
 INCLUDES = """
 #define OPENSSL_SUPPRESS_DEPRECATED 1
@@ -323,8 +313,8 @@ ffibuilder.cdef(TYPES + FUNCTIONS)
 
 
 def main() -> None:
-    """Build by hand (see ffi/by_hand.py)."""
-    from by_hand import compile_into_package  # beside this script, on sys.path when run
+    """Build by hand (see ffi/extension.py)."""
+    from extension import compile_into_package
 
     print(compile_into_package(ffibuilder, "openssl"))
 

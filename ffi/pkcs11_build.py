@@ -15,27 +15,17 @@ module and calls `ffibuilder.compile(tmpdir=..., verbose=False)`.
 
 from __future__ import annotations
 
-import ast
+import sys
 from pathlib import Path
 
 import cffi
 
-REPO = Path(__file__).resolve().parent.parent
-FFI_PACKAGE = REPO / "firmware" / "_ffi"
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # ffi/: the scripts' shared module
+from extension import binding_version
 
 
-def _binding_version() -> int:
-    """`PKCS11_BINDING_VERSION` from firmware/_ffi/__init__.py, read without importing firmware."""
-    tree = ast.parse((FFI_PACKAGE / "__init__.py").read_text(encoding="utf-8"))
-    for node in tree.body:
-        targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
-        names = {target.id for target in targets if isinstance(target, ast.Name)}
-        if "PKCS11_BINDING_VERSION" in names and isinstance(node.value, ast.Constant):
-            return int(node.value.value)
-    raise RuntimeError("firmware/_ffi/__init__.py does not define PKCS11_BINDING_VERSION")
 
-
-BINDING_VERSION = _binding_version()
+BINDING_VERSION = binding_version("PKCS11_BINDING_VERSION")
 
 # Constants from the PKCS#11 v2.40 specification, all CK_ULONG. Return values (CKR_*) are listed
 # in firmware/keys/pkcs11/errors.py with their meaning; the unit tests check the two agree.
@@ -608,8 +598,8 @@ ffibuilder.cdef(TYPES + FUNCTION_LIST_STRUCT + _constant_declarations() + FUNCTI
 
 
 def main() -> None:
-    """Build by hand (see ffi/by_hand.py)."""
-    from by_hand import compile_into_package  # beside this script, on sys.path when run
+    """Build by hand (see ffi/extension.py)."""
+    from extension import compile_into_package
 
     print(compile_into_package(ffibuilder, "pkcs11"))
 
