@@ -29,8 +29,6 @@ import cffi
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # ffi/: the scripts' shared module
 from extension import binding_version
 
-
-
 BINDING_VERSION = binding_version("OPENSSL_BINDING_VERSION")
 
 INCLUDES = """

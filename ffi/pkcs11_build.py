@@ -23,8 +23,6 @@ import cffi
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # ffi/: the scripts' shared module
 from extension import binding_version
 
-
-
 BINDING_VERSION = binding_version("PKCS11_BINDING_VERSION")
 
 # Constants from the PKCS#11 v2.40 specification, all CK_ULONG. Return values (CKR_*) are listed
