@@ -262,7 +262,7 @@ class Wiring:
     async def _device_moved(self, reason: str) -> None:
         reconciler = self._reconciler_if_any()
         if reconciler is not None:
-            await reconciler.recreate_all(reason)
+            reconciler.recreate_all(reason)
 
     def _module_sockets(self) -> workload.SocketListing:
         return self.ctx.services.require_workload().sockets

@@ -190,6 +190,8 @@ class Reconciler:
         self.degraded: str | None = None
         # why no container is created yet (the device has no identity), None once supervising
         self.waiting: str | None = None
+        # why every container is to be created again at the next pass (`recreate_all`)
+        self._recreate: str | None = None
 
     # -- what callers see ------------------------------------------------------------------------
 
@@ -288,14 +290,12 @@ class Reconciler:
         self._expected_exits.add(containers[0].container_id)
         await self.engine.restart(containers[0].container_id)
 
-    async def recreate_all(self, reason: str) -> None:
-        """Remove every module's container, the agent's too, so that the next pass creates each
-        again from its spec (`reason`: what changed that the containers must see)."""
-        async with self._lock:
-            for container in await self.engine.list_containers(self._owned_label):
-                self._expected_exits.add(container.container_id)
-                await self.engine.remove(container.container_id, force=True)
-        log.warning("every module is created again", extra=fields(reason=reason))
+    def recreate_all(self, reason: str) -> None:
+        """Have the next pass remove every module's container, the agent's too, and create each
+        again from its spec (`reason`: what changed that the containers must see). Kept until a
+        pass runs, so an engine that is down now gets it when it is back."""
+        self._recreate = reason
+        log.warning("every module will be created again", extra=fields(reason=reason))
         self._wake.set()
 
     # -- read models ---------------------------------------------------------------------------
@@ -493,6 +493,8 @@ class Reconciler:
 
     async def _reconcile_once(self) -> float | None:
         async with self._lock:
+            if self._recreate is not None:
+                await self._remove_all()
             observed = [
                 self._observe(c) for c in await self.engine.list_containers(self._owned_label)
             ]
@@ -524,6 +526,13 @@ class Reconciler:
             retry = self._clock() + self._retry_delay
             self._retry_delay = min(self._retry_delay * 2, _RETRY_CAP)
             return retry if deadline is None else min(deadline, retry)
+
+    async def _remove_all(self) -> None:
+        for container in await self.engine.list_containers(self._owned_label):
+            self._expected_exits.add(container.container_id)
+            await self.engine.remove(container.container_id, force=True)
+        log.info("every module's container removed", extra=fields(reason=self._recreate))
+        self._recreate = None
 
     def _watchdog(self, actions: list[Action]) -> list[Action]:
         if self._agent is None or self._agent_max_retries is None:

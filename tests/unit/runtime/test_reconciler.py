@@ -180,3 +180,32 @@ def test_read_models_running_container_summary_usage_and_logs(engine, tmp_path):
             assert "cannot be reached" in (lost.error or "")
 
     asyncio.run(asyncio.wait_for(scenario(), 30))
+
+
+def test_recreate_all_waits_for_an_engine_that_is_down_then_recreates_every_container(
+    engine, tmp_path
+):
+    reconciler = Reconciler(engine, DesiredModules(StateStore(tmp_path)), policy=LONG)
+
+    async def container_of(name: str) -> str | None:
+        running = await reconciler.running_container(name)
+        return None if running is None else running.container_id
+
+    async def scenario() -> None:
+        async with supervising(reconciler):
+            await reconciler.put(spec("a", SLEEP))
+            first = await wait_until_async(lambda: container_of("a"), timeout_s=10, what="a")
+            engine.disconnect()
+            reconciler.recreate_all("the device moved to another hub")
+            engine.reconnect()
+            again = await wait_until_async(
+                lambda: _other(container_of("a"), first), timeout_s=30, what="a recreated"
+            )
+            assert again != first
+
+    asyncio.run(scenario())
+
+
+async def _other(found, previous: str) -> str | None:
+    current = await found
+    return current if current not in (None, previous) else None
