@@ -15,6 +15,7 @@ spend) are made here once and outlive every service restart.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -47,6 +48,7 @@ from firmware.identity.device import DeviceIdentity
 from firmware.identity.modules import ModuleIdentities
 from firmware.keys.daemon import KeysService
 from firmware.keys.service import KeyService
+from firmware.logs import fields, get_logger
 from firmware.runtime.reconciler import Reconciler
 from firmware.runtime.service import RuntimeService
 from firmware.runtime.status import RunningContainer
@@ -54,6 +56,11 @@ from firmware.runtime.status import RunningContainer
 if TYPE_CHECKING:
     from firmware.certs.service import CertificateService
 
+
+log = get_logger("daemon")
+
+#: How long the first container waits for the certificate service (see `_modules_may_start`).
+CERTS_START_WAIT_S = 60.0
 
 #: What the identity service is built from; the workload service, which serves the identities
 #: it holds, restarts with it.
@@ -178,7 +185,7 @@ class Wiring:
             ctx.store,
             ctx.executor,
             hooks=(self.workload_hook,),
-            start_gate=self._device_ready,
+            start_gate=self._modules_may_start,
         )
         ctx.services.runtime = service
         return service
@@ -256,8 +263,20 @@ class Wiring:
     def _device_now(self) -> DeviceIdentity:
         return self.ctx.services.require_identity().device()
 
-    async def _device_ready(self) -> None:
+    async def _modules_may_start(self) -> None:
+        """What the first container waits for: the device identity (however long it takes) and
+        the certificate service, so that a module asking for a certificate as it starts is not
+        refused; a certificate service still not up after `CERTS_START_WAIT_S` (a broken Edge CA)
+        does not hold back the modules that need none."""
         await self.ctx.services.require_identity().wait_device()
+        try:
+            async with asyncio.timeout(CERTS_START_WAIT_S):
+                await self.ctx.services.require_certs().wait_ready()
+        except TimeoutError:
+            log.warning(
+                "starting modules before the certificate service is ready",
+                extra=fields(waited_s=CERTS_START_WAIT_S),
+            )
 
     async def _device_moved(self, reason: str) -> None:
         reconciler = self._reconciler_if_any()
