@@ -45,7 +45,7 @@ sys.path.insert(0, str(REPO))
 
 from firmware.runtime.spec import MODULE_LABEL  # noqa: E402
 from tests.peers.cloud import CloudPeers, start_cloud  # noqa: E402
-from tests.peers.gateway import Gateway, toml_inline  # noqa: E402
+from tests.peers.gateway import Gateway, new_gateway  # noqa: E402
 from tests.peers.sim import Dockerd, Swtpm, busybox_rootfs  # noqa: E402
 from tests.peers.waiting import wait_until  # noqa: E402
 
@@ -92,28 +92,14 @@ class Bench:
 
     def gateway(self, provisioning_toml: str) -> Gateway:
         """A gateway (not started) with a fresh data dir provisioning with `provisioning_toml`."""
-        home = Path(tempfile.mkdtemp(prefix="gw-", dir=self.root))
-        home.chmod(0o755)
-        agent = f"ekbagent{uuid.uuid4().hex[:6]}"
-        options = {
-            "Cmd": ["sleep", "3600"],
-            "StopTimeout": 1,
-            "HostConfig": {"NetworkMode": "none"},
-        }
-        config = home / "config.toml"
-        config.write_text(
-            f'trust_bundle_cert = "file://{self.cloud.ca_pem_path}"\ncloud_retries = 0\n'
-            f'hostname = "gw.local"\n\n'
-            f'[paths]\ndata_dir = "{home}/data"\nrun_dir = "{home}/run"\n\n'
-            '[console]\ndevice = "none"\n\n[logging]\nlevel = "warning"\n\n'
-            f'[runtime]\nuri = "{self.dockerd.uri}"\n\n'
-            "[image_garbage_collection]\nenabled = false\n\n"
-            f'[agent]\nname = "{agent}"\nimagePullPolicy = "never"\n\n'
-            f'[agent.config]\nimage = "{AGENT_IMAGE}"\ncreateOptions = {toml_inline(options)}\n\n'
-            f"{provisioning_toml}"
+        return new_gateway(
+            self.root,
+            self.dockerd,
+            AGENT_IMAGE,
+            top_toml=f'trust_bundle_cert = "file://{self.cloud.ca_pem_path}"\ncloud_retries = 0\n',
+            extra_toml=f'[logging]\nlevel = "warning"\n\n{provisioning_toml}',
+            prefix="ekb",
         )
-        config.chmod(0o600)
-        return Gateway(home, config, agent, self.dockerd)
 
     def start(self, gw: Gateway) -> Start:
         """Start `gw` with no module container and wait until it is online."""

@@ -167,6 +167,41 @@ class Gateway:
 
 GatewayFactory = Callable[..., Gateway]
 
+SLEEPING_AGENT = {"Cmd": ["sleep", "3600"], "StopTimeout": 1, "HostConfig": {"NetworkMode": "none"}}
+
+
+def new_gateway(
+    parent: Path,
+    dockerd,
+    image: str,
+    *,
+    extra_toml: str = "",
+    top_toml: str = "",
+    agent_options: dict[str, Any] | None = None,
+    hostname: str = "gw.local",
+    prefix: str = "eksec",
+) -> Gateway:
+    """A gateway not started yet: its own directory under `parent` with a 0600 config whose
+    agent runs `image` (default create options: sleep, no network) on `dockerd`; `top_toml` goes
+    before the first table, `extra_toml` after the last."""
+    root = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    root.chmod(0o755)
+    agent = f"{prefix}agent{uuid.uuid4().hex[:6]}"
+    config = root / "config.toml"
+    config.write_text(
+        f'{top_toml}\nhostname = "{hostname}"\n\n'
+        f'[paths]\ndata_dir = "{root}/data"\nrun_dir = "{root}/run"\n\n'
+        '[console]\ndevice = "none"\n\n'
+        f'[runtime]\nuri = "{dockerd.uri}"\n\n'
+        "[image_garbage_collection]\nenabled = false\n\n"
+        f'[agent]\nname = "{agent}"\nimagePullPolicy = "never"\n\n'
+        f'[agent.config]\nimage = "{image}"\n'
+        f"createOptions = {toml_inline(agent_options or SLEEPING_AGENT)}\n\n"
+        f"{extra_toml}\n"
+    )
+    config.chmod(0o600)
+    return Gateway(root, config, agent, dockerd)
+
 
 @pytest.fixture
 def gateway(sim_dockerd, client_image) -> Iterator[GatewayFactory]:
@@ -184,28 +219,15 @@ def gateway(sim_dockerd, client_image) -> Iterator[GatewayFactory]:
         hostname: str = "gw.local",
         start: bool = True,
     ) -> Gateway:
-        root = Path(tempfile.mkdtemp(prefix="eksec", dir="/tmp"))
-        root.chmod(0o755)
-        agent = f"eksecagent{uuid.uuid4().hex[:6]}"
-        options = agent_options or {
-            "Cmd": ["sleep", "3600"],
-            "StopTimeout": 1,
-            "HostConfig": {"NetworkMode": "none"},
-        }
-        config = root / "config.toml"
-        config.write_text(
-            f'{top_toml}\nhostname = "{hostname}"\n\n'
-            f'[paths]\ndata_dir = "{root}/data"\nrun_dir = "{root}/run"\n\n'
-            '[console]\ndevice = "none"\n\n'
-            f'[runtime]\nuri = "{sim_dockerd.uri}"\n\n'
-            "[image_garbage_collection]\nenabled = false\n\n"
-            f'[agent]\nname = "{agent}"\nimagePullPolicy = "never"\n\n'
-            f'[agent.config]\nimage = "{client_image}"\n'
-            f"createOptions = {toml_inline(options)}\n\n"
-            f"{extra_toml}\n"
+        running = new_gateway(
+            Path("/tmp"),
+            sim_dockerd,
+            client_image,
+            extra_toml=extra_toml,
+            top_toml=top_toml,
+            agent_options=agent_options,
+            hostname=hostname,
         )
-        config.chmod(0o600)
-        running = Gateway(root, config, agent, sim_dockerd)
         started.append(running)
         if start:
             running.start()
