@@ -5,9 +5,9 @@ it the answers and it says what comes next.
     request = registration.register(authorization)      # PUT .../register
     event = registration.receive(status, headers, body)  # Poll, Challenge, Assigned, SendRegister
 
-- `Poll(after_s, request, operation_id)`: wait `after_s` (the server's Retry-After, else 5 s
-  like Azure's identity service, kept within [1, 30] s), then send `request` (the poll with the
-  last authorization) or `poll(operation_id, fresh authorization)`.
+- `Poll(after_s, operation_id)`: wait `after_s` (the server's Retry-After, else 5 s like
+  Azure's identity service, kept within [1, 30] s), then send `poll(operation_id, fresh
+  authorization)`.
 - `Challenge(authentication_key)`: TPM attestation only. DPS answered the unauthorized first
   register with 401 and a key blob for keyName "registration"; import it into the TPM, then
   `register` again with a token the imported key signs.
@@ -58,11 +58,10 @@ class SendRegister:
 
 @dataclass(frozen=True)
 class Poll:
-    """Ask about the operation after `after_s` seconds: send `request`, or a `poll` of
-    `operation_id` with a fresh authorization."""
+    """Ask about the operation after `after_s` seconds: a `poll` of `operation_id` with a fresh
+    authorization."""
 
     after_s: float
-    request: CloudRequest
     operation_id: str
 
 
@@ -135,7 +134,11 @@ class DpsRegistration:
     def poll(self, operation_id: str, authorization: str | None) -> CloudRequest:
         """The operation status request (GET) for `operation_id`."""
         self._sent, self._authorization = "poll", authorization
-        return self._poll_request(operation_id)
+        target = (
+            f"{self._base}/operations/{quote(operation_id, safe='')}"
+            f"?api-version={quote(self.api_version, safe='')}"
+        )
+        return rest.json_request("GET", target, None, authorization)
 
     def receive(self, status: int, headers: Mapping[str, str], body: bytes) -> DpsEvent:
         """What DPS's answer to the last request means; raises the identity errors above."""
@@ -170,13 +173,6 @@ class DpsRegistration:
     @property
     def _what(self) -> str:
         return f"the {self._sent} of registration {self._name}"
-
-    def _poll_request(self, operation_id: str) -> CloudRequest:
-        target = (
-            f"{self._base}/operations/{quote(operation_id, safe='')}"
-            f"?api-version={quote(self.api_version, safe='')}"
-        )
-        return rest.json_request("GET", target, None, self._authorization)
 
     def _challenge_expected(self) -> bool:
         return self.tpm is not None and self._sent == "register" and self._authorization is None
@@ -223,7 +219,7 @@ class DpsRegistration:
                     f"DPS's operationId for {self._what} is over {_OPERATION_ID_CHARS} characters"
                 )
             self._sent = "poll"
-            return Poll(_poll_delay(headers), self._poll_request(operation_id), operation_id)
+            return Poll(_poll_delay(headers), operation_id)
         if status == "assigned":
             return self._assigned(state or {})
         if status in REJECTED_STATUSES:

@@ -88,20 +88,14 @@ def test_register_carries_tpm_keys_and_payload_and_no_token_when_none() -> None:
     }
 
 
-def test_assigning_means_poll_after_the_advised_delay_with_the_last_token() -> None:
+def test_assigning_means_poll_after_the_advised_delay() -> None:
     registration = registered()
     event = registration.receive(202, {"retry-after": "3"}, assigning("4.x/y"))
     assert isinstance(event, Poll)
     assert (event.after_s, event.operation_id) == (3.0, "4.x/y")
-    assert (event.request.method, event.request.target) == (
-        "GET",
-        "/0ne00ABC123/registrations/edge-7/operations/4.x%2Fy?api-version=2021-06-01",
-    )
-    assert header(event.request, "authorization") == TOKEN
-    assert event.request.body is None
     assert registration.poll("4.x/y", "fresh") == CloudRequest(
         "GET",
-        event.request.target,
+        "/0ne00ABC123/registrations/edge-7/operations/4.x%2Fy?api-version=2021-06-01",
         (("accept", "application/json"), ("authorization", "fresh")),
         None,
     )
