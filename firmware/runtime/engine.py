@@ -147,6 +147,7 @@ class DockerEngine:
         *,
         tail: int | None = None,
         since: int | None = None,
+        until: int | None = None,
         timestamps: bool = False,
         follow: bool = False,
     ) -> AsyncIterator[LogFrame]:
@@ -157,6 +158,7 @@ class DockerEngine:
             "timestamps": timestamps,
             "tail": "all" if tail is None else tail,
             "since": since,
+            "until": until,
         }
         tty = (await self.inspect(container)).get("Config", {}).get("Tty", False)
         async with self._stream("GET", f"/containers/{container}/logs", query=query) as chunks:

@@ -371,6 +371,7 @@ class Reconciler:
         *,
         tail: int | None = None,
         since: int | None = None,
+        until: int | None = None,
         timestamps: bool = False,
         follow: bool = False,
     ) -> AsyncGenerator[LogFrame, None]:
@@ -380,7 +381,7 @@ class Reconciler:
         if container is None:
             raise NotFound(f"module {name!r} has no container yet, so no logs")
         frames = self.engine.logs(
-            container, tail=tail, since=since, timestamps=timestamps, follow=follow
+            container, tail=tail, since=since, until=until, timestamps=timestamps, follow=follow
         )
         return _closing(frames)
 

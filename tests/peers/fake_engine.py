@@ -304,6 +304,7 @@ class FakeEngine:
         *,
         tail: int | None = None,
         since: int | None = None,
+        until: int | None = None,
         timestamps: bool = False,
         follow: bool = False,
     ) -> AsyncIterator[LogFrame]:
@@ -312,7 +313,11 @@ class FakeEngine:
         )
         self._check()
         found = self._container(container)
-        lines = [line for line in found.lines if since is None or line.at >= since]
+        lines = [
+            line
+            for line in found.lines
+            if (since is None or line.at >= since) and (until is None or line.at <= until)
+        ]
         if tail is not None:
             lines = lines[-tail:] if tail > 0 else []
         sent = len(found.lines)
