@@ -37,6 +37,8 @@ from firmware.keys.service import KeyService
 from tests.peers.gateway import Gateway
 from tests.peers.waiting import wait_for_path
 from tests.peers.workload_callers import (
+    API_PROXY_CERTS,
+    CSDK,
     EDGE_UTIL_VERSIONS,
     EDGELET_SERVER_CERT,
     CSdkClient,
@@ -62,26 +64,33 @@ SDK_MODULE = "tempSensor"
 
 @dataclass(frozen=True)
 class ModuleSeat:
-    """A deployed module as its client sees itself (IOTEDGE_* in its container) and its socket."""
+    """A deployed module as its client sees itself (its container's environment) and its socket."""
 
     name: str
-    module_id: str
-    genid: str
-    gateway_hostname: str
+    env: dict[str, str]
     socket: Path
+
+    @property
+    def module_id(self) -> str:
+        return self.env["IOTEDGE_MODULEID"]
+
+    @property
+    def genid(self) -> str:
+        return self.env["IOTEDGE_MODULEGENERATIONID"]
 
 
 def seat(gw: Gateway, name: str) -> ModuleSeat:
-    env = dict(line.partition("=")[::2] for line in gw.module_exec(name, "env").stdout.splitlines())
+    lines = gw.module_exec(name, "env").stdout.splitlines()
+    env = {key: value for key, _, value in (line.partition("=") for line in lines)}
     socket = gw.run_dir / "mnt" / name / "workload.sock"
     wait_for_path(socket, timeout_s=30)
-    return ModuleSeat(
-        name,
-        env["IOTEDGE_MODULEID"],
-        env["IOTEDGE_MODULEGENERATIONID"],
-        env.get("IOTEDGE_GATEWAYHOSTNAME", ""),
-        socket,
-    )
+    return ModuleSeat(name, env, socket)
+
+
+def check_environment(module: ModuleSeat, names: tuple[str, ...], source: str) -> None:
+    """The variables a client reads at start and fails without."""
+    missing = [name for name in names if not module.env.get(name)]
+    assert not missing, f"{module.name} lacks {missing}, which {source} requires"
 
 
 def deployed(gw: Gateway, name: str, image: str) -> ModuleSeat:
@@ -161,6 +170,9 @@ def check_chains_to(issued: IssuedServerCertificate, bundle: list[x509.Certifica
 def test_edge_hub_calls(gateway, client_image, api_version: str) -> None:
     gw = gateway(hostname=HOSTNAME)
     hub = deployed(gw, HUB, client_image)
+    # edgeHub asks for EdgeDeviceHostName (edge-hub EdgeHubCertificates.cs), which edgeAgent
+    # passes on from its own environment; the daemon may give it to edgeHub directly.
+    hostname = hub.env.get("EdgeDeviceHostName") or HOSTNAME
     client = EdgeUtilClient(api_version)
     expect = Expectations()
 
@@ -194,10 +206,10 @@ def test_edge_hub_calls(gateway, client_image, api_version: str) -> None:
 
     def serves() -> None:
         expiration = datetime.now(UTC) + timedelta(days=90)
-        call = client.server_certificate(hub.module_id, hub.genid, HOSTNAME, expiration)
+        call = client.server_certificate(hub.module_id, hub.genid, hostname, expiration)
         (answer,) = exchange(hub.socket, [call])
         issued = certificate_of(call, answer)
-        check_server_certificate(issued, HOSTNAME, hub)
+        check_server_certificate(issued, hostname, hub)
         if bundle:
             check_chains_to(issued, bundle)
 
@@ -232,13 +244,14 @@ def test_edge_agent_calls(gateway, api_version: str) -> None:
     expect.assert_all()
 
 
-@pytest.mark.parametrize("api_version", ["2020-07-07", "2020-10-10"])
-def test_manifest_trust_bundle_unconfigured(gateway, api_version: str) -> None:
+@pytest.mark.parametrize("api_version", ["2020-07-07", None], ids=["2020-07-07", "advertised"])
+def test_manifest_trust_bundle_unconfigured(gateway, api_version: str | None) -> None:
     """edge-util's Version_2020_07_07 client asks at 2020-07-07 (edgelet answers 200 at every
-    version from 2018-06-28 on); 2020-10-10 is what edgekeeper tells its modules."""
+    version from 2018-06-28 on); also asked at the version the daemon advertises
+    (IOTEDGE_APIVERSION), as a client that trusts it would."""
     gw = gateway(hostname=HOSTNAME)
     agent = agent_seat(gw)
-    call = EdgeUtilClient(api_version).manifest_trust_bundle()
+    call = EdgeUtilClient(api_version or agent.env["IOTEDGE_APIVERSION"]).manifest_trust_bundle()
     (answer,) = exchange(agent.socket, [call])
     assert manifest_trust_bundle_of(call, answer) == ""
 
@@ -251,15 +264,27 @@ def test_api_proxy_calls(gateway, client_image) -> None:
     proxy = deployed(gw, PROXY, client_image)
     client = EdgeletClient()
     expect = Expectations()
+    expect.check(
+        "api-proxy environment",
+        lambda: check_environment(
+            proxy,
+            (
+                "IOTEDGE_MODULEID",
+                "IOTEDGE_MODULEGENERATIONID",
+                "IOTEDGE_GATEWAYHOSTNAME",
+                "IOTEDGE_WORKLOADURI",
+            ),
+            API_PROXY_CERTS,
+        ),
+    )
+    hostname = proxy.env.get("IOTEDGE_GATEWAYHOSTNAME") or HOSTNAME
 
     audience = f"{HOSTNAME}/devices/gw/modules/{proxy.module_id}".lower()
     text = f"{audience}\n1900000000"
     trust = client.trust_bundle()
     sign = client.sign(proxy.module_id, proxy.genid, text)
     expiration = datetime.now(UTC) + timedelta(days=90)
-    server = client.server_certificate(
-        proxy.module_id, proxy.genid, proxy.gateway_hostname or HOSTNAME, expiration
-    )
+    server = client.server_certificate(proxy.module_id, proxy.genid, hostname, expiration)
     answers = []
 
     def answers_on_one_connection() -> None:
@@ -280,7 +305,7 @@ def test_api_proxy_calls(gateway, client_image) -> None:
 
         def serves() -> None:
             issued = certificate_of(server, answers[2])
-            check_server_certificate(issued, HOSTNAME, proxy)
+            check_server_certificate(issued, hostname, proxy)
             if bundle:
                 check_chains_to(issued, bundle)
 
@@ -295,6 +320,14 @@ def test_c_sdk_calls(gateway, client_image) -> None:
     module = deployed(gw, SDK_MODULE, client_image)
     client = CSdkClient()
     expect = Expectations()
+    expect.check(
+        "c-sdk environment",
+        lambda: check_environment(
+            module,
+            ("IOTEDGE_WORKLOADURI", "IOTEDGE_MODULEGENERATIONID", "IOTEDGE_MODULEID"),
+            CSDK,
+        ),
+    )
 
     data = f"{HOSTNAME}/devices/gw/modules/{module.module_id}\n1900000000"
     sign = client.sign(module.module_id, module.genid, data)
