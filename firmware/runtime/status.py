@@ -75,6 +75,23 @@ class ModuleUsage:
     used_memory: int  # bytes, page cache excluded
     memory_limit: int  # bytes
     used_cpu: float  # percent of one CPU (100 * CPUs when all are busy), two decimals
+    # What edgeAgent reads of the sample (IoT Edge's `docker_stats`): `name` "/<module name>"
+    # and the members below, as the engine wrote them.
+    engine_stats: Mapping[str, Any]
+
+
+# The members of an engine stats sample in edgeAgent's `DockerStats` model.
+_AGENT_STATS_MEMBERS = (
+    "read",
+    "preread",
+    "cpu_stats",
+    "precpu_stats",
+    "memory_stats",
+    "blkio_stats",
+    "networks",
+    "num_procs",
+    "pids_stats",
+)
 
 
 @dataclass(frozen=True)
@@ -150,7 +167,8 @@ def count_by_status(statuses: list[ModuleStatus]) -> dict[RuntimeStatus, int]:
 
 
 def module_usage(name: str, stats: Mapping[str, Any]) -> ModuleUsage:
-    """Memory bytes and CPU percent from one engine stats sample (`GET /containers/{id}/stats`)."""
+    """Memory bytes and CPU percent from one engine stats sample (`GET /containers/{id}/stats`),
+    and the part of the sample edgeAgent reads, named after the module."""
     mem = stats.get("memory_stats", {})
     cache = mem.get("stats", {}).get("cache", 0) or mem.get("stats", {}).get("inactive_file", 0)
     cpu, pre = stats.get("cpu_stats", {}), stats.get("precpu_stats", {})
@@ -165,6 +183,10 @@ def module_usage(name: str, stats: Mapping[str, Any]) -> ModuleUsage:
         used_memory=max(0, mem.get("usage", 0) - cache),
         memory_limit=mem.get("limit", 0),
         used_cpu=round(percent, 2),
+        engine_stats={
+            "name": f"/{name}",
+            **{key: stats[key] for key in _AGENT_STATS_MEMBERS if key in stats},
+        },
     )
 
 

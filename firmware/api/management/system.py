@@ -2,9 +2,11 @@
 `POST /device/reprovision`, and our `GET /system/status` and `GET /system/logs`.
 
 `/systeminfo` answers IoT Edge's `SystemInfo` fields (osType, architecture, version,
-provisioning, server_version, kernel_version, operating_system, cpus, virtualized).
-`/systeminfo/resources` answers host uptime, the daemon's uptime, CPU and memory use of the host,
-its disks, and per module the memory and CPU its container uses (from container stats).
+provisioning, server_version, kernel_version, operating_system, cpus, total_memory, virtualized).
+`/systeminfo/resources` answers IoT Edge's `SystemResources`: host uptime, the daemon's uptime, CPU
+and memory use of the host, its disks (with aziot-edged's `file_type`: HDD, SSD or Unknown(n)),
+and `docker_stats`, the JSON text of the modules' engine stats samples that edgeAgent turns into
+its per-module metrics; and ours, per module the memory and CPU its container uses.
 `/system/status` never fails for an unreachable engine: it reports it, with the modules' summary
 and why the daemon is degraded, if it is. Engine and module facts come from the runtime's read
 models (`firmware.runtime.status`); the host's from /proc.
@@ -13,6 +15,8 @@ models (`firmware.runtime.status`); the host's from /proc.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
 import platform
 import time
@@ -31,6 +35,7 @@ from firmware.runtime.reconciler import Reconciler
 from firmware.runtime.status import ModuleUsage, RuntimeSummary
 
 PROC = Path("/proc")
+SYSFS = Path("/sys")
 _MOUNT_TYPES = frozenset({"ext2", "ext3", "ext4", "xfs", "btrfs", "vfat", "f2fs", "overlay"})
 
 
@@ -70,7 +75,28 @@ def cpu_times(stat: Path = PROC / "stat") -> tuple[int, int]:
     return sum(numbers) - idle, sum(numbers)
 
 
-def disks(mounts: Path = PROC / "mounts") -> list[dict[str, Any]]:
+def disk_kind(device: str, mount_point: str, sysfs: Path = SYSFS) -> str:
+    """What aziot-edged reports as a disk's `file_type`: "HDD" or "SSD" from the kernel's
+    `queue/rotational` for the device (for its whole disk, if it is a partition), "Unknown(n)" for
+    any other value n, "Unknown(-1)" when the kernel tells nothing (overlay, tmpfs). The device is
+    found by name, else by the mount point's device number (a `/dev/root` that is no file)."""
+    name = os.path.basename(os.path.realpath(device)) if device.startswith("/") else device
+    entries = [sysfs / "class" / "block" / name]
+    with contextlib.suppress(OSError):
+        number = os.stat(mount_point).st_dev
+        entries.append(sysfs / "dev" / "block" / f"{os.major(number)}:{os.minor(number)}")
+    for entry in entries:
+        if (entry / "partition").exists():
+            entry = entry.resolve().parent
+        try:
+            rotational = int((entry / "queue" / "rotational").read_text())
+        except (OSError, ValueError):
+            continue
+        return {1: "HDD", 0: "SSD"}.get(rotational, f"Unknown({rotational})")
+    return "Unknown(-1)"
+
+
+def disks(mounts: Path = PROC / "mounts", sysfs: Path = SYSFS) -> list[dict[str, Any]]:
     found, seen = [], set()
     for line in mounts.read_text().splitlines():
         device, point, kind, *_ = line.split()
@@ -86,6 +112,7 @@ def disks(mounts: Path = PROC / "mounts") -> list[dict[str, Any]]:
                 "name": device,
                 "mount_point": point,
                 "file_system": kind,
+                "file_type": disk_kind(device, point, sysfs),
                 "available_space": usage.f_bavail * usage.f_frsize,
                 "total_space": usage.f_blocks * usage.f_frsize,
             }
@@ -160,6 +187,7 @@ def routes(
                 "kernel_version": platform.release(),
                 "operating_system": os_release(),
                 "cpus": os.cpu_count() or 1,
+                "total_memory": memory()[1],
                 "virtualized": virtualized(),
             },
         )
@@ -184,6 +212,7 @@ def routes(
                 "used_ram": used_ram,
                 "total_ram": total_ram,
                 "disks": disks(),
+                "docker_stats": json.dumps([usage.engine_stats for usage in modules]),
                 "modules": [usage_document(usage) for usage in modules],
             },
         )
