@@ -1,5 +1,6 @@
-"""`edgekeeper logs NAME [--tail N] [--since T] [-f] [-t]` on the CLI: a module's output streamed
-from the management API to stdout as it arrives, until the end or Ctrl-C."""
+"""`edgekeeper logs NAME [--tail N] [--since T] [-f] [-t]` on the CLI: a module's output, asked of
+the management API as text (`format=text`), copied to stdout as it arrives, until the end or
+Ctrl-C."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from firmware.cli.result import CommandResult
 
 def follow_logs(args: argparse.Namespace) -> CommandResult:
     """Copy the module's log stream to stdout; exit 130 on Ctrl-C."""
-    query = {"tail": str(args.tail) if args.tail is not None else "all"}
+    query = {"tail": str(args.tail) if args.tail is not None else "all", "format": "text"}
     if args.since:
         query["since"] = args.since
     if args.follow:

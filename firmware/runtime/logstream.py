@@ -1,8 +1,10 @@
-"""Sans-IO demuxer for Docker's multiplexed log and attach streams.
+"""Sans-IO demuxer and framer for Docker's multiplexed log and attach streams.
 
 Without a TTY the engine frames each chunk with an 8-byte header: one byte naming the stream
 (0 stdin, 1 stdout, 2 stderr), three zero bytes, then the payload length as a big-endian u32.
-Feed it bytes as they arrive; it hands back complete frames and keeps any partial one.
+Feed the demuxer bytes as they arrive; it hands back complete frames and keeps any partial one.
+`frame` encodes one frame the same way (the management API answers logs in this framing, as
+aziot-edged does, because edgeAgent parses it).
 """
 
 from __future__ import annotations
@@ -64,5 +66,5 @@ class LogDemuxer:
 
 
 def frame(stream: Stream, data: bytes) -> bytes:
-    """Encode one frame the way the engine does (for peers and tests)."""
+    """Encode one frame the way the engine does."""
     return _HEADER.pack(int(stream), len(data)) + data

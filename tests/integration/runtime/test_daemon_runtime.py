@@ -149,7 +149,7 @@ def test_deploy_api_watchdog_and_adoption_after_sigkill(sim_dockerd, busybox_ima
         async def follow():
             seen = b""
             stream = daemon.client().stream(
-                "GET", f"/modules/{ticker}/logs", {"follow": "true", "tail": "1"}
+                "GET", f"/modules/{ticker}/logs", {"follow": "true", "tail": "1", "format": "text"}
             )
             async for chunk in stream:
                 seen += chunk

@@ -344,7 +344,9 @@ async def _agent_running(daemon: Daemon) -> None:
 @supervised
 async def test_logs_as_text_stream_and_as_json(daemon: Daemon) -> None:
     await _agent_running(daemon)
-    answer = await daemon.call("GET", "/modules/edgeAgent/logs", tail="5", since="1700000000")
+    answer = await daemon.call(
+        "GET", "/modules/edgeAgent/logs", tail="5", since="1700000000", format="text"
+    )
     assert answer.stream is not None
     assert answer.content_type().startswith("text/plain")
     assert b"".join([chunk async for chunk in answer.stream]) == b"one\ntwo\noops\n"
@@ -365,7 +367,7 @@ async def test_logs_as_text_stream_and_as_json(daemon: Daemon) -> None:
 @supervised
 async def test_a_client_hanging_up_ends_the_engine_stream(daemon: Daemon) -> None:
     await _agent_running(daemon)
-    answer = await daemon.call("GET", "/modules/edgeAgent/logs", follow="true")
+    answer = await daemon.call("GET", "/modules/edgeAgent/logs", follow="true", format="text")
     stream = answer.stream
     assert isinstance(stream, AsyncGenerator)
     assert await anext(stream) == b"one\n"
