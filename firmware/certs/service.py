@@ -42,7 +42,7 @@ from firmware.certs.errors import (
 from firmware.certs.policy import CertificatePolicy, file_uri_path
 from firmware.certs.renewal import RenewalFailure, RenewalSchedule
 from firmware.certs.signing import CertificateSigner, KeyServiceSigner, SoftwareSigner
-from firmware.errors import NotFound, NotSupported
+from firmware.errors import NotSupported
 from firmware.keys.backend import KeyKind
 from firmware.store.state import StateStore
 
@@ -263,13 +263,11 @@ class CertificateService:
             pems.append(await self._read_text(self.policy.trust_bundle, "trust_bundle_cert"))
         return "".join(pems)
 
-    async def manifest_trust_bundle(self) -> str:
-        """PEM of the certificates that sign deployment manifests (`NotFound` when none is set)."""
+    async def manifest_trust_bundle(self) -> str | None:
+        """PEM of the certificates that sign deployment manifests, or None when none is set
+        (modules then take manifest signing as off). A bundle set but unreadable is an error."""
         if self.policy.manifest_trust_bundle is None:
-            raise NotFound(
-                "no manifest trust bundle is configured",
-                hint='set manifest_trust_bundle_cert = "file:///..." in config.toml',
-            )
+            return None
         return await self._read_text(self.policy.manifest_trust_bundle, "manifest_trust_bundle")
 
     async def _issue_leaf(

@@ -3,7 +3,10 @@
 - `POST /modules/{name}/genid/{genid}/sign` `{"keyId","algo","data"}` -> `{"digest"}`
 - `POST /modules/{name}/genid/{genid}/encrypt` `{"plaintext","initializationVector"}`
   -> `{"ciphertext"}`; `.../decrypt` `{"ciphertext","initializationVector"}` -> `{"plaintext"}`
-- `GET /trust-bundle`, `GET /manifest-trust-bundle` -> `{"certificate"}`
+- `GET /trust-bundle`, `GET /manifest-trust-bundle` -> `{"certificate"}`; with no manifest trust
+  bundle configured, `{"certificate": ""}` as IoT Edge answers (edgeAgent and edgeHub read the
+  empty text as "no manifest signing" and fail at start on a 404). Like edgelet, both at every
+  api-version (edge-util's 2020-07-07 client asks for the manifest trust bundle at 2020-07-07)
 - `POST /modules/{name}/genid/{genid}/certificate/server` `{"commonName","expiration"}` and
   `POST /modules/{name}/certificate/identity` -> 201 `{"privateKey": {"type": "key", "bytes"},
   "certificate", "expiration"}`
@@ -23,7 +26,6 @@ import base64
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from firmware.api import versions
 from firmware.api.model import ApiRequest, ApiResponse
 from firmware.api.router import Router
 from firmware.api.workload import requests
@@ -35,8 +37,6 @@ if TYPE_CHECKING:
     from firmware.certs.service import CertificateService, IssuedCertificate
 
 LISTENERS = ("workload",)
-# The manifest trust bundle appeared in the workload API of IoT Edge 1.2.
-_MANIFEST_SINCE = "2020-10-10"
 
 
 class WorkloadApi:
@@ -76,13 +76,7 @@ class WorkloadApi:
             listeners=LISTENERS,
         )
         router.add("GET", "/trust-bundle", self.trust_bundle, listeners=LISTENERS)
-        router.add(
-            "GET",
-            "/manifest-trust-bundle",
-            self.manifest_trust_bundle,
-            listeners=LISTENERS,
-            api_versions=versions.since(_MANIFEST_SINCE),
-        )
+        router.add("GET", "/manifest-trust-bundle", self.manifest_trust_bundle, listeners=LISTENERS)
 
     async def sign(self, request: ApiRequest, name: str, genid: str) -> ApiResponse:
         await self._admit(request, name)
@@ -133,7 +127,8 @@ class WorkloadApi:
 
     async def manifest_trust_bundle(self, request: ApiRequest) -> ApiResponse:
         self._limits.check(request.listener)
-        return ApiResponse(200, {"certificate": await self._certs().manifest_trust_bundle()})
+        bundle = await self._certs().manifest_trust_bundle()
+        return ApiResponse(200, {"certificate": "" if bundle is None else bundle})
 
     async def _admit(self, request: ApiRequest, module: str) -> None:
         self._limits.check(request.listener)

@@ -15,7 +15,7 @@ from cryptography.x509.verification import PolicyBuilder, Store, VerificationErr
 
 from firmware.certs.authority import EDGE_CA, ROOT, WORKLOAD_CA
 from firmware.certs.errors import EdgeCaConfigError, InvalidCertificateRequest, ServerNameRefused
-from firmware.errors import NotFound, NotSupported
+from firmware.errors import NotSupported
 from firmware.keys.backend import KeyKind
 from tests.integration.certs.conftest import run
 
@@ -211,8 +211,9 @@ def test_manifest_trust_bundle_from_config(device, tmp_path):
         finally:
             await certs.stop()
 
-    with pytest.raises(NotFound, match="manifest"):
-        run(scenario())
+    assert run(scenario()) is None
+    with pytest.raises(EdgeCaConfigError, match="manifest_trust_bundle file"):
+        run(scenario(manifest_trust_bundle=bundle_file))
     bundle_file.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
     assert "MIIB" in run(scenario(manifest_trust_bundle=bundle_file))
 

@@ -112,20 +112,14 @@ def test_encrypt_decrypt_round_trip_and_tamper(tmp_path: Path) -> None:
     run(scenario())
 
 
-def test_trust_bundles(tmp_path: Path) -> None:
+def test_trust_bundle(tmp_path: Path) -> None:
+    # The manifest trust bundle: test_manifest_trust_bundle.py.
     async def scenario() -> None:
         async with workload_rig(tmp_path) as rig:
             answer = await rig.call("GET", "/trust-bundle", listener=_scoped("m"))
             assert answer.status == 200
             roots = x509.load_pem_x509_certificates(answer.json()["certificate"].encode())
             assert roots and roots[0].issuer == roots[0].subject
-            answer = await rig.call("GET", "/manifest-trust-bundle", listener=_scoped("m"))
-            assert answer.status == 404
-            assert "manifest trust bundle" in answer.json()["message"]
-            old = await rig.call(
-                "GET", "/manifest-trust-bundle", listener=_scoped("m"), version="2019-01-30"
-            )
-            assert old.status == 400
 
     run(scenario())
 
