@@ -225,7 +225,8 @@ class CertificateService:
         self, module_id: str, common_name: str, expiration: datetime | str | None = None
     ) -> IssuedCertificate:
         """The TLS server certificate module `module_id` asks for: `common_name` must be a name
-        it may claim (see `module_server_names`); its SANs are that name and the module's own."""
+        it may claim (see `module_server_names`); its SANs are that name and, as IoT Edge's,
+        the module's id without its `$` when that is a DNS label."""
         sans = self.module_server_names(module_id, common_name)
         return await self.issue_server_certificate(common_name, sans, expiration)
 

@@ -14,10 +14,11 @@
 Every request first passes the socket's rate limit, then the module check (`WorkloadAccess`).
 sign uses the module's primary or secondary key, encrypt/decrypt its encryption key, at the given
 generation (404 for any other generation; see `firmware.identity.modules`). Server certificates
-name only what the module may claim (`firmware.certs.server_names`). Certificates and key
-operations spend the module's and the global budget (`ModuleBudgets`, 429 with Retry-After once
-spent) once the request is found well-formed and allowed, just before the costly work. Keys stay
-in the key service; certificate private keys are made per request and returned, never stored.
+name only what the module may claim, and carry the path's module id without its `$` besides the
+common name, as IoT Edge's do (`firmware.certs.server_names`). Certificates and key operations
+spend the module's and the global budget (`ModuleBudgets`, 429 with Retry-After once spent) once
+the request is found well-formed and allowed, just before the costly work. Keys stay in the key
+service; certificate private keys are made per request and returned, never stored.
 """
 
 from __future__ import annotations

@@ -147,7 +147,7 @@ def test_module_server_certificate_names_only_what_the_module_may_claim(device):
     verify_server(bundle, hub.certificate_pem, x509.DNSName("gw.local"))
     verify_server(bundle, extra.certificate_pem, x509.DNSName("opcua.plant.example"))
     for issued, names in (
-        (hub, ["gw.local", "edgehub"]),
+        (hub, ["gw.local", "edgeHub"]),
         (extra, ["opcua.plant.example", "opcua"]),
     ):
         leaf = pem_chain(issued.certificate_pem)[0]

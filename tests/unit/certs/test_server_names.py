@@ -1,5 +1,6 @@
 """The server-name policy: a module claims its own name, its configured names, and the gateway's
-host name only as the hub; wildcards, IP addresses and non-DNS text are malformed."""
+host name only as the hub; wildcards, IP addresses and non-DNS text are malformed. The module id
+as a SAN on every certificate: test_module_id_san.py."""
 
 from __future__ import annotations
 
@@ -32,8 +33,8 @@ def test_configured_names_are_allowed_for_their_module_only() -> None:
 
 
 def test_only_the_hub_claims_the_host_name() -> None:
-    assert POLICY.subject_names("edgeHub", "gw.local") == ("gw.local", "edgehub")
-    assert POLICY.subject_names("$edgeHub", "GW.LOCAL") == ("GW.LOCAL",)
+    assert POLICY.subject_names("edgeHub", "gw.local") == ("gw.local", "edgeHub")
+    assert POLICY.subject_names("$edgeHub", "GW.LOCAL") == ("GW.LOCAL", "edgeHub")
     with pytest.raises(ServerNameRefused, match="hub_module") as refused:
         POLICY.subject_names("tempSensor", "gw.local")
     assert refused.value.http_status == 403
@@ -48,7 +49,6 @@ def test_operator_may_give_the_host_name_to_another_module() -> None:
     ("module", "name"),
     [
         ("tempSensor", "edgeHub"),  # another module's name
-        ("EdgeHub", "edgehub"),  # the hub's name in other letters is not a module's own
         ("tempSensor", "tempSensor.gw.local"),  # a subdomain is another name
         ("tempSensor", "example.com"),
         ("opcua", "opcua.plant.example.evil"),
@@ -60,13 +60,16 @@ def test_names_of_others_are_refused(module: str, name: str) -> None:
     assert isinstance(refused.value, Forbidden)
 
 
-def test_an_own_name_someone_else_owns_is_not_own() -> None:
-    # "gateway" is the host name, "opc" configured for another module: neither is the module's.
-    policy = ServerNamePolicy("gateway", module_names={"opcua": ("opc",)})
-    assert policy.allowed("gateway") == ()
-    assert policy.allowed("opc") == ()
-    with pytest.raises(ServerNameRefused, match="no name"):
-        policy.subject_names("opc", "opc")
+def test_an_own_name_someone_else_owns_gets_no_certificate() -> None:
+    # "gateway" is the host name, "opc" configured for another module: every certificate of
+    # theirs would carry it, so they get none, not even for a name configured for them.
+    policy = ServerNamePolicy(
+        "gateway", module_names={"opcua": ("opc",), "opc": ("opc.plant.example",)}
+    )
+    with pytest.raises(ServerNameRefused, match="host name"):
+        policy.subject_names("gateway", "gateway")
+    with pytest.raises(ServerNameRefused, match="lists for module 'opcua'"):
+        policy.subject_names("opc", "opc.plant.example")
 
 
 def test_modules_without_a_dns_label_name_claim_only_configured_names() -> None:
