@@ -1,8 +1,9 @@
 """Routing of local API requests to handlers, and the one place errors become HTTP answers.
 
 `Router.add` registers `async def handler(request, **path_params) -> ApiResponse` for a method,
-a path pattern such as `/modules/{name}/genid/{genid}/sign`, the listeners it is served on and
-the api-versions it accepts. `Router.dispatch` checks the api-version, finds the route (404, or
+a path pattern such as `/modules/{name}/genid/{genid}/sign` and the listeners it is served on.
+Every route is served at every supported api-version, as edgelet serves them to the clients that
+fall back to older versions. `Router.dispatch` checks the api-version, finds the route (404, or
 405 with Allow), calls the handler and renders what it raises: an `EdgekeeperError` as
 `{"message": render()}` with its `http_status`, anything else as a logged 500 "internal error".
 The HTTP server, the console and tests all go through `dispatch`.
@@ -51,7 +52,6 @@ class Route:
     pattern: str
     handler: Handler
     listeners: frozenset[str]
-    api_versions: frozenset[str]
     segments: tuple[_Segment, ...]
 
     def match(self, parts: list[str]) -> dict[str, str] | None:
@@ -88,23 +88,18 @@ class Router:
         handler: Handler,
         *,
         listeners: Iterable[str] = ("mgmt",),
-        api_versions: Iterable[str] | None = None,
     ) -> None:
         """Serve `handler` for `method` on `pattern` to the given listeners (kinds, e.g. "mgmt",
-        "workload"); the console is allowed wherever "mgmt" is. `api_versions` defaults to all."""
+        "workload"); the console is allowed wherever "mgmt" is."""
         method = method.upper()
         segments = _parse_pattern(pattern)
         allowed = set(listeners)
         if _CONSOLE_MIRRORS in allowed:
             allowed.add("console")
-        accepted = frozenset(self.supported_versions if api_versions is None else api_versions)
-        unknown = accepted - set(self.supported_versions)
-        if unknown:
-            raise ValueError(f"route {method} {pattern}: unknown api-versions {sorted(unknown)}")
         for route in self._routes:
             if route.method == method and route.segments == segments and route.listeners & allowed:
                 raise ValueError(f"route {method} {pattern} is already registered")
-        self._routes.append(Route(method, pattern, handler, frozenset(allowed), accepted, segments))
+        self._routes.append(Route(method, pattern, handler, frozenset(allowed), segments))
 
     def routes(self) -> tuple[Route, ...]:
         return tuple(self._routes)
@@ -151,7 +146,7 @@ class Router:
         )
 
     async def _dispatch(self, request: ApiRequest) -> ApiResponse:
-        version = self._checked_version(request)
+        self._check_version(request)
         if not request.path.startswith("/"):
             return ApiResponse.error(404, f"no such path: {request.path}")
         parts = _split_path(request.path)
@@ -175,15 +170,9 @@ class Router:
                 headers=(("Allow", allowed),),
             )
         route, params = max(for_method, key=lambda match: match[0].literal_count)
-        if version not in route.api_versions:
-            accepted = [v for v in self.supported_versions if v in route.api_versions]
-            raise BadRequest(
-                f"api-version {version} does not offer {method} {route.pattern}",
-                hint=f"use one of: {', '.join(accepted)}",
-            )
         return await route.handler(request, **params)
 
-    def _checked_version(self, request: ApiRequest) -> str:
+    def _check_version(self, request: ApiRequest) -> None:
         version = request.query.get("api-version")
         supported = ", ".join(self.supported_versions)
         if version is None:
@@ -195,7 +184,6 @@ class Router:
             raise BadRequest(
                 f"unsupported api-version {version!r}", hint=f"use one of: {supported}"
             )
-        return version
 
 
 def _encoded(response: ApiResponse) -> ApiResponse:
@@ -210,7 +198,10 @@ def _encoded(response: ApiResponse) -> ApiResponse:
 
 
 def _split_path(path: str) -> list[str]:
-    """The decoded segments of a percent-encoded path; `%2F` stays inside its segment."""
+    """The decoded segments of a percent-encoded path; `%2F` stays inside its segment. One
+    trailing slash is not a segment: edgeAgent asks for `/identities/`, as edgelet serves it."""
+    if len(path) > 1 and path.endswith("/"):
+        path = path[:-1]
     try:
         return [unquote(part, errors="strict") for part in path.split("/")[1:]]
     except UnicodeDecodeError:

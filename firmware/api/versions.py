@@ -20,12 +20,6 @@ SUPPORTED: tuple[str, ...] = (
 
 LATEST = SUPPORTED[-1]
 
-# What modules are told to use (IOTEDGE_APIVERSION): the one IoT Edge 1.2+ hands its modules.
-MODULE_DEFAULT = "2020-10-10"
-
-
-def since(first: str) -> tuple[str, ...]:
-    """The supported versions from `first` on, for routes that appeared in a later version."""
-    if first not in SUPPORTED:
-        raise ValueError(f"unknown api-version {first!r}")
-    return SUPPORTED[SUPPORTED.index(first) :]
+# What modules are told to use (IOTEDGE_APIVERSION): what IoT Edge 1.5 gives edgeAgent, which
+# passes it on to every module it deploys.
+MODULE_DEFAULT = "2022-08-03"

@@ -15,15 +15,27 @@ between requests, number of query fields. The socket server feeds it what arrive
   ended it): close.
 
 Whatever bytes arrive at whatever times, `next_event` only ever gives one of these.
+
+Every status line carries its reason phrase ("HTTP/1.1 204 No Content"): IoT Edge's .NET unix-socket
+client (edgeAgent, edgeHub) rejects a status line of fewer than three parts.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from urllib.parse import parse_qsl
 
 import h11
+
+
+def reason_phrase(status: int) -> bytes:
+    """The status's standard reason phrase ("Not Found"), or "Unknown" for a code it has none."""
+    try:
+        return HTTPStatus(status).phrase.encode("ascii")
+    except ValueError:
+        return b"Unknown"
 
 
 @dataclass(frozen=True)
@@ -159,7 +171,9 @@ class RequestReader:
         fields = [*headers, ("content-length", str(len(body)))]
         if close:
             fields.append(("connection", "close"))
-        events: list[h11.Event] = [h11.Response(status_code=status, headers=fields)]
+        events: list[h11.Event] = [
+            h11.Response(status_code=status, headers=fields, reason=reason_phrase(status))
+        ]
         if body:
             events.append(h11.Data(data=body))
         events.append(h11.EndOfMessage())
@@ -168,7 +182,8 @@ class RequestReader:
     def start_answer(self, status: int, headers: Sequence[tuple[str, str]]) -> bytes:
         """The head of an answer whose body follows in chunks; the connection ends with it."""
         fields = [*headers, ("connection", "close")]
-        return self._h11.send(h11.Response(status_code=status, headers=fields)) or b""
+        response = h11.Response(status_code=status, headers=fields, reason=reason_phrase(status))
+        return self._h11.send(response) or b""
 
     def answer_chunk(self, data: bytes) -> bytes:
         return self._h11.send(h11.Data(data=data)) or b""

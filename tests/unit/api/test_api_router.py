@@ -65,8 +65,15 @@ def test_unknown_path_is_404(router: Router) -> None:
     answer = dispatch(router, "GET", "/nothing/here")
     assert answer.status == 404
     assert answer.json() == {"message": "no such path: /nothing/here"}
-    assert dispatch(router, "GET", "/modules/").status == 404
+    assert dispatch(router, "GET", "/modules//").status == 404
     assert dispatch(router, "GET", "modules").status == 404
+
+
+def test_one_trailing_slash_names_the_same_route(router: Router) -> None:
+    # edgeAgent lists and creates identities at /identities/ (its generated client's paths)
+    assert dispatch(router, "GET", "/modules/").status == dispatch(router, "GET", "/modules").status
+    assert dispatch(router, "GET", "/modules/").json() == dispatch(router, "GET", "/modules").json()
+    assert dispatch(router, "GET", "/").status == 404
 
 
 def test_wrong_method_is_405_with_allow(router: Router) -> None:
@@ -88,12 +95,10 @@ def test_console_may_use_every_management_route(router: Router) -> None:
     assert dispatch(router, "POST", "/modules/m/genid/1/sign", listener="console").status == 404
 
 
-def test_route_limited_to_later_api_versions(router: Router) -> None:
-    router.add("GET", "/systeminfo", echo, api_versions=versions.since("2019-11-05"))
-    assert dispatch(router, "GET", "/systeminfo").status == 200
-    old = dispatch(router, "GET", "/systeminfo", query={"api-version": "2018-06-28"})
-    assert old.status == 400
-    assert "2018-06-28" in old.json()["message"] and "2019-11-05" in old.json()["message"]
+def test_every_route_answers_at_every_supported_version(router: Router) -> None:
+    # edgeAgent falls back as far as 2018-06-28 and asks its routes there
+    for version in versions.SUPPORTED:
+        assert dispatch(router, "GET", "/modules", query={"api-version": version}).status == 200
 
 
 def test_edgekeeper_error_is_rendered_with_its_status(router: Router) -> None:
@@ -172,14 +177,11 @@ def test_duplicate_and_malformed_routes_are_refused(router: Router) -> None:
         router.add("GET", "/modules", echo)
     with pytest.raises(ValueError, match="whole segment"):
         router.add("GET", "/a/x{b}", echo)
-    with pytest.raises(ValueError, match="unknown api-versions"):
-        router.add("GET", "/b", echo, api_versions=["1999-01-01"])
 
 
 def test_versions_list_matches_iot_edge() -> None:
     assert versions.SUPPORTED[0] == "2018-06-28"
     assert versions.LATEST == "2022-08-03"
-    assert versions.since("2021-12-07") == ("2021-12-07", "2022-08-03")
 
 
 def test_body_that_cannot_be_encoded_is_500(
