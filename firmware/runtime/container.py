@@ -107,12 +107,17 @@ class ContainerRuntime(Protocol):
         """One resource-usage sample (`memory_stats`, `cpu_stats`, `precpu_stats`)."""
         ...
 
+    async def ensure_network(self, name: str) -> bool:
+        """Create the bridge network `name` unless it exists; True if it was created."""
+        ...
+
     def logs(
         self,
         container: str,
         *,
         tail: int | None = None,
         since: int | None = None,
+        until: int | None = None,
         timestamps: bool = False,
         follow: bool = False,
     ) -> AsyncIterator[LogFrame]:

@@ -2,7 +2,10 @@
 
 One document, `modules`, holds every module's spec in the management API's shape. Changes are
 whole-document replacements written atomically, so a deployment is applied all at once or not at
-all. The agent's spec comes from `[agent]` in the config and is not stored here.
+all. The agent's spec comes from `[agent]` in the config; when the agent updates itself through
+the management API (as edgeAgent does when a deployment changes it), that spec is kept in a second
+document, `agent`, with the hash of the config's spec it replaced: once `[agent]` changes, the
+config wins again.
 
 A stored entry that no longer parses (written by an older version, or edited by hand) does not
 stop the others: it is loaded as an `UnusableModule`, shown failed, never run, and written back
@@ -20,6 +23,7 @@ from firmware.runtime.spec import ModuleSpec
 from firmware.store.state import StateStore
 
 DOCUMENT = "modules"
+AGENT_DOCUMENT = "agent"
 
 log = get_logger("runtime")
 
@@ -89,8 +93,33 @@ class DesiredModules:
     ) -> None:
         """Replace the stored modules by `specs`, plus the documents `kept` as they are (entries
         that are refused or unusable, which only a person may replace or delete)."""
-        modules = {**(kept or {}), **{name: spec.to_api() for name, spec in specs.items()}}
+        stored = {name: spec.to_api(credentials=True) for name, spec in specs.items()}
+        modules = {**(kept or {}), **stored}
         self._store.put(DOCUMENT, {"modules": dict(sorted(modules.items()))})
+
+    def load_agent(self, base: str) -> ModuleSpec | None:
+        """The agent's spec set through the management API over the config's spec of hash
+        `base`; None when there is none, or it was set over another config spec (then it is
+        removed) or cannot be read (then it is left as it is, and logged)."""
+        doc = self._store.get(AGENT_DOCUMENT)
+        if doc is None:
+            return None
+        if doc.get("base") != base:
+            self._store.delete(AGENT_DOCUMENT)
+            log.info("[agent] in the config changed: the agent's own update is dropped")
+            return None
+        try:
+            return ModuleSpec.from_api(doc.get("spec"))
+        except BadRequest as exc:
+            log.error(
+                "the agent's stored update is unusable; the config's [agent] is used",
+                extra=fields(error=exc.render(), file=str(self._store.path(AGENT_DOCUMENT))),
+            )
+            return None
+
+    def save_agent(self, spec: ModuleSpec, base: str) -> None:
+        """Keep `spec` as the agent's, set over the config's spec of hash `base`."""
+        self._store.put(AGENT_DOCUMENT, {"base": base, "spec": spec.to_api(credentials=True)})
 
 
 def diff(before: Mapping[str, ModuleSpec], after: Mapping[str, ModuleSpec]) -> list[ModuleChange]:

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import replace
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from firmware.errors import Conflict, EdgekeeperError, NotFound
 from firmware.http.client import Answer, AnswerStream, Deadlines, HttpClient, UnixEndpoint
@@ -133,6 +133,19 @@ class DockerEngine:
 
     async def inspect(self, container: str) -> dict[str, Any]:
         return await self._object("GET", f"/containers/{container}/json")
+
+    async def ensure_network(self, name: str) -> bool:
+        try:
+            await self._object("GET", f"/networks/{quote(name, safe='')}")
+            return False
+        except NotFound:
+            pass
+        try:
+            body = {"Name": name, "Driver": "bridge", "CheckDuplicate": True}
+            await self._object("POST", "/networks/create", body=body)
+        except Conflict:
+            return False
+        return True
 
     async def wait(self, container: str) -> int:
         doc = await self._object("POST", f"/containers/{container}/wait", limit=None)

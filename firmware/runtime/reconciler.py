@@ -12,7 +12,12 @@ the other modules; a failed pull, create or hook is retried after a growing dela
 
 The agent is a module like the others with one more rule, the watchdog: it is always wanted, and
 it is restarted until `[watchdog] max_retries` consecutive failures, after which the daemon is
-degraded and the agent left alone until a person acts.
+degraded and the agent left alone until a person acts. Its spec comes from `[agent]`; the agent
+may replace it through the management API (edgeAgent updates itself when a deployment changes
+it), and that spec stands until `[agent]` itself changes (`firmware.runtime.desired`).
+
+Containers join the engine network `[runtime] network` (made when missing, as IoT Edge does)
+unless their createOptions choose a network mode.
 
 Every spec passes admission (`firmware.runtime.admission`) before it is taken (`put`, `apply`),
 when it is loaded from the state store, and again before each create. A stored spec that is
@@ -67,6 +72,7 @@ from firmware.runtime.spec import (
     DesiredStatus,
     ModuleSpec,
     PullPolicy,
+    RestartPolicy,
 )
 from firmware.runtime.status import (
     ModuleStatus,
@@ -157,13 +163,17 @@ class Reconciler:
         owner: str = OWNER_VALUE,
         clock: Callable[[], float] = time.monotonic,
         start_gate: Callable[[], Awaitable[None]] | None = None,
+        network: str | None = None,
     ) -> None:
         self.engine = engine
+        self._network = network
         self._start_gate = start_gate
         self.owner = owner
         self._owned_label = {OWNER_LABEL: owner}
         self._desired_store = desired
         self._agent = agent
+        # the hash of the config's agent spec, which an agent update through the API replaces
+        self._agent_base = agent.document_hash() if agent is not None else ""
         self._agent_max_retries = agent_max_retries
         self._policy = policy or BackoffPolicy()
         self._run_blocking = run_blocking
@@ -233,6 +243,10 @@ class Reconciler:
     def is_agent(self, name: str) -> bool:
         return self._agent is not None and name == self._agent.name
 
+    @property
+    def agent_name(self) -> str | None:
+        return None if self._agent is None else self._agent.name
+
     async def apply(
         self, specs: Mapping[str, ModuleSpec], *, dry_run: bool = False
     ) -> list[ModuleChange]:
@@ -259,10 +273,46 @@ class Reconciler:
         return changes
 
     async def put(self, spec: ModuleSpec) -> None:
-        """Add or replace one module, once admitted (`BadRequest` naming the field if not)."""
-        self._not_agent(spec.name)
+        """Add or replace one module, once admitted (`BadRequest` naming the field if not). For
+        the agent this replaces its spec from `[agent]` (always running, always restarted)."""
         await self._admit(spec)
+        if self.is_agent(spec.name):
+            await self._put_agent(spec)
+            return
         await self._edit(lambda specs: specs.__setitem__(spec.name, spec), spec.name)
+
+    async def prepare(self, spec: ModuleSpec) -> None:
+        """IoT Edge's prepare-update: admit `spec` and have its image here (pulled now unless its
+        pull policy is never), so the create or update that follows does not wait for a
+        download. The module itself, if there is one, does not change."""
+        await self._admit(spec)
+        if spec.pull_policy is PullPolicy.NEVER:
+            return
+        try:
+            await self.engine.inspect_image(spec.image)
+            return
+        except NotFound:
+            pass
+        failed = self._pull_failures.get(spec.image)
+        if failed is not None and self._clock() < failed.retry_at:
+            raise EngineError(failed.message, hint="the pull is tried again later")
+        if spec.image not in self._pulls:
+            self._pulls[spec.image] = asyncio.ensure_future(self._pull(spec))
+        await asyncio.shield(self._pulls[spec.image])
+        failed = self._pull_failures.get(spec.image)
+        if failed is not None:
+            raise EngineError(failed.message, hint="check the image name and registry credentials")
+
+    async def _put_agent(self, spec: ModuleSpec) -> None:
+        agent = replace(spec, restart_policy=RestartPolicy.ALWAYS, status=DesiredStatus.RUNNING)
+        await self._loaded.wait()
+        async with self._lock:
+            await self._blocking(self._desired_store.save_agent, agent, self._agent_base)
+            self._agent = agent
+            self._state(agent.name).fresh_start()
+            self.degraded = None
+        log.info("the agent updated itself", extra=fields(module=agent.name, image=agent.image))
+        self._wake.set()
 
     async def delete(self, name: str) -> None:
         self.spec(name)
@@ -406,6 +456,7 @@ class Reconciler:
         """The stored modules, each admitted; refused and unusable ones are kept apart. A store
         that cannot be read at all leaves the agent supervised and edits refused."""
         self._specs, self._refused, self._unreadable = {}, {}, None
+        await self._load_agent()
         try:
             stored = await self._blocking(self._desired_store.load)
         except StateError as exc:
@@ -425,7 +476,28 @@ class Reconciler:
                 continue
             field_name = refusal.field_under("settings.createOptions")
             reason = f"refused at admission: field '{field_name}' {refusal.reason} ({refusal.hint})"
-            self._refuse_stored(RefusedModule(spec, reason, spec.to_api()))
+            self._refuse_stored(RefusedModule(spec, reason, spec.to_api(credentials=True)))
+
+    async def _load_agent(self) -> None:
+        """Take the agent's own update over `[agent]` if it was made over this config's agent
+        and is still admitted."""
+        if self._agent is None:
+            return
+        try:
+            stored = await self._blocking(self._desired_store.load_agent, self._agent_base)
+        except StateError as exc:
+            log.error("the agent's stored update cannot be read", extra=fields(error=exc.render()))
+            return
+        if stored is None or stored.name != self._agent.name:
+            return
+        refusal = await self._blocking(self._admission.refusal, stored.create_options)
+        if refusal is not None:
+            log.error(
+                "the agent's stored update is refused at admission; [agent] is used",
+                extra=fields(error=f"{refusal.field_under('createOptions')} {refusal.reason}"),
+            )
+            return
+        self._agent = stored
 
     def _refuse_stored(self, refused: RefusedModule) -> None:
         self._refused[refused.spec.name] = refused
@@ -440,6 +512,8 @@ class Reconciler:
             try:
                 version = await self.engine.negotiate()
                 log.info("container engine reachable", extra=fields(api=version))
+                if self._network is not None and await self.engine.ensure_network(self._network):
+                    log.info("engine network created", extra=fields(network=self._network))
                 self.available = True
                 retry = 1.0
                 await self._serve()
@@ -630,7 +704,7 @@ class Reconciler:
         log.info("pulling image", extra=fields(module=spec.name, image=spec.image))
         layers: dict[str, str] = {}
         try:
-            credentials = self._pull_credentials.get(spec.name)
+            credentials = spec.registry_auth or self._pull_credentials.get(spec.name)
             async for progress in self.engine.pull(spec.image, credentials):
                 if progress.get("id") and progress.get("status"):
                     layers[progress["id"]] = progress["status"]
@@ -665,6 +739,10 @@ class Reconciler:
         env = [f"{k}={v}" for k, v in sorted(spec.env.items())]
         body["Env"] = [*(body.get("Env") or []), *env]
         body["Labels"] = {**(body.get("Labels") or {}), **spec.labels(self.owner)}
+        host = body.setdefault("HostConfig", {})
+        endpoints = (body.get("NetworkingConfig") or {}).get("EndpointsConfig")
+        if self._network is not None and not host.get("NetworkMode") and not endpoints:
+            host["NetworkMode"] = self._network
         return body
 
     async def _admit(self, spec: ModuleSpec) -> None:

@@ -78,6 +78,7 @@ class RuntimeService:
             pull_credentials={agent.name: auth} if auth else {},
             admission=admission,
             start_gate=self._start_gate,
+            network=config.runtime.network,
         )
 
     async def _admit_agent(self, admission: AdmissionPolicy, agent: ModuleSpec) -> None:

@@ -6,7 +6,8 @@ Two input shapes carry the same facts. The management API (IoT Edge's `ModuleSpe
 manifest's module entry: `{"version", "type", "status", "restartPolicy", "settings": {"image",
 "createOptions" (a JSON string or an object)}, "env": {"NAME": {"value": ...}}}`.
 The name follows the one name rule (`firmware.names`); createOptions must have the shape the
-daemon relies on (`firmware.runtime.createoptions`). Every problem names the field it is in.
+daemon relies on (`firmware.runtime.createoptions`), and lose the binds of IoT Edge's socket paths
+that edgeAgent adds (`firmware.runtime.socket_mounts`). Every problem names the field it is in.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from firmware.errors import BadRequest
 from firmware.json_text import read_json
 from firmware.names import MODULE_NAME_RULE, is_module_name
 from firmware.runtime.createoptions import shape_problem
+from firmware.runtime.socket_mounts import without_socket_binds
 
 OWNER_LABEL = "net.edgekeeper.owner"
 OWNER_VALUE = "edgekeeper"
@@ -29,6 +31,11 @@ MODULE_LABEL = "net.edgekeeper.module"
 HASH_LABEL = "net.edgekeeper.spec-hash"
 
 _MAX_ENV = 256
+# Docker Engine API's AuthConfig fields
+_AUTH_FIELDS = frozenset(
+    {"username", "password", "serveraddress", "email", "auth", "identitytoken", "registrytoken"}
+)
+_MAX_AUTH_TEXT = 8192
 
 
 class RestartPolicy(enum.Enum):
@@ -60,6 +67,9 @@ class ModuleSpec:
     status: DesiredStatus = DesiredStatus.RUNNING
     pull_policy: PullPolicy = PullPolicy.ON_CREATE
     version: str = ""
+    # registry credentials for pulling the image (`settings.auth`, what edgeAgent sends for a
+    # deployment's registryCredentials): a secret, kept in the store, never answered
+    registry_auth: Mapping[str, str] | None = field(default=None, repr=False)
 
     def spec_hash(self) -> str:
         """Hash of what the container is made from; a change means the container is recreated.
@@ -75,12 +85,21 @@ class ModuleSpec:
         text = json.dumps(doc, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:32]
 
+    def document_hash(self) -> str:
+        """Hash of the whole spec (policies and credentials included): equal specs, equal hashes."""
+        text = json.dumps(self.to_api(credentials=True), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:32]
+
     def labels(self, owner: str = OWNER_VALUE) -> dict[str, str]:
         """Labels that mark a container as made by the daemon `owner` for this spec."""
         return {OWNER_LABEL: owner, MODULE_LABEL: self.name, HASH_LABEL: self.spec_hash()}
 
-    def to_api(self) -> dict[str, Any]:
-        """The management API's JSON shape."""
+    def to_api(self, *, credentials: bool = False) -> dict[str, Any]:
+        """The management API's JSON shape; with `credentials` (for the state store only) the
+        registry credentials too."""
+        settings: dict[str, Any] = {"image": self.image, "createOptions": dict(self.create_options)}
+        if credentials and self.registry_auth is not None:
+            settings["auth"] = dict(self.registry_auth)
         return {
             "name": self.name,
             "type": "docker",
@@ -89,7 +108,7 @@ class ModuleSpec:
             "status": self.status.value,
             "version": self.version,
             "config": {
-                "settings": {"image": self.image, "createOptions": dict(self.create_options)},
+                "settings": settings,
                 "env": [{"key": k, "value": v} for k, v in sorted(self.env.items())],
             },
         }
@@ -120,6 +139,7 @@ class ModuleSpec:
             pull=body.get("imagePullPolicy", "on-create"),
             version=body.get("version", ""),
             where="",
+            auth=settings.get("auth"),
         )
 
     @classmethod
@@ -176,6 +196,7 @@ class ModuleSpec:
         pull: object,
         version: object,
         where: str,
+        auth: object = None,
     ) -> ModuleSpec:
         if not isinstance(name, str) or not is_module_name(name):
             raise BadRequest(f"field '{where}name' must be {MODULE_NAME_RULE}, got {name!r}")
@@ -195,6 +216,7 @@ class ModuleSpec:
             path = f"{where}settings.createOptions"
             path = f"{path}.{problem.field}" if problem.field else path
             raise BadRequest(f"field '{path}' must be {problem.expected}")
+        options = without_socket_binds(options)
         if len(env) > _MAX_ENV:
             raise BadRequest(f"field '{where}env' has {len(env)} entries, more than {_MAX_ENV}")
         if not isinstance(version, str):
@@ -208,7 +230,26 @@ class ModuleSpec:
             status=_choice(DesiredStatus, status, f"{where}status"),
             pull_policy=_choice(PullPolicy, pull, f"{where}imagePullPolicy"),
             version=version,
+            registry_auth=_registry_auth(auth, f"{where}config.settings.auth"),
         )
+
+
+def _registry_auth(value: object, where: str) -> dict[str, str] | None:
+    """Docker's `AuthConfig` (username, password, serveraddress, ...) as strings; None if absent.
+    Errors never show a value: this is a secret."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or len(value) > len(_AUTH_FIELDS):
+        raise BadRequest(f"field '{where}' must be an object of registry credentials")
+    unknown = sorted(set(value) - _AUTH_FIELDS)
+    if unknown:
+        raise BadRequest(
+            f"field '{where}' has unknown field {unknown[0]!r}",
+            hint=f"use {', '.join(sorted(_AUTH_FIELDS))}",
+        )
+    if not all(isinstance(item, str) and len(item) <= _MAX_AUTH_TEXT for item in value.values()):
+        raise BadRequest(f"field '{where}' must hold strings of up to {_MAX_AUTH_TEXT} characters")
+    return {key: value[key] for key in sorted(value) if value[key]}
 
 
 def _object(value: object, where: str) -> dict[str, Any]:
@@ -218,8 +259,11 @@ def _object(value: object, where: str) -> dict[str, Any]:
 
 
 def _choice(kind: type[enum.Enum], value: object, where: str) -> Any:
-    try:
-        return kind(value)
-    except ValueError:
-        allowed = ", ".join(repr(m.value) for m in kind)
-        raise BadRequest(f"field '{where}' is {value!r}; use one of {allowed}") from None
+    """The member of `kind` that `value` names, in any case: edgeAgent sends "On-Create" and
+    "Never" for the pull policy, and aziot-edged takes them."""
+    if isinstance(value, str):
+        for member in kind:
+            if member.value == value.lower():
+                return member
+    allowed = ", ".join(repr(m.value) for m in kind)
+    raise BadRequest(f"field '{where}' is {value!r}; use one of {allowed}")

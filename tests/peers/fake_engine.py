@@ -123,6 +123,8 @@ class FakeEngine:
         self.published: set[str] = set()  # references a pull finds in the "registry"
         self.log_requests: list[dict[str, Any]] = []  # the options of every logs() call
         self.following = 0  # log streams following a container right now
+        self.networks: set[str] = set()  # bridge networks made by ensure_network
+        self.pulls: list[tuple[str, dict[str, str] | None]] = []  # (reference, credentials)
         self._programs: dict[tuple[str, ...], Program] = {}
         self._subscribers: list[_Subscription] = []
         self._changed: list[asyncio.Future[None]] = []
@@ -340,6 +342,7 @@ class FakeEngine:
         self, reference: str, credentials: Mapping[str, str] | None = None
     ) -> AsyncIterator[dict[str, Any]]:
         self._check()
+        self.pulls.append((reference, dict(credentials) if credentials else None))
         wanted = _tagged(reference)
         if wanted not in self.published:
             raise EngineError(
@@ -350,6 +353,13 @@ class FakeEngine:
         yield {"status": "Pull complete", "id": "layer0"}
         self.add_image(wanted)
         yield {"status": f"Status: Downloaded newer image for {wanted}"}
+
+    async def ensure_network(self, name: str) -> bool:
+        self._check()
+        if name in self.networks:
+            return False
+        self.networks.add(name)
+        return True
 
     async def inspect_image(self, reference: str) -> dict[str, Any]:
         self._check()

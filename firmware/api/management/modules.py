@@ -10,7 +10,10 @@ status (`firmware.runtime.status.ModuleStatus`); this module only gives it IoT E
 Changes go to the desired state (persisted first) once the runtime admitted them
 (`firmware.runtime.admission`: a refusal is a 400 naming the createOptions field and, for
 elevation, the setting); the reconciler carries them out, so the answer does not wait for the
-engine.
+engine. `prepareupdate` (what edgeAgent sends before every create and update, for modules that do
+not exist yet too) admits the spec and pulls its image, changing nothing else. The agent updates
+itself with `PUT` (edgeAgent does, with `start=true`); it cannot be created, stopped or deleted
+here.
 """
 
 from __future__ import annotations
@@ -93,6 +96,13 @@ def routes(current: Callable[[], Reconciler]) -> RouteTable:
         await reconciler.put(spec)
         return ApiResponse(200, module_details(reconciler.accepted_status(spec)))
 
+    async def prepare_update(request: ApiRequest, name: str) -> ApiResponse:
+        spec = ModuleSpec.from_api(request.json_object())
+        if spec.name != name:
+            raise BadRequest(f"field 'name' is {spec.name!r} but the path names module {name!r}")
+        await current().prepare(spec)
+        return ApiResponse(204)
+
     async def delete_module(request: ApiRequest, name: str) -> ApiResponse:
         await current().delete(name)
         return ApiResponse(204)
@@ -115,6 +125,7 @@ def routes(current: Callable[[], Reconciler]) -> RouteTable:
         ("GET", "/modules/{name}", get_module),
         ("PUT", "/modules/{name}", update_module),
         ("DELETE", "/modules/{name}", delete_module),
+        ("POST", "/modules/{name}/prepareupdate", prepare_update),
         ("POST", "/modules/{name}/start", start_module),
         ("POST", "/modules/{name}/stop", stop_module),
         ("POST", "/modules/{name}/restart", restart_module),

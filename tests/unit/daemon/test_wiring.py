@@ -54,6 +54,7 @@ ROUTES = {
     ("POST", "/modules/{name}/start", MGMT),
     ("POST", "/modules/{name}/stop", MGMT),
     ("POST", "/modules/{name}/restart", MGMT),
+    ("POST", "/modules/{name}/prepareupdate", MGMT),
     ("GET", "/modules/{name}/logs", MGMT),
     ("GET", "/systeminfo", MGMT),
     ("GET", "/systeminfo/resources", MGMT),

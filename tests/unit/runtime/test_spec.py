@@ -1,5 +1,7 @@
 """ModuleSpec parsing from both input shapes, hashing, and field-naming errors."""
 
+from dataclasses import replace
+
 import pytest
 
 from firmware.errors import BadRequest
@@ -77,3 +79,60 @@ def test_create_options_as_a_deeply_nested_string_are_a_bad_request() -> None:
     deep = "[" * 100_000 + "]" * 100_000
     with pytest.raises(BadRequest, match=r"settings\.createOptions' is nested more than 64"):
         ModuleSpec.from_manifest("m", {"settings": {"image": "i", "createOptions": deep}})
+
+
+def edge_agent_spec(**settings: object) -> dict[str, object]:
+    """A module spec as edgeAgent's generated client serialises it (version_2022_08_03
+    EdgeletHttpClient.cs ModuleSpec; settings are its CombinedDockerConfig)."""
+    return {
+        "name": "tempSensor",
+        "type": "docker",
+        "imagePullPolicy": "On-Create",
+        "config": {
+            "settings": {"image": "example/sensor:1", "createOptions": {}, **settings},
+            "env": [{"key": "MessageCount", "value": "5"}],
+        },
+    }
+
+
+@pytest.mark.parametrize(("sent", "policy"), [("On-Create", "on-create"), ("Never", "never")])
+def test_pull_policy_in_edge_agents_spelling(sent: str, policy: str) -> None:
+    doc = {**edge_agent_spec(), "imagePullPolicy": sent}
+    assert ModuleSpec.from_api(doc).pull_policy.value == policy
+
+
+def test_registry_credentials_are_kept_for_the_store_and_never_answered() -> None:
+    auth = {"username": "u", "password": "s3cret", "serveraddress": "registry.example"}
+    spec = ModuleSpec.from_api(edge_agent_spec(auth=auth))
+    assert spec.registry_auth == auth
+    assert "auth" not in spec.to_api()["config"]["settings"]
+    assert "s3cret" not in repr(spec)
+    stored = spec.to_api(credentials=True)
+    assert ModuleSpec.from_api(stored) == spec
+    assert spec.spec_hash() == replace(spec, registry_auth=None).spec_hash()
+
+
+@pytest.mark.parametrize(
+    "auth", [["u"], {"username": 1}, {"user": "u"}, {"password": "x" * 10_000}]
+)
+def test_bad_registry_credentials_name_the_field_not_the_value(auth: object) -> None:
+    with pytest.raises(BadRequest) as raised:
+        ModuleSpec.from_api(edge_agent_spec(auth=auth))
+    assert "config.settings.auth" in raised.value.render()
+    assert "x" * 100 not in raised.value.render()
+
+
+def test_edge_agents_socket_binds_give_way_to_the_runtimes_mount() -> None:
+    # CombinedEdgeletConfigProvider.MountSockets binds the workload socket into every module and
+    # the management socket into the agent; the runtime mounts the module's own directory there
+    options = {
+        "HostConfig": {
+            "Binds": [
+                "/var/lib/aziot/edged/mnt/tempSensor.sock:/var/run/iotedge/workload.sock",
+                "/var/run/iotedge/mgmt.sock:/var/run/iotedge/mgmt.sock",
+                "/data:/data:ro",
+            ]
+        }
+    }
+    spec = ModuleSpec.from_api(edge_agent_spec(createOptions=options))
+    assert spec.create_options == {"HostConfig": {"Binds": ["/data:/data:ro"]}}
