@@ -45,6 +45,7 @@ from firmware.daemon.service import DaemonContext, Service
 from firmware.daemon.status import DaemonStatus
 from firmware.identity.daemon import IdentityService
 from firmware.identity.device import DeviceIdentity
+from firmware.identity.model import module_of_identity
 from firmware.identity.modules import ModuleIdentities
 from firmware.keys.daemon import KeysService
 from firmware.keys.service import KeyService
@@ -300,6 +301,10 @@ class Wiring:
         reconciler = self._reconciler_if_any()
         return reconciler is not None and reconciler.is_agent(name)
 
-    async def _container_of(self, module: str) -> RunningContainer | None:
+    async def _container_of(self, module_id: str) -> RunningContainer | None:
+        """The running container of the module acting as identity `module_id`, if any."""
         reconciler = self._reconciler_if_any()
-        return None if reconciler is None else await reconciler.running_container(module)
+        if reconciler is None:
+            return None
+        module = module_of_identity(module_id, reconciler.agent_name)
+        return None if module is None else await reconciler.running_container(module)

@@ -7,6 +7,8 @@ by the device's CA with CN = device id); and `GET /twins/{d}/modules/{m}`, autho
 module's SAS token (`sr={hub}/devices/{d}/modules/{m}`, primary or secondary key), so a test sees
 that a module's key works. Errors carry IoT Hub's body `{"Message": "ErrorCode:<code>;...",
 "ExceptionMessage"}` and its `iothub-errorcode` header. The hub's name is `127.0.0.1:PORT`.
+An IoT Edge device comes with the system modules `$edgeAgent` and `$edgeHub`, made by the hub with
+keys of its own (a device may set their keys, never create or delete them), as on IoT Hub.
 With a `state_file` the registry survives a restart (the sim board).
 """
 
@@ -38,6 +40,7 @@ from tests.peers.sas_token import parse_sas, sas_valid
 API_VERSIONS = frozenset({"2017-11-08-preview", "2020-05-31-preview", "2021-04-12"})
 KEY_BYTES = range(16, 65)
 NEVER = "0001-01-01T00:00:00Z"
+SYSTEM_MODULES = ("$edgeAgent", "$edgeHub")
 ERROR_CODES = {
     400: "ArgumentInvalid",
     401: "IotHubUnauthorizedAccess",
@@ -76,6 +79,19 @@ class HubModule:
     secondary_key: str | None
     managed_by: str | None
     auth_type: str = "sas"
+
+
+def _system_module(device_id: str, module_id: str) -> HubModule:
+    """A system module as the hub makes it with an IoT Edge device: its own keys, no manager."""
+    return HubModule(
+        device_id=device_id,
+        module_id=module_id,
+        generation_id=str(secrets.randbelow(10**18)).zfill(18),
+        etag=_new_etag(),
+        primary_key=base64.b64encode(secrets.token_bytes(32)).decode(),
+        secondary_key=base64.b64encode(secrets.token_bytes(32)).decode(),
+        managed_by=None,
+    )
 
 
 class HubError(Exception):
@@ -143,7 +159,9 @@ class HubPeer(HttpsPeer):
             previous = self._devices.get(device_id)
             enabled = previous.enabled if previous else True
             self._devices[device_id] = HubDevice(device_id, credential, enabled)
-            self._modules.setdefault(device_id, {})
+            modules = self._modules.setdefault(device_id, {})
+            for module_id in SYSTEM_MODULES:
+                modules.setdefault(module_id, _system_module(device_id, module_id))
             self._save()
 
     def disable_device(self, device_id: str) -> None:
@@ -310,6 +328,8 @@ class HubPeer(HttpsPeer):
         if_match = call.headers.get("if-match")
         if if_match is None:
             raise HubError(400, "deleting a module needs an If-Match header")
+        if module_id in SYSTEM_MODULES:
+            raise HubError(400, f"system module {module_id} cannot be deleted")
         with self._lock:
             self._matching(self._modules[device_id].get(module_id), if_match, device_id, module_id)
             del self._modules[device_id][module_id]

@@ -77,7 +77,7 @@ def test_reopened_sockets_never_expose_a_name_a_module_could_swap(
     run_dir = Path(tempfile.mkdtemp(prefix="eksd", dir="/tmp"))
     module = f"racer{uuid.uuid4().hex[:6]}"
     sockets = ModuleSockets(run_dir, Router())
-    module_dir = asyncio.run(sockets.open(module, management=True))
+    module_dir = asyncio.run(sockets.open(module, module, management=True))
     asyncio.run(sockets.close_all())
     before = fingerprint(victim)
     container = sim_dockerd.docker(
@@ -103,7 +103,7 @@ def test_reopened_sockets_never_expose_a_name_a_module_could_swap(
 
         async def reopen() -> None:
             for _ in range(REOPENINGS):
-                await sockets.open(module, management=True)
+                await sockets.open(module, module, management=True)
                 for name in FINAL_NAMES:
                     info = (module_dir / name).lstat()
                     assert stat.S_ISSOCK(info.st_mode) and stat.S_IMODE(info.st_mode) == 0o666

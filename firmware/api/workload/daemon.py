@@ -24,6 +24,7 @@ from firmware.config.schema import Config
 from firmware.errors import EdgekeeperError, Unavailable
 from firmware.executor import BoundedExecutor
 from firmware.identity.device import DeviceIdentity
+from firmware.identity.model import identity_of_module
 from firmware.identity.modules import ModuleIdentities
 from firmware.logs import get_logger
 from firmware.runtime.reconciler import Reconciler
@@ -143,19 +144,22 @@ class WorkloadService:
             return
         await reconciler.loaded()
         for name in reconciler.modules():
+            agent = reconciler.is_agent(name)
+            module_id = identity_of_module(name, agent=agent)
             try:
-                await identities.ensure(name)
-                await sockets.open(name, management=reconciler.is_agent(name))
+                await identities.ensure(module_id)
+                await sockets.open(name, module_id, management=agent)
             except EdgekeeperError as error:
                 log.warning("workload socket of module %s: %s", name, error.render())
 
 
 def device_facts(config: Config, device: DeviceIdentity) -> DeviceFacts:
     """The device facts every module's environment carries: the provisioned hub and device id
-    (the host name and no hub for a device without a cloud identity), and the gateway host name
-    (`hostname`, as IoT Edge sets IOTEDGE_GATEWAYHOSTNAME)."""
+    (the host name and no hub for a device without a cloud identity), the gateway host name
+    (`hostname`) and the parent's (`parent_hostname`)."""
     return DeviceFacts(
         device_id=device.device_id,
         iothub_hostname=device.hub,
         gateway_hostname=config.hostname,
+        parent_hostname=config.parent_hostname,
     )

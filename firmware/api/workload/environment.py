@@ -15,11 +15,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from firmware.api import versions
-
-# Where IoT Edge modules find their sockets inside the container.
-SOCKET_DIR_IN_CONTAINER = "/var/run/iotedge"
-WORKLOAD_SOCKET_IN_CONTAINER = f"{SOCKET_DIR_IN_CONTAINER}/workload.sock"
-MANAGEMENT_SOCKET_IN_CONTAINER = f"{SOCKET_DIR_IN_CONTAINER}/mgmt.sock"
+from firmware.identity.model import is_system_identity
+from firmware.runtime.socket_mounts import (
+    MANAGEMENT_SOCKET_IN_CONTAINER,
+    SOCKET_DIR_IN_CONTAINER,
+    WORKLOAD_SOCKET_IN_CONTAINER,
+    is_socket_bind,
+)
 
 
 @dataclass(frozen=True)
@@ -28,7 +30,8 @@ class DeviceFacts:
 
     device_id: str
     iothub_hostname: str
-    gateway_hostname: str
+    gateway_hostname: str  # the gateway's own host name (`hostname`)
+    parent_hostname: str | None = None  # the parent gateway in a nested setup
     api_version: str = versions.MODULE_DEFAULT
 
 
@@ -42,18 +45,33 @@ class ModuleMounts:
 def module_environment(
     module_id: str, generation_id: str, device: DeviceFacts, *, agent: bool
 ) -> dict[str, str]:
+    """The variables IoT Edge 1.5 gives a module acting as identity `module_id`.
+
+    edgeAgent and edgeHub (system identities) connect upstream themselves: they get the gateway's
+    host name as `EdgeDeviceHostName` and a gateway only when there is a parent. Other modules
+    connect through edgeHub, at the gateway's host name. The agent also gets the management
+    socket and IoT Edge's `Mode`.
+    """
     env = {
         "IOTEDGE_WORKLOADURI": f"unix://{WORKLOAD_SOCKET_IN_CONTAINER}",
         "IOTEDGE_MODULEID": module_id,
         "IOTEDGE_DEVICEID": device.device_id,
         "IOTEDGE_IOTHUBHOSTNAME": device.iothub_hostname,
-        "IOTEDGE_GATEWAYHOSTNAME": device.gateway_hostname,
         "IOTEDGE_APIVERSION": device.api_version,
         "IOTEDGE_AUTHSCHEME": "sasToken",
         "IOTEDGE_MODULEGENERATIONID": generation_id,
     }
+    if is_system_identity(module_id):
+        env["EdgeDeviceHostName"] = device.gateway_hostname
+        if device.parent_hostname:
+            env["IOTEDGE_GATEWAYHOSTNAME"] = device.parent_hostname
+    else:
+        env["IOTEDGE_GATEWAYHOSTNAME"] = device.gateway_hostname
+        if device.parent_hostname:
+            env["IOTEDGE_PARENTHOSTNAME"] = device.parent_hostname
     if agent:
         env["IOTEDGE_MANAGEMENTURI"] = f"unix://{MANAGEMENT_SOCKET_IN_CONTAINER}"
+        env["Mode"] = "iotedged"
     return env
 
 
@@ -63,16 +81,6 @@ def decorate(body: dict[str, Any], env: dict[str, str], mounts: ModuleMounts) ->
     kept = [entry for entry in body.get("Env") or [] if entry.partition("=")[0] not in env]
     body["Env"] = [*kept, *(f"{name}={value}" for name, value in sorted(env.items()))]
     host_config = body.setdefault("HostConfig", {})
-    binds = [bind for bind in host_config.get("Binds") or [] if not _ours(bind)]
+    binds = [bind for bind in host_config.get("Binds") or [] if not is_socket_bind(bind)]
     binds.append(f"{mounts.socket_dir}:{SOCKET_DIR_IN_CONTAINER}:ro")
     host_config["Binds"] = binds
-
-
-def _ours(bind: str) -> bool:
-    """True for a bind whose container path is where this module places sockets."""
-    parts = bind.split(":")
-    return len(parts) > 1 and parts[1] in (
-        SOCKET_DIR_IN_CONTAINER,
-        WORKLOAD_SOCKET_IN_CONTAINER,
-        MANAGEMENT_SOCKET_IN_CONTAINER,
-    )

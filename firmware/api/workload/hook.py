@@ -1,9 +1,11 @@
 """`WorkloadHook`: the runtime hook that gives each module its identity and its workload socket.
 
-Before a module's container is created it makes sure the module has an identity, opens the
-module's sockets (the workload socket; the management socket too for the agent) and edits the
-create body (the `IOTEDGE_*` variables, the bind mount of the module's socket directory). After a
-module is removed its sockets are closed and removed; its identity is deleted, on the hub too.
+Before a module's container is created it makes sure the module has an identity (`$edgeAgent`
+for the agent, `$edgeHub` for edgeHub: `firmware.identity.model`), opens the module's sockets (the
+workload socket; the management socket too for the agent) and edits the create body (the
+`IOTEDGE_*` variables, the bind mount of the module's socket directory). After a module is removed
+its sockets are closed and removed; its identity is deleted, on the hub too, unless it is a
+system identity.
 
 The hook is registered once and outlives restarts of the workload service: it asks for the
 current `WorkloadPlacement` (identities, sockets, device facts) on every call.
@@ -25,6 +27,7 @@ from firmware.api.workload.environment import (
 from firmware.api.workload.ratelimit import SocketRateLimits
 from firmware.api.workload.sockets import ModuleSockets, listener_for
 from firmware.identity.errors import IdentityNotFound
+from firmware.identity.model import identity_of_module, is_system_identity
 from firmware.identity.modules import ModuleIdentities
 from firmware.runtime.spec import ModuleSpec
 
@@ -54,15 +57,21 @@ class WorkloadHook:
 
     async def before_create(self, spec: ModuleSpec, body: dict[str, Any]) -> None:
         placement = await self._placement()
-        identity = await placement.identities.ensure(spec.name)
         agent = self._is_agent(spec.name)
-        directory = await placement.sockets.open(spec.name, management=agent)
-        env = module_environment(spec.name, identity.generation_id, placement.device(), agent=agent)
+        module_id = identity_of_module(spec.name, agent=agent)
+        identity = await placement.identities.ensure(module_id)
+        directory = await placement.sockets.open(spec.name, module_id, management=agent)
+        env = module_environment(module_id, identity.generation_id, placement.device(), agent=agent)
         decorate(body, env, ModuleMounts(socket_dir=str(directory)))
 
     async def after_remove(self, module_name: str) -> None:
+        """Close the module's sockets and delete its identity (on the hub too), unless it is a
+        system identity: `$edgeHub` stays with the device, as on IoT Edge."""
         placement = await self._placement()
+        module_id = identity_of_module(module_name, agent=self._is_agent(module_name))
         await placement.sockets.close(module_name)
-        placement.limits.forget(listener_for(module_name))
+        placement.limits.forget(listener_for(module_id))
+        if is_system_identity(module_id):
+            return
         with contextlib.suppress(IdentityNotFound):
-            await placement.identities.delete(module_name)
+            await placement.identities.delete(module_id)

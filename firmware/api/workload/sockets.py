@@ -1,9 +1,10 @@
 """`ModuleSockets`: one directory per module, `<run_dir>/mnt/<module>/`, holding its sockets.
 
-`workload.sock` is its own listener, "workload:<module>", so a request on it may act only as that
-module; the agent's directory also holds `mgmt.sock`, the management API. The directory is what
-is bind-mounted into the container (at /var/run/iotedge, read-only), so a socket a restarted daemon
-creates again is at once visible to the running container. The `mnt` directory is 0700 (only the
+`workload.sock` is its own listener, "workload:<identity>", so a request on it may act only as the
+module's identity (`$edgeHub` for the module edgeHub, `$edgeAgent` for the agent); the agent's
+directory also holds `mgmt.sock`, the management API. The directory is what is bind-mounted into
+the container (at /var/run/iotedge, read-only), so a socket a restarted daemon creates again is at
+once visible to the running container. The `mnt` directory is 0700 (only the
 daemon and the engine reach it on the host); a module's directory is 0755 and its sockets 0666
 because only that module's container has them.
 
@@ -35,8 +36,9 @@ SOCKET_MODE = 0o666
 LISTENER_KIND = "workload"
 
 
-def listener_for(module: str) -> str:
-    return f"{LISTENER_KIND}:{module}"
+def listener_for(module_id: str) -> str:
+    """The listener of the workload socket of the module acting as identity `module_id`."""
+    return f"{LISTENER_KIND}:{module_id}"
 
 
 @dataclass(frozen=True)
@@ -76,16 +78,17 @@ class ModuleSockets:
     def path(self, module: str) -> Path:
         return self.directory_of(module) / WORKLOAD_SOCKET
 
-    async def open(self, module: str, *, management: bool = False) -> Path:
-        """Serve `module`'s workload socket, and the management API beside it for the agent (a
-        no-op when served already); returns the module's socket directory."""
+    async def open(self, module: str, module_id: str, *, management: bool = False) -> Path:
+        """Serve `module`'s workload socket, for its identity `module_id`, and the management API
+        beside it for the agent (a no-op when served already); returns the module's socket
+        directory."""
         directory = self.directory_of(module)
         # The runtime hook and the service's start-up may open the same module at once.
         async with self._opening.setdefault(module, asyncio.Lock()):
             if module in self._servers:
                 return directory
             self._make_directory(directory)
-            sockets = [(f"unix://{directory / WORKLOAD_SOCKET}", listener_for(module))]
+            sockets = [(f"unix://{directory / WORKLOAD_SOCKET}", listener_for(module_id))]
             if management:
                 sockets.append((f"unix://{directory / MANAGEMENT_SOCKET}", "mgmt"))
             self._servers[module] = await start_servers(

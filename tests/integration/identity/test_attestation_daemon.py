@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 
+from firmware.identity.model import AGENT_IDENTITY
 from firmware.keys.backend import KeyKind
 from tests.integration.identity.test_provisioning_daemon import (
     REGISTRATION,
@@ -44,7 +45,7 @@ def test_tpm_attestation_brings_the_gateway_online(
     hub = cloud_peers.hubs[0]
     assert hub.devices[device].credential.symmetric_key == _b64(cloud_peers.dps.tpm_key(device))
     token = module_token(gw, gw.agent, hub.host, device)
-    assert hub.verify_module_token(device, gw.agent, token)
+    assert hub.verify_module_token(device, AGENT_IDENTITY, token)
     assert status(gw)["state"] == "provisioned"
 
 
@@ -99,7 +100,7 @@ def test_x509_attestation_signs_the_handshake_where_the_key_lives(
     device = online(gw, cloud_peers)
     hub = cloud_peers.hubs[0]
     token = module_token(gw, gw.agent, hub.host, device)
-    assert hub.verify_module_token(device, gw.agent, token)
+    assert hub.verify_module_token(device, AGENT_IDENTITY, token)
 
 
 def _factory_key(where: str, module: str, token, tcti: str, data_dir: Path) -> object:

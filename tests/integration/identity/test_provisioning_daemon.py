@@ -12,6 +12,7 @@ from urllib.parse import quote
 
 import pytest
 
+from firmware.identity.model import AGENT_IDENTITY
 from firmware.runtime.spec import MODULE_LABEL
 from tests.peers.cloud import CloudPeers
 from tests.peers.gateway import Gateway
@@ -64,16 +65,18 @@ def module_env(gw: Gateway, module: str) -> dict[str, str]:
 
 
 def module_token(gw: Gateway, module: str, hub: str, device: str) -> str:
-    """A SAS token for `module` made as a module SDK makes it: the workload API signs."""
+    """A SAS token for `module` made as a module SDK makes it: the workload API signs, as the
+    identity in IOTEDGE_MODULEID."""
     env = module_env(gw, module)
-    resource = quote(f"{hub}/devices/{device}/modules/{module}", safe="").lower()
+    module_id = env["IOTEDGE_MODULEID"]
+    resource = quote(f"{hub}/devices/{device}/modules/{module_id}", safe="").lower()
     expiry = int(time.time()) + 600
     data = base64.b64encode(f"{resource}\n{expiry}".encode()).decode()
     genid = env["IOTEDGE_MODULEGENERATIONID"]
     code, answer = gw.workload(
         module,
         "POST",
-        f"/modules/{module}/genid/{genid}/sign",
+        f"/modules/{quote(module_id, safe='')}/genid/{genid}/sign",
         {"keyId": "primary", "algo": "HMACSHA256", "data": data},
     )
     assert code == 200, answer
@@ -88,7 +91,7 @@ def online(gw: Gateway, cloud: CloudPeers, hub_index: int = 0) -> str:
 
     def keyed() -> bool:
         device = hub.devices.get(REGISTRATION)
-        module = hub.modules(REGISTRATION).get(gw.agent) if device else None
+        module = hub.modules(REGISTRATION).get(AGENT_IDENTITY) if device else None
         return module is not None and module.primary_key is not None
 
     wait_until(keyed, timeout_s=60, what=f"agent identity on hub {hub.host}")
@@ -107,10 +110,10 @@ def test_dps_symmetric_key_brings_the_gateway_online(gateway, cloud_peers: Cloud
     assert env["IOTEDGE_IOTHUBHOSTNAME"] == hub.host
     assert env["IOTEDGE_DEVICEID"] == device
     assert env["IOTEDGE_GATEWAYHOSTNAME"] == "gw.local"
-    assert env["IOTEDGE_MODULEGENERATIONID"] == hub.modules(device)[gw.agent].generation_id
+    assert env["IOTEDGE_MODULEGENERATIONID"] == hub.modules(device)[AGENT_IDENTITY].generation_id
     token = module_token(gw, gw.agent, hub.host, device)
-    assert hub.verify_module_token(device, gw.agent, token)
-    assert not hub.verify_module_token(device, gw.agent, token.replace("se=", "se=1"))
+    assert hub.verify_module_token(device, AGENT_IDENTITY, token)
+    assert not hub.verify_module_token(device, AGENT_IDENTITY, token.replace("se=", "se=1"))
     state = status(gw)
     assert (state["source"], state["state"], state["hub"]) == ("dps", "provisioned", hub.host)
     shown = gw.cli("system", "status").stdout
@@ -184,7 +187,7 @@ def test_a_refused_hub_call_reprovisions_once_onto_the_new_hub(
     )
     assert module_env(gw, gw.agent)["IOTEDGE_IOTHUBHOSTNAME"] == new.host
     token = module_token(gw, gw.agent, new.host, device)
-    assert new.verify_module_token(device, gw.agent, token)
+    assert new.verify_module_token(device, AGENT_IDENTITY, token)
 
 
 def test_a_failed_reprovision_keeps_the_identity_in_force(gateway, cloud_peers: CloudPeers) -> None:
@@ -209,7 +212,7 @@ def test_manual_connection_string(gateway, cloud_peers: CloudPeers) -> None:
     )
     device = online(gw, cloud_peers, hub_index=1)
     token = module_token(gw, gw.agent, hub.host, device)
-    assert hub.verify_module_token(device, gw.agent, token)
+    assert hub.verify_module_token(device, AGENT_IDENTITY, token)
     assert cloud_peers.dps.requests == []
 
 
@@ -260,7 +263,8 @@ def test_manual_sas_with_the_key_as_a_value_a_file_or_a_key_of_the_key_service(
         key_file.chmod(0o600)
     gw.start()
     device = online(gw, cloud_peers)
-    assert hub.verify_module_token(device, gw.agent, module_token(gw, gw.agent, hub.host, device))
+    token = module_token(gw, gw.agent, hub.host, device)
+    assert hub.verify_module_token(device, AGENT_IDENTITY, token)
 
 
 def test_a_group_enrollment_with_the_derived_device_key_and_a_payload(

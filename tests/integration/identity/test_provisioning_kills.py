@@ -30,6 +30,7 @@ from pathlib import Path
 import pytest
 
 from firmware.errors import EdgekeeperError
+from firmware.identity.model import AGENT_IDENTITY, HUB_IDENTITY
 from firmware.keys.tpm import TpmBackend
 from firmware.tpm.endorsement import EK_HANDLE, SRK_HANDLE
 from firmware.tpm.srk import STORAGE_HANDLE
@@ -162,7 +163,7 @@ def device_online(gw: Gateway, cloud: CloudPeers, device: str) -> None:
     hub = cloud.hubs[0]
 
     def keyed() -> bool:
-        module = hub.modules(device).get(gw.agent) if device in hub.devices else None
+        module = hub.modules(device).get(AGENT_IDENTITY) if device in hub.devices else None
         return module is not None and module.primary_key is not None
 
     wait_until(keyed, timeout_s=60, what=f"agent identity of {device} on the hub")
@@ -173,7 +174,7 @@ def tpm_signs_with_the_hub_key(gw: Gateway, cloud: CloudPeers, tcti: str, device
     """Stop the gateway, then check the TPM against the hub; the hub's device key."""
     hub = cloud.hubs[0]
     token = module_token(gw, gw.agent, hub.host, device)
-    assert hub.verify_module_token(device, gw.agent, token), "the agent's token is refused"
+    assert hub.verify_module_token(device, AGENT_IDENTITY, token), "the agent's token is refused"
     gw.stop()
     backend = TpmBackend(tcti, gw.data_dir / "tpm-keys")
     try:
@@ -271,7 +272,7 @@ def hub_matches_daemon(gw: Gateway, cloud: CloudPeers, device: str, wanted: set[
     seen: list[object] = []
 
     def settled() -> bool:
-        on_hub = hub.modules(device)
+        on_hub = {m: module for m, module in hub.modules(device).items() if m != HUB_IDENTITY}
         unkeyed = sorted(m for m, module in on_hub.items() if not module.primary_key)
         seen[:] = [sorted(on_hub), sorted(module_ids(gw)), unkeyed]
         return seen == expected
@@ -309,7 +310,7 @@ def test_module_identity_changes_killed_anywhere_leave_no_orphan(
             for name in names:
                 gw.container_of(name)
 
-            hub_matches_daemon(gw, cloud_peers, device, {gw.agent, *names})
+            hub_matches_daemon(gw, cloud_peers, device, {AGENT_IDENTITY, *names})
             for name in names:
                 token = module_token(gw, name, hub.host, device)
                 assert hub.verify_module_token(device, name, token), f"{name}'s token is refused"

@@ -166,9 +166,10 @@ def test_daemon_gives_modules_identities_and_sockets(sim_dockerd, daemon: Daemon
     module = f"ekmod{uuid.uuid4().hex[:6]}"
     container = running_container(sim_dockerd, agent)
     env = sim_dockerd.docker("exec", container, "env").stdout.splitlines()
-    assert f"IOTEDGE_MODULEID={agent}" in env
+    assert "IOTEDGE_MODULEID=$edgeAgent" in env  # the agent's identity, as on IoT Edge
     assert f"IOTEDGE_MANAGEMENTURI=unix://{MGMT}" in env
-    assert "IOTEDGE_GATEWAYHOSTNAME=gw.local" in env
+    assert "EdgeDeviceHostName=gw.local" in env
+    assert not any(line.startswith("IOTEDGE_GATEWAYHOSTNAME=") for line in env)
     genid = next(line for line in env if line.startswith("IOTEDGE_MODULEGENERATIONID="))
     genid = genid.partition("=")[2]
 
@@ -176,7 +177,7 @@ def test_daemon_gives_modules_identities_and_sockets(sim_dockerd, daemon: Daemon
     status, listed = call(sim_dockerd, agent, MGMT, "GET", "/identities")
     assert status == 200, listed
     assert {
-        "moduleId": agent,
+        "moduleId": "$edgeAgent",
         "managedBy": "iotedge",
         "generationId": genid,
         "authType": "sas",
@@ -223,7 +224,7 @@ def test_daemon_gives_modules_identities_and_sockets(sim_dockerd, daemon: Daemon
         module,
         WORKLOAD,
         "POST",
-        f"/modules/{agent}/genid/{genid}/sign",
+        f"/modules/$edgeAgent/genid/{genid}/sign",
         sign_body(data),
     )
     assert status == 403, refused
@@ -238,7 +239,7 @@ def test_daemon_gives_modules_identities_and_sockets(sim_dockerd, daemon: Daemon
     listing = cli(daemon, "identity", "list")
     assert listing.returncode == 0, listing.stderr
     assert any(line.split()[:2] == [module, module_genid] for line in listing.stdout.splitlines())
-    shown = cli(daemon, "identity", "show", agent)
+    shown = cli(daemon, "identity", "show", "$edgeAgent")
     assert f"generation: {genid}" in shown.stdout
     missing = cli(daemon, "identity", "show", "ghost")
     assert missing.returncode == 1 and "no module identity 'ghost'" in missing.stderr

@@ -29,6 +29,7 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
+from firmware.api import versions
 from firmware.api.client import ApiClient
 from firmware.api.server import ApiSocketServer
 from firmware.api.workload.environment import DeviceFacts
@@ -193,7 +194,7 @@ def test_modules_use_their_own_workload_socket(
             "IOTEDGE_IOTHUBHOSTNAME=hub.example.net",
             "IOTEDGE_GATEWAYHOSTNAME=gw.local",
             "IOTEDGE_AUTHSCHEME=sasToken",
-            f"IOTEDGE_APIVERSION={API_VERSION}",
+            f"IOTEDGE_APIVERSION={versions.MODULE_DEFAULT}",
         ):
             assert line in env.splitlines(), env
         assert "IOTEDGE_MANAGEMENTURI" not in env

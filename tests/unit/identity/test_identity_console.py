@@ -43,19 +43,19 @@ def test_socket_status_lists_open_module_sockets(tmp_path: Path) -> None:
         async with workload_rig(tmp_path) as rig:
             sockets = ModuleSockets(run_dir, rig.router)
             try:
-                directory = await sockets.open("m1")
+                directory = await sockets.open("m1", "m1")
                 path = directory / "workload.sock"
                 assert path.is_socket() and oct(path.stat().st_mode & 0o777) == "0o666"
                 assert oct(directory.stat().st_mode & 0o777) == "0o755"
                 assert oct(directory.parent.stat().st_mode & 0o777) == "0o700"
                 assert not (directory / "mgmt.sock").exists()
-                again = await asyncio.gather(*(sockets.open("m3") for _ in range(3)))
+                again = await asyncio.gather(*(sockets.open("m3", "m3") for _ in range(3)))
                 assert again == [run_dir / "mnt" / "m3"] * 3
                 await sockets.close("m3")
-                agent = await sockets.open("agent", management=True)
+                agent = await sockets.open("agent", "$edgeAgent", management=True)
                 assert (agent / "mgmt.sock").is_socket()
                 await sockets.close("agent")
-                await sockets.open("m2")
+                await sockets.open("m2", "m2")
                 await sockets.close("m2")
                 assert not (run_dir / "mnt" / "m2").exists()
                 return [entry.document() for entry in sockets.status()]

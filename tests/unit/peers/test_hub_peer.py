@@ -15,7 +15,7 @@ import pytest
 
 from tests.peers.cloud import CloudPeers
 from tests.peers.cloud_ca import CertificateAuthority, self_signed, thumbprint_sha1
-from tests.peers.hub_peer import DeviceCredential, HubPeer
+from tests.peers.hub_peer import SYSTEM_MODULES, DeviceCredential, HubPeer
 from tests.peers.program import REPO, program_env
 from tests.peers.waiting import wait_until
 from tests.unit.peers.cloud_requests import Reply, sas_token, send
@@ -108,13 +108,31 @@ def test_a_module_is_created_then_given_keys_then_deleted(
     assert [
         m["moduleId"]
         for m in call(cloud_peers, "GET", "/devices/dev-1/modules", token=token).json()
-    ] == ["edgeAgent"]  # type: ignore[attr-defined, index]
+    ] == ["$edgeAgent", "$edgeHub", "edgeAgent"]  # type: ignore[attr-defined, index]
     assert call(cloud_peers, "GET", path, token=token).json() == keyed.json()
 
     assert call(cloud_peers, "DELETE", path, token=token, if_match="*").status == 204
     gone = call(cloud_peers, "GET", path, token=token)
     assert (gone.status, gone.headers["iothub-errorcode"]) == (404, "ModuleNotFound")
-    assert hub.modules("dev-1") == {}
+    assert set(hub.modules("dev-1")) == set(SYSTEM_MODULES)
+
+
+def test_an_edge_device_comes_with_system_modules_it_may_key_but_not_make_or_delete(
+    cloud_peers: CloudPeers, hub: HubPeer
+) -> None:
+    token = device_token(hub, "dev-1")
+    path = "/devices/dev-1/modules/$edgeAgent"
+    made = hub.modules("dev-1")["$edgeAgent"]
+    assert made.primary_key and made.secondary_key
+    body = identity("$edgeAgent", MODULE_KEY, SECOND_KEY)
+    created = call(cloud_peers, "PUT", path, body=body, token=token)
+    assert created.status == 409
+    keyed = call(cloud_peers, "PUT", path, body=body, token=token, if_match="*")
+    assert keyed.status == 200
+    assert keyed.json()["generationId"] == made.generation_id  # type: ignore[index]
+    refused = call(cloud_peers, "DELETE", path, token=token, if_match="*")
+    assert refused.status == 400
+    assert "$edgeAgent" in hub.modules("dev-1")
 
 
 def test_a_module_token_is_checked_against_either_key(
@@ -280,7 +298,7 @@ def test_injected_faults_and_the_request_log(cloud_peers: CloudPeers, hub: HubPe
     assert broken.status == 200
     with pytest.raises(ValueError):
         broken.json()
-    assert fine.json() == []
+        assert [m["moduleId"] for m in fine.json()] == list(SYSTEM_MODULES)  # type: ignore[attr-defined, index]
     assert [status for _, _, status in hub.requests] == [429, 200, 200]
     assert cloud_peers.hubs[1].requests == []
     assert cloud_peers.dps.requests == []

@@ -48,12 +48,36 @@ def test_module_environment_is_iot_edges() -> None:
         "IOTEDGE_DEVICEID": "dev1",
         "IOTEDGE_IOTHUBHOSTNAME": "hub.example.net",
         "IOTEDGE_GATEWAYHOSTNAME": "gw.local",
-        "IOTEDGE_APIVERSION": "2020-10-10",
+        "IOTEDGE_APIVERSION": "2022-08-03",
         "IOTEDGE_AUTHSCHEME": "sasToken",
         "IOTEDGE_MODULEGENERATIONID": "123",
     }
-    agent = module_environment("edgeAgent", "1", DEVICE, agent=True)
+
+
+def test_the_agent_gets_what_aziot_edged_gives_it() -> None:
+    # aziot-edged's agent_env (edgelet/aziot-edged/src/watchdog.rs): no gateway of its own, the
+    # device host name, the management socket, Mode
+    agent = module_environment("$edgeAgent", "1", DEVICE, agent=True)
+    assert agent["IOTEDGE_MODULEID"] == "$edgeAgent"
     assert agent["IOTEDGE_MANAGEMENTURI"] == "unix:///var/run/iotedge/mgmt.sock"
+    assert agent["EdgeDeviceHostName"] == "gw.local"
+    assert agent["Mode"] == "iotedged"
+    assert agent["IOTEDGE_APIVERSION"] == "2022-08-03"
+    assert "IOTEDGE_GATEWAYHOSTNAME" not in agent
+
+
+def test_edge_hub_connects_upstream_and_others_through_it() -> None:
+    # edgeAgent's CreateOrUpdateCommand.GetEnvVars: $edgeHub gets EdgeDeviceHostName (and the
+    # parent as its gateway), the other modules the gateway and IOTEDGE_PARENTHOSTNAME
+    nested = DeviceFacts("dev1", "hub.example.net", "gw.local", parent_hostname="parent.local")
+    hub = module_environment("$edgeHub", "2", nested, agent=False)
+    assert hub["EdgeDeviceHostName"] == "gw.local"
+    assert hub["IOTEDGE_GATEWAYHOSTNAME"] == "parent.local"
+    assert "IOTEDGE_MANAGEMENTURI" not in hub and "Mode" not in hub
+    other = module_environment("filter", "3", nested, agent=False)
+    assert other["IOTEDGE_GATEWAYHOSTNAME"] == "gw.local"
+    assert other["IOTEDGE_PARENTHOSTNAME"] == "parent.local"
+    assert "EdgeDeviceHostName" not in other
 
 
 def test_decorate_adds_env_and_binds_and_replaces_stale_ones() -> None:
