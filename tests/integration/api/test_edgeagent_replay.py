@@ -225,14 +225,16 @@ def test_edgeagent_updates_itself_with_start_true(gateway, client_image) -> None
     assert module_status(wait_status(agent, gw.agent, "running")) == "running"
 
 
-def test_prepare_update_of_an_unknown_image_fails_before_create(gateway) -> None:
-    """ExecutionPrerequisiteCommand: a failing prepareupdate stops the group; edgeAgent needs an
-    ErrorResponse (`{"message"}`) with a 4xx/5xx for it, and no module appears."""
+def test_prepare_update_of_an_unpullable_image_fails_before_create(gateway) -> None:
+    """ExecutionPrerequisiteCommand: a failing prepareupdate stops the group. With "On-Create"
+    edgelet pulls in prepareupdate (edgelet-http-mgmt/src/module/mod.rs pull_image) and a failed
+    pull is an error; edgeAgent needs a 4xx/5xx with an ErrorResponse (`{"message"}`, GEN), and
+    no module may appear."""
     gw = gateway()
     agent = EdgeAgent(gw.management_socket, NEWEST)
     name = unique("eaMissing")
     spec = module_spec(
-        name, "registry.invalid/none/such:1", ticker_options(), NEWEST, pull_policy="Never"
+        name, "registry.invalid/none/such:1", ticker_options(), NEWEST, pull_policy="On-Create"
     )
     answer = agent.send("prepare_update", name, {**spec, "config": {**spec["config"], "env": []}})
     assert answer.status >= 400, (answer.status, answer.text())
@@ -300,6 +302,9 @@ def test_module_list_fields_in_every_state(gateway, client_image) -> None:
 # identities (need the hub: a provisioned gateway)
 
 
+AGENT_IDENTITY = "$edgeAgent"  # edge-agent Core Constants.EdgeAgentModuleIdentityName
+
+
 def dps_toml(cloud: CloudPeers, registration: str) -> str:
     key = base64.b64encode(secrets.token_bytes(32)).decode()
     cloud.dps.enroll_symmetric(registration, key)
@@ -320,7 +325,8 @@ def online_gateway(gateway, cloud: CloudPeers) -> Gateway:
     hub = cloud.hubs[0]
 
     def agent_on_hub() -> bool:
-        module = hub.modules(registration).get(gw.agent) if registration in hub.devices else None
+        modules = hub.modules(registration) if registration in hub.devices else {}
+        module = modules.get(AGENT_IDENTITY) or modules.get(gw.agent)
         return module is not None and module.primary_key is not None
 
     wait_until(agent_on_hub, timeout_s=60, what="the agent's identity on the hub")
@@ -333,13 +339,14 @@ def test_identity_sequence_as_edgeagent_runs_it(gateway, cloud_peers, version) -
     gw = online_gateway(gateway, cloud_peers)
     agent = EdgeAgent(gw.management_socket, version)
     listed = {i["moduleId"]: i for i in agent.identities()}
-    assert gw.agent in listed, listed
+    # ModuleIdentityLifecycleManager: the agent's own identity is "$edgeAgent" (never updated)
+    assert AGENT_IDENTITY in listed, listed
 
     name = unique("eaIdentity")
     created = agent.create_identity(name)
     assert created["moduleId"] == name
     assert created["managedBy"] == "IotEdge", created
-    assert {i["moduleId"] for i in agent.identities()} >= {gw.agent, name}
+    assert {i["moduleId"] for i in agent.identities()} >= {AGENT_IDENTITY, name}
 
     updated = agent.update_identity(name, created["generationId"], created["managedBy"])
     assert updated["moduleId"] == name
