@@ -156,10 +156,11 @@ class WorkloadService:
 def device_facts(config: Config, device: DeviceIdentity) -> DeviceFacts:
     """The device facts every module's environment carries: the provisioned hub and device id
     (the host name and no hub for a device without a cloud identity), the gateway host name
-    (`hostname`) and the parent's (`parent_hostname`)."""
+    (`hostname`), the parent's (`parent_hostname`) and the engine network (`[runtime] network`)."""
     return DeviceFacts(
         device_id=device.device_id,
         iothub_hostname=device.hub,
         gateway_hostname=config.hostname,
         parent_hostname=config.parent_hostname,
+        network=config.runtime.network,
     )

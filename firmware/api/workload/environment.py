@@ -32,6 +32,7 @@ class DeviceFacts:
     iothub_hostname: str
     gateway_hostname: str  # the gateway's own host name (`hostname`)
     parent_hostname: str | None = None  # the parent gateway in a nested setup
+    network: str = "azure-iot-edge"  # the engine network modules join ([runtime] network)
     api_version: str = versions.MODULE_DEFAULT
 
 
@@ -43,14 +44,16 @@ class ModuleMounts:
 
 
 def module_environment(
-    module_id: str, generation_id: str, device: DeviceFacts, *, agent: bool
+    module_id: str, generation_id: str, device: DeviceFacts, *, agent: bool, sockets_dir: str = ""
 ) -> dict[str, str]:
     """The variables IoT Edge 1.5 gives a module acting as identity `module_id`.
 
     edgeAgent and edgeHub (system identities) connect upstream themselves: they get the gateway's
     host name as `EdgeDeviceHostName` and a gateway only when there is a parent. Other modules
     connect through edgeHub, at the gateway's host name. The agent also gets the management
-    socket and IoT Edge's `Mode`.
+    socket, IoT Edge's `Mode`, the network its modules join (`NetworkId`) and the host directory
+    of the module sockets (`sockets_dir`, which edgeAgent names in the binds it adds and the
+    runtime replaces).
     """
     env = {
         "IOTEDGE_WORKLOADURI": f"unix://{WORKLOAD_SOCKET_IN_CONTAINER}",
@@ -71,6 +74,8 @@ def module_environment(
             env["IOTEDGE_PARENTHOSTNAME"] = device.parent_hostname
     if agent:
         env["IOTEDGE_MANAGEMENTURI"] = f"unix://{MANAGEMENT_SOCKET_IN_CONTAINER}"
+        env["IOTEDGE_WORKLOADLISTEN_MNTURI"] = f"unix://{sockets_dir}"
+        env["NetworkId"] = device.network
         env["Mode"] = "iotedged"
     return env
 

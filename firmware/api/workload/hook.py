@@ -61,7 +61,13 @@ class WorkloadHook:
         module_id = identity_of_module(spec.name, agent=agent)
         identity = await placement.identities.ensure(module_id)
         directory = await placement.sockets.open(spec.name, module_id, management=agent)
-        env = module_environment(module_id, identity.generation_id, placement.device(), agent=agent)
+        env = module_environment(
+            module_id,
+            identity.generation_id,
+            placement.device(),
+            agent=agent,
+            sockets_dir=str(placement.sockets.directory),
+        )
         decorate(body, env, ModuleMounts(socket_dir=str(directory)))
 
     async def after_remove(self, module_name: str) -> None:

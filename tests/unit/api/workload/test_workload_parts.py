@@ -57,11 +57,13 @@ def test_module_environment_is_iot_edges() -> None:
 def test_the_agent_gets_what_aziot_edged_gives_it() -> None:
     # aziot-edged's agent_env (edgelet/aziot-edged/src/watchdog.rs): no gateway of its own, the
     # device host name, the management socket, Mode
-    agent = module_environment("$edgeAgent", "1", DEVICE, agent=True)
+    agent = module_environment("$edgeAgent", "1", DEVICE, agent=True, sockets_dir="/run/ek/mnt")
     assert agent["IOTEDGE_MODULEID"] == "$edgeAgent"
     assert agent["IOTEDGE_MANAGEMENTURI"] == "unix:///var/run/iotedge/mgmt.sock"
     assert agent["EdgeDeviceHostName"] == "gw.local"
     assert agent["Mode"] == "iotedged"
+    assert agent["NetworkId"] == "azure-iot-edge"
+    assert agent["IOTEDGE_WORKLOADLISTEN_MNTURI"] == "unix:///run/ek/mnt"
     assert agent["IOTEDGE_APIVERSION"] == "2022-08-03"
     assert "IOTEDGE_GATEWAYHOSTNAME" not in agent
 
