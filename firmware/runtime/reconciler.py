@@ -282,25 +282,28 @@ class Reconciler:
         await self._edit(lambda specs: specs.__setitem__(spec.name, spec), spec.name)
 
     async def prepare(self, spec: ModuleSpec) -> None:
-        """IoT Edge's prepare-update: admit `spec` and have its image here (pulled now unless its
-        pull policy is never), so the create or update that follows does not wait for a
-        download. The module itself, if there is one, does not change."""
+        """IoT Edge's prepare-update: admit `spec` and, unless its pull policy is never, pull its
+        image now (a newer image under the same tag included), so the create or update that
+        follows does not wait for a download. A failed pull of an image the gateway has is only
+        logged: an offline gateway can still be updated. The module itself does not change."""
         await self._admit(spec)
         if spec.pull_policy is PullPolicy.NEVER:
             return
         try:
             await self.engine.inspect_image(spec.image)
-            return
+            present = True
         except NotFound:
-            pass
+            present = False
         failed = self._pull_failures.get(spec.image)
         if failed is not None and self._clock() < failed.retry_at:
+            if present:
+                return
             raise EngineError(failed.message, hint="the pull is tried again later")
         if spec.image not in self._pulls:
             self._pulls[spec.image] = asyncio.ensure_future(self._pull(spec))
         await asyncio.shield(self._pulls[spec.image])
         failed = self._pull_failures.get(spec.image)
-        if failed is not None:
+        if failed is not None and not present:
             raise EngineError(failed.message, hint="check the image name and registry credentials")
 
     async def _put_agent(self, spec: ModuleSpec) -> None:
