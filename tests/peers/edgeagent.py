@@ -225,6 +225,19 @@ OPERATIONS: dict[str, Operation] = {
         first="2019-11-05",
         source="GEN GetSystemResourcesAsync",
     ),
+    # GEN GetSupportBundleAsync ("manually modified"): the status is never looked at, the body is
+    # uploaded as the bundle (edge-agent Core requests/SupportBundleRequestHandler.cs); no
+    # request before 2020-07-07 (MM returns Stream.Null).
+    "support_bundle": Operation(
+        "GET",
+        "/systeminfo/supportbundle",
+        "application/zip",
+        "none",
+        lambda version: frozenset(range(100, 600)),
+        None,
+        first="2020-07-07",
+        source="GEN GetSupportBundleAsync",
+    ),
     # MM(<2019-10-22).ReprovisionDeviceAsync is a no-op.
     "reprovision": Operation(
         "POST",
@@ -1129,6 +1142,30 @@ class EdgeAgent:
     def system_resources(self) -> dict[str, Any]:
         resources: dict[str, Any] = self.call("system_resources")
         return resources
+
+    def support_bundle(
+        self,
+        *,
+        since: str | None = None,
+        until: str | None = None,
+        iothub_hostname: str | None = None,
+        edge_runtime_only: bool | None = None,
+    ) -> Answer:
+        """GEN GetSupportBundleAsync's query: since, until (GEN writes the value of `since` there),
+        host (always null, so absent), iothub_hostname, edge_runtime_only; the raw answer, which
+        edgeAgent uploads as the bundle whatever its status."""
+        query = ""
+        if since is not None:
+            query += f"&since={quote_plus(since)}"
+        if until is not None:
+            query += f"&until={quote_plus(since or '')}"
+        if iothub_hostname is not None:
+            query += f"&iothub_hostname={quote_plus(iothub_hostname)}"
+        if edge_runtime_only is not None:
+            query += f"&edge_runtime_only={str(edge_runtime_only).lower()}"
+        if not at_least(self.version, OPERATIONS["support_bundle"].first):
+            raise AssertionError(f"edgeAgent makes no support bundle request at {self.version}")
+        return self.send("support_bundle", query=query)
 
     def logs(
         self,

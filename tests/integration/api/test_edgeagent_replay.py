@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import base64
 import datetime
+import io
 import json
 import secrets
 import time
 import uuid
+import zipfile
 from typing import Any
 
 import pytest
@@ -409,6 +411,32 @@ def test_system_info_and_resources(gateway, client_image, version) -> None:
         f"no docker_stats entry named /{name}: edgeAgent takes module names from the Docker stats "
         "'name' ('/<module>'), Edgelet.Docker/SystemResourcesMetrics.cs"
     )
+
+
+def test_support_bundle_is_a_zip(gateway, client_image) -> None:
+    """edgeAgent uploads whatever GET /systeminfo/supportbundle answers as the bundle (the status is
+    not checked: GEN GetSupportBundleAsync, Core requests/SupportBundleRequestHandler.cs), so the
+    answer must be a zip archive (edgelet: 200, application/zip, edgelet-http-mgmt
+    src/system_info/support_bundle.rs)."""
+    gw = gateway()
+    agent = EdgeAgent(gw.management_socket, NEWEST, timeout_s=120)
+    answer = agent.support_bundle(
+        since="10m", until="0m", iothub_hostname="hub.invalid", edge_runtime_only=False
+    )
+    assert answer.status == 200, (answer.status, answer.text()[:300])
+    assert answer.body[:4] == b"PK\x03\x04", answer.body[:200]
+    with zipfile.ZipFile(io.BytesIO(answer.body)) as bundle:
+        assert bundle.testzip() is None
+        assert bundle.namelist(), "an empty bundle"
+
+
+@pytest.mark.parametrize("version", [NEWEST, "2019-10-22"])
+def test_reprovision_as_edgeagent_asks(gateway, cloud_peers, version) -> None:
+    """POST /device/reprovision (empty JSON content): edgeAgent expects 200 at every version; an
+    empty 204 fails it before 2021-12-07 (GEN ReprovisionDeviceAsync)."""
+    gw = online_gateway(gateway, cloud_peers)
+    EdgeAgent(gw.management_socket, version).call("reprovision")
+    gw.container_of(gw.agent)
 
 
 def test_log_lines_parse_like_edgeagent() -> None:
