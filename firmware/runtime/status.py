@@ -38,6 +38,7 @@ class ModuleStatus:
     spec: ModuleSpec
     agent: bool
     container_id: str  # "" while the module has no container
+    image_id: str  # the container's image (sha256:...), "" while there is no container
     engine_state: str  # the engine's `State.Status`, "" while there is no container
     started_at: str | None  # engine timestamp of the last start, None if never started
     exited_at: str | None  # engine timestamp of the last exit, None while running or never run
@@ -124,6 +125,7 @@ def module_status(
         spec=spec,
         agent=agent,
         container_id=(container or {}).get("Id", ""),
+        image_id=(container or {}).get("Image", ""),
         engine_state=state.get("Status", ""),
         started_at=started if started and started != NEVER else None,
         exited_at=state["FinishedAt"] if exited else None,

@@ -2,7 +2,7 @@
 stop and restart, answering `ModuleDetails`.
 
 `ModuleDetails` is IoT Edge's shape: `{"id", "name", "type", "config": {"settings": {"image",
-"createOptions"}, "env": [{"key", "value"}]}, "status": {"startTime", "exitStatus": {"exitTime",
+"imageHash", "createOptions"}, "env": [{"key", "value"}]}, "status": {"startTime", "exitStatus": {"exitTime",
 "statusCode"}, "runtimeStatus": {"status", "description"}}}`, plus our `restartPolicy`,
 `desiredStatus`, `imagePullPolicy`, `version` and `restartCount`. `runtimeStatus.status` is one of
 "running", "stopped", "failed", "backoff", "dead", "unknown". The runtime computes each module's
@@ -45,6 +45,8 @@ def module_details(status: ModuleStatus) -> dict[str, Any]:
             "exitTime": status.exited_at,
             "statusCode": "" if status.exit_code is None else str(status.exit_code),
         }
+    if status.image_id:
+        api["config"]["settings"]["imageHash"] = status.image_id
     return {
         "id": status.container_id,
         "name": status.name,

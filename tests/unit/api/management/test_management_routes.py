@@ -170,7 +170,11 @@ async def test_module_states_in_iot_edge_shape(daemon: Daemon) -> None:
     container = await daemon.engine.inspect(running["id"])
     assert running["type"] == "docker" and running["id"] == container["Id"]
     assert running["config"] == {
-        "settings": {"image": "img:1", "createOptions": {"Cmd": SLEEP}},
+        "settings": {
+            "image": "img:1",
+            "imageHash": container["Image"],  # edgelet's settings carry it; edgeAgent reports it
+            "createOptions": {"Cmd": SLEEP},
+        },
         "env": [{"key": "A", "value": "1"}],
     }
     assert running["status"] == {
