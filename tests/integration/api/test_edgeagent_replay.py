@@ -95,6 +95,25 @@ def container_env(gw: Gateway, module: str) -> dict[str, str]:
     return dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)
 
 
+def edgeagent_options(gw: Gateway, name: str, options: dict[str, Any]) -> dict[str, Any]:
+    """`options` as edgeAgent sends them (Edgelet.Docker/CombinedEdgeletConfigProvider.cs): a bind
+    of `{IOTEDGE_WORKLOADLISTEN_MNTURI}/{name}.sock` (else the workload socket itself) onto the
+    IOTEDGE_WORKLOADURI path, and `NetworkingConfig.EndpointsConfig.{NetworkId}` when the agent has
+    a NetworkId (then the module joins that network instead of none)."""
+    agent = container_env(gw, gw.agent)
+    connect = agent["IOTEDGE_WORKLOADURI"].removeprefix("unix://")
+    listen_dir = agent.get("IOTEDGE_WORKLOADLISTEN_MNTURI", "").removeprefix("unix://")
+    listen = f"{listen_dir}/{name}.sock" if listen_dir else connect
+    shaped = json.loads(json.dumps(options))
+    host = shaped.setdefault("HostConfig", {})
+    host["Binds"] = [*host.get("Binds", []), f"{listen}:{connect}"]
+    network = agent.get("NetworkId", "")
+    if network:
+        host.pop("NetworkMode", None)
+        shaped["NetworkingConfig"] = {"EndpointsConfig": {network: {}}}
+    return shaped
+
+
 def edge_env(name: str, version: str, gw: Gateway) -> dict[str, str]:
     """Module env as edgeAgent builds it, plus one variable of the deployment's own."""
     return {
@@ -114,9 +133,8 @@ def test_module_lifecycle_as_edgeagent_runs_it(gateway, client_image, version) -
     gw = gateway()
     agent = EdgeAgent(gw.management_socket, version)
     name = unique("eaSensor")
-    spec = module_spec(
-        name, client_image, ticker_options(), version, env=edge_env(name, version, gw)
-    )
+    options = edgeagent_options(gw, name, ticker_options())
+    spec = module_spec(name, client_image, options, version, env=edge_env(name, version, gw))
     if not at_least(version, "2019-01-30"):
         # GEN(2018-06-28) has no imagePullPolicy: the server's default (on-create) applies.
         assert "imagePullPolicy" not in spec
@@ -132,13 +150,16 @@ def test_module_lifecycle_as_edgeagent_runs_it(gateway, client_image, version) -
     assert settings["image"] == client_image
     assert json.loads(reported_create_options(settings))["Cmd"] == ["sh", "-c", TICKER]
     assert container_env(gw, name)["STAGE"] == "1"
+    # with edgeAgent's own bind in its createOptions the module still reaches its workload socket
+    code, bundle = gw.workload(name, "GET", "/trust-bundle")
+    assert code == 200 and "BEGIN CERTIFICATE" in bundle["certificate"], (code, bundle)
 
     # StandardCommandFactory.UpdateAsync: prepareupdate + (stop + update), then start
     first_start = started_at(running)
     updated = module_spec(
         name,
         client_image,
-        ticker_options(),
+        options,
         version,
         env={**edge_env(name, version, gw), "STAGE": "2"},
     )
