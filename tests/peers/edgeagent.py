@@ -392,11 +392,14 @@ def _read_line(data: bytes, at: int, what: str) -> tuple[str, int]:
     return data[at:end].decode("latin-1"), end + 2
 
 
-def _dechunk(data: bytes) -> bytes:
+def _dechunk(data: bytes, *, partial: bool = False) -> bytes:
     """UDS/HttpChunkedStreamReader.cs: size line = bare hex (int.TryParse HexNumber: no chunk
-    extensions), data, CRLF; a 0 chunk ends it."""
+    extensions), data, CRLF; a 0 chunk ends it. `partial`: the complete chunks of a stream still
+    arriving (follow=true logs)."""
     out, at = bytearray(), 0
     while True:
+        if partial and data.find(b"\r\n", at) < 0:
+            return bytes(out)
         line, at = _read_line(data, at, "chunk size line")
         if not re.fullmatch(r"[0-9A-Fa-f]+", line):
             raise AssertionError(
@@ -406,6 +409,8 @@ def _dechunk(data: bytes) -> bytes:
         size = int(line, 16)
         if size == 0:
             return bytes(out)
+        if partial and len(data) < at + size + 2:
+            return bytes(out)
         if len(data) < at + size + 2:
             raise AssertionError(
                 "chunk shorter than its size line (UDS/HttpChunkedStreamReader.cs)"
@@ -414,8 +419,9 @@ def _dechunk(data: bytes) -> bytes:
         _, at = _read_line(data, at + size, "chunk end")
 
 
-def parse_answer(raw: bytes) -> Answer:
-    """The answer as UDS/HttpRequestResponseSerializer.cs DeserializeResponse reads it."""
+def parse_answer(raw: bytes, *, partial: bool = False) -> Answer:
+    """The answer as UDS/HttpRequestResponseSerializer.cs DeserializeResponse reads it
+    (`partial`: a chunked body still arriving, its complete chunks)."""
     if not raw:
         raise AssertionError(
             "empty answer: edgeAgent throws 'Response is empty.' "
@@ -464,7 +470,7 @@ def parse_answer(raw: bytes) -> Answer:
     answer = Answer(int(parts[1]), parts[2], tuple(headers), rest, raw)
     chunked = (answer.header("transfer-encoding") or "").lower() == "chunked"
     if chunked:
-        body = _dechunk(rest)
+        body = _dechunk(rest, partial=partial)
     else:
         body = rest
         length = answer.header("content-length")
@@ -1201,9 +1207,54 @@ class EdgeAgent:
             parse_log_payload(stream, payload) for stream, payload in docker_frames(answer.body)
         ]
 
+    def follow_logs(self, name: str, lines: int, *, tail: int = 0) -> list[LogLine]:
+        """GetModuleLogs with follow=true (LOGS/LogsProvider.cs GetLogsStream, the portal's live
+        logs): the first `lines` frames of the answer while it keeps streaming, then hang up."""
+        target = f"/modules/{name}/logs?api-version={self.version}&follow=true&tail={tail}"
+        data = request_bytes("GET", target, "none", b"", None)
+        self.sent.append(data)
+        received = b""
+        deadline = time.monotonic() + self.timeout_s
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.connect(str(self.socket_path))
+            conn.sendall(data)
+            while time.monotonic() < deadline:
+                conn.settimeout(max(0.1, deadline - time.monotonic()))
+                try:
+                    chunk = conn.recv(65536)
+                except TimeoutError:
+                    break
+                received += chunk
+                if b"\r\n\r\n" in received:
+                    answer = parse_answer(received, partial=True)
+                    if not 200 <= answer.status < 300:
+                        raise AssertionError(
+                            f"follow logs of {name}: {answer.status} {answer.text()[:300]!r} "
+                            "(VER GetModuleLogs)"
+                        )
+                    frames = complete_frames(answer.body)
+                    if len(frames) >= lines:
+                        return [parse_log_payload(stream, payload) for stream, payload in frames]
+                if not chunk:
+                    break
+        raise AssertionError(
+            f"follow logs of {name}: fewer than {lines} frames in {self.timeout_s:g} s: "
+            f"{received[:300]!r}"
+        )
+
 
 # ---------------------------------------------------------------------------------------------
 # logs (LOGS/LogsProcessor.cs, LOGS/LogMessageParser.cs)
+
+
+def complete_frames(body: bytes) -> list[tuple[int, bytes]]:
+    """The whole Docker frames at the start of a stream still arriving."""
+    at = 0
+    while len(body) - at >= 8 and len(body) - at - 8 >= int.from_bytes(
+        body[at + 4 : at + 8], "big"
+    ):
+        at += 8 + int.from_bytes(body[at + 4 : at + 8], "big")
+    return docker_frames(body[:at])
 
 
 def docker_frames(body: bytes) -> list[tuple[int, bytes]]:

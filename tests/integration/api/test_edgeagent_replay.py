@@ -212,6 +212,9 @@ def test_module_lifecycle_as_edgeagent_runs_it(gateway, client_image, version) -
     assert all(line.timestamp is None for line in bounded), bounded[:3]
     assert any(line.text.startswith("tick ") for line in bounded)
     assert agent.logs(name, since="10m", tail=1) != []
+    # LogsStreamRequestHandler: follow=true, frames as they come
+    followed = agent.follow_logs(name, 3)
+    assert all(line.text.startswith(("tick ", "err ")) for line in followed), followed
 
     # StopCommand, then StartCommand
     agent.stop(name)
@@ -326,6 +329,7 @@ def test_module_list_fields_in_every_state(gateway, client_image) -> None:
 
 
 AGENT_IDENTITY = "$edgeAgent"  # edge-agent Core Constants.EdgeAgentModuleIdentityName
+HUB_IDENTITY = "$edgeHub"  # edge-agent Core Constants.EdgeHubModuleIdentityName
 
 
 def dps_toml(cloud: CloudPeers, registration: str) -> str:
@@ -377,6 +381,14 @@ def test_identity_sequence_as_edgeagent_runs_it(gateway, cloud_peers, version) -
 
     agent.delete_identity(name)
     assert name not in {i["moduleId"] for i in agent.identities()}
+
+    # edgeHub's identity, "$edgeHub" ("%24edgeHub" in the path): created if absent, else updated
+    hub = {i["moduleId"]: i for i in agent.identities()}.get(HUB_IDENTITY)
+    if hub is None:
+        hub = agent.create_identity(HUB_IDENTITY)
+    again = agent.update_identity(HUB_IDENTITY, hub["generationId"], hub["managedBy"])
+    assert again["moduleId"] == HUB_IDENTITY
+    assert HUB_IDENTITY in {i["moduleId"] for i in agent.identities()}
 
 
 def test_agent_environment_has_what_edgeagent_reads_at_start(gateway, cloud_peers) -> None:
