@@ -24,7 +24,8 @@ from firmware.config.schema import Config
 from firmware.errors import EdgekeeperError, Unavailable
 from firmware.executor import BoundedExecutor
 from firmware.identity.device import DeviceIdentity
-from firmware.identity.model import identity_of_module
+from firmware.identity.errors import IdentityNotFound
+from firmware.identity.model import DEFAULT_MANAGER, identity_of_module
 from firmware.identity.modules import ModuleIdentities
 from firmware.logs import get_logger
 from firmware.runtime.reconciler import Reconciler
@@ -137,20 +138,46 @@ class WorkloadService:
         }
 
     async def _join_runtime(self, identities: ModuleIdentities, sockets: ModuleSockets) -> None:
-        """Open the sockets of the modules the runtime already runs."""
+        """Open the sockets of the modules the runtime already runs. A system module that still
+        has the identity named after it (what versions before IoT Edge's naming made) loses it,
+        and every module is created again so the agent and edgeHub act as `$edgeAgent` and
+        `$edgeHub` from now on."""
         reconciler = self._reconciler()
         if reconciler is None:
             log.info("no runtime service: no module sockets to open")
             return
         await reconciler.loaded()
+        renamed = []
         for name in reconciler.modules():
             agent = reconciler.is_agent(name)
             module_id = identity_of_module(name, agent=agent)
             try:
+                if module_id != name and await self._drop_named_identity(identities, name):
+                    renamed.append(name)
                 await identities.ensure(module_id)
                 await sockets.open(name, module_id, management=agent)
             except EdgekeeperError as error:
                 log.warning("workload socket of module %s: %s", name, error.render())
+        if renamed:
+            reconciler.recreate_all(
+                f"modules {', '.join(renamed)} act as IoT Edge's identities now"
+            )
+
+    @staticmethod
+    async def _drop_named_identity(identities: ModuleIdentities, name: str) -> bool:
+        """Delete the identity `name` if the daemon made it for the module (managed by IoT Edge's
+        default manager); True if it did."""
+        try:
+            identity = identities.get(name)
+        except IdentityNotFound:
+            return False
+        if identity.managed_by != DEFAULT_MANAGER:
+            return False
+        await identities.delete(name)
+        log.warning(
+            "module %s: its old identity %s is deleted; it acts as its IoT Edge one", name, name
+        )
+        return True
 
 
 def device_facts(config: Config, device: DeviceIdentity) -> DeviceFacts:
