@@ -69,11 +69,17 @@ def find(agent: EdgeAgent, name: str) -> dict[str, Any] | None:
 
 
 def wait_status(agent: EdgeAgent, name: str, status: str, within: float = 60) -> dict[str, Any]:
+    seen: list[Any] = [None]
+
     def reached() -> dict[str, Any] | None:
         module = find(agent, name)
+        seen[0] = module and module["status"]
         return module if module is not None and module_status(module) == status else None
 
-    return wait_until(reached, timeout_s=within, what=f"{name} {status}", interval_s=0.3)
+    try:
+        return wait_until(reached, timeout_s=within, what=f"{name} {status}", interval_s=0.3)
+    except AssertionError as timeout:
+        raise AssertionError(f"{timeout}; its last status: {seen[0]}") from None
 
 
 def started_at(module: dict[str, Any]) -> datetime.datetime:
@@ -296,6 +302,16 @@ def test_module_list_fields_in_every_state(gateway, client_image) -> None:
     for state, name in names.items():
         wait_status(agent, name, state, within=90)
     wait_status(agent, as_string, "running")
+    # a module whose container cannot be made (image absent, pull policy Never): the list, which
+    # edgeAgent deserialises whole, must stay valid (ModuleDetails.id is Required.Always)
+    absent = unique("eaabsent")
+    answer = agent.send(
+        "create_module",
+        body=module_spec(absent, "registry.invalid/none/such:1", ticker_options(), NEWEST),
+    )
+    assert answer.status == 201, (answer.status, answer.text())
+    time.sleep(2)
+    assert module_status(find(agent, absent) or {}) in ("unknown", "failed", "backoff", "stopped")
 
     for version in (NEWEST, OLDEST):
         listed = {m["name"]: m for m in EdgeAgent(gw.management_socket, version).list_modules()}
