@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     import zipfile
 
 _FILE_MODE = 0o644 << 16  # a regular file readable by all, in the zip's external attributes
+_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip entry can carry
 
 
 class LogTail:
@@ -66,7 +67,7 @@ class BundleArchive:
 
         self._zipfile = zipfile
         moment = time.gmtime(made_at)
-        self._stamp = (
+        stamp = (
             moment.tm_year,
             moment.tm_mon,
             moment.tm_mday,
@@ -74,6 +75,7 @@ class BundleArchive:
             moment.tm_min,
             moment.tm_sec,
         )
+        self._stamp = max(stamp, _ZIP_EPOCH)  # a board without a clock may think it is 1970
         self._buffer = io.BytesIO()
         self._archive: zipfile.ZipFile | None = zipfile.ZipFile(self._buffer, "w")
         self.names: list[str] = []

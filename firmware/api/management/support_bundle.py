@@ -248,7 +248,7 @@ class _Collector:
             except EdgekeeperError as error:
                 await run(self.archive.add_text, part, f"no logs: {error.render()}\n")
                 continue
-            spent += len(data)
+            spent += room if left_out else len(data)  # a module cut short used all its room
             text = data.decode("utf-8", "replace")
             if left_out:
                 self.notes.append(f"{part}: the first {left_out} bytes left out (over {room})")
