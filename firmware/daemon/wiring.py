@@ -30,6 +30,7 @@ from firmware.api.management import (
     keys,
     logs,
     modules,
+    support_bundle,
     system,
     workload,
 )
@@ -221,6 +222,14 @@ class Wiring:
             *logs.routes(self._reconciler),
             *system.routes(
                 self._config, self._reconciler, self._identity_now, ring, ctx.started_at
+            ),
+            *support_bundle.routes(
+                ctx.router.dispatch,
+                self._config,
+                self._reconciler,
+                self._certs_now,
+                ring,
+                ctx.executor.run,
             ),
             *deployments.routes(self._config, self._reconciler),
             *identities.routes(self._identities_now),

@@ -58,6 +58,7 @@ ROUTES = {
     ("GET", "/modules/{name}/logs", MGMT),
     ("GET", "/systeminfo", MGMT),
     ("GET", "/systeminfo/resources", MGMT),
+    ("GET", "/systeminfo/supportbundle", MGMT),
     ("POST", "/device/reprovision", MGMT),
     ("GET", "/system/status", MGMT),
     ("GET", "/system/logs", MGMT),
