@@ -264,6 +264,7 @@ def module_body(name: str, command: list[str], **settings: Any) -> dict[str, Any
         "name": name,
         "type": "docker",
         "imagePullPolicy": "never",
+        "status": "running",  # ours: IoT Edge's spec has none (edgeAgent starts what it creates)
         "config": {"settings": {"image": "img:1", "createOptions": {"Cmd": command}, **settings}},
     }
 
