@@ -285,10 +285,12 @@ def test_module_list_fields_in_every_state(gateway, client_image) -> None:
     as_string = unique("eastring")
 
     def create(name: str, options: Any, **extra: Any) -> None:
+        """Create, then start as edgeAgent's planner does (edgelet's create does not start)."""
         body = module_spec(name, client_image, {}, NEWEST)
         body["config"]["settings"]["createOptions"] = options
         answer = agent.send("create_module", body={**body, **extra})
         assert answer.status == 201, (name, answer.status, answer.text())
+        agent.start(name)
 
     create(names["running"], ticker_options())
     # restartPolicy is edgekeeper's (edgelet never restarts): a module that exits and stays so
