@@ -68,6 +68,10 @@ def sim_dockerd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dockerd]:
     try:
         yield engine
     finally:
+        # the session's containers go first, so `stop` can remove the networks they were on
+        leftover = engine.docker("ps", "-aq", check=False).stdout.split()
+        if leftover:
+            engine.docker("rm", "-f", *leftover, check=False)
         engine.stop()
 
 

@@ -2,9 +2,11 @@
 
 Two input shapes carry the same facts. The management API (IoT Edge's `ModuleSpec`):
 `{"name", "type": "docker", "imagePullPolicy", "config": {"settings": {"image", "createOptions"},
-"env": [{"key", "value"}]}}`, plus our `restartPolicy`, `status` and `version`. A deployment
-manifest's module entry: `{"version", "type", "status", "restartPolicy", "settings": {"image",
-"createOptions" (a JSON string or an object)}, "env": {"NAME": {"value": ...}}}`.
+"env": [{"key", "value"}]}}`, plus our `restartPolicy`, `status` and `version`; without them a
+module is created stopped and never restarted by the runtime, as aziot-edged does for edgeAgent.
+A deployment manifest's module entry: `{"version", "type", "status", "restartPolicy",
+"settings": {"image", "createOptions" (a JSON string or an object)}, "env": {"NAME": {"value":
+...}}}`.
 The name follows the one name rule (`firmware.names`); createOptions must have the shape the
 daemon relies on (`firmware.runtime.createoptions`), and lose the binds of IoT Edge's socket paths
 that edgeAgent adds (`firmware.runtime.socket_mounts`). Every problem names the field it is in.
@@ -31,6 +33,11 @@ MODULE_LABEL = "net.edgekeeper.module"
 HASH_LABEL = "net.edgekeeper.spec-hash"
 
 _MAX_ENV = 256
+# IoT Edge's management API has neither field: a module it creates is not started (edgeAgent
+# starts it when the deployment wants it running) and the runtime never restarts it (edgeAgent
+# does, by its own policy). So these are the defaults when a management-API spec leaves them out.
+API_STATUS_DEFAULT = "stopped"
+API_RESTART_DEFAULT = "never"
 # Docker Engine API's AuthConfig fields
 _AUTH_FIELDS = frozenset(
     {"username", "password", "serveraddress", "email", "auth", "identitytoken", "registrytoken"}
@@ -134,8 +141,8 @@ class ModuleSpec:
             image=settings.get("image"),
             create_options=settings.get("createOptions", {}),
             env=env,
-            restart=body.get("restartPolicy", "always"),
-            status=body.get("status", "running"),
+            restart=body.get("restartPolicy", API_RESTART_DEFAULT),
+            status=body.get("status", API_STATUS_DEFAULT),
             pull=body.get("imagePullPolicy", "on-create"),
             version=body.get("version", ""),
             where="",

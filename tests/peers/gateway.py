@@ -160,6 +160,8 @@ class Gateway:
             "name": name,
             "type": "docker",
             "imagePullPolicy": "never",
+            "status": "running",
+            "restartPolicy": "always",
             "config": {"settings": {"image": image, "createOptions": options}},
         }
         return self.request("POST", "/modules", spec)

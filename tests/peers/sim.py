@@ -194,6 +194,11 @@ class Dockerd:
         self._process.wait_ready(self._ping, f"dockerd ({self.socket})", START_TIMEOUT_S)
 
     def stop(self) -> None:
+        """Stop the engine, first removing the networks made on it that no container uses (the
+        modules' bridge network): a bridge lives in the host's network namespace and outlives the
+        engine, and each one holds an address pool later engines can no longer allocate."""
+        if self.running():
+            self.docker("network", "prune", "-f", check=False)
         self._process.stop()
 
     def _ping(self) -> bool:

@@ -123,7 +123,7 @@ def test_pathological_bodies_are_400_and_log_no_traceback(gateway) -> None:
     running = gateway()
     genid = agent_generation(running)
     workload = running.run_dir / "mnt" / running.agent / "workload.sock"
-    sign = f"/modules/{running.agent}/genid/{genid}/sign"
+    sign = f"/modules/%24edgeAgent/genid/{genid}/sign"
     for body in (HUGE_INTEGER, DEEP_NESTING):
         assert status_of(running.raw("POST", sign, body, socket=workload)) == 400
         assert status_of(running.raw("POST", "/modules", body)) == 400
@@ -157,7 +157,7 @@ def test_no_body_on_any_route_is_an_internal_error(gateway) -> None:
             socket, path = None, pattern.replace("{name}", "ghost")
         else:
             socket = workload
-            path = pattern.replace("{name}", running.agent).replace("{genid}", genid)
+            path = pattern.replace("{name}", "%24edgeAgent").replace("{genid}", genid)
         status = status_of(running.raw(method, path, body, socket=socket))
         statuses.append(status)
         assert status != 500, (method, path, body[:200])

@@ -111,7 +111,7 @@ def test_reopened_sockets_never_expose_a_name_a_module_could_swap(
 
         asyncio.run(reopen())
         # One more socket, then the attacker has had time to see everything before it.
-        asyncio.run(sockets.open(module))
+        asyncio.run(sockets.open(module, module))
         asyncio.run(sockets.close_all())
         seen = sim_dockerd.docker("logs", container).stdout.split()
         assert seen == ["ready"], f"names a module could swap appeared: {seen[1:12]}"

@@ -2,8 +2,8 @@
 stop and restart, answering `ModuleDetails`.
 
 `ModuleDetails` is IoT Edge's shape: `{"id", "name", "type", "config": {"settings": {"image",
-"imageHash", "createOptions"}, "env": [{"key", "value"}]}, "status": {"startTime", "exitStatus": {"exitTime",
-"statusCode"}, "runtimeStatus": {"status", "description"}}}`, plus our `restartPolicy`,
+"imageHash", "createOptions"}, "env": [{"key", "value"}]}, "status": {"startTime", "exitStatus":
+{"exitTime", "statusCode"}, "runtimeStatus": {"status", "description"}}}`, plus our `restartPolicy`,
 `desiredStatus`, `imagePullPolicy`, `version` and `restartCount`. `runtimeStatus.status` is one of
 "running", "stopped", "failed", "backoff", "dead", "unknown". The runtime computes each module's
 status (`firmware.runtime.status.ModuleStatus`); this module only gives it IoT Edge's shape.

@@ -109,7 +109,7 @@ def test_dps_symmetric_key_brings_the_gateway_online(gateway, cloud_peers: Cloud
     env = module_env(gw, gw.agent)
     assert env["IOTEDGE_IOTHUBHOSTNAME"] == hub.host
     assert env["IOTEDGE_DEVICEID"] == device
-    assert env["IOTEDGE_GATEWAYHOSTNAME"] == "gw.local"
+    assert env["EdgeDeviceHostName"] == "gw.local"  # the agent connects to the hub itself
     assert env["IOTEDGE_MODULEGENERATIONID"] == hub.modules(device)[AGENT_IDENTITY].generation_id
     token = module_token(gw, gw.agent, hub.host, device)
     assert hub.verify_module_token(device, AGENT_IDENTITY, token)

@@ -35,7 +35,14 @@ def spec(name: str, options: dict[str, Any] | None = None) -> ModuleSpec:
 def stored(name: str, options: object, **extra: Any) -> dict[str, Any]:
     """A module document as the store keeps it (the API shape), checked by nobody."""
     settings = {"image": "img:1", "createOptions": options}
-    return {"name": name, "imagePullPolicy": "never", "config": {"settings": settings}, **extra}
+    return {
+        "name": name,
+        "imagePullPolicy": "never",
+        "status": "running",
+        "restartPolicy": "always",
+        "config": {"settings": settings},
+        **extra,
+    }
 
 
 @pytest.fixture

@@ -233,6 +233,10 @@ async def test_create_update_delete_start_stop(daemon: Daemon) -> None:
         "runtimeStatus": {"status": "unknown", "description": "no container yet"}
     }
     assert created.json()["id"] == "" and reconciler.spec("m").image == "example/x:1"
+    # IoT Edge's ModuleSpec has no status or restart policy: created, not started, and restarted
+    # by edgeAgent alone (aziot-edged creates; edgeAgent's planner sends start)
+    assert reconciler.spec("m").status is DesiredStatus.STOPPED
+    assert reconciler.spec("m").restart_policy is RestartPolicy.NEVER
     updated = await daemon.call("PUT", "/modules/m", module_body("m", "example/x:2"))
     assert updated.status == 200 and reconciler.spec("m").image == "example/x:2"
     assert (await daemon.call("POST", "/modules/m/stop")).status == 204
@@ -320,7 +324,8 @@ async def test_engine_down_answers_503_but_desired_state_still_changes(daemon: D
     answer = await daemon.call("GET", "/modules")
     assert answer.status == 503
     assert "/run/fake-docker.sock cannot be reached" in answer.json()["message"]
-    assert (await daemon.call("POST", "/modules", module_body("later"))).status == 201
+    later = module_body("later", status="running")
+    assert (await daemon.call("POST", "/modules", later)).status == 201
     status = (await daemon.call("GET", "/system/status")).json()
     assert status["engine"] == {
         "socket": "/run/fake-docker.sock",
