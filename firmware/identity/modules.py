@@ -31,13 +31,14 @@ import logging
 import secrets
 from typing import TYPE_CHECKING, Literal, Protocol, TypeAlias
 
-from firmware.errors import Unavailable
+from firmware.errors import Conflict, Unavailable
 from firmware.identity import sealed
 from firmware.identity.errors import IdentityExists, IdentityNotFound
 from firmware.identity.model import (
     DEFAULT_MANAGER,
     ModuleIdentity,
     check_module_id,
+    is_system_identity,
     new_generation_id,
 )
 from firmware.keys.backend import KeyKind, SignAlgorithm
@@ -246,6 +247,13 @@ class ModuleIdentities:
         return identity
 
     async def delete(self, module_id: str) -> None:
+        """Delete a module identity, on the hub too; a system identity (`$edgeAgent`, `$edgeHub`)
+        belongs to the device and is refused (`Conflict`)."""
+        if is_system_identity(module_id):
+            raise Conflict(
+                f"module identity {module_id!r} belongs to the device; it cannot be deleted",
+                hint="the hub makes $edgeAgent and $edgeHub with an IoT Edge device",
+            )
         async with self._lock:
             current = self.get(module_id)
             remaining = {k: v for k, v in self._identities.items() if k != module_id}

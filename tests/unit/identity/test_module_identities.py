@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from firmware.errors import Conflict
 from firmware.executor import BoundedExecutor
 from firmware.identity.errors import IdentityExists, IdentityNotFound, InvalidModuleId
 from firmware.identity.model import ModuleIdentity, check_module_id
@@ -130,6 +131,18 @@ def test_create_update_delete_errors(device: Device) -> None:
         await identities.delete("m")
         assert identities.list() == []
         assert (await identities.ensure("m")).generation_id != created.generation_id
+        await keys.close()
+
+    asyncio.run(scenario())
+
+
+def test_system_identities_are_never_deleted(device: Device) -> None:
+    async def scenario() -> None:
+        keys, identities = await device.boot()
+        hub = await identities.create("$edgeHub")
+        with pytest.raises(Conflict, match="belongs to the device"):
+            await identities.delete("$edgeHub")
+        assert identities.list() == [hub]
         await keys.close()
 
     asyncio.run(scenario())
