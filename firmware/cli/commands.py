@@ -23,7 +23,6 @@ import json
 import os
 import platform
 import re
-import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +34,7 @@ from firmware.api import versions
 from firmware.api.errors import error_for_answer
 from firmware.api.model import JSON_TYPE, ApiRequest, ApiResponse
 from firmware.api.router import Router
+from firmware.build_info import build_description
 from firmware.cli.result import CommandResult
 from firmware.cli.views.certs import render_certificates, render_renewed
 from firmware.cli.views.daemon import render_log_level, render_status
@@ -153,15 +153,7 @@ def show_help(args: argparse.Namespace) -> CommandResult:
 
 
 def show_version(args: argparse.Namespace) -> CommandResult:
-    compiled = globals().get("__compiled__")
-    if compiled is not None:
-        mode = "onefile" if getattr(compiled, "onefile", False) else "standalone"
-        build = (
-            f"nuitka {compiled.major}.{compiled.minor}.{compiled.micro} ({mode}), "
-            f"python {platform.python_version()}"
-        )
-    else:
-        build = f"not compiled (python {platform.python_version()}, {sys.executable})"
+    build = build_description(interpreter_path=True)
     lines = [
         f"edgekeeper {__version__}",
         f"board: {_board_name(getattr(args, 'board', None))}",

@@ -27,7 +27,6 @@ one bundle is made at a time. Compression and redaction run in the executor.
 from __future__ import annotations
 
 import asyncio
-import platform
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass
@@ -40,6 +39,7 @@ from firmware.api.management.journal import LogRing
 from firmware.api.management.logs import parse_moment
 from firmware.api.model import ApiRequest, ApiResponse
 from firmware.api.router import RouteTable
+from firmware.build_info import build_description
 from firmware.config.report import redacted
 from firmware.config.schema import Config
 from firmware.errors import BadRequest, EdgekeeperError
@@ -278,7 +278,7 @@ class _Collector:
 
     def _manifest(self, config: Config) -> dict[str, Any]:
         return {
-            "edgekeeper": {"version": __version__, "build": _build()},
+            "edgekeeper": {"version": __version__, "build": build_description()},
             "board": config.board.name,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.made_at)),
             "request": asdict(self.wanted),
@@ -315,15 +315,3 @@ def _alt_names(certificate: x509.Certificate) -> list[str]:
         x509.RFC822Name: "email",
     }
     return [f"{kinds.get(type(name), type(name).__name__)}:{name.value}" for name in names]
-
-
-def _build() -> str:
-    """How this program was built: by Nuitka (its version and mode), or not compiled."""
-    compiled = globals().get("__compiled__")
-    if compiled is None:
-        return f"not compiled (python {platform.python_version()})"
-    mode = "onefile" if getattr(compiled, "onefile", False) else "standalone"
-    return (
-        f"nuitka {compiled.major}.{compiled.minor}.{compiled.micro} ({mode}), "
-        f"python {platform.python_version()}"
-    )
