@@ -293,10 +293,11 @@ def test_module_list_fields_in_every_state(gateway, client_image) -> None:
         agent.start(name)
 
     create(names["running"], ticker_options())
-    # restartPolicy is edgekeeper's (edgelet never restarts): a module that exits and stays so
+    # restartPolicy is edgekeeper's (edgelet never restarts, edgeAgent does): "never" for a module
+    # that exits and stays so, "always" for one in back-off
     create(names["failed"], ticker_options(Cmd=["sh", "-c", "exit 3"]), restartPolicy="never")
     create(names["stopped"], ticker_options())
-    create(names["backoff"], ticker_options(Cmd=["sh", "-c", "exit 1"]))
+    create(names["backoff"], ticker_options(Cmd=["sh", "-c", "exit 1"]), restartPolicy="always")
     create(as_string, json.dumps(ticker_options()))
 
     wait_status(agent, names["stopped"], "running")
