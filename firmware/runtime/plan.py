@@ -8,7 +8,7 @@ replaced, duplicates and containers of modules no longer wanted are removed.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from dataclasses import dataclass
 
 from firmware.runtime.backoff import RestartRecord
@@ -84,7 +84,10 @@ def plan(
     observed: list[ObservedContainer],
     records: Mapping[str, RestartRecord],
     now: float,
+    start_requested: Set[str] = frozenset(),
 ) -> list[Action]:
+    """The actions that bring `observed` to `desired`. A module in `start_requested` was asked to
+    start: its stopped container is started whatever its restart policy."""
     by_module: dict[str, list[ObservedContainer]] = {}
     for container in observed:
         by_module.setdefault(container.module, []).append(container)
@@ -94,7 +97,8 @@ def plan(
         if module not in desired:
             actions.extend(RemoveContainer(module, c.container_id) for c in containers)
     for name, spec in sorted(desired.items()):
-        actions.extend(_plan_module(spec, by_module.get(name, []), records.get(name), now))
+        asked = name in start_requested
+        actions.extend(_plan_module(spec, by_module.get(name, []), records.get(name), now, asked))
     return actions
 
 
@@ -103,6 +107,7 @@ def _plan_module(
     containers: list[ObservedContainer],
     record: RestartRecord | None,
     now: float,
+    asked: bool,
 ) -> list[Action]:
     wanted = spec.spec_hash()
     keep = _pick(containers, wanted)
@@ -125,7 +130,7 @@ def _plan_module(
             restart = RestartContainer(spec.name, keep.container_id)
             actions.append(_after_backoff(restart, record, now))
         return actions
-    if keep.state in _STOPPED and _should_start(spec.restart_policy, keep):
+    if keep.state in _STOPPED and (asked or _should_start(spec.restart_policy, keep)):
         actions.append(_after_backoff(StartContainer(spec.name, keep.container_id), record, now))
     return actions
 

@@ -123,6 +123,9 @@ class ModuleState:
     issue: ModuleIssue | None = None
     activity: str | None = None  # what is under way for it (an image pull)
     cleanup_due: bool = False  # no longer wanted: the hooks' `after_remove` has still to run
+    # someone asked it to start: its stopped container is started once, whatever its restart
+    # policy (edgeAgent's start after a stop), until a start or create has been done
+    start_requested: bool = False
 
     def fresh_start(self) -> None:
         """A changed spec or a person's start: no failures counted, no issue."""
@@ -324,6 +327,7 @@ class Reconciler:
     async def set_status(self, name: str, status: DesiredStatus) -> None:
         spec = self.spec(name)
         self._not_refused(name)
+        self._state(name).start_requested = status is DesiredStatus.RUNNING
         if status is DesiredStatus.RUNNING:
             self._state(name).restarts = RestartRecord()
             if self.is_agent(name):
@@ -581,7 +585,8 @@ class Reconciler:
             self._exited = {cid: code for cid, code in self._exited.items() if cid in present}
             wanted = self._wanted()
             records = {name: state.restarts for name, state in self._states.items()}
-            actions = self._watchdog(plan(wanted, observed, records, self._clock()))
+            starts = {name for name, state in self._states.items() if state.start_requested}
+            actions = self._watchdog(plan(wanted, observed, records, self._clock(), starts))
             deadline: float | None = None
             failed = False
             for action in actions:
@@ -590,6 +595,8 @@ class Reconciler:
                     continue
                 if not await self._act(action):
                     failed = True
+                elif isinstance(action, StartContainer | CreateContainer):
+                    self._state(_module_of(action)).start_requested = False
                 if isinstance(action, RemoveContainer) and action.module not in wanted:
                     self._state(action.module).cleanup_due = True
             for module, state in sorted(self._states.items()):

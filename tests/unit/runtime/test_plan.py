@@ -80,6 +80,15 @@ def test_never_started_container_is_started_whatever_the_policy():
     assert plan({"sensor": spec}, [created], {}, 0) == [StartContainer("sensor", "a")]
 
 
+def test_a_start_asked_for_starts_a_stopped_container_whatever_the_policy():
+    # edgeAgent stops a module, then starts it: aziot-edged starts the container again
+    spec = ModuleSpec(name="sensor", image="sensor:1", restart_policy=RestartPolicy.NEVER)
+    stopped = seen("a", "exited", spec, exit_code=0)
+    assert plan({"sensor": spec}, [stopped], {}, 0) == []
+    assert plan({"sensor": spec}, [stopped], {}, 0, {"sensor"}) == [StartContainer("sensor", "a")]
+    assert plan({"sensor": spec}, [seen("a", "running", spec)], {}, 0, {"sensor"}) == []
+
+
 def test_unhealthy_running_container_is_restarted():
     spec = ModuleSpec(name="sensor", image="sensor:1", restart_policy=RestartPolicy.ON_UNHEALTHY)
     assert plan({"sensor": spec}, [seen("a", spec=spec, healthy=False)], {}, 0) == [

@@ -4,6 +4,7 @@ credentials in a module's settings, and the engine network every module joins.""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -183,5 +184,32 @@ def test_modules_join_the_engine_network_unless_they_choose_one(engine, tmp_path
             }
             network = "azure-iot-edge"
             assert modes == {"edgeAgent": network, "joins": network, "own": "none"}
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))
+
+
+def test_a_module_that_is_never_restarted_starts_again_when_asked(engine, tmp_path):
+    async def scenario() -> None:
+        first = reconciler(engine, StateStore(tmp_path))
+        async with supervising(first):
+            # what edgeAgent creates: no status, no restart policy (created stopped, never
+            # restarted by the runtime), then started, stopped and started again by edgeAgent
+            spec = ModuleSpec.from_api(
+                {"name": "m", "type": "docker", "config": {"settings": {"image": "img:1"}}}
+            )
+            await first.put(replace(spec, create_options=SLEEP))
+            for wanted in (DesiredStatus.RUNNING, DesiredStatus.STOPPED, DesiredStatus.RUNNING):
+                await first.set_status("m", wanted)
+                shown = (
+                    RuntimeStatus.RUNNING
+                    if wanted is DesiredStatus.RUNNING
+                    else RuntimeStatus.STOPPED
+                )
+
+                async def reached(shown: RuntimeStatus = shown) -> bool:
+                    (found,) = await first.statuses(["m"])
+                    return found.runtime_status is shown
+
+                await wait_until_async(reached, timeout_s=10, what=f"m {shown.value}")
 
     asyncio.run(asyncio.wait_for(scenario(), 30))
