@@ -224,12 +224,14 @@ class Wiring:
                 self._config, self._reconciler, self._identity_now, ring, ctx.started_at
             ),
             *support_bundle.routes(
-                ctx.router.dispatch,
-                self._config,
-                self._reconciler,
-                self._certs_now,
-                ring,
-                ctx.executor.run,
+                support_bundle.BundleSources(
+                    ctx.router.dispatch,
+                    self._config,
+                    self._reconciler,
+                    self._certs_now,
+                    ring,
+                    ctx.executor.run,
+                )
             ),
             *deployments.routes(self._config, self._reconciler),
             *identities.routes(self._identities_now),

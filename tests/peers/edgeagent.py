@@ -1280,6 +1280,14 @@ def docker_frames(body: bytes) -> list[tuple[int, bytes]]:
     return frames
 
 
+def log_messages(body: bytes) -> list[tuple[str, bytes]]:
+    """(stream, payload) per frame, as edgeAgent reads them: stream byte 2 is "stderr", any other
+    "stdout" (LOGS/LogMessageParser.cs GetStream)."""
+    return [
+        ("stderr" if stream == 2 else "stdout", payload) for stream, payload in docker_frames(body)
+    ]
+
+
 _LOG = re.compile(
     r"^((?P<dockerTimestamp>\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{9}Z))?\s*(<(?P<logLevel>\d)>)?\s*"
     r"((?P<timestamp>\d{4}-\d{2}-\d{2}\s\d{2}:\d{2}:\d{2}.\d{3}\s[+-]\d{2}:\d{2})\s)?\s*(?P<logtext>.*)",

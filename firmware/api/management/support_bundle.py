@@ -44,6 +44,7 @@ from firmware.config.report import redacted
 from firmware.config.schema import Config
 from firmware.errors import BadRequest, EdgekeeperError
 from firmware.executor import RunBlocking
+from firmware.identity.model import HUB_MODULE
 from firmware.runtime.reconciler import Reconciler
 
 if TYPE_CHECKING:
@@ -52,7 +53,6 @@ if TYPE_CHECKING:
     from firmware.certs.service import CertificateService
 
 MiB = 1024 * 1024
-HUB_MODULE = "edgeHub"  # with the agent, what edge_runtime_only keeps (aziot-edged's MS_MODULES)
 CONTENT_DISPOSITION = 'attachment; filename="support_bundle.zip"'
 
 #: (part, path) of the management API answers a bundle holds as they are.
@@ -64,6 +64,21 @@ ANSWERS = (
 )
 
 Ask = Callable[[ApiRequest], Awaitable[ApiResponse]]
+
+
+@dataclass(frozen=True)
+class BundleSources:
+    """Where a bundle's parts come from. `ask` answers a management API request in-process (the
+    router's `dispatch`); `config()`, `current()` and `certs()` give the config, the reconciler
+    and the certificate service at request time; `ring` holds the daemon's last log lines; `run`
+    runs blocking calls in the executor."""
+
+    ask: Ask
+    config: Callable[[], Config]
+    current: Callable[[], Reconciler]
+    certs: Callable[[], CertificateService]
+    ring: LogRing
+    run: RunBlocking
 
 
 @dataclass(frozen=True)
@@ -104,28 +119,17 @@ class BundleRequest:
         )
 
 
-def routes(
-    ask: Ask,
-    config: Callable[[], Config],
-    current: Callable[[], Reconciler],
-    certs: Callable[[], CertificateService],
-    ring: LogRing,
-    run: RunBlocking,
-    limits: BundleLimits = BundleLimits(),
-) -> RouteTable:
-    """The support bundle route. `ask` answers a management API request in-process (the
-    router's `dispatch`); `config()`, `current()` and `certs()` give the config, the reconciler
-    and the certificate service at request time; `ring` holds the daemon's last log lines; `run`
-    runs blocking calls in the executor."""
+def routes(sources: BundleSources, limits: BundleLimits = BundleLimits()) -> RouteTable:
+    """The support bundle route, made from `sources` within `limits`."""
     one_at_a_time = asyncio.Lock()
 
     async def support_bundle(request: ApiRequest) -> ApiResponse:
         wanted = BundleRequest.from_query(request.query)
         async with one_at_a_time:
             made_at = time.time()
-            archive = await run(BundleArchive, made_at)
-            collector = _Collector(request, wanted, limits, archive, made_at)
-            body = await collector.collect(ask, config, current, certs, ring, run)
+            archive = await sources.run(BundleArchive, made_at)
+            collector = _Collector(request, wanted, limits, archive, made_at, sources)
+            body = await collector.collect()
         return ApiResponse(
             200,
             body,
@@ -148,7 +152,9 @@ class _Collector:
         limits: BundleLimits,
         archive: BundleArchive,
         made_at: float,
+        sources: BundleSources,
     ) -> None:
+        self.sources = sources
         self.request = request
         self.wanted = wanted
         self.limits = limits
@@ -156,31 +162,24 @@ class _Collector:
         self.notes: list[str] = []
         self.made_at = made_at
 
-    async def collect(
-        self,
-        ask: Ask,
-        config: Callable[[], Config],
-        current: Callable[[], Reconciler],
-        certs: Callable[[], CertificateService],
-        ring: LogRing,
-        run: RunBlocking,
-    ) -> bytes:
+    async def collect(self) -> bytes:
         """Every part, then the archive's bytes."""
+        run, config = self.sources.run, self.sources.config
         for part, path in ANSWERS:
-            await run(self.archive.add_json, part, await self._answer(ask, path))
-        await run(self.archive.add_json, "identities.json", await self._identities(ask))
-        await run(self.archive.add_json, "certificates.json", await self._certificates(certs))
-        await run(self.archive.add_json, "engine.json", await self._engine(current))
+            await run(self.archive.add_json, part, await self._answer(path))
+        await run(self.archive.add_json, "identities.json", await self._identities())
+        await run(self.archive.add_json, "certificates.json", await self._certificates())
+        await run(self.archive.add_json, "engine.json", await self._engine())
         await run(self.archive.add_json, "config.json", redacted(config()))
-        await run(self.archive.add_text, "logs/edgekeeper.txt", _lines(ring.lines()))
-        await self._module_logs(current, run)
+        await run(self.archive.add_text, "logs/edgekeeper.txt", _lines(self.sources.ring.lines()))
+        await self._module_logs()
         await run(self.archive.add_json, "bundle.json", self._manifest(config()))
         return await run(self.archive.finish)
 
-    async def _answer(self, ask: Ask, path: str) -> object:
+    async def _answer(self, path: str) -> object:
         """What `GET path` answers; for an error answer, its status and message (noted)."""
         version = self.request.query.get("api-version", versions.LATEST)
-        answer = await ask(
+        answer = await self.sources.ask(
             ApiRequest(
                 "GET",
                 path,
@@ -196,9 +195,9 @@ class _Collector:
         self.notes.append(f"GET {path} answered {answer.status}: {message}")
         return {"status": answer.status, "message": message}
 
-    async def _identities(self, ask: Ask) -> object:
+    async def _identities(self) -> object:
         """Module identities by id and generation id, nothing else."""
-        answer = await self._answer(ask, "/identities")
+        answer = await self._answer("/identities")
         if not isinstance(answer, dict) or "identities" not in answer:
             return answer
         return {
@@ -208,9 +207,9 @@ class _Collector:
             ]
         }
 
-    async def _certificates(self, certs: Callable[[], CertificateService]) -> object:
+    async def _certificates(self) -> object:
         try:
-            service = certs()
+            service = self.sources.certs()
             infos = await service.list()
             found = [
                 {**info.document(), "subjectAltNames": _alt_names(service.certificate(info.name))}
@@ -220,15 +219,16 @@ class _Collector:
             return self._unavailable("certificates", error)
         return {"certificates": found, "degraded": service.degraded}
 
-    async def _engine(self, current: Callable[[], Reconciler]) -> object:
+    async def _engine(self) -> object:
         try:
-            return asdict(await current().engine_version())
+            return asdict(await self.sources.current().engine_version())
         except EdgekeeperError as error:
             return self._unavailable("engine version", error)
 
-    async def _module_logs(self, current: Callable[[], Reconciler], run: RunBlocking) -> None:
+    async def _module_logs(self) -> None:
+        run = self.sources.run
         try:
-            reconciler = current()
+            reconciler = self.sources.current()
         except EdgekeeperError as error:
             self._unavailable("module logs", error)
             return

@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 import datetime
 import re
-import struct
 import time
 import uuid
 
 import pytest
 
+from tests.peers.edgeagent import log_messages
 from tests.peers.gateway import Gateway
 from tests.peers.waiting import wait_until
 
@@ -24,19 +24,6 @@ pytestmark = pytest.mark.docker
 # what edgeAgent recognises as the engine's timestamp at the start of a payload
 DOCKER_TIMESTAMP = re.compile(rb"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{9}Z ")
 TALK = "echo out-1; echo err-1 >&2; echo out-2; exec sleep 3600"
-
-
-def agent_messages(wire: bytes) -> list[tuple[str, bytes]]:
-    """(stream, payload) per frame as edgeAgent reads the answer; fails on anything that is not
-    a whole frame."""
-    messages = []
-    while wire:
-        assert len(wire) >= 8, f"a partial frame header: {wire!r}"
-        (length,) = struct.unpack(">I", wire[4:8])
-        assert wire[1:4] == b"\0\0\0" and len(wire) >= 8 + length, f"a broken frame: {wire!r}"
-        messages.append(("stderr" if wire[0] == 2 else "stdout", wire[8 : 8 + length]))
-        wire = wire[8 + length :]
-    return messages
 
 
 def logs(gw: Gateway, name: str, **query: str) -> bytes:
@@ -65,7 +52,7 @@ def test_module_logs_are_framed_as_edge_agent_reads_them(gateway, client_image: 
     )
     gw.container_of(name)  # waits until it runs
     wait_until(
-        lambda: len(agent_messages(logs(gw, name, follow="false"))) == 3,
+        lambda: len(log_messages(logs(gw, name, follow="false"))) == 3,
         timeout_s=60,
         what=f"{name}'s three lines",
     )
@@ -74,7 +61,7 @@ def test_module_logs_are_framed_as_edge_agent_reads_them(gateway, client_image: 
     wire = logs(
         gw, name, follow="false", since="10m", until=rfc3339(time.time() + 60), timestamps="true"
     )
-    messages = agent_messages(wire)
+    messages = log_messages(wire)
     for _, payload in messages:
         assert DOCKER_TIMESTAMP.match(payload), payload
     texts = [(stream, payload[31:]) for stream, payload in messages]
@@ -82,7 +69,7 @@ def test_module_logs_are_framed_as_edge_agent_reads_them(gateway, client_image: 
     assert [text for stream, text in texts if stream == "stderr"] == [b"err-1\n"]
 
     # without timestamps the payload is the line as written; tail counts lines
-    assert agent_messages(logs(gw, name, tail="1")) in (
+    assert log_messages(logs(gw, name, tail="1")) in (
         [("stdout", b"out-2\n")],
         [("stderr", b"err-1\n")],  # the engine copies the two streams concurrently
     )

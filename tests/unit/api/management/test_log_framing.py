@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-import struct
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,32 +22,16 @@ from firmware.api.management import logs
 from firmware.api.model import ApiRequest, ApiResponse
 from firmware.api.router import Router
 from firmware.errors import BadRequest
-from firmware.runtime.desired import DesiredModules
 from firmware.runtime.logstream import LogFrame, Stream
-from firmware.runtime.reconciler import Reconciler
-from firmware.runtime.spec import ModuleSpec, PullPolicy
-from firmware.store.state import StateStore
+from tests.peers.edgeagent import log_messages
 from tests.peers.fake_engine import FakeEngine, Program
 from tests.peers.waiting import wait_until_async
+from tests.unit.runtime.supervising import AGENT, agent_reconciler, supervising
 
-AGENT = "edgeAgent"
 OUTPUT = (LogFrame(Stream.STDOUT, b"one\ntwo\n"), LogFrame(Stream.STDERR, b"oops\n"))
 # what edgeAgent recognises as the engine's timestamp at the start of a payload
 DOCKER_TIMESTAMP = re.compile(rb"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{9}Z ")
 NOW = 1_800_000_000.0
-
-
-def agent_messages(wire: bytes) -> list[tuple[str, bytes]]:
-    """(stream, payload) per frame, as edgeAgent splits and reads the answer; fails on any byte
-    that is not part of a whole frame."""
-    messages = []
-    while wire:
-        assert len(wire) >= 8, f"a partial frame header: {wire!r}"
-        (length,) = struct.unpack(">I", wire[4:8])
-        assert wire[1:4] == b"\0\0\0" and len(wire) >= 8 + length, f"a broken frame: {wire!r}"
-        messages.append(("stderr" if wire[0] == 2 else "stdout", wire[8 : 8 + length]))
-        wire = wire[8 + length :]
-    return messages
 
 
 @dataclass
@@ -71,18 +54,9 @@ def supervised(scenario: Callable[[Rig], Awaitable[None]]) -> Callable[[Path], N
     """Run `scenario(rig)` once the agent, a fake container writing OUTPUT, has written it."""
 
     def test(tmp_path: Path) -> None:
-        store = StateStore(tmp_path)
-        store.ensure()
         engine = FakeEngine()
-        engine.add_image("agent:1")
         engine.program(["agent"], Program(OUTPUT))
-        agent = ModuleSpec(
-            name=AGENT,
-            image="agent:1",
-            create_options={"Cmd": ["agent"]},
-            pull_policy=PullPolicy.NEVER,
-        )
-        reconciler = Reconciler(engine, DesiredModules(store), agent=agent)
+        reconciler = agent_reconciler(tmp_path, engine)
         router = Router()
         for method, pattern, handler in logs.routes(lambda: reconciler):
             router.add(method, pattern, handler)
@@ -93,15 +67,9 @@ def supervised(scenario: Callable[[Rig], Awaitable[None]]) -> Callable[[Path], N
             return answer.status == 200 and len(answer.json()["lines"]) == 3  # type: ignore[index]
 
         async def run() -> None:
-            task = asyncio.ensure_future(reconciler.run())
-            try:
-                await reconciler.loaded()
+            async with supervising(reconciler):
                 await wait_until_async(written, timeout_s=10, what="the agent's output")
                 await asyncio.wait_for(scenario(rig), 30)
-            finally:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
 
         asyncio.run(run())
 
@@ -115,7 +83,7 @@ async def test_the_default_answer_is_dockers_framed_stream(rig: Rig) -> None:
     assert answer.content_type() == "text/plain"  # what aziot-edged names it
     assert answer.stream is not None
     wire = b"".join([chunk async for chunk in answer.stream])
-    assert agent_messages(wire) == [
+    assert log_messages(wire) == [
         ("stdout", b"one\n"),
         ("stdout", b"two\n"),
         ("stderr", b"oops\n"),
@@ -131,7 +99,7 @@ async def test_edge_agents_upload_query_gets_timestamped_frames(rig: Rig) -> Non
         until="2100-01-01T00:00:00Z",
         timestamps="true",
     )
-    messages = agent_messages(wire)
+    messages = log_messages(wire)
     assert [stream for stream, _ in messages] == ["stdout", "stdout", "stderr"]
     for _, payload in messages:
         assert DOCKER_TIMESTAMP.match(payload), payload
@@ -140,10 +108,10 @@ async def test_edge_agents_upload_query_gets_timestamped_frames(rig: Rig) -> Non
 
 @supervised
 async def test_until_bounds_the_lines(rig: Rig) -> None:
-    assert agent_messages(await rig.body(until="2100-01-01T00:00:00Z")) != []
+    assert log_messages(await rig.body(until="2100-01-01T00:00:00Z")) != []
     assert await rig.body(until="1700000000") == b""
     assert await rig.body(until="1 hour") == b""  # an hour ago: before the agent wrote
-    assert agent_messages(await rig.body(since="1 hour", tail="1")) == [("stderr", b"oops\n")]
+    assert log_messages(await rig.body(since="1 hour", tail="1")) == [("stderr", b"oops\n")]
 
 
 @supervised
@@ -174,7 +142,7 @@ async def test_hanging_up_on_a_followed_framed_stream_ends_the_engine_stream(rig
     answer = await rig.logs(follow="true")
     stream = answer.stream
     assert isinstance(stream, AsyncGenerator)
-    assert agent_messages(await anext(stream)) == [("stdout", b"one\n")]
+    assert log_messages(await anext(stream)) == [("stdout", b"one\n")]
     assert rig.engine.following == 1
     await stream.aclose()
     assert rig.engine.following == 0

@@ -6,7 +6,6 @@ routes run against a real dockerd in tests/integration/runtime."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
@@ -30,6 +29,7 @@ from firmware.runtime.spec import DesiredStatus, ModuleSpec, PullPolicy, Restart
 from firmware.store.state import StateStore
 from tests.peers.fake_engine import FakeEngine, Program
 from tests.peers.waiting import wait_until_async
+from tests.unit.runtime.supervising import supervising
 
 AGENT_CMD = ["agent"]
 SLEEP = ["sleep", "300"]
@@ -107,14 +107,8 @@ def supervised(scenario: Callable[[Daemon], Awaitable[None]]) -> Callable[[Daemo
 
     def test(daemon: Daemon) -> None:
         async def run() -> None:
-            task = asyncio.ensure_future(daemon.reconciler.run())
-            try:
-                await daemon.reconciler.loaded()
+            async with supervising(daemon.reconciler):
                 await asyncio.wait_for(scenario(daemon), 30)
-            finally:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
 
         asyncio.run(run())
 

@@ -49,6 +49,7 @@ from firmware.runtime.spec import ModuleSpec, PullPolicy
 from firmware.store.state import StateStore
 from tests.peers.fake_engine import FakeEngine, Program
 from tests.peers.waiting import wait_until_async
+from tests.unit.runtime.supervising import supervising
 
 PATH = "/systeminfo/supportbundle"
 DEFAULT_LIMITS = BundleLimits()
@@ -237,7 +238,10 @@ def make_gateway(
         *system.routes(lambda: config, lambda: reconciler, no_identity_service, ring, 0.0),
         *identities.routes(identity_list),
         *support_bundle.routes(
-            router.dispatch, lambda: config, lambda: reconciler, certs, ring, run, limits
+            support_bundle.BundleSources(
+                router.dispatch, lambda: config, lambda: reconciler, certs, ring, run
+            ),
+            limits,
         ),
     ]
     for method, pattern, handler in table:
@@ -247,14 +251,8 @@ def make_gateway(
 
 def supervised(gateway: Gateway, scenario: Callable[[], Awaitable[None]]) -> None:
     async def run() -> None:
-        task = asyncio.ensure_future(gateway.reconciler.run())
-        try:
-            await gateway.reconciler.loaded()
+        async with supervising(gateway.reconciler):
             await asyncio.wait_for(scenario(), 30)
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
     asyncio.run(run())
 

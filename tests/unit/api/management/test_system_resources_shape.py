@@ -10,7 +10,6 @@ in-process against a reconciler supervising the in-memory `FakeEngine`."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime
 import json
 import os
@@ -26,15 +25,11 @@ from firmware.api.management.journal import LogRing
 from firmware.api.model import ApiRequest
 from firmware.api.router import Router
 from firmware.errors import Unavailable
-from firmware.runtime.desired import DesiredModules
-from firmware.runtime.reconciler import Reconciler
-from firmware.runtime.spec import ModuleSpec, PullPolicy
 from firmware.runtime.status import module_usage
-from firmware.store.state import StateStore
 from tests.peers.fake_engine import FakeEngine
 from tests.peers.waiting import wait_until_async
+from tests.unit.runtime.supervising import AGENT, agent_reconciler, supervising
 
-AGENT = "edgeAgent"
 LONG = (-(2**63), 2**63 - 1)
 INT = (-(2**31), 2**31 - 1)
 
@@ -143,17 +138,7 @@ def supervised(scenario: Any) -> Any:
     """Run `scenario(router)` once the agent (a fake container that runs until stopped) runs."""
 
     def test(tmp_path: Path) -> None:
-        store = StateStore(tmp_path)
-        store.ensure()
-        engine = FakeEngine()
-        engine.add_image("agent:1")
-        agent = ModuleSpec(
-            name=AGENT,
-            image="agent:1",
-            create_options={"Cmd": ["agent"]},
-            pull_policy=PullPolicy.NEVER,
-        )
-        reconciler = Reconciler(engine, DesiredModules(store), agent=agent)
+        reconciler = agent_reconciler(tmp_path, FakeEngine())
         config = SimpleNamespace(
             provisioning=SimpleNamespace(source="dps"),
             reprovisioning_mode=lambda: "Dynamic",
@@ -167,15 +152,9 @@ def supervised(scenario: Any) -> Any:
             return [usage.name for usage in await reconciler.usage()] == [AGENT]
 
         async def run() -> None:
-            task = asyncio.ensure_future(reconciler.run())
-            try:
-                await reconciler.loaded()
+            async with supervising(reconciler):
                 await wait_until_async(running, timeout_s=10, what="the agent running")
                 await asyncio.wait_for(scenario(router), 30)
-            finally:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
 
         asyncio.run(run())
 
