@@ -63,6 +63,7 @@ async def api_cycle(daemon: DaemonProcess, engine: DockerEngine, count: int) -> 
             "name": name,
             "type": "docker",
             "imagePullPolicy": "never",
+            "status": "running",
             "config": {"settings": {"image": IMAGE, "createOptions": OPTIONS}},
         }
         async with engine.subscribe({MODULE_LABEL: name}) as events:

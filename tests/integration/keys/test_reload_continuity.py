@@ -25,11 +25,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
 from firmware.api.client import ApiClient
 from firmware.errors import EdgekeeperError
+from firmware.identity.model import identity_of_module
 from firmware.runtime.spec import MODULE_LABEL
 from tests.peers.program import daemon_argv, program_env
 from tests.peers.waiting import wait_for_path, wait_until_async
@@ -117,7 +119,9 @@ class Gateway:
         return secret
 
     def expected_digest(self, module: str, genid: str) -> bytes:
-        label = f"{module}:{genid}:primary".encode()  # IoT Edge's derivation data
+        """What `module` signing DATA must give: its identity's primary key (IoT Edge's
+        derivation data) over DATA."""
+        label = f"{module_id(self, module)}:{genid}:primary".encode()
         return hmac.digest(hmac.digest(self.master_secret(), label, "sha256"), DATA, "sha256")
 
 
@@ -156,9 +160,15 @@ async def deploy(gateway: Gateway, name: str, image: str) -> None:
         "name": name,
         "type": "docker",
         "imagePullPolicy": "never",
+        "status": "running",
         "config": {"settings": {"image": image, "createOptions": SLEEPING}},
     }
     await gateway.management().request("POST", "/modules", None, spec)
+
+
+def module_id(gateway: Gateway, module: str) -> str:
+    """The identity `module` acts as: `$edgeAgent` for the agent, its name for the others."""
+    return identity_of_module(module, agent=module == gateway.agent)
 
 
 async def generation(gateway: Gateway, module: str) -> str:
@@ -170,7 +180,8 @@ async def generation(gateway: Gateway, module: str) -> str:
         answer = await gateway.management().request("GET", "/identities")
         listed = answer.json()["identities"]
         assert isinstance(listed, list)
-        return next((i["generationId"] for i in listed if i["moduleId"] == module), None)
+        wanted = module_id(gateway, module)
+        return next((i["generationId"] for i in listed if i["moduleId"] == wanted), None)
 
     return await wait_until_async(found, timeout_s=60, what=f"module {module} served")
 
@@ -220,7 +231,7 @@ class Traffic:
     async def _sign(self, module: str, genid: str) -> None:
         client = self.gateway.workload(module)
         body = {"keyId": "primary", "algo": "HMACSHA256", "data": base64.b64encode(DATA).decode()}
-        target = f"/modules/{module}/genid/{genid}/sign"
+        target = f"/modules/{quote(module_id(self.gateway, module), safe='')}/genid/{genid}/sign"
         while not self._stopping.is_set():
             phase = self.phase
             status, answer = await answer_of(client.request("POST", target, None, body))
@@ -230,11 +241,12 @@ class Traffic:
 
     async def _certify(self, module: str, genid: str) -> None:
         client = self.gateway.workload(module)
-        target = f"/modules/{module}/genid/{genid}/certificate/server"
+        acting_as = module_id(self.gateway, module)
+        target = f"/modules/{quote(acting_as, safe='')}/genid/{genid}/certificate/server"
         while not self._stopping.is_set():
             phase = self.phase
             expiration = datetime.now(UTC) + timedelta(days=1)
-            body = {"commonName": module, "expiration": expiration.isoformat()}
+            body = {"commonName": acting_as.lstrip("$"), "expiration": expiration.isoformat()}
             status, answer = await answer_of(client.request("POST", target, None, body))
             self.certified[module].append(
                 Outcome(phase, status, "" if status == 201 else str(answer))

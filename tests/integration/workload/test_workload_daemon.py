@@ -187,6 +187,7 @@ def test_daemon_gives_modules_identities_and_sockets(sim_dockerd, daemon: Daemon
         "name": module,
         "type": "docker",
         "imagePullPolicy": "never",
+        "status": "running",
         "config": {
             "settings": {
                 "image": "edgekeeper-test/workload-client:latest",
