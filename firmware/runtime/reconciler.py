@@ -519,8 +519,7 @@ class Reconciler:
             try:
                 version = await self.engine.negotiate()
                 log.info("container engine reachable", extra=fields(api=version))
-                if self._network is not None and await self.engine.ensure_network(self._network):
-                    log.info("engine network created", extra=fields(network=self._network))
+                await self._ensure_network()
                 self.available = True
                 retry = 1.0
                 await self._serve()
@@ -532,6 +531,23 @@ class Reconciler:
             self.available = False
             await asyncio.sleep(retry)
             retry = min(retry * 2, 30.0)
+
+    async def _ensure_network(self) -> None:
+        """Make `[runtime] network` unless it exists. An engine that refuses (no address pool
+        left, say) is logged: the modules that join the network then fail with the engine's
+        reason, and the others run."""
+        if self._network is None:
+            return
+        try:
+            if await self.engine.ensure_network(self._network):
+                log.info("engine network created", extra=fields(network=self._network))
+        except RuntimeUnavailable:
+            raise
+        except EdgekeeperError as exc:
+            log.error(
+                "engine network cannot be made",
+                extra=fields(network=self._network, error=exc.render()),
+            )
 
     async def _serve(self) -> None:
         async with self.engine.subscribe(self._owned_label) as events:

@@ -11,6 +11,7 @@ import pytest
 
 from firmware.errors import BadRequest, Conflict, EdgekeeperError
 from firmware.runtime.admission import AdmissionPolicy
+from firmware.runtime.container import EngineError
 from firmware.runtime.desired import AGENT_DOCUMENT, DesiredModules
 from firmware.runtime.elevation import protect
 from firmware.runtime.reconciler import Reconciler
@@ -213,3 +214,29 @@ def test_a_module_that_is_never_restarted_starts_again_when_asked(engine, tmp_pa
                 await wait_until_async(reached, timeout_s=10, what=f"m {shown.value}")
 
     asyncio.run(asyncio.wait_for(scenario(), 30))
+
+
+def test_an_engine_that_cannot_make_the_network_still_runs_the_other_modules(
+    engine, tmp_path, caplog
+):
+    async def refused(name: str) -> bool:
+        raise EngineError("could not find an available, non-overlapping IPv4 address pool")
+
+    engine.ensure_network = refused
+
+    async def scenario() -> None:
+        first = reconciler(engine, StateStore(tmp_path), network="azure-iot-edge")
+        async with supervising(first):
+            own = {**SLEEP, "HostConfig": {"NetworkMode": "none"}}
+            await first.put(ModuleSpec("own", "img:1", create_options=own))
+
+            async def running() -> bool:
+                (found,) = await first.statuses(["own"])
+                return found.runtime_status is RuntimeStatus.RUNNING
+
+            await wait_until_async(running, timeout_s=10, what="the module on its own network")
+            assert first.available
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))
+    (logged,) = [r for r in caplog.records if r.getMessage() == "engine network cannot be made"]
+    assert "address pool" in logged.fields["error"]  # type: ignore[attr-defined]
