@@ -6,18 +6,21 @@ Accepted shapes (JSON, or the same tree in TOML):
   agent comes from `[agent]` in config.toml);
 - the `properties.desired` document itself (`{"modules": ..., "systemModules": ...}`);
 - a plain `{"modules": {NAME: {settings, env, status, restartPolicy, version}}}`.
-Every error names the field it is in, as a dotted path from the document's root.
+Every error names the field it is in, as a dotted path from the document's root. A module whose
+image comes from a registry listed in `runtime.settings.registryCredentials` is pulled with those
+credentials (`firmware.runtime.registry_credentials`), as edgeAgent pulls it.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from firmware.errors import BadRequest
 from firmware.runtime.desired import ModuleChange
+from firmware.runtime.registry_credentials import credential_for, read_registry_credentials
 from firmware.runtime.spec import ModuleSpec
 
 AGENT_NAMES = frozenset({"edgeAgent", "$edgeAgent"})
@@ -35,6 +38,7 @@ def parse_deployment(doc: object, *, agent_name: str = "edgeAgent") -> Deploymen
     if not isinstance(doc, dict):
         raise BadRequest("the deployment must be a JSON object (or a TOML table)")
     desired, where = _desired(doc)
+    credentials = read_registry_credentials(desired, where)
     modules: dict[str, ModuleSpec] = {}
     skipped: list[str] = []
     for section in ("systemModules", "modules"):
@@ -51,7 +55,11 @@ def parse_deployment(doc: object, *, agent_name: str = "edgeAgent") -> Deploymen
                 raise BadRequest(
                     f"field '{where}{section}.{name}': module {name!r} is listed twice"
                 )
-            modules[name] = ModuleSpec.from_manifest(name, entry, where=f"{where}{section}")
+            spec = ModuleSpec.from_manifest(name, entry, where=f"{where}{section}")
+            credential = credential_for(spec.image, credentials)
+            if credential is not None:
+                spec = replace(spec, registry_auth=credential.auth())
+            modules[name] = spec
     if "modules" not in desired and "systemModules" not in desired:
         raise BadRequest(
             f"field '{where}modules' is missing",
@@ -103,6 +111,8 @@ def change_details(change: ModuleChange) -> list[str]:
         details.append("env: " + " ".join(parts))
     if _canonical(before.create_options) != _canonical(after.create_options):
         details.append("createOptions changed")
+    if before.registry_auth != after.registry_auth:
+        details.append("registry credentials changed")
     return details
 
 
