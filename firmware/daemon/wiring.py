@@ -221,7 +221,12 @@ class Wiring:
             *modules.routes(self._reconciler),
             *logs.routes(self._reconciler),
             *system.routes(
-                self._config, self._reconciler, self._identity_now, ring, ctx.started_at
+                self._config,
+                self._reconciler,
+                self._identity_now,
+                ring,
+                ctx.started_at,
+                ctx.executor.run,
             ),
             *support_bundle.routes(
                 support_bundle.BundleSources(

@@ -30,6 +30,7 @@ from firmware.api.model import ApiRequest, ApiResponse
 from firmware.api.router import RouteTable
 from firmware.config.schema import Config
 from firmware.errors import BadRequest, Unavailable
+from firmware.executor import RunBlocking
 from firmware.identity.daemon import IdentityService
 from firmware.runtime.reconciler import Reconciler
 from firmware.runtime.status import ModuleUsage, RuntimeSummary
@@ -163,10 +164,12 @@ def routes(
     identity: Callable[[], IdentityService],
     ring: LogRing,
     started_at: float,
+    run: RunBlocking,
 ) -> RouteTable:
     """The system routes; `config()`, `current()` and `identity()` give the config, the
     reconciler and the identity service at request time, `ring` the daemon's last log lines,
-    `started_at` when the daemon started."""
+    `started_at` when the daemon started; `run` runs the disks' statvfs and sysfs reads in the
+    executor (a hung network mount must not stop the loop)."""
 
     async def system_info(request: ApiRequest) -> ApiResponse:
         engine = await current().engine_version()
@@ -211,7 +214,7 @@ def routes(
                 ),
                 "used_ram": used_ram,
                 "total_ram": total_ram,
-                "disks": disks(),
+                "disks": await run(disks),
                 "docker_stats": json.dumps([usage.engine_stats for usage in modules]),
                 "modules": [usage_document(usage) for usage in modules],
             },

@@ -21,6 +21,7 @@ from firmware.api.management.journal import LogRing
 from firmware.api.model import ApiRequest, ApiResponse
 from firmware.api.router import Router
 from firmware.errors import Unavailable
+from firmware.executor import BoundedExecutor
 from firmware.runtime.backoff import BackoffPolicy
 from firmware.runtime.desired import DesiredModules
 from firmware.runtime.logstream import LogFrame, Stream
@@ -90,7 +91,14 @@ def daemon(tmp_path: Any) -> Daemon:
     table = [
         *modules.routes(lambda: reconciler),
         *logs.routes(lambda: reconciler),
-        *system.routes(lambda: config, lambda: reconciler, no_identity_service, LogRing(), 0.0),
+        *system.routes(
+            lambda: config,
+            lambda: reconciler,
+            no_identity_service,
+            LogRing(),
+            0.0,
+            BoundedExecutor().run,
+        ),
         *deployments.routes(lambda: config, lambda: reconciler),
     ]
     for method, pattern, handler in table:

@@ -235,7 +235,7 @@ def make_gateway(
     table = [
         *daemon.routes(status),  # type: ignore[arg-type]
         *modules.routes(lambda: reconciler),
-        *system.routes(lambda: config, lambda: reconciler, no_identity_service, ring, 0.0),
+        *system.routes(lambda: config, lambda: reconciler, no_identity_service, ring, 0.0, run),
         *identities.routes(identity_list),
         *support_bundle.routes(
             support_bundle.BundleSources(

@@ -25,6 +25,7 @@ from firmware.api.management.journal import LogRing
 from firmware.api.model import ApiRequest
 from firmware.api.router import Router
 from firmware.errors import Unavailable
+from firmware.executor import BoundedExecutor
 from firmware.runtime.status import module_usage
 from tests.peers.fake_engine import FakeEngine
 from tests.peers.waiting import wait_until_async
@@ -144,7 +145,9 @@ def supervised(scenario: Any) -> Any:
             reprovisioning_mode=lambda: "Dynamic",
         )
         router = Router()
-        table = system.routes(lambda: config, lambda: reconciler, no_identity, LogRing(), 0.0)
+        table = system.routes(
+            lambda: config, lambda: reconciler, no_identity, LogRing(), 0.0, BoundedExecutor().run
+        )
         for method, pattern, handler in table:
             router.add(method, pattern, handler)
 
