@@ -302,9 +302,7 @@ class Reconciler:
             if present:
                 return
             raise EngineError(failed.message, hint="the pull is tried again later")
-        if spec.image not in self._pulls:
-            self._pulls[spec.image] = asyncio.ensure_future(self._pull(spec))
-        await asyncio.shield(self._pulls[spec.image])
+        await asyncio.shield(self._pull_of(spec))
         failed = self._pull_failures.get(spec.image)
         if failed is not None and not present:
             raise EngineError(failed.message, hint="check the image name and registry credentials")
@@ -722,9 +720,14 @@ class Reconciler:
         failed = self._pull_failures.get(spec.image)
         if failed is not None and self._clock() < failed.retry_at:
             raise EngineError(failed.message, hint="the pull is tried again later")
+        self._pull_of(spec)
+        return False
+
+    def _pull_of(self, spec: ModuleSpec) -> asyncio.Future[None]:
+        """The pull of `spec`'s image under way, started now if there is none."""
         if spec.image not in self._pulls:
             self._pulls[spec.image] = asyncio.ensure_future(self._pull(spec))
-        return False
+        return self._pulls[spec.image]
 
     async def _pull(self, spec: ModuleSpec) -> None:
         log.info("pulling image", extra=fields(module=spec.name, image=spec.image))
