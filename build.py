@@ -7,9 +7,11 @@
                                          `--attestation tpm` for TPM attestation on the swtpm)
     python3 build.py test [PYTEST ARGS]  set up, build, run the test suite against the binary
     python3 build.py setup               Debian packages + .venv (implicit in the others)
-    python3 build.py build [--board B]   cffi modules + Nuitka -> dist/B/edgekeeper (cached)
+    python3 build.py build [--board B]   cffi modules + Nuitka -> dist/B/edgekeeper.dist, with
+                                         dist/B/edgekeeper pointing at its binary (cached)
     python3 build.py sim start|stop|status [--attestation symmetric_key|tpm]  (start only)
     python3 build.py bundle --board B    rootfs-overlay tarball dist/B/edgekeeper-B-VERSION.tar.gz
+                                         around the program's squashfs image
 
 Every step is keyed on its inputs (stamp files under .cache/), so a second run only checks.
 This file reads the command line; the steps live in buildkit/, one module per job.
@@ -46,7 +48,7 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
         "--mode",
         choices=BUILD_MODES,
         default=BUILD_MODE,
-        help="Nuitka mode (default %(default)s; standalone is for measurements)",
+        help="Nuitka mode (default %(default)s; onefile is for comparisons)",
     )
     sim_parser = commands.add_parser("sim", help="the sim board's services")
     sim_parser.add_argument("action", choices=SIM_ACTIONS)

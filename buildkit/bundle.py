@@ -1,5 +1,6 @@
-"""The flash-ready bundle: a rootfs-overlay tarball with the binary, its config, systemd unit,
-tmpfiles, sysusers and udev rules (docs/build.md, "The bundle")."""
+"""The flash-ready bundle: a rootfs-overlay tarball with the program's squashfs image, the mount
+unit that mounts it read-only, the `edgekeeper` command pointing into it, the config, the daemon's
+systemd unit, tmpfiles, sysusers and udev rules (docs/build.md, "The bundle")."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ from typing import Any
 
 from buildkit.boards import board_document
 from buildkit.log import BuildError, log
-from buildkit.nuitka import BUILD_MODE, UNPACK_ID_LENGTH, built_key
 from buildkit.paths import BOARDS, DIST, ROOT
+from buildkit.shell import run
 from buildkit.steps import build
 
 TEMPLATES = BOARDS / "bundle"
@@ -26,12 +27,25 @@ SYSTEMD_WATCHDOG_SEC = 30
 # Device kinds of [board.devices] and the kernel subsystem their nodes belong to.
 DEVICE_SUBSYSTEMS = {"tpm": "tpm", "i2c": "i2c-dev", "spi": "spidev", "serial": "tty"}
 
+# Where the program lives on the gateway: the image file, and the directory it is mounted on
+# (the mount unit's name is that path, systemd-escaped).
+IMAGE_PATH = "usr/lib/edgekeeper/program.squashfs"
+MOUNT_POINT = "usr/lib/edgekeeper/program"
+MOUNT_UNIT = "usr-lib-edgekeeper-program.mount"
+
+# zstd: 17.6 MB for the sim program against 16.1 MB with xz, but a cold start (page cache
+# dropped) takes 0.23 s against 0.71 s with xz (docs/build.md). The gateway's kernel needs
+# CONFIG_SQUASHFS and CONFIG_SQUASHFS_ZSTD (mainline since 4.14).
+SQUASHFS_OPTIONS = ("-comp", "zstd", "-Xcompression-level", "19", "-all-root", "-noappend")
+
 
 @dataclass(frozen=True)
 class BundleFile:
     path: str  # relative to the rootfs, e.g. "usr/bin/edgekeeper"
     data: bytes
     mode: int
+    link: str = ""  # a symbolic link to this target instead of a file
+    directory: bool = False  # an (empty) directory instead of a file
 
 
 def product_version() -> str:
@@ -107,18 +121,21 @@ def udev_rules(board_name: str, devices: dict[str, Any]) -> str:
 def bundle_files(
     board_name: str,
     board: dict[str, Any],
-    binary: bytes,
+    image: bytes,
     version: str,
-    unpack_id: str,
     templates: Path = TEMPLATES,
 ) -> list[BundleFile]:
-    """Every file of the overlay, the templates of `templates` filled in for this board."""
+    """Every file of the overlay, the templates of `templates` filled in for this board;
+    `image` is the program's squashfs image."""
     settings = board.get("board", {})
     substitutions = {
         "@VERSION@": version,
         "@BOARD@": board_name,
         "@WATCHDOG_SEC@": str(SYSTEMD_WATCHDOG_SEC),
-        "@UNPACK_ID@": unpack_id,
+        "@PROGRAM@": f"/{MOUNT_POINT}/edgekeeper",
+        "@IMAGE@": f"/{IMAGE_PATH}",
+        "@MOUNT_POINT@": f"/{MOUNT_POINT}",
+        "@MOUNT_UNIT@": MOUNT_UNIT,
         "@MEMORY_MAX@": f"{int(settings.get('memory_budget_mb', 64)) * 2}M",
     }
 
@@ -131,8 +148,11 @@ def bundle_files(
     config = commented_config(board_name, board).encode()
     rules = udev_rules(board_name, settings.get("devices", {})).encode()
     return [
-        BundleFile("usr/bin/edgekeeper", binary, 0o755),
+        BundleFile(IMAGE_PATH, image, 0o644),
+        BundleFile(MOUNT_POINT, b"", 0o755, directory=True),
+        BundleFile("usr/bin/edgekeeper", b"", 0o777, link="../lib/edgekeeper/program/edgekeeper"),
         BundleFile("etc/edgekeeper/config.toml", config, 0o644),
+        BundleFile(f"lib/systemd/system/{MOUNT_UNIT}", render("program.mount"), 0o644),
         BundleFile("lib/systemd/system/edgekeeper.service", render("edgekeeper.service"), 0o644),
         BundleFile("usr/lib/tmpfiles.d/edgekeeper.conf", render("tmpfiles.conf"), 0o644),
         BundleFile("usr/lib/sysusers.d/edgekeeper.conf", render("sysusers.conf"), 0o644),
@@ -153,30 +173,49 @@ def write_tarball(target: Path, files: list[BundleFile], mtime: int) -> None:
     """A gzipped tar of `files` under "./", their directories first (0755), every entry dated
     `mtime`; written beside `target` and renamed into place."""
     partial = target.with_name(target.name + ".partial")
+    listed = {file.path for file in files if file.directory}
     with tarfile.open(partial, "w:gz", format=tarfile.PAX_FORMAT) as tar:
         for directory in parent_directories(file.path for file in files):
-            info = tarfile.TarInfo(f"./{directory}")
-            info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, mtime
-            tar.addfile(info)
+            if directory not in listed:
+                info = tarfile.TarInfo(f"./{directory}")
+                info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, mtime
+                tar.addfile(info)
         for file in files:
             info = tarfile.TarInfo(f"./{file.path}")
-            info.size, info.mode, info.mtime = len(file.data), file.mode, mtime
-            tar.addfile(info, io.BytesIO(file.data))
+            info.mode, info.mtime = file.mode, mtime
+            if file.directory:
+                info.type = tarfile.DIRTYPE
+                tar.addfile(info)
+            elif file.link:
+                info.type, info.linkname = tarfile.SYMTYPE, file.link
+                tar.addfile(info)
+            else:
+                info.size = len(file.data)
+                tar.addfile(info, io.BytesIO(file.data))
     partial.replace(target)
 
 
+def program_image(program_dir: Path) -> Path:
+    """dist/<board>/edgekeeper.squashfs: the standalone program directory as a read-only
+    squashfs image, made again when the program is newer."""
+    image = program_dir.with_suffix(".squashfs")
+    binary = program_dir / "edgekeeper"
+    if image.exists() and image.stat().st_mtime >= binary.stat().st_mtime:
+        return image
+    partial = image.with_name(f".{image.name}.partial")
+    partial.unlink(missing_ok=True)
+    run(["mksquashfs", program_dir, partial, *SQUASHFS_OPTIONS, "-quiet"], capture=True)
+    partial.replace(image)
+    return image
+
+
 def make_bundle(board_name: str) -> Path:
-    """dist/<board>/edgekeeper-<board>-<version>.tar.gz around the up-to-date onefile binary."""
-    binary = build(board_name, BUILD_MODE)
+    """dist/<board>/edgekeeper-<board>-<version>.tar.gz around the up-to-date program's image."""
+    binary = build(board_name, "standalone").resolve()
+    image = program_image(binary.parent)
     version = product_version()
-    files = bundle_files(
-        board_name,
-        board_document(board_name),
-        binary.read_bytes(),
-        version,
-        built_key(board_name)[:UNPACK_ID_LENGTH],
-    )
+    files = bundle_files(board_name, board_document(board_name), image.read_bytes(), version)
     target = DIST / board_name / f"edgekeeper-{board_name}-{version}.tar.gz"
     write_tarball(target, files, int(binary.stat().st_mtime))
-    log(f"bundle {target.relative_to(ROOT)}")
+    log(f"bundle {target.relative_to(ROOT)} (program image {image.stat().st_size} bytes)")
     return target

@@ -1,4 +1,5 @@
-"""The binary: dist/BOARD/edgekeeper compiled by Nuitka, its build key, and its unpack directory."""
+"""The program: dist/BOARD/edgekeeper.dist compiled by Nuitka (dist/BOARD/edgekeeper points at its
+binary), its build key, and which modules are compiled to C or kept as bytecode."""
 
 from __future__ import annotations
 
@@ -16,15 +17,38 @@ from buildkit.shell import run
 from buildkit.stamps import digest, tree_digest
 from buildkit.venv import venv_python_version, venv_version
 
-# One file: `onefile` (see docs/build.md for the measurements behind the choice); `standalone`
-# is for measurements.
-BUILD_MODE = "onefile"
-BUILD_MODES = ("onefile", "standalone")
+# A standalone directory, shipped packed in a read-only squashfs image that the gateway mounts
+# (buildkit/bundle.py); `onefile` (one self-unpacking file) is for comparisons. See docs/build.md
+# for the measurements behind the choice.
+BUILD_MODE = "standalone"
+BUILD_MODES = ("standalone", "onefile")
 
 # Modules the compiled program loads without a static import (Nuitka would not see them) or that
 # Nuitka's anti-bloat drops although the standard library needs them at run time.
 NUITKA_INCLUDE_MODULES = ("_json", "_bisect", "json.decoder", "json.encoder", "bisect")
 NUITKA_INCLUDE_PACKAGES = ("firmware", "serial.urlhandler")
+
+# Packages kept as bytecode instead of compiled to C: code that runs at start, on a command or
+# on a configuration's backend, never per request. Compiled code is mapped from the program file
+# and its module init touches most of it; bytecode costs flash and memory only once imported.
+# What serves requests stays compiled: the HTTP server and parser, the router, the workload API,
+# the key service and its backends, h11 (docs/performance.md, "Compiled or bytecode").
+BYTECODE_PACKAGES = (
+    "firmware.api.management",
+    "firmware.certs",
+    "firmware.cli",
+    "firmware.config",
+    "firmware.console",
+    "firmware.daemon",
+    "firmware.identity",
+    "firmware.runtime",
+    "firmware.store",
+    "firmware.tpm",
+    "cryptography",
+    "serial",
+    "tpm2_pytss",
+    "typing_extensions",
+)
 
 # Libraries that Nuitka treats as "system" and does not bundle although a minimal rootfs may lack
 # them: (library, where in the distribution the rpath of the module that needs it looks).
@@ -93,6 +117,7 @@ def nuitka_options(board: str, mode: str, outdir: Path, key: str) -> list[str]:
         options.append(f"--include-data-files={system_library(library)}={where}/{library}")
     options += [f"--include-module={name}" for name in NUITKA_INCLUDE_MODULES]
     options += [f"--include-package={name}" for name in NUITKA_INCLUDE_PACKAGES]
+    options += [f"--noinclude-custom-mode={name}:bytecode" for name in BYTECODE_PACKAGES]
     if mode == "onefile":
         unpack_id = key[:UNPACK_ID_LENGTH]
         options.append(f"--onefile-tempdir-spec={ONEFILE_UNPACK_SPEC % unpack_id}")

@@ -23,6 +23,7 @@ APT_PACKAGES = {
     "tpm2-tools": "TPM command line tools used by tests",
     "patchelf": "Nuitka standalone needs it to set rpaths",
     "busybox-static": "minimal container rootfs for the binary test",
+    "squashfs-tools": "mksquashfs packs the program into the bundle's read-only image",
     "pkg-config": "tpm2-pytss finds tpm2-tss with it",
     "ccache": "Nuitka reuses compiled C objects between builds",
     "gcc": "C compiler for Nuitka and cffi",

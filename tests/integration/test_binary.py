@@ -1,8 +1,10 @@
-"""The built binary runs on a rootfs holding only busybox and the libraries `ldd` lists for it.
+"""The built program runs on a rootfs holding only busybox and the libraries `ldd` lists for it.
 
-The image is made from the static busybox plus exactly the files `ldd` names for
-dist/sim/edgekeeper and for the program it unpacks (glibc: libc, libm and the loader), imported
-into the private dockerd and run with no network.
+The image is made from the static busybox, the program directory dist/sim/edgekeeper.dist where
+the bundle mounts it, and exactly the files outside it that `ldd` names for its executables and
+libraries (glibc: libc, libm and the loader), imported into the private dockerd and run with no
+network. The bundle is unpacked, its squashfs image mounted as the gateway's mount unit does, and
+the command it installs run from there.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ pytestmark = pytest.mark.binary
 
 REPO = Path(__file__).resolve().parents[2]
 IN_IMAGE = "/usr/bin/edgekeeper"
+PROGRAM_DIR = "usr/lib/edgekeeper/program"
 
 GOOD_CONFIG = """\
 [paths]
@@ -61,16 +64,15 @@ def ldd_libraries(binary: Path) -> list[Path]:
         found = re.search(r"(?:=>\s*)?(/\S+)\s+\(0x", line)
         if found:
             libraries.append(Path(found.group(1)))
-    assert libraries, f"ldd found no libraries for {binary}:\n{listing.stdout}"
     return libraries
 
 
-def unpacked_program(binary: Path, cache_home: Path) -> Path:
-    """The program a onefile binary unpacks and runs (itself when it is not a onefile build)."""
-    env = {"PATH": "/usr/bin:/bin", "XDG_CACHE_HOME": str(cache_home)}
-    subprocess.run([str(binary), "version"], env=env, capture_output=True, check=True)
-    unpacked = sorted(cache_home.glob("edgekeeper/*/edgekeeper.bin"))
-    return unpacked[0] if unpacked else binary
+def elf_files(directory: Path) -> list[Path]:
+    return [
+        path
+        for path in sorted(directory.rglob("*"))
+        if path.is_file() and not path.is_symlink() and path.read_bytes()[:4] == b"\x7fELF"
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -78,11 +80,19 @@ def binary_image(
     sim_dockerd: Dockerd, edgekeeper_binary: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> str:
     rootfs = busybox_rootfs(tmp_path_factory.mktemp("binary-rootfs"))
-    target = rootfs / IN_IMAGE.lstrip("/")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(edgekeeper_binary, target)
-    program = unpacked_program(edgekeeper_binary, tmp_path_factory.mktemp("unpack"))
-    for library in {*ldd_libraries(edgekeeper_binary), *ldd_libraries(program)}:
+    program_dir = edgekeeper_binary.resolve().parent
+    shutil.copytree(program_dir, rootfs / PROGRAM_DIR, symlinks=True)
+    command = rootfs / IN_IMAGE.lstrip("/")
+    command.parent.mkdir(parents=True, exist_ok=True)
+    command.symlink_to(f"/{PROGRAM_DIR}/{edgekeeper_binary.resolve().name}")
+    assert ldd_libraries(edgekeeper_binary), f"ldd found no libraries for {edgekeeper_binary}"
+    outside = {
+        library
+        for elf in elf_files(program_dir)
+        for library in ldd_libraries(elf)
+        if program_dir not in library.resolve().parents
+    }
+    for library in outside:
         copy = rootfs / str(library).lstrip("/")
         copy.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(library.resolve(), copy)
@@ -198,32 +208,43 @@ def test_bundle_is_a_rootfs_overlay(edgekeeper_binary: Path, tmp_path: Path) -> 
         bundle.extractall(tmp_path, filter="data")
     for path in (
         "usr/bin/edgekeeper",
+        "usr/lib/edgekeeper/program.squashfs",
+        "lib/systemd/system/usr-lib-edgekeeper-program.mount",
         "etc/edgekeeper/config.toml",
         "lib/systemd/system/edgekeeper.service",
         "usr/lib/tmpfiles.d/edgekeeper.conf",
         "lib/udev/rules.d/60-edgekeeper.rules",
     ):
         assert path in names
-    assert (tmp_path / "usr/bin/edgekeeper").read_bytes() == edgekeeper_binary.read_bytes()
     unit = (tmp_path / "lib/systemd/system/edgekeeper.service").read_text()
     for line in ("Type=notify", "NotifyAccess=main", "Restart=on-failure", "WatchdogSec="):
         assert line in unit
     assert "@" not in unit.replace("$MAINPID", "")
     program = re.search(r"^ExecStart=(\S+)", unit, re.M).group(1)
-    cache_home = tmp_path / "var" / "cache"
-    unpacked = unpacked_program(tmp_path / "usr/bin/edgekeeper", cache_home)
-    assert str(unpacked).endswith(program.removeprefix("/var/cache")), (unpacked, program)
+    assert program == f"/{PROGRAM_DIR}/edgekeeper"
     assert "d /run/edgekeeper" in (tmp_path / "usr/lib/tmpfiles.d/edgekeeper.conf").read_text()
-    validate = subprocess.run(
-        [
-            str(tmp_path / "usr/bin/edgekeeper"),
-            "config",
-            "validate",
-            str(tmp_path / "etc/edgekeeper/config.toml"),
-        ],
-        env={"PATH": "/usr/bin:/bin", "XDG_CACHE_HOME": str(cache_home)},
-        capture_output=True,
-        text=True,
-        check=False,
+    mount_point = tmp_path / PROGRAM_DIR
+    assert mount_point.is_dir() and not any(mount_point.iterdir())
+    image = tmp_path / "usr/lib/edgekeeper/program.squashfs"
+    subprocess.run(
+        ["mount", "-t", "squashfs", "-o", "loop,ro,nodev,nosuid", image, mount_point], check=True
     )
-    assert validate.returncode == 0, validate.stdout + validate.stderr
+    try:
+        assert (mount_point / "edgekeeper").read_bytes() == edgekeeper_binary.read_bytes()
+        command = tmp_path / "usr/bin/edgekeeper"
+        assert command.resolve() == mount_point / "edgekeeper"
+        env = {"PATH": "/usr/bin:/bin"}
+        version = subprocess.run(
+            [command, "version"], env=env, capture_output=True, text=True, check=False
+        )
+        assert version.returncode == 0 and product_version() in version.stdout, version.stderr
+        validate = subprocess.run(
+            [command, "config", "validate", tmp_path / "etc/edgekeeper/config.toml"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert validate.returncode == 0, validate.stdout + validate.stderr
+    finally:
+        subprocess.run(["umount", mount_point], check=True)

@@ -1,9 +1,10 @@
 """How tests start edgekeeper: the built binary when `build.py test` names it, else the source.
 
-The CLI runs the onefile binary itself, as a technician would. The daemon runs the program the
-binary unpacks, as the systemd unit does (docs/build.md): one process with the daemon's own pid,
-so SIGKILL, SIGHUP and sd_notify reach the daemon and not Nuitka's onefile bootstrap. Start it
-with `[*daemon_argv(), "run", ...]` in `program_env()`, or with `spawn_daemon(config, log)`.
+The CLI runs the binary itself, as a technician would. The daemon runs the program as the
+systemd unit does (docs/build.md): one process with the daemon's own pid, so SIGKILL, SIGHUP and
+sd_notify reach the daemon (for a onefile build, the program it unpacks, not Nuitka's bootstrap).
+Start it with `[*daemon_argv(), "run", ...]` in `program_env()`, or with
+`spawn_daemon(config, log)`.
 """
 
 from __future__ import annotations
@@ -32,10 +33,10 @@ def cli_argv() -> list[str]:
 
 
 def daemon_argv(binary: str | Path | None = None) -> list[str]:
-    """The daemon's command: the program `binary` (default $EDGEKEEPER_BINARY) unpacks, else the
+    """The daemon's command: the program of `binary` (default $EDGEKEEPER_BINARY), else the
     source."""
     binary = binary or built_binary()
-    return [_unpacked(str(binary))] if binary else list(SOURCE)
+    return [_program(str(binary))] if binary else list(SOURCE)
 
 
 def program_env(**extra: str) -> dict[str, str]:
@@ -80,9 +81,12 @@ def stop_daemon(process: subprocess.Popen[str] | None, timeout_s: float = 30) ->
 
 
 @functools.cache
-def _unpacked(binary: str) -> str:
-    """The program a onefile `binary` unpacks, once per build, into UNPACK_HOME (its directory
-    is named after the build key, as build.py sets it)."""
+def _program(binary: str) -> str:
+    """The program of a standalone build (the binary itself), or the one a onefile `binary`
+    unpacks, once per build, into UNPACK_HOME (its directory is named after the build key, as
+    build.py sets it)."""
+    if Path(binary).resolve().parent.name.endswith(".dist"):
+        return binary
     env = {**os.environ, "XDG_CACHE_HOME": str(UNPACK_HOME)}
     subprocess.run([binary, "version"], env=env, capture_output=True, check=True, timeout=120)
     build_key = Path(binary).with_name("edgekeeper.buildkey").read_text().strip()

@@ -25,14 +25,14 @@ def load_build_py() -> ModuleType:
 build_py = load_build_py()
 
 
-def test_build_defaults_to_the_sim_board_in_onefile_mode() -> None:
+def test_build_defaults_to_the_sim_board_in_standalone_mode() -> None:
     args, rest = build_py.parse(["build"])
-    assert (args.command, args.board, args.mode, rest) == ("build", "sim", "onefile", [])
+    assert (args.command, args.board, args.mode, rest) == ("build", "sim", "standalone", [])
 
 
 def test_build_and_bundle_take_a_board() -> None:
-    assert build_py.parse(["build", "--board", "rpi4-tpm", "--mode", "standalone"])[0].mode == (
-        "standalone"
+    assert build_py.parse(["build", "--board", "rpi4-tpm", "--mode", "onefile"])[0].mode == (
+        "onefile"
     )
     args, _ = build_py.parse(["bundle", "--board", "rpi4-tpm"])
     assert (args.command, args.board) == ("bundle", "rpi4-tpm")
@@ -52,7 +52,7 @@ def test_test_and_run_pass_unknown_arguments_through(command: str) -> None:
         ["setup", "--verbose"],
         ["build", "--board"],
         ["build", "--mode", "fast"],
-        ["bundle", "--mode", "standalone"],  # a bundle ships the onefile binary only
+        ["bundle", "--mode", "onefile"],  # a bundle ships the standalone program's image only
         ["sim"],
         ["sim", "restart"],
         ["sim", "status", "now"],
