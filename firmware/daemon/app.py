@@ -6,6 +6,7 @@ and checks the run and data directories (`OwnDirectory`: refused if anyone but r
 could change them), takes the single-instance lock and opens the state store; a problem there
 prints one `error: ...` line and returns 1. Then every enabled service is prepared (a failure is
 again one line and exit 1), started under the supervisor, and READY=1 goes to the service manager.
+`SETTLE_S` after READY the memory only starting needed is given back (`residency`).
 SIGTERM/SIGINT stop the services within `STOP_TIMEOUT_S` and return 0; SIGHUP reloads the config
 (an invalid one is logged problem by problem and the old one kept). A service whose config sections
 changed is reconfigured in place when it can (`Reconfigurable`: the key service, so holders of keys
@@ -33,6 +34,7 @@ from firmware.daemon.hardening import ProcessHardening, harden_process
 from firmware.daemon.lock import InstanceLock
 from firmware.daemon.logs import LogControl
 from firmware.daemon.notify import Notifier
+from firmware.daemon.residency import release_start_up_memory
 from firmware.daemon.service import (
     ConfigCell,
     DaemonContext,
@@ -52,6 +54,7 @@ from firmware.store.state import StateStore
 log = get_logger("daemon")
 
 STOP_TIMEOUT_S = 10.0
+SETTLE_S = 5.0  # after READY: the agent's container is up and start-up work has finished
 STATE_SUBDIR = "state"
 
 
@@ -137,6 +140,8 @@ class Daemon:
         self._stop_event: asyncio.Event | None = None
         self._reload_lock: asyncio.Lock | None = None
         self._reloads: set[asyncio.Task[bool]] = set()
+        self._settled: asyncio.TimerHandle | None = None
+        self._release: asyncio.Task[None] | None = None
         self._last_status = ""
         self.ctx: DaemonContext | None = None
         self.wiring: Wiring | None = None
@@ -203,6 +208,7 @@ class Daemon:
             )
             self.notifier.ready(self._status_line())
             self.notifier.start_watchdog(loop)
+            self._settled = loop.call_later(SETTLE_S, self._on_settled)
             await self._stop_event.wait()
             return await self._shut_down()
         finally:
@@ -272,9 +278,27 @@ class Daemon:
         log.info("stopping", extra=fields(timeout_s=STOP_TIMEOUT_S))
         for task in list(self._reloads):
             task.cancel()
+        if self._settled is not None:
+            self._settled.cancel()
+        if self._release is not None:
+            self._release.cancel()
         overran = await self.supervisor.stop_all(STOP_TIMEOUT_S)
         log.info("stopped" if not overran else "stopped; some services overran")
         return 1 if overran else 0
+
+    def _on_settled(self) -> None:
+        self._release = asyncio.get_running_loop().create_task(self._release_start_up_memory())
+
+    async def _release_start_up_memory(self) -> None:
+        released = await self.executor.run(release_start_up_memory)
+        log.info(
+            "start-up memory given back",
+            extra=fields(
+                rss_before_kib=released.rss_before_kib,
+                rss_after_kib=released.rss_after_kib,
+                paged_out_mappings=released.mappings,
+            ),
+        )
 
     def _on_stop_signal(self, sig: signal.Signals) -> None:
         log.info("signal received; stopping", extra=fields(signal=sig.name))
