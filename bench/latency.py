@@ -3,17 +3,20 @@ technician's CLI commands, for each binary given and for the same daemon from so
 each figure's ratio against the first binary given.
 
 Every subject runs as the tests run it (tests/peers/program.py, tests/peers/gateway.py): the daemon
-is the program a binary unpacks, as the systemd unit starts it (or `python -m firmware` from this
-tree), against a private dockerd whose agent is a sleeping busybox with `uds_http`; the CLI is the
-one-file binary as launched (or `python -m firmware`). Per repeat and subject, one data dir:
+is the build's program as the systemd unit starts it (a standalone build's own, or the one a
+onefile binary unpacks; `python -m firmware` from this tree), against a private dockerd whose agent
+is a sleeping busybox with `uds_http`; the CLI is the binary as a technician launches it (or
+`python -m firmware`). Per repeat and subject, one data dir:
 
 1. first boot (empty data dir: the CA chain is made at start): once the management API answers and
    the agent runs, the agent asks its workload socket for a server certificate (the first issue),
    then a second one, then the trust bundle (a cheap request: the measuring path's own cost);
-2. restart on the same data dir (the certificates exist): the same three requests;
-3. restart again: a module deployed (`POST /modules`, busybox, sleeping), timed from the request
-   until the engine reports its container started (the engine's own event time); then `status`,
-   `version` and `config validate` through the CLI, `--cli-runs` times each.
+2. restart on the same data dir (the certificates exist), left idle `--idle` seconds once the agent
+   runs (the daemon gives back its start-up memory once settled, so a request may have to read
+   code in again, as a module's first request hours after boot would): the same three requests;
+3. restart again, idle as in 2: a module deployed (`POST /modules`, busybox, sleeping), timed from
+   the request until the engine reports its container started (the engine's own event time); then
+   `status`, `version` and `config validate` through the CLI, `--cli-runs` times each.
 
 The workload requests come from a shell `docker exec` started in the agent's container before the
 clock starts (the workload API serves only processes in the module's container): the clock runs
@@ -23,7 +26,7 @@ carries the exec pipe's round trip, which `pipe round trip` (an `echo`) shows al
 This is a benchmark, not a test: it asserts nothing about the figures.
 
     .venv/bin/python bench/latency.py --binary OLD --label before --binary dist/sim/edgekeeper \
-        --label after [--repeats 3] [--cli-runs 10] [--no-source] [--json out.json]
+        --label after [--repeats 3] [--cli-runs 10] [--idle 8] [--no-source] [--json out.json]
 """
 
 from __future__ import annotations
@@ -206,7 +209,7 @@ def cli_commands(gateway: Gateway, samples: Samples, runs: int) -> None:
 
 
 def measure_once(
-    dockerd: Dockerd, parent: Path, subject: Subject, samples: Samples, runs: int
+    dockerd: Dockerd, parent: Path, subject: Subject, samples: Samples, runs: int, idle_s: float
 ) -> None:
     """One repeat for `subject`: three boots of one data dir (see the module docstring)."""
     gateway = new_gateway(parent, dockerd, CLIENT_IMAGE, prefix="eklat")
@@ -216,10 +219,11 @@ def measure_once(
             certificate_requests(gateway, samples, "first boot")
             gateway.stop()
             gateway.start()
-            certificate_requests(gateway, samples, "after restart")
+            settle(gateway, idle_s)
+            certificate_requests(gateway, samples, "after restart, settled")
             gateway.stop()
             gateway.start()
-            gateway.container_of(gateway.agent)
+            settle(gateway, idle_s)
             first_deploy(gateway, samples)
             gateway.cli("version")  # a one-file binary unpacks once per build; not what is timed
             cli_commands(gateway, samples, runs)
@@ -227,6 +231,13 @@ def measure_once(
         gateway.stop()
         dockerd.remove_containers(MODULE_LABEL)
         shutil.rmtree(gateway.root, ignore_errors=True)
+
+
+def settle(gateway: Gateway, idle_s: float) -> None:
+    """Once the agent runs, leave the daemon idle `idle_s` (it gives back start-up memory once
+    settled, so what a later request needs may have to be read in again)."""
+    gateway.container_of(gateway.agent)
+    time.sleep(idle_s)
 
 
 def client_rootfs(target: Path) -> Path:
@@ -298,6 +309,13 @@ def main() -> int:
     parser.add_argument("--no-source", action="store_true", help="skip `python -m firmware`")
     parser.add_argument("--repeats", type=int, default=3, help="boots per subject (default 3)")
     parser.add_argument("--cli-runs", type=int, default=10, help="runs per CLI command per repeat")
+    parser.add_argument(
+        "--idle",
+        type=float,
+        default=8.0,
+        help="idle seconds after a restart before its requests (default 8: the daemon settles 5 s "
+        "after READY)",
+    )
     parser.add_argument("--json", type=Path, help="write the figures here as JSON")
     args = parser.parse_args()
     if len(args.label) > len(args.binary):
@@ -324,7 +342,9 @@ def main() -> int:
         for repeat in range(args.repeats):
             for subject in subjects:  # interleaved, so the machine's drift spreads over all
                 print(f"repeat {repeat + 1}/{args.repeats}: {subject.label}", file=sys.stderr)
-                measure_once(dockerd, root, subject, samples[subject.label], args.cli_runs)
+                measure_once(
+                    dockerd, root, subject, samples[subject.label], args.cli_runs, args.idle
+                )
     finally:
         dockerd.docker(
             "rm", "-f", *dockerd.docker("ps", "-aq", check=False).stdout.split(), check=False
@@ -341,6 +361,7 @@ def main() -> int:
         document = {
             "repeats": args.repeats,
             "cli_runs": args.cli_runs,
+            "idle_s": args.idle,
             "baseline": subjects[0].label,
             "subjects": [
                 {
