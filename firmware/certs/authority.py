@@ -11,7 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from firmware.certs.policy import CertificatePolicy
-from firmware.certs.profiles import MAX_COMMON_NAME
+
+#: The longest X.509 commonName (ub-common-name, RFC 5280).
+MAX_COMMON_NAME = 64
 
 ROOT = "edge-ca-root"
 EDGE_CA = "edge-ca"

@@ -44,8 +44,8 @@ class CertificatesService:
 
     async def run(self) -> None:
         keys = await self._keys()
-        # Deferred: cryptography (about 12 MB resident) loads when certificates are first needed,
-        # once the key service is ready: never on the way to READY.
+        # Deferred: the service starts once the key service is ready, never on the way to READY;
+        # it imports cryptography only when a certificate is first issued or checked.
         from firmware.certs.service import CertificateService
 
         certs = CertificateService(keys, policy_from_config(self._config), self._executor)

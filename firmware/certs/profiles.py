@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from firmware.certs.authority import MAX_COMMON_NAME
 from firmware.certs.errors import InvalidCertificateRequest
 
 if TYPE_CHECKING:
@@ -22,7 +23,6 @@ if TYPE_CHECKING:
 
     from firmware.certs.signing import SigningPublicKey
 
-MAX_COMMON_NAME = 64
 _DNS_LABEL = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)")
 
 

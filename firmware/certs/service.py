@@ -2,9 +2,14 @@
 
 At start the managed certificates (see `firmware.certs.authority`) are loaded from the state store
 under `[certificates] dir`, or issued when missing, expired, or no longer matching their key or
-issuer; each gets a renewal timer. A renewal issues a new certificate for the same key, verifies it
-against its issuer with `cryptography`, replaces the stored one atomically, logs it, and renews the
-certificates it issued. A renewal that fails keeps the old certificate and marks the service
+issuer; each gets a renewal timer. When every stored record carries facts that still hold and
+every key exists (`firmware.certs.stored`), the timers are armed from the facts alone and those
+checks run when a certificate is first issued, renewed, listed or handed out: `cryptography`
+(about 5 MB of anonymous memory) is imported then, not by a daemon that idles.
+
+A renewal issues a new certificate for the same key, verifies it against its issuer with
+`cryptography`, replaces the stored one atomically, logs it, and renews the certificates it
+issued. A renewal that fails keeps the old certificate and marks the service
 degraded until a retry succeeds.
 
 Module server and identity certificates are issued per request by the workload CA, for a key pair
@@ -19,7 +24,9 @@ renewal outcomes (no polling) and never time out by themselves.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -27,28 +34,24 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-
-from firmware.certs import profiles
 from firmware.certs.authority import EDGE_CA, ROOT, WORKLOAD_CA, ManagedSpec, hierarchy
 from firmware.certs.errors import (
-    CertificateIssueFailed,
     CertificateNotFound,
     EdgeCaConfigError,
     InvalidCertificateRequest,
 )
 from firmware.certs.policy import CertificatePolicy, file_uri_path
 from firmware.certs.renewal import RenewalFailure, RenewalSchedule
-from firmware.certs.signing import CertificateSigner, KeyServiceSigner, SoftwareSigner
+from firmware.certs.stored import StoredFacts, der_sha256, facts_hold
 from firmware.errors import NotSupported
 from firmware.keys.backend import KeyKind
+from firmware.keys.errors import KeyNotFound
 from firmware.store.state import StateStore
 
 if TYPE_CHECKING:
-    from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
+    from cryptography import x509
 
+    from firmware.certs.signing import CertificateSigner
     from firmware.executor import BoundedExecutor
     from firmware.keys.service import KeyService
 
@@ -104,6 +107,10 @@ class CertificateService:
         self._specs = {spec.name: spec for spec in hierarchy(policy)}
         self._signers: dict[str, CertificateSigner] = {}
         self._certs: dict[str, x509.Certificate] = {}
+        self._facts: dict[str, StoredFacts] = {}
+        self._stored_pems: dict[str, str] = {}  # kept at start, not parsed or checked yet
+        self._checked = False
+        self._checking = asyncio.Lock()
         self._operator_chain: list[x509.Certificate] = []
         self._reissued: dict[str, str] = {}
         self._schedule = RenewalSchedule(
@@ -114,15 +121,54 @@ class CertificateService:
         )
 
     async def start(self) -> None:
-        """Load or issue every managed certificate and arm the renewal timers."""
+        """Arm the renewal timers: from the stored facts when they hold (checks wait for first
+        use), else after loading, checking or issuing every managed certificate now."""
         await self._executor.run(self._store.ensure)
+        if await self._keep_stored():
+            for name in self._specs:
+                self._plan(name)
+            log.info("stored certificates kept; checked against their keys on first use")
+            return
+        await self._check()
+
+    async def _keep_stored(self) -> bool:
+        """Whether every managed certificate's stored facts hold and its key exists; if so they
+        are kept (not parsed). Issuers come before what they issue in `self._specs`."""
+        facts: dict[str, StoredFacts] = {}
+        pems: dict[str, str] = {}
+        now = time.time()
         for spec in self._specs.values():
-            if spec.key_name is not None:
-                self._signers[spec.name] = await self._key_signer(spec.key_name)
-                await self._load_or_issue(spec)
-                self._plan(spec.name)
-            else:
-                await self._load_operator_ca(spec)
+            if spec.key_name is None:
+                return False
+            record = await self._executor.run(self._store.get, spec.name)
+            issuer = facts[spec.issuer].sha256 if spec.issuer else None
+            held = facts_hold(record, spec.key_name, issuer, now) if record else None
+            if record is None or held is None:
+                return False
+            try:
+                await self._keys.load(spec.key_name)
+            except KeyNotFound:
+                return False
+            facts[spec.name] = held
+            pems[spec.name] = record["certificate"]
+        self._facts, self._stored_pems = facts, pems
+        return True
+
+    async def _check(self) -> None:
+        """Load every managed certificate and check it against its key and issuer, issuing what
+        is missing or no longer fits; once, at start or on first use."""
+        async with self._checking:
+            if self._checked:
+                return
+            for spec in self._specs.values():
+                if spec.key_name is not None:
+                    self._signers[spec.name] = await self._key_signer(spec.key_name)
+                    await self._load_or_issue(spec)
+                    self._plan(spec.name)
+                else:
+                    await self._load_operator_ca(spec)
+            self._stored_pems.clear()
+            self._checked = True
 
     async def stop(self) -> None:
         self._schedule.cancel()
@@ -143,13 +189,19 @@ class CertificateService:
         start instead of being kept (with why, and how many)."""
         return {
             "degraded": self.degraded,
-            "certificates": sorted(self._certs),
+            "certificates": sorted({*self._certs, *self._facts}),
             "reissued": self.reissued,
             "reissued_count": len(self._reissued),
         }
 
     def certificate(self, name: str) -> x509.Certificate:
-        """The current `cryptography` certificate of managed certificate `name`."""
+        """The current `cryptography` certificate of managed certificate `name` (the stored one
+        when it has not been checked yet)."""
+        if name in self._stored_pems:
+            # Deferred: cryptography loads on first use (see the module docstring).
+            from firmware.certs import material
+
+            return material.load_pem(self._stored_pems[name])
         try:
             return self._certs[name]
         except KeyError:
@@ -180,6 +232,7 @@ class CertificateService:
         return failures[name]
 
     async def list(self) -> list[CertificateInfo]:
+        await self._check()
         now = _now()
         infos = []
         for name, cert in self._certs.items():
@@ -206,6 +259,7 @@ class CertificateService:
     async def renew(self, name: str) -> CertificateInfo:
         """Renew `name` now (same key, new validity) and the certificates it issued."""
         self.certificate(name)
+        await self._check()
         spec = self._specs[name]
         if not spec.renewable:
             raise NotSupported(
@@ -238,6 +292,9 @@ class CertificateService:
     ) -> IssuedCertificate:
         """A TLS server certificate: CN, SANs (DNS names or IPs, unchecked against any module:
         for the daemon's own use), lifetime capped at `server_lifetime`."""
+        # Deferred: cryptography loads on first use (see the module docstring).
+        from firmware.certs import profiles
+
         profiles.check_common_name(common_name)
         entries = profiles.subject_alt_names(list(sans) or [common_name])
         return await self._issue_leaf(
@@ -248,6 +305,9 @@ class CertificateService:
         self, module_id: str, expiration: datetime | str | None = None
     ) -> IssuedCertificate:
         """A TLS client identity certificate whose CN is the module id."""
+        # Deferred: cryptography loads on first use (see the module docstring).
+        from firmware.certs import profiles
+
         profiles.check_common_name(module_id)
         return await self._issue_leaf(
             module_id, [], expiration, self.policy.identity_lifetime, server=False
@@ -256,10 +316,15 @@ class CertificateService:
     async def trust_bundle(self) -> str:
         """PEM of the roots modules should trust: the quickstart root or the operator's chain,
         then the certificates of `trust_bundle_cert`."""
+        await self._check()
+        # Deferred: cryptography loads on first use (see the module docstring).
+        from firmware.certs import material
+
         if self.policy.quickstart:
-            pems = [_pem(self._certs[ROOT])]
+            pems = [material.pem_of(self._certs[ROOT])]
         else:
-            pems = [_pem(cert) for cert in [self._certs[EDGE_CA], *self._operator_chain]]
+            chain = [self._certs[EDGE_CA], *self._operator_chain]
+            pems = [material.pem_of(cert) for cert in chain]
         if self.policy.trust_bundle is not None:
             pems.append(await self._read_text(self.policy.trust_bundle, "trust_bundle_cert"))
         return "".join(pems)
@@ -280,12 +345,16 @@ class CertificateService:
         server: bool,
     ) -> IssuedCertificate:
         """A leaf for a new key pair, valid until `expiration` but `lifetime` seconds at most."""
+        await self._check()
+        # Deferred: cryptography loads on first use (see the module docstring).
+        from firmware.certs import material, profiles
+
         issuer = self._certs[WORKLOAD_CA]
         signer = self._signers[WORKLOAD_CA]
         now = _now()
         longest = now + timedelta(seconds=lifetime)
         not_after = longest if expiration is None else min(_expiration(expiration, now), longest)
-        private, key_pem = await self._executor.run(_leaf_key)
+        private, key_pem = await self._executor.run(material.leaf_key)
         builder = profiles.leaf_builder(
             common_name,
             private.public_key(),
@@ -297,15 +366,16 @@ class CertificateService:
             server,
         )
         cert = await signer.sign(builder)
-        _check_issued(cert, issuer, common_name)
+        material.check_issued(cert, issuer, common_name)
         chain = [cert, issuer, self._certs[EDGE_CA]]
         return IssuedCertificate(
-            certificate_pem="".join(_pem(c) for c in chain),
+            certificate_pem="".join(material.pem_of(c) for c in chain),
             private_key_pem=key_pem,
             expiration=cert.not_valid_after_utc,
         )
 
     async def _renew_scheduled(self, name: str) -> None:
+        await self._check()
         await self._renew_tree(name)
 
     async def _renew_tree(self, name: str) -> None:
@@ -332,22 +402,29 @@ class CertificateService:
             await self._issue(spec)
             self._reissued[spec.name] = problem
             log.warning("issued certificate %s again: the stored one %s", spec.name, problem)
-        else:
-            self._certs[spec.name] = cert
+            return
+        self._certs[spec.name] = cert
+        facts = self._facts_of(spec, cert, record["certificate"])
+        self._facts[spec.name] = facts
+        if StoredFacts.of_record(record) != facts:
+            await self._executor.run(self._store.put, spec.name, {**record, **facts.fields()})
 
     async def _usable(
         self, spec: ManagedSpec, record: dict[str, Any]
     ) -> tuple[x509.Certificate | None, str]:
         """The stored certificate if it still fits its key and issuer and has not expired;
         else None and why not."""
+        # Deferred: cryptography loads on first use (see the module docstring).
+        from firmware.certs import material
+
         if record.get("key") != spec.key_name:
             return None, f"was made for key {record.get('key')!r}, not {spec.key_name!r}"
         try:
-            cert = x509.load_pem_x509_certificate(record["certificate"].encode("ascii"))
+            cert = material.load_pem(record["certificate"])
         except (KeyError, ValueError, AttributeError):
             return None, "is unreadable"
         own_key = await self._signers[spec.name].public_key()
-        if _spki(cert.public_key()) != _spki(own_key):
+        if material.spki_of(cert.public_key()) != material.spki_of(own_key):
             return None, (
                 f"is for another public key than key {spec.key_name!r} has now: that key was "
                 "made again (it was gone from its key backend); whoever trusted the old "
@@ -356,11 +433,14 @@ class CertificateService:
         if cert.not_valid_after_utc <= _now():
             return None, f"expired on {cert.not_valid_after_utc.isoformat()}"
         issuer = self._certs.get(spec.issuer) if spec.issuer else cert
-        if issuer is None or not _issued_by(cert, issuer):
+        if issuer is None or not material.issued_by(cert, issuer):
             return None, f"no longer verifies against its issuer {spec.issuer}, issued again"
         return cert, ""
 
     async def _issue(self, spec: ManagedSpec) -> None:
+        # Deferred: cryptography loads on first use (see the module docstring).
+        from firmware.certs import material, profiles
+
         signer = self._signers[spec.name]
         issuer_cert = self._certs[spec.issuer] if spec.issuer else None
         issuer_signer = self._signers[spec.issuer] if spec.issuer else signer
@@ -375,12 +455,32 @@ class CertificateService:
             spec.path_length,
         )
         cert = await issuer_signer.sign(builder)
-        _check_issued(cert, issuer_cert if issuer_cert is not None else cert, spec.name)
-        record = {"certificate": _pem(cert), "key": spec.key_name, "issuer": spec.issuer}
-        await self._executor.run(self._store.put, spec.name, record)
+        material.check_issued(cert, issuer_cert if issuer_cert is not None else cert, spec.name)
+        pem = material.pem_of(cert)
+        facts = self._facts_of(spec, cert, pem)
+        record = {"certificate": pem, "key": spec.key_name, "issuer": spec.issuer}
+        await self._executor.run(self._store.put, spec.name, {**record, **facts.fields()})
         self._certs[spec.name] = cert
+        self._facts[spec.name] = facts
+
+    def _facts_of(self, spec: ManagedSpec, cert: x509.Certificate, pem: str) -> StoredFacts:
+        own = der_sha256(pem) or ""
+        issuer = own
+        if spec.issuer in self._facts:
+            issuer = self._facts[spec.issuer].sha256
+        elif spec.issuer:  # the operator's Edge CA: never stored, so no facts
+            # Deferred: cryptography loads on first use (see the module docstring).
+            from firmware.certs import material
+
+            issuer = der_sha256(material.pem_of(self._certs[spec.issuer])) or ""
+        return StoredFacts(
+            cert.not_valid_before_utc.timestamp(), cert.not_valid_after_utc.timestamp(), own, issuer
+        )
 
     async def _key_signer(self, key_name: str) -> CertificateSigner:
+        # Deferred: cryptography loads on first use (see the module docstring).
+        from firmware.certs.signing import KeyServiceSigner
+
         handle = await self._keys.create_key_pair(key_name, KeyKind.EC_P256)
         info = await self._keys.info(handle)
         return KeyServiceSigner(self._keys, handle, info.kind, info.backend, self._executor)
@@ -391,16 +491,17 @@ class CertificateService:
             raise EdgeCaConfigError(
                 "[edge_ca] cert is not set", hint="name the operator's Edge CA certificate file"
             )
+        # Deferred: cryptography loads on first use (see the module docstring).
+        from firmware.certs import material
+
         try:
-            certs = x509.load_pem_x509_certificates(
-                (await self._read_text(path, "[edge_ca] cert")).encode("ascii")
-            )
+            certs = material.load_pem_chain(await self._read_text(path, "[edge_ca] cert"))
         except ValueError as err:
             raise EdgeCaConfigError(
                 f"[edge_ca] cert {path} holds no PEM certificate", hint="give a PEM file"
             ) from err
         signer = await self._operator_signer()
-        if _spki(certs[0].public_key()) != _spki(await signer.public_key()):
+        if material.spki_of(certs[0].public_key()) != material.spki_of(await signer.public_key()):
             raise EdgeCaConfigError(
                 f"[edge_ca] pk does not match the certificate in {path}",
                 hint="give the private key that belongs to the Edge CA certificate",
@@ -410,6 +511,12 @@ class CertificateService:
         self._operator_chain = certs[1:]
 
     async def _operator_signer(self) -> CertificateSigner:
+        # Deferred: cryptography loads on first use (see the module docstring).
+        from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+        from firmware.certs import material
+        from firmware.certs.signing import SoftwareSigner
+
         uri = self.policy.edge_ca_key or ""
         key_name = _key_service_name(uri)
         if key_name is not None:
@@ -417,7 +524,7 @@ class CertificateService:
         path = file_uri_path(uri, "[edge_ca] pk")
         text = await self._read_text(path, "[edge_ca] pk")
         try:
-            private = serialization.load_pem_private_key(text.encode("ascii"), password=None)
+            private = material.load_private_key(text)
         except (ValueError, TypeError) as err:
             raise EdgeCaConfigError(
                 f"[edge_ca] pk {path} is not an unencrypted PEM private key",
@@ -431,6 +538,9 @@ class CertificateService:
         return SoftwareSigner(private, self._executor)
 
     async def _existing_key_signer(self, key_name: str) -> CertificateSigner:
+        # Deferred: cryptography loads on first use (see the module docstring).
+        from firmware.certs.signing import KeyServiceSigner
+
         handle = await self._keys.load(key_name)
         info = await self._keys.info(handle)
         return KeyServiceSigner(self._keys, handle, info.kind, info.backend, self._executor)
@@ -444,19 +554,9 @@ class CertificateService:
             ) from err
 
     def _plan(self, name: str) -> None:
-        cert = self._certs[name]
-        delay = self._schedule.plan(
-            name, cert.not_valid_before_utc.timestamp(), cert.not_valid_after_utc.timestamp()
-        )
+        facts = self._facts[name]
+        delay = self._schedule.plan(name, facts.not_before, facts.not_after)
         log.debug("certificate %s renews in %.0f s", name, delay)
-
-
-def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-    try:
-        cert.verify_directly_issued_by(issuer)
-    except Exception:
-        return False
-    return True
 
 
 def _key_service_name(uri: str) -> str | None:
@@ -476,26 +576,6 @@ def _key_service_name(uri: str) -> str | None:
             )
         return unquote(attributes["object"])
     return None
-
-
-def _leaf_key() -> tuple[ec.EllipticCurvePrivateKey, str]:
-    """A new EC P-256 key pair for a module certificate, and its private key as PKCS#8 PEM
-    (blocking: runs in the executor)."""
-    private = ec.generate_private_key(ec.SECP256R1())
-    pem = private.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    return private, pem.decode("ascii")
-
-
-def _check_issued(cert: x509.Certificate, issuer: x509.Certificate, what: str) -> None:
-    try:
-        cert.verify_directly_issued_by(issuer)
-    except Exception as err:
-        raise CertificateIssueFailed(
-            f"certificate {what!r} does not verify against its issuer",
-            hint="the signing key does not match the issuer certificate; check [keys.backends]",
-        ) from err
 
 
 def _expiration(value: datetime | str, now: datetime) -> datetime:
@@ -520,13 +600,3 @@ def _expiration(value: datetime | str, now: datetime) -> datetime:
 
 def _now() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
-
-
-def _pem(cert: x509.Certificate) -> str:
-    return cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
-
-
-def _spki(public_key: PublicKeyTypes) -> bytes:
-    return public_key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )

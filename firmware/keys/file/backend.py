@@ -67,7 +67,8 @@ class FileBackend(KeyBackend):
         return self._read(key_id)
 
     def info(self, key_id: str) -> KeyInfo:
-        kind, _ = self._load(key_id)
+        # The key file's kind, without parsing the key (that needs cryptography).
+        kind, _ = self._read(key_id)
         return KeyInfo(key_id=key_id, kind=kind, backend=self.name)
 
     def list_keys(self) -> list[KeyInfo]:

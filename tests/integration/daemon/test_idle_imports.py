@@ -1,8 +1,9 @@
 """The import budget: the modules an idle daemon on the sim board has imported are pinned.
 
-The daemon runs from source under `python -X importtime` on the sim board with a real dockerd:
-console on a pty, the agent's container running, management and workload sockets listening,
-certificates loaded. Once it has settled, the modules it imported are compared with
+The daemon runs from source under `python -X importtime` on the sim board with a real dockerd,
+started a second time (the first start issues its certificates, as a gateway in service has
+them): console on a pty, the agent's container running, management and workload sockets
+listening. Once it has settled, the modules it imported are compared with
 `idle_imports.txt` beside this file. A module imported at idle that the list lacks fails the
 test with its import cost (its own and with what it pulled in) and who imported it: import it
 where it is first used, or, if an idle daemon needs it, add it to the list and measure its
@@ -12,6 +13,7 @@ exact.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -95,10 +97,31 @@ def answers(gateway: Gateway) -> bool:
     return True
 
 
+def certificates_ready(gateway: Gateway) -> bool:
+    status = json.loads(gateway.request("GET", "/daemon/status").body)
+    return any(
+        service["name"] == "certs" and service.get("detail", {}).get("ready")
+        for service in status["services"]
+    )
+
+
+def start_from_source(gateway: Gateway, log: Path) -> subprocess.Popen[str]:
+    """The daemon from source under `-X importtime`, once its API answers and the agent runs."""
+    argv = [sys.executable, "-X", "importtime", "-m", "firmware", "run", "--config", gateway.config]
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            argv, cwd=REPO, stdout=output, stderr=output, text=True, env=program_env()
+        )
+    wait_for_path(gateway.management_socket, timeout_s=30, process=process, log=log)
+    wait_until(lambda: answers(gateway), timeout_s=30, what=f"the daemon's API (log {log})")
+    gateway.container_of(gateway.agent)
+    return process
+
+
 @pytest.fixture
-def idle_daemon_imports(
-    sim_dockerd, client_image: str, tmp_path_factory: pytest.TempPathFactory
-) -> dict[str, Imported]:
+def idle_daemon_imports(sim_dockerd, client_image: str) -> dict[str, Imported]:
+    """What the daemon imported at idle on its second start: the first one issues the
+    certificates a gateway in service already has."""
     # Warnings only: an info line logged while the interpreter writes an import line (from
     # another thread) could break that line.
     gateway = new_gateway(
@@ -114,29 +137,12 @@ def idle_daemon_imports(
     )
     gateway.config.write_text(config)
     log = gateway.root / "importtime.log"
-    with log.open("w") as output:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-X",
-                "importtime",
-                "-m",
-                "firmware",
-                "run",
-                "--config",
-                gateway.config,
-            ],
-            cwd=REPO,
-            stdout=output,
-            stderr=output,
-            text=True,
-            env=program_env(),
-        )
+    process = None
     try:
-        wait_for_path(gateway.management_socket, timeout_s=30, process=process, log=log)
-        gateway.process = process
-        wait_until(lambda: answers(gateway), timeout_s=30, what=f"the daemon's API (log {log})")
-        gateway.container_of(gateway.agent)
+        process = start_from_source(gateway, gateway.root / "first-start.log")
+        wait_until(lambda: certificates_ready(gateway), timeout_s=30, what="the certificates")
+        assert stop_daemon(process) == 0
+        process = start_from_source(gateway, log)
         time.sleep(SETTLE_S)
         return imports_of(log.read_text())
     finally:
