@@ -7,7 +7,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from firmware.http.reader import Closed, HttpRequest, Interim, NeedData, Refusal
+from firmware.http.reader import Closed, HttpRequest, Interim, NeedData, Refusal, RequestReader
 from tests.unit.http.reader_driver import SMALL, Session, play, request_bytes
 
 FUZZ = settings(max_examples=500, deadline=None)
@@ -157,3 +157,103 @@ def test_an_idle_connection_waits_exactly_its_idle_time(idle: float) -> None:
         assert session.end == Closed("idle")
     else:
         assert session.end == NeedData(until=SMALL.idle_timeout_s)
+
+
+def _transcript(
+    pieces: list[bytes], answer: tuple[int, list[tuple[str, str]], bool]
+) -> list[object]:
+    """What the reader says, and the bytes of the answers it frames, for `pieces` fed in order."""
+    reader = RequestReader(SMALL)
+    status, headers, close = answer
+    said: list[object] = []
+
+    def drain() -> bool:
+        while True:
+            event = reader.next_event(0.0)
+            if isinstance(event, NeedData):
+                return True
+            said.append(event)
+            if isinstance(event, HttpRequest):
+                said.append(reader.answer(status, headers, event.body[:5], close=close))
+            elif isinstance(event, (Refusal, Closed)):
+                if isinstance(event, Refusal) and reader.can_answer:
+                    said.append(reader.answer(event.status, [], b"{}", close=True))
+                return False
+
+    for piece in [*pieces, b""]:
+        reader.feed(piece, 0.0)
+        if not drain():
+            break
+    return said
+
+
+_EXTRA_HEADERS = st.lists(
+    st.sampled_from(
+        [
+            "X-A:  b c \r\n",
+            "X-B:\r\n",
+            "x-a: again\r\n",
+            "Host: second\r\n",
+            "Content-Length: 2\r\n",
+            "Connection: close\r\n",
+            "Connection: keep-alive\r\n",
+            "Expect: 100-continue\r\n",
+            "Upgrade: websocket\r\n",
+            "Bad Name: x\r\n",
+            "X-C: a\x01b\r\n",
+            " folded\r\n",
+        ]
+    ),
+    max_size=3,
+)
+
+
+@FUZZ
+@given(
+    requests=st.lists(
+        st.tuples(
+            st.sampled_from(["GET", "POST", "PUT", "DELETE", "HEAD", "PATCH"]),
+            st.sampled_from(["/a?api-version=1", "/b", "/%ff?x=%ff", "/c?a=1&a=2", "*"]),
+            st.binary(max_size=40),
+            _EXTRA_HEADERS,
+        ),
+        min_size=1,
+        max_size=3,
+    ),
+    status=st.sampled_from([200, 201, 204, 400, 404, 429, 500, 799]),
+    headers=st.lists(
+        st.sampled_from(
+            [
+                ("content-type", "application/json"),
+                ("Retry-After", "3"),
+                ("Allow", "GET, POST"),
+                ("x-bad", "a\nb"),
+            ]
+        ),
+        max_size=2,
+    ),
+    close=st.booleans(),
+)
+def test_requests_read_whole_or_byte_by_byte_are_read_and_answered_alike(
+    requests: list[tuple[str, str, bytes, list[str]]],
+    status: int,
+    headers: list[tuple[str, str]],
+    close: bool,
+) -> None:
+    """A request that arrives whole is read without h11 where it is a common one, one that
+    trickles in byte by byte always by h11: what the server is told and what goes back to the
+    client is the same."""
+    data = b"".join(
+        request_bytes(method, target, body, "".join(extra))
+        for method, target, body, extra in requests
+    )
+    answer = (status, headers, close)
+    try:
+        whole = _transcript([data], answer)
+    except Exception as error:  # h11 refuses to frame some answers: it must do so both ways
+        whole = [type(error)]
+    try:
+        trickled = _transcript([data[i : i + 1] for i in range(len(data))], answer)
+    except Exception as error:
+        trickled = [type(error)]
+    assert whole == trickled
