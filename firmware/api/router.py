@@ -38,6 +38,8 @@ _CONSOLE_MIRRORS = "mgmt"
 # How long a traceback stands for the repeats of the same internal error.
 TRACEBACK_QUIET_S = 60.0
 _MAX_TRACEBACK_PLACES = 256
+# The most segments a route pattern may have: the lookup of routes by shape stays this small.
+_MAX_SEGMENTS = 16
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,8 @@ class Router:
     def __init__(self, supported_versions: Iterable[str] = versions.SUPPORTED) -> None:
         self.supported_versions = tuple(supported_versions)
         self._routes: list[Route] = []
+        # (listener kind, segment count) -> the routes that can match such a path
+        self._by_shape: dict[tuple[str, int], tuple[Route, ...]] = {}
         # (exception type, file, line) of an internal error -> when its traceback was logged
         self._tracebacks: dict[tuple[str, str, int], float] = {}
 
@@ -93,6 +97,8 @@ class Router:
         "workload"); the console is allowed wherever "mgmt" is."""
         method = method.upper()
         segments = _parse_pattern(pattern)
+        if len(segments) > _MAX_SEGMENTS:
+            raise ValueError(f"route pattern {pattern!r} has more than {_MAX_SEGMENTS} segments")
         allowed = set(listeners)
         if _CONSOLE_MIRRORS in allowed:
             allowed.add("console")
@@ -100,6 +106,7 @@ class Router:
             if route.method == method and route.segments == segments and route.listeners & allowed:
                 raise ValueError(f"route {method} {pattern} is already registered")
         self._routes.append(Route(method, pattern, handler, frozenset(allowed), segments))
+        self._by_shape.clear()
 
     def routes(self) -> tuple[Route, ...]:
         return tuple(self._routes)
@@ -150,11 +157,8 @@ class Router:
         if not request.path.startswith("/"):
             return ApiResponse.error(404, f"no such path: {request.path}")
         parts = _split_path(request.path)
-        kind = request.listener_kind
         matches: list[tuple[Route, dict[str, str]]] = []
-        for route in self._routes:
-            if kind not in route.listeners:
-                continue
+        for route in self._shaped(request.listener_kind, len(parts)):
             params = route.match(parts)
             if params is not None:
                 matches.append((route, params))
@@ -171,6 +175,20 @@ class Router:
             )
         route, params = max(for_method, key=lambda match: match[0].literal_count)
         return await route.handler(request, **params)
+
+    def _shaped(self, kind: str, length: int) -> tuple[Route, ...]:
+        """The routes served to listeners of `kind` whose patterns have `length` segments."""
+        if length > _MAX_SEGMENTS:
+            return ()
+        shape = (kind, length)
+        routes = self._by_shape.get(shape)
+        if routes is None:
+            routes = self._by_shape[shape] = tuple(
+                route
+                for route in self._routes
+                if kind in route.listeners and len(route.segments) == length
+            )
+        return routes
 
     def _check_version(self, request: ApiRequest) -> None:
         version = request.query.get("api-version")
