@@ -682,6 +682,12 @@ class WorkloadBudgets:
 class Workload:
     """The workload API modules call."""
 
+    requests_per_socket: int = setting(
+        1000,
+        doc="requests per second one workload socket may make (429 past it)",
+        min=1,
+        max=1_000_000,
+    )
     budgets: WorkloadBudgets = setting(factory=WorkloadBudgets, doc="per-module and global budgets")
 
 

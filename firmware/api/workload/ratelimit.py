@@ -44,6 +44,13 @@ class TokenBucket:
         self._tokens -= 1.0
         return True
 
+    def take_or_wait(self) -> float:
+        """Take one token and return 0 if there is one; else the seconds until there is."""
+        wait = self.wait_s()
+        if wait == 0.0:
+            self._tokens -= 1.0
+        return wait
+
     def wait_s(self) -> float:
         """Seconds until a token is there (0 when one is there now)."""
         self._refill()
@@ -66,22 +73,31 @@ class TokenBucket:
 
 
 class SocketRateLimits:
-    """One bucket per listener ("workload:tempSensor", "workload")."""
+    """One bucket per listener ("workload:tempSensor", "workload"). `limit` is a `RateLimit`, or
+    a function giving the one in force now (read on every request: when it changes, the buckets
+    start full again at the new limit)."""
 
-    def __init__(self, limit: RateLimit, clock: Clock = time.monotonic) -> None:
-        self._limit = limit
+    def __init__(
+        self, limit: RateLimit | Callable[[], RateLimit], clock: Clock = time.monotonic
+    ) -> None:
+        self._settings = limit if callable(limit) else lambda: limit
+        self._limit = self._settings()
         self._clock = clock
         self._buckets: dict[str, TokenBucket] = {}
 
     def check(self, listener: str) -> None:
         """Take a token for `listener`; `TooManyRequests` when its bucket is empty."""
+        limit = self._settings()
+        if limit != self._limit:
+            self._limit = limit
+            self._buckets.clear()
         bucket = self._buckets.get(listener)
         if bucket is None:
-            bucket = self._buckets[listener] = TokenBucket(self._limit, self._clock)
-        wait = bucket.wait_s()
-        if not bucket.take():
+            bucket = self._buckets[listener] = TokenBucket(limit, self._clock)
+        wait = bucket.take_or_wait()
+        if wait > 0.0:
             raise TooManyRequests(
-                f"rate limit of {self._limit.rate:g} requests/s on socket {listener!r} reached",
+                f"rate limit of {limit.rate:g} requests/s on socket {listener!r} reached",
                 hint="retry after a short pause; cache SAS tokens instead of signing per message",
                 retry_after_s=wait,
             )
@@ -134,7 +150,7 @@ class Budget:
         `TooManyRequests` with the wait until both have one, naming the budget that is spent."""
         limits = self._limits()
         overall = self._overall
-        if overall is None or limits != self._seen:
+        if overall is None or (limits is not self._seen and limits != self._seen):
             self._seen = limits
             overall = self._overall = TokenBucket(limits.overall.limit, self._clock)
             self._modules.clear()
@@ -147,8 +163,8 @@ class Budget:
             raise self._spent(f"module {module!r} has", limits.per_module, own_wait)
         if overall_wait > 0.0:
             raise self._spent("all modules together have", limits.overall, overall_wait)
-        own.take()
-        overall.take()
+        own.take_or_wait()
+        overall.take_or_wait()
 
     def _spent(self, who: str, allowance: Allowance, wait: float) -> TooManyRequests:
         return TooManyRequests(
@@ -169,19 +185,26 @@ class ModuleBudgets:
     certificates per minute and key operations (sign, encrypt, decrypt) per second."""
 
     def __init__(self, settings: Callable[[], WorkloadBudgets], clock: Clock = time.monotonic):
-        def certificates() -> BudgetLimits:
-            now = settings()
-            return BudgetLimits(
-                Allowance(now.certificates_per_module, 60.0, "certificates_per_module"),
-                Allowance(now.certificates, 60.0, "certificates"),
-            )
+        self._settings = settings
+        self._seen: WorkloadBudgets | None = None
+        self._limits: tuple[BudgetLimits, BudgetLimits] | None = None
+        self.certificates = Budget("certificates", lambda: self._now()[0], clock)
+        self.key_operations = Budget("key operations", lambda: self._now()[1], clock)
 
-        def key_operations() -> BudgetLimits:
-            now = settings()
-            return BudgetLimits(
-                Allowance(now.key_operations_per_module, 1.0, "key_operations_per_module"),
-                Allowance(now.key_operations, 1.0, "key_operations"),
+    def _now(self) -> tuple[BudgetLimits, BudgetLimits]:
+        """The certificate and key-operation limits of the settings now (made again only when
+        the settings are another object: a reloaded config)."""
+        now = self._settings()
+        if now is not self._seen or self._limits is None:
+            self._seen = now
+            self._limits = (
+                BudgetLimits(
+                    Allowance(now.certificates_per_module, 60.0, "certificates_per_module"),
+                    Allowance(now.certificates, 60.0, "certificates"),
+                ),
+                BudgetLimits(
+                    Allowance(now.key_operations_per_module, 1.0, "key_operations_per_module"),
+                    Allowance(now.key_operations, 1.0, "key_operations"),
+                ),
             )
-
-        self.certificates = Budget("certificates", certificates, clock)
-        self.key_operations = Budget("key operations", key_operations, clock)
+        return self._limits

@@ -37,6 +37,24 @@ def test_socket_rate_limits_are_separate_and_forgettable() -> None:
     limits.check("workload:a")
 
 
+def test_socket_rate_limit_follows_the_setting_now_in_force() -> None:
+    now = [0.0]
+    setting = [RateLimit(rate=1.0, burst=2)]
+    limits = SocketRateLimits(lambda: setting[0], clock=lambda: now[0])
+    limits.check("workload:a")
+    limits.check("workload:a")
+    with pytest.raises(TooManyRequests, match="rate limit of 1 requests/s") as refused:
+        limits.check("workload:a")
+    assert refused.value.retry_after_s == pytest.approx(1.0)
+    setting[0] = RateLimit(rate=1000.0, burst=200)  # a reloaded config raised it
+    for _ in range(200):
+        limits.check("workload:a")
+    with pytest.raises(TooManyRequests, match="rate limit of 1000 requests/s"):
+        limits.check("workload:a")
+    now[0] += 0.001
+    limits.check("workload:a")
+
+
 DEVICE = DeviceFacts("dev1", "hub.example.net", "gw.local")
 
 
