@@ -1,13 +1,15 @@
 """The daemon's own state for `GET /daemon/status` and `PUT /daemon/log-level`.
 
-The status document is `{"version", "board", "state", "uptime_s", "pid", "memory", "services"}`,
-where
-`state` is "running", "degraded" (a service was given up) or "stopping", and `memory` holds the
-process's resident, anonymous and proportional set sizes in KiB read from /proc.
+The status document is `{"version", "board", "state", "uptime_s", "pid", "memory", "tasks",
+"open_fds", "services"}`, where `state` is "running", "degraded" (a service was given up) or
+"stopping", `memory` holds the process's resident, anonymous and proportional set sizes in KiB read
+from /proc, `tasks` the number of asyncio tasks not yet done and `open_fds` the number of file
+descriptors the process holds (what a soak watches for leaks).
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import Callable
@@ -29,6 +31,16 @@ def memory_kb(proc: Path = PROC) -> dict[str, int]:
     _read_kb(proc / "status", wanted, usage)
     _read_kb(proc / "smaps_rollup", {"Pss:": "pss_kb"}, usage)
     return usage
+
+
+def open_fds(proc: Path = PROC) -> int | None:
+    """How many file descriptors the process holds (None where /proc does not say)."""
+    try:
+        with os.scandir(proc / "fd") as entries:
+            # the directory being read is one of them while it is read
+            return sum(1 for _ in entries) - (1 if proc == PROC else 0)
+    except OSError:
+        return None
 
 
 def _read_kb(path: Path, wanted: dict[str, str], into: dict[str, int]) -> None:
@@ -72,6 +84,8 @@ class DaemonStatus:
             "uptime_s": round(time.monotonic() - self._started, 3),
             "pid": os.getpid(),
             "memory": memory_kb(),
+            "tasks": len(asyncio.all_tasks()),
+            "open_fds": open_fds(),
             "services": services,
         }
 

@@ -17,7 +17,7 @@ from firmware.api.versions import LATEST
 from firmware.config.schema import Board, Config
 from firmware.daemon.logs import LogControl
 from firmware.daemon.service import DaemonContext
-from firmware.daemon.status import DaemonStatus, memory_kb
+from firmware.daemon.status import DaemonStatus, memory_kb, open_fds
 
 
 class Described:
@@ -69,6 +69,8 @@ async def test_status_document(daemon_context: Callable[[Config], DaemonContext]
     assert doc["uptime_s"] >= 0
     assert doc["memory"]["rss_kb"] > 1000
     assert 0 < doc["memory"]["anon_kb"] <= doc["memory"]["rss_kb"]
+    assert doc["tasks"] == len(asyncio.all_tasks())
+    assert doc["open_fds"] == len(os.listdir("/proc/self/fd")) - 1
     (service,) = doc["services"]
     assert service["name"] == "console"
     assert service["state"] == "running"
@@ -91,6 +93,15 @@ async def test_log_level_route(
     missing = await ctx.router.dispatch(request("PUT", "/daemon/log-level", {"lvl": "info"}))
     assert missing.status == 400 and '"level"' in missing.json()["message"]
     assert logs.level == "debug"
+
+
+def test_open_fds_counts_the_descriptors_and_follows_them(tmp_path: Path) -> None:
+    before = open_fds()
+    assert before is not None and before >= 3
+    with (tmp_path / "held").open("w"):
+        assert open_fds() == before + 1
+    assert open_fds() == before
+    assert open_fds(tmp_path / "absent") is None
 
 
 def test_memory_reads_proc(tmp_path: Path) -> None:
