@@ -33,7 +33,7 @@ IMAGE_PATH = "usr/lib/edgekeeper/program.squashfs"
 MOUNT_POINT = "usr/lib/edgekeeper/program"
 MOUNT_UNIT = "usr-lib-edgekeeper-program.mount"
 
-# zstd: 17.6 MB for the sim program against 16.1 MB with xz, but a cold start (page cache
+# zstd: 17.5 MB for the sim program against 16.1 MB with xz, but a cold start (page cache
 # dropped) takes 0.23 s against 0.71 s with xz (docs/build.md). The gateway's kernel needs
 # CONFIG_SQUASHFS and CONFIG_SQUASHFS_ZSTD (mainline since 4.14).
 SQUASHFS_OPTIONS = ("-comp", "zstd", "-Xcompression-level", "19", "-all-root", "-noappend")

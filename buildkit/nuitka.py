@@ -32,7 +32,7 @@ NUITKA_INCLUDE_PACKAGES = ("firmware", "serial.urlhandler")
 # on a configuration's backend, never per request. Compiled code is mapped from the program file
 # and its module init touches most of it; bytecode costs flash and memory only once imported.
 # What serves requests stays compiled: the HTTP server and parser, the router, the workload API,
-# the key service and its backends, h11 (docs/performance.md, "Compiled or bytecode").
+# the key service and its backends, h11 (docs/build.md, "Compiled or bytecode").
 BYTECODE_PACKAGES = (
     "firmware.api.management",
     "firmware.certs",
