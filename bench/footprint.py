@@ -5,7 +5,10 @@ For each subject: file size, everything it writes to the gateway's flash, start-
 console answers on its pty AND sd_notify READY=1 arrives on a NOTIFY_SOCKET this bench listens
 on), RSS / PSS / anonymous memory summed over every process the subject runs (a onefile bootstrap
 included) after an idle settle time, and CPU time and wake-ups (voluntary + involuntary context
-switches of every thread) over an idle window.
+switches of every thread) over an idle window. Each edgekeeper subject is measured as a gateway
+in service: a first start on an empty data directory (it issues its certificates; its
+start-to-ready is reported as the first start's) is stopped, and the figures come from the next
+start on the same data.
 
 Subjects: the build `--binary` names (default `dist/sim/edgekeeper`): for a onefile build, the
 binary as launched (bootstrap and child) and the program it unpacks, as systemd ran it; for a
@@ -55,6 +58,7 @@ class Figures:
     file_size_bytes: int = 0
     flash_bytes: int = 0
     start_to_ready_s: float = 0.0
+    first_start_to_ready_s: float | None = None
     cold_start_to_ready_s: float | None = None
     processes: int = 0
     rss_kib: int = 0
@@ -199,7 +203,7 @@ class Subject:
 def started(subject: Subject, workdir: Path, engine: Dockerd) -> Iterator[tuple[int, float]]:
     """Start `subject` in `workdir` (a config of its own), wait until it is ready, yield its pid
     and the start-to-ready time; SIGTERM it and remove the agent's container afterwards."""
-    workdir.mkdir()
+    workdir.mkdir(exist_ok=True)
     argv = list(subject.argv)
     if subject.edgekeeper:
         argv += ["run", "--config", str(write_config(workdir, engine))]
@@ -242,6 +246,9 @@ def measure(
         drop_page_cache()
         with started(subject, workdir / "cold", engine) as (_, start_to_ready_s):
             figures.cold_start_to_ready_s = start_to_ready_s
+    if subject.edgekeeper:
+        with started(subject, workdir / "warm", engine) as (_, start_to_ready_s):
+            figures.first_start_to_ready_s = start_to_ready_s
     with started(subject, workdir / "warm", engine) as (pid, start_to_ready_s):
         figures.start_to_ready_s = start_to_ready_s
         time.sleep(settle_s)
@@ -385,6 +392,7 @@ def report(results: list[Figures]) -> None:
         ("file size (MB)", lambda f: f.file_size_bytes / 1e6 or None),
         ("flash (MB)", lambda f: f.flash_bytes / 1e6 or None),
         ("start-to-ready (s)", lambda f: f.start_to_ready_s),
+        ("  first start (s)", lambda f: f.first_start_to_ready_s),
         ("  cold page cache (s)", lambda f: f.cold_start_to_ready_s),
         ("processes", lambda f: f.processes),
         ("idle RSS (MB)", lambda f: f.rss_kib / 1024),
@@ -421,6 +429,10 @@ def targets_table(results: list[Figures]) -> str:
             f"| {target.measure} ({target.unit}) | " + " | ".join(cells) + f" | ≤ {target.must:g}"
             f" | ≤ {target.aim:g} | {anchors or '-'} |"
         )
+    first = [f.first_start_to_ready_s for f in results]
+    if any(first):
+        cells = ["-" if not value else f"{value:.3g}" for value in first]
+        lines.append("| start-to-ready, first start (s) | " + " | ".join(cells) + " | | | - |")
     cold = [f.cold_start_to_ready_s for f in results]
     if any(cold):
         cells = ["-" if not value else f"{value:.3g}" for value in cold]
