@@ -100,7 +100,9 @@ class Wiring:
 
     def __init__(self, ctx: DaemonContext) -> None:
         self.ctx = ctx
-        self.workload_limits = SocketRateLimits(RateLimit())
+        self.workload_limits = SocketRateLimits(
+            lambda: RateLimit(rate=float(self.ctx.config.workload.requests_per_socket))
+        )
         self.workload_budgets = ModuleBudgets(lambda: self.ctx.config.workload.budgets)
         self.workload_hook = WorkloadHook(self._placement, is_agent=self._is_agent)
         self.catalogue: tuple[ServiceEntry, ...] = (
