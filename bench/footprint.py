@@ -7,8 +7,8 @@ on), RSS / PSS / anonymous memory summed over every process the subject runs (a 
 included) after an idle settle time, and CPU time and wake-ups (voluntary + involuntary context
 switches of every thread) over an idle window. Each edgekeeper subject is measured as a gateway
 in service: a first start on an empty data directory (it issues its certificates; its
-start-to-ready is reported as the first start's) is stopped, and the figures come from the next
-start on the same data.
+start-to-ready is reported as the first start's) is stopped once settled, and the figures come
+from the next start on the same data.
 
 Subjects: the build `--binary` names (default `dist/sim/edgekeeper`): for a onefile build, the
 binary as launched (bootstrap and child) and the program it unpacks, as systemd ran it; for a
@@ -122,6 +122,7 @@ class NotifyListener:
 
     def __init__(self, directory: Path) -> None:
         self.path = directory / "notify.sock"
+        self.path.unlink(missing_ok=True)  # a previous start's, in the same directory
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.bind(str(self.path))
 
@@ -249,6 +250,7 @@ def measure(
     if subject.edgekeeper:
         with started(subject, workdir / "warm", engine) as (_, start_to_ready_s):
             figures.first_start_to_ready_s = start_to_ready_s
+            time.sleep(settle_s)  # certificates are issued after READY: let it finish
     with started(subject, workdir / "warm", engine) as (pid, start_to_ready_s):
         figures.start_to_ready_s = start_to_ready_s
         time.sleep(settle_s)
