@@ -42,7 +42,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -52,6 +51,7 @@ sys.path.insert(0, str(REPO))
 
 from firmware.runtime.spec import MODULE_LABEL  # noqa: E402
 from tests.peers.gateway import API, Gateway, new_gateway  # noqa: E402
+from tests.peers.program import binary_selected  # noqa: E402
 from tests.peers.sim import Dockerd, busybox_rootfs, require_program  # noqa: E402
 
 BUSYBOX_IMAGE = "edgekeeper-bench/busybox:latest"
@@ -70,18 +70,9 @@ class Subject:
     label: str
     binary: Path | None
 
-    @contextlib.contextmanager
-    def selected(self) -> Iterator[None]:
+    def selected(self) -> contextlib.AbstractContextManager[None]:
         """tests/peers/program.py starts the binary EDGEKEEPER_BINARY names, else the source."""
-        before = os.environ.pop("EDGEKEEPER_BINARY", None)
-        if self.binary is not None:
-            os.environ["EDGEKEEPER_BINARY"] = str(self.binary)
-        try:
-            yield
-        finally:
-            os.environ.pop("EDGEKEEPER_BINARY", None)
-            if before is not None:
-                os.environ["EDGEKEEPER_BINARY"] = before
+        return binary_selected(self.binary)
 
 
 @dataclass

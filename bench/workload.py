@@ -431,18 +431,11 @@ class DaemonSubject:
     label: str
     binary: Path | None
 
-    @contextlib.contextmanager
-    def selected(self) -> Iterator[None]:
+    def selected(self) -> contextlib.AbstractContextManager[None]:
         """tests/peers/program.py runs the program of EDGEKEEPER_BINARY, else the source."""
-        before = os.environ.pop("EDGEKEEPER_BINARY", None)
-        if self.binary is not None:
-            os.environ["EDGEKEEPER_BINARY"] = str(self.binary)
-        try:
-            yield
-        finally:
-            os.environ.pop("EDGEKEEPER_BINARY", None)
-            if before is not None:
-                os.environ["EDGEKEEPER_BINARY"] = before
+        from tests.peers.program import binary_selected
+
+        return binary_selected(self.binary)
 
 
 @dataclass

@@ -9,11 +9,13 @@ Start it with `[*daemon_argv(), "run", ...]` in `program_env()`, or with
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,20 @@ UNPACK_ID_LENGTH = 16  # build.py: the unpack directory is the build key's first
 
 def built_binary() -> str | None:
     return os.environ.get("EDGEKEEPER_BINARY") or None
+
+
+@contextlib.contextmanager
+def binary_selected(binary: Path | None) -> Iterator[None]:
+    """Within: `binary` is the build started (EDGEKEEPER_BINARY), or the source when None."""
+    before = os.environ.pop("EDGEKEEPER_BINARY", None)
+    if binary is not None:
+        os.environ["EDGEKEEPER_BINARY"] = str(binary)
+    try:
+        yield
+    finally:
+        os.environ.pop("EDGEKEEPER_BINARY", None)
+        if before is not None:
+            os.environ["EDGEKEEPER_BINARY"] = before
 
 
 def cli_argv() -> list[str]:
