@@ -37,13 +37,6 @@ class TokenBucket:
         self._tokens = float(limit.burst)
         self._at = clock()
 
-    def take(self) -> bool:
-        """Take one token if there is one."""
-        if self.wait_s() > 0.0:
-            return False
-        self._tokens -= 1.0
-        return True
-
     def take_or_wait(self) -> float:
         """Take one token and return 0 if there is one; else the seconds until there is."""
         wait = self.wait_s()

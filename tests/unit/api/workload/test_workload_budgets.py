@@ -36,13 +36,13 @@ def test_bucket_says_how_long_until_the_next_token() -> None:
     clock = Clock()
     bucket = TokenBucket(RateLimit(rate=2.0, burst=2), clock)
     assert bucket.full and bucket.wait_s() == 0.0
-    assert bucket.take() and bucket.take()
-    assert not bucket.take()
+    assert bucket.take_or_wait() == 0.0 and bucket.take_or_wait() == 0.0
+    assert bucket.take_or_wait() > 0.0
     assert bucket.wait_s() == pytest.approx(0.5)
     clock.now = 0.4
     assert bucket.wait_s() == pytest.approx(0.1)
     clock.now = 0.5
-    assert bucket.take()
+    assert bucket.take_or_wait() == 0.0
     clock.now = 10.0
     assert bucket.full
 

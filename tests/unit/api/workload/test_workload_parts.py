@@ -18,12 +18,12 @@ from firmware.errors import TooManyRequests
 def test_token_bucket_refills_with_time() -> None:
     now = [0.0]
     bucket = TokenBucket(RateLimit(rate=10.0, burst=2), clock=lambda: now[0])
-    assert [bucket.take() for _ in range(3)] == [True, True, False]
+    assert [(bucket.take_or_wait() == 0.0) for _ in range(3)] == [True, True, False]
     now[0] += 0.1
-    assert bucket.take()
-    assert not bucket.take()
+    assert bucket.take_or_wait() == 0.0
+    assert bucket.take_or_wait() > 0.0
     now[0] += 100.0
-    assert [bucket.take() for _ in range(3)] == [True, True, False]
+    assert [(bucket.take_or_wait() == 0.0) for _ in range(3)] == [True, True, False]
 
 
 def test_socket_rate_limits_are_separate_and_forgettable() -> None:
