@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -150,6 +151,7 @@ def idle_daemon_imports(sim_dockerd, client_image: str) -> dict[str, Imported]:
         os.close(controller)
         os.close(device)
         sim_dockerd.remove_containers(MODULE_LABEL)
+        shutil.rmtree(gateway.root, ignore_errors=True)
 
 
 def test_idle_daemon_imports_only_the_pinned_modules(
