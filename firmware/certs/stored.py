@@ -37,7 +37,7 @@ class StoredFacts:
         """The facts a record holds, or None when it has none (written before they existed) or
         they are malformed."""
         try:
-            facts = cls(
+            return cls(
                 float(record["not_before"]),
                 float(record["not_after"]),
                 str(record["sha256"]),
@@ -45,7 +45,6 @@ class StoredFacts:
             )
         except (KeyError, TypeError, ValueError):
             return None
-        return facts
 
 
 def der_sha256(pem: str) -> str | None:

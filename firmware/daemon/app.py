@@ -290,7 +290,11 @@ class Daemon:
         self._release = asyncio.get_running_loop().create_task(self._release_start_up_memory())
 
     async def _release_start_up_memory(self) -> None:
-        released = await self.executor.run(release_start_up_memory)
+        try:
+            released = await self.executor.run(release_start_up_memory)
+        except OSError as error:  # /proc unreadable: the memory simply stays
+            log.warning("start-up memory not given back", extra=fields(error=str(error)))
+            return
         log.info(
             "start-up memory given back",
             extra=fields(
