@@ -206,6 +206,13 @@ class Console:
     )
     baud: int = setting(115200, doc="line speed (bit/s)", min=50, max=4000000)
     prompt: str = setting("edgekeeper> ", doc="the prompt shown before each line")
+    log_level: LogLevel = setting(
+        "warning",
+        doc="lowest level of daemon log lines shown on the console (`log` changes it for a session)",
+    )
+    columns: int = setting(
+        0, doc="terminal width for tables; 0: ask the terminal (80 if it does not answer)", min=0, max=1000
+    )
     password_hash: str | None = setting(
         None,
         doc="scrypt hash of the console password (`edgekeeper console-password`); unset: no login",
