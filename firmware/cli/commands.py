@@ -36,6 +36,7 @@ from firmware.api.model import JSON_TYPE, ApiRequest, ApiResponse
 from firmware.api.router import Router
 from firmware.build_info import build_description
 from firmware.cli.result import CommandResult
+from firmware.cli.terminal import Terminal
 from firmware.cli.views.certs import render_certificates, render_renewed
 from firmware.cli.views.daemon import render_log_level, render_status
 from firmware.cli.views.identity import render_identities, render_identity, render_sockets
@@ -493,9 +494,11 @@ async def execute(
     *,
     surface: str = CONSOLE,
     permit: Callable[[Command], None] | None = None,
+    terminal: Terminal | None = None,
 ) -> CommandResult:
     """Parse and run one command line (the console's words, without a program name); `permit`
-    may refuse the parsed command (raise an `EdgekeeperError`) before it runs."""
+    may refuse the parsed command (raise an `EdgekeeperError`) before it runs; `terminal` is
+    where it runs (its width, and where streamed text goes), None: 80 columns, nothing streamed."""
     try:
         args = build_parser(surface).parse_args(argv)
     except HelpRequested as shown:
