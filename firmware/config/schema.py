@@ -29,6 +29,8 @@ from typing import Any, Literal, NamedTuple, TypeVar, overload
 
 from firmware.config.password_hash import HINT, PasswordHash, UnusableHash
 from firmware.names import MAX_MODULE_NAME, MODULE_NAME_RULE, is_module_name
+from firmware.transports.address import URL_HINT, parse_device_url
+from firmware.transports.errors import DeviceUrlError
 
 T = TypeVar("T")
 
@@ -129,6 +131,7 @@ class Violation(NamedTuple):
 
 
 DURATION = r"[1-9][0-9]*\s*[smhdw]"
+DEFAULT_TPM = "device:/dev/tpmrm0"
 LogLevel = Literal["debug", "info", "warning", "error"]
 KeyBackendName = Literal["file", "pkcs11", "tpm"]
 
@@ -316,14 +319,17 @@ class TpmHierarchyAuthorization:
 class Tpm:
     """The TPM 2.0 (IoT Edge `[tpm]`)."""
 
-    tcti: str = setting(
-        "device:/dev/tpmrm0",
-        doc='tpm2-tss TCTI, e.g. "device:/dev/tpmrm0" or "swtpm:host=127.0.0.1,port=2321"',
-    )
-    transport: str | None = setting(
+    device: str | None = setting(
         None,
-        doc="transport URL when edgekeeper drives the TPM itself, e.g. "
-        "i2c:///dev/i2c-1?addr=0x2e (unset: use tcti)",
+        doc="device URL of the TPM: device:/dev/tpmrm0, swtpm://HOST:PORT, "
+        "tis-i2c:///dev/i2c-1?addr=0x2e, tis-spi:///dev/spidev0.1, "
+        "mssim+serial:///dev/ttyUSB0?baud=115200 (docs/transports.md); unset: tcti, "
+        "else device:/dev/tpmrm0",
+    )
+    tcti: str | None = setting(
+        None,
+        doc='IoT Edge\'s tpm2-tss TCTI string, e.g. "device:/dev/tpmrm0" or '
+        '"swtpm:host=127.0.0.1,port=2321", read as the device URL it means',
     )
     auth_key_index: int = setting(
         0x00_01_00, doc="persistent handle offset for the DPS auth key", min=0, max=0x7F_FF_FF
@@ -331,6 +337,24 @@ class Tpm:
     hierarchy_authorization: TpmHierarchyAuthorization = setting(
         factory=TpmHierarchyAuthorization, doc="hierarchy passwords"
     )
+
+    @property
+    def url(self) -> str:
+        """The TPM's device URL: `device`, else IoT Edge's `tcti`, else the kernel's device."""
+        return self.device or self.tcti or DEFAULT_TPM
+
+    def check(self) -> Iterator[Violation]:
+        if self.device is not None and self.tcti is not None:
+            yield Violation(
+                "device",
+                "[tpm] device and [tpm] tcti are both set",
+                "keep device (a device URL) and remove tcti, which only IoT Edge configs need",
+            )
+        key = "device" if self.device is not None else "tcti"
+        try:
+            parse_device_url(self.url)
+        except DeviceUrlError as bad:
+            yield Violation(key, bad.message, bad.hint or URL_HINT)
 
 
 @dataclass(frozen=True)

@@ -185,17 +185,11 @@ def _pkcs11_backend(settings: Pkcs11Keys) -> KeyBackend:
 
 
 def _tpm_backend(settings: Tpm, data_dir: Path) -> KeyBackend:
-    tcti = settings.tcti
-    if not tcti:
-        raise KeyBackendUnavailable(
-            "the tpm key backend has no TPM configured",
-            hint='set [tpm] tcti, e.g. "device:/dev/tpmrm0"',
-        )
     from firmware.keys.tpm import TpmBackend  # deferred: tpm2-pytss and tpm2-tss
 
     passwords = settings.hierarchy_authorization
     return TpmBackend(
-        tcti,
+        settings.url,
         data_dir / "tpm-keys",
         owner_auth=passwords.owner,
         endorsement_auth=passwords.endorsement,

@@ -395,7 +395,7 @@ class KeyService:
         backend = await self._backend("tpm")
         if not isinstance(backend, TpmBackend):
             raise KeyBackendUnavailable(
-                "the tpm key backend is not a TPM", hint="set [tpm] tcti to the device's TPM"
+                "the tpm key backend is not a TPM", hint="set [tpm] device to the device's TPM"
             )
         return backend.attestation(auth_key_index)
 

@@ -38,24 +38,26 @@ from firmware.tpm.handle_record import HandleRecord
 from firmware.tpm.objects import DEFAULT_CAPACITY, LoadedObjects
 from firmware.tpm.retry import RetryPolicy
 from firmware.tpm.srk import STORAGE_HANDLE, ensure_storage_key
-from firmware.tpm.tcti import TctiSpec, open_tcti, unavailable
+from firmware.tpm.link import TpmLink, link_for
+from firmware.tpm.tcti import TctiSpec
+from firmware.transports.address import DeviceUrl
 
 T = TypeVar("T")
 Connector = Callable[[], tuple[ESAPI, Callable[[], None]]]
 
 
 class TpmConnection:
-    """The TPM behind one TCTI: commands, the storage key of edgekeeper's keys, loaded objects.
+    """The TPM at one device URL: commands, the storage key of edgekeeper's keys, loaded objects.
 
     `owner_auth` and `endorsement_auth` are the hierarchies' passwords when they have one (needed
     to create and persist primary keys, and by DPS TPM attestation's PolicySecret on the
-    endorsement hierarchy); `connector` replaces the TCTI-string connection (e.g. a Python TCTI
-    over a transport).
+    endorsement hierarchy); `device` is a device URL or IoT Edge TCTI string (`link`);
+    `connector` replaces the link's way to open the TPM (tests).
     """
 
     def __init__(
         self,
-        tcti: str | TctiSpec,
+        device: str | DeviceUrl | TctiSpec,
         *,
         retry: RetryPolicy | None = None,
         storage_handle: int = STORAGE_HANDLE,
@@ -65,14 +67,14 @@ class TpmConnection:
         connector: Connector | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self.spec = tcti if isinstance(tcti, TctiSpec) else TctiSpec.parse(tcti)
+        self.link: TpmLink = link_for(device)
         self._owner_auth = owner_auth
         self._endorsement_auth = endorsement_auth
         self.retry = retry or RetryPolicy()
         self.storage_handle = storage_handle
         self.objects = LoadedObjects(capacity)
         self._resets = 0
-        self._connector = connector or self._open
+        self._connector = connector or self.link.open
         self._sleep = sleep
         self._lock = threading.RLock()
         self._esapi: ESAPI | None = None
@@ -141,7 +143,7 @@ class TpmConnection:
 
     def _session(self) -> ESAPI:
         if self._closed:
-            raise TpmUnavailable(f"the connection to the TPM ({self.spec.where}) is closed")
+            raise TpmUnavailable(f"the connection to the TPM ({self.link.where}) is closed")
         if self._esapi is None:
             self._esapi, self._close_link = self._connector()
             if self._owner_auth:
@@ -149,20 +151,6 @@ class TpmConnection:
             if self._endorsement_auth:
                 self._esapi.tr_set_auth(ESYS_TR.ENDORSEMENT, self._endorsement_auth)
         return self._esapi
-
-    def _open(self) -> tuple[ESAPI, Callable[[], None]]:
-        tcti = open_tcti(self.spec)
-        try:
-            esapi = ESAPI(tcti)
-        except TSS2_Exception as exc:
-            tcti.close()
-            raise unavailable(self.spec, exc) from exc
-
-        def close() -> None:
-            esapi.close()
-            tcti.close()
-
-        return esapi, close
 
     def _storage_root(self, esapi: ESAPI) -> tuple[ESYS_TR, TPM2B_PUBLIC, bytes]:
         if self._srk is None:
@@ -184,7 +172,7 @@ class TpmConnection:
             delay = next(delays, None)
             if delay is None:
                 raise TpmCommandFailed(
-                    f"the TPM ({self.spec.where}) stayed busy while {what} "
+                    f"the TPM ({self.link.where}) stayed busy while {what} "
                     f"after {self.retry.attempts} attempts: {exc}",
                     rc=exc.rc,
                     hint="the TPM may still be self-testing; try again in a moment",
@@ -195,14 +183,14 @@ class TpmConnection:
             if self.objects.evict_oldest(esapi):
                 return
             raise TpmCommandFailed(
-                f"the TPM ({self.spec.where}) has no room for another object while {what}",
+                f"the TPM ({self.link.where}) has no room for another object while {what}",
                 rc=exc.rc,
                 hint="other programs hold TPM object slots; use device:/dev/tpmrm0 so the "
                 "kernel resource manager shares them",
             ) from exc
         if outcome is Outcome.LOCKOUT:
             raise TpmLockout(
-                f"the TPM ({self.spec.where}) is in dictionary-attack lockout while {what}",
+                f"the TPM ({self.link.where}) is in dictionary-attack lockout while {what}",
                 hint=LOCKOUT_HINT,
             ) from exc
         if outcome in recovered or outcome is Outcome.FAILED:
@@ -218,10 +206,9 @@ class TpmConnection:
 
     def _failure(self, what: str, exc: TSS2_Exception, outcome: Outcome) -> Exception:
         if outcome is Outcome.DISCONNECTED:
-            return TpmUnavailable(
-                f"lost the TPM ({self.spec.where}) while {what}: {exc}", hint=TCTI_HINT
-            )
-        return TpmCommandFailed(f"the TPM ({self.spec.where}) refused {what}: {exc}", rc=exc.rc)
+            reason = self.link.last_error() or str(exc)
+            return TpmUnavailable(f"lost the TPM ({self.link.where}) while {what}: {reason}", hint=TCTI_HINT)
+        return TpmCommandFailed(f"the TPM ({self.link.where}) refused {what}: {exc}", rc=exc.rc)
 
     def _startup(self, what: str, esapi: ESAPI) -> None:
         try:

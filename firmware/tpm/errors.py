@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from firmware.errors import DeviceError, EdgekeeperError
 
-TCTI_HINT = "set [tpm] tcti in config.toml"
+TCTI_HINT = "set [tpm] device in config.toml (docs/transports.md)"
 LOCKOUT_HINT = "clear it with `tpm2_dictionarylockout -c` or wait for the lockout to expire"
 
 

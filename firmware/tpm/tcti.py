@@ -1,4 +1,4 @@
-"""The TCTI (the TSS transport to a TPM), chosen by a tpm2-tools style string from `[tpm] tcti`.
+"""tpm2-tss's own TCTIs (the TSS transports to a TPM), for the device URLs they serve.
 
 `device:/dev/tpmrm0` is a TPM behind the kernel's resource manager, `swtpm:host=H,port=P` and
 `mssim:host=H,port=P` are simulators on TCP, `tabrmd` is the user-space resource manager.
@@ -17,8 +17,9 @@ from tpm2_pytss.TSS2_Exception import TSS2_Exception
 
 from firmware.errors import ConfigError
 from firmware.tpm.errors import TCTI_HINT, TpmUnavailable
+from firmware.transports.address import DeviceUrl, parse_device_url
+from firmware.transports.errors import DeviceUrlError
 
-DEFAULT_DEVICE = "/dev/tpmrm0"
 DEFAULT_SIMULATOR_HOST = "localhost"
 DEFAULT_SIMULATOR_PORT = 2321
 SOCKET_TCTIS = ("swtpm", "mssim")
@@ -37,15 +38,21 @@ class TctiSpec:
 
     @classmethod
     def parse(cls, text: str) -> TctiSpec:
-        """Parse `name[:conf]`; raise `ConfigError` for an unknown TCTI or a bad conf."""
-        name, _, conf = text.strip().partition(":")
-        if name not in KNOWN_TCTIS:
-            raise ConfigError(f"[tpm] tcti {text!r}: unknown TCTI {name!r}", hint=f"use {_FORMS}")
-        if name == "device":
-            return cls(name, conf or DEFAULT_DEVICE)
-        if name in SOCKET_TCTIS:
-            _simulator_address(name, conf)
-        return cls(name, conf)
+        """Parse a TCTI string (`name[:conf]`) or its device URL; `ConfigError` for anything else."""
+        try:
+            url = parse_device_url(text)
+        except DeviceUrlError as bad:
+            raise ConfigError(f"[tpm] tcti {text!r}: {bad.message}", hint=f"use {_FORMS}") from None
+        if url.scheme not in KNOWN_TCTIS:
+            raise ConfigError(f"[tpm] tcti {text!r}: unknown TCTI {url.scheme!r}", hint=f"use {_FORMS}")
+        return cls.of_url(url)
+
+    @classmethod
+    def of_url(cls, url: DeviceUrl) -> TctiSpec:
+        """The TCTI that reaches a `device:`, `swtpm://`, `mssim://` or `tabrmd` URL."""
+        if url.host is not None:
+            return cls(url.scheme, f"host={url.host},port={url.port}")
+        return cls(url.scheme, url.path)
 
     @property
     def device_path(self) -> str | None:
@@ -57,7 +64,8 @@ class TctiSpec:
         """(host, port) of a simulator TCTI, else None."""
         if self.name not in SOCKET_TCTIS:
             return None
-        return _simulator_address(self.name, self.conf)
+        url = parse_device_url(str(self))
+        return url.host or DEFAULT_SIMULATOR_HOST, url.port or DEFAULT_SIMULATOR_PORT
 
     @property
     def where(self) -> str:
@@ -71,25 +79,6 @@ class TctiSpec:
 
     def __str__(self) -> str:
         return f"{self.name}:{self.conf}" if self.conf else self.name
-
-
-def _simulator_address(name: str, conf: str) -> tuple[str, int]:
-    options = {}
-    for item in filter(None, conf.split(",")):
-        key, sep, value = item.partition("=")
-        if not sep or key not in ("host", "port"):
-            raise ConfigError(
-                f"[tpm] tcti '{name}:{conf}': unknown option {item!r}",
-                hint=f"use {name}:host=H,port=P",
-            )
-        options[key] = value
-    port_text = options.get("port", str(DEFAULT_SIMULATOR_PORT))
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise ConfigError(
-            f"[tpm] tcti '{name}:{conf}': port {port_text!r} is not a TCP port",
-            hint="use a port number between 1 and 65535",
-        )
-    return options.get("host") or DEFAULT_SIMULATOR_HOST, int(port_text)
 
 
 def open_tcti(spec: TctiSpec) -> TCTILdr:

@@ -45,6 +45,7 @@ _SHAPES: Mapping[str, tuple[bool, bool, frozenset[str]]] = {
 }
 
 SCHEMES = frozenset(_SHAPES)
+_TCTI_NAMES = frozenset({"device", "swtpm", "mssim", "tabrmd"})  # tpm2-tss names, conf optional
 _SIMULATOR_PORT = 2321
 
 
@@ -105,8 +106,8 @@ def parse_device_url(text: str) -> DeviceUrl:
     text = text.strip()
     scheme, sep, rest = text.partition(":")
     scheme = scheme.lower()
-    if scheme == "tabrmd" and not rest:
-        return DeviceUrl(text, "tabrmd")
+    if not sep and scheme in _TCTI_NAMES:
+        return _tcti_form(text, scheme, "")
     if not sep or scheme not in _SHAPES:
         raise DeviceUrlError(f'"{text}" is not a device URL edgekeeper knows', hint=URL_HINT)
     if not rest.startswith("//"):
@@ -175,11 +176,16 @@ def _simulator_address(text: str, conf: str) -> tuple[str, int]:
         key, _, value = item.partition("=")
         if key == "host" and value:
             host = value
-        elif key == "port" and value.isdigit() and 0 < int(value) < 65536:
+        elif key == "port":
+            if not value.isdigit() or not 0 < int(value) < 65536:
+                raise DeviceUrlError(
+                    f'TCTI "{text}": port "{value}" is not a TCP port',
+                    hint="use a port number between 1 and 65535",
+                )
             port = int(value)
         else:
             raise DeviceUrlError(
-                f'TCTI "{text}": cannot read "{item}"',
+                f'TCTI "{text}": unknown option "{item}"',
                 hint='write "swtpm:host=127.0.0.1,port=2321" or "swtpm://127.0.0.1:2321"',
             )
     return host, port

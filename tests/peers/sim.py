@@ -316,6 +316,11 @@ class Swtpm:
     def tcti(self) -> str:
         return f"swtpm:host={self.host},port={self.port}"
 
+    @property
+    def url(self) -> str:
+        """The simulator as a device URL (`[tpm] device`)."""
+        return f"swtpm://{self.host}:{self.port}"
+
     def running(self) -> bool:
         return self._process.running() and self._accepts()
 
@@ -695,7 +700,7 @@ class SimBoard:
             "\n[runtime]\n"
             f'uri = "{self.dockerd.uri}"\n'
             "\n[tpm]\n"
-            f'tcti = "{self.swtpm.tcti}"\n'
+            f'device = "{self.swtpm.url}"\n'
             "\n[keys.pkcs11]\n"
             f'module = "{self.softhsm.module}"\n'
             f'token_label = "{self.softhsm.token_label}"\n'

@@ -83,18 +83,18 @@ class _Key:
 
 
 class TpmBackend(KeyBackend):
-    """Keys in the TPM reached through `tcti`, their blobs in `state_dir`.
+    """Keys in the TPM at `device` (a device URL or TCTI string), their blobs in `state_dir`.
 
     `owner_auth` and `endorsement_auth` are `[tpm.hierarchy_authorization]`'s (needed to create
     the primary keys, and by DPS TPM attestation); `connection` replaces the one built from
-    `tcti` (tests, a shared TPM connection).
+    `device` (tests, a shared TPM connection).
     """
 
     name = "tpm"
 
     def __init__(
         self,
-        tcti: str,
+        device: str,
         state_dir: Path,
         *,
         owner_auth: str | None = None,
@@ -105,7 +105,7 @@ class TpmBackend(KeyBackend):
         self._store = KeyBlobStore(state_dir)
         self._store.ensure()
         self._tpm = connection or TpmConnection(
-            tcti, owner_auth=owner_auth, endorsement_auth=endorsement_auth
+            device, owner_auth=owner_auth, endorsement_auth=endorsement_auth
         )
         self._keys: dict[str, _Key] = {}
         self._keys_lock = threading.Lock()
@@ -124,7 +124,7 @@ class TpmBackend(KeyBackend):
     def describe(self) -> BackendInfo:
         return BackendInfo(
             name=self.name,
-            device=str(self._tpm.spec),
+            device=self._tpm.link.text,
             kinds=frozenset(KeyKind),
             capabilities=frozenset(Capability),
         )

@@ -303,4 +303,4 @@ def test_closed_port_is_a_clear_device_error(tmp_path):
         TpmBackend(f"swtpm:host=127.0.0.1,port={port}", tmp_path / "keys")
     assert f"no TPM simulator at 127.0.0.1:{port}" in caught.value.message
     assert "connection refused" in caught.value.message
-    assert "[tpm] tcti" in caught.value.hint
+    assert "[tpm] device" in caught.value.hint

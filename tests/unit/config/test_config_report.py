@@ -126,7 +126,7 @@ def test_sources_name_file_and_line_or_default(write) -> None:
     lines = shown.splitlines()
     assert f'hostname = "gw-1"  # {path}:1' in lines
     assert 'level = "info"  # default' in lines
-    assert any(line.startswith('tcti = "swtpm:') and "boards/sim.toml:" in line for line in lines)
+    assert any(line.startswith('device = "swtpm:') and "boards/sim.toml:" in line for line in lines)
     document = json.loads(show_effective(load_config(path), "json", sources=True))
     assert document["sources"]["keys.pkcs11.pin"] == f"{path}:10"
     assert document["config"]["keys"]["pkcs11"]["pin"] == REDACTED

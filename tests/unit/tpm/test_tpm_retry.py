@@ -127,7 +127,7 @@ def test_lost_connection_twice_is_unavailable():
     with pytest.raises(TpmUnavailable) as caught:
         tpm.run("signing", scripted(TCTI_IO_ERROR, TCTI_IO_ERROR))
     assert "lost the TPM (swtpm at 127.0.0.1:2321) while signing" in caught.value.message
-    assert "[tpm] tcti" in caught.value.hint
+    assert "[tpm] device" in caught.value.hint
 
 
 def test_reconnect_that_fails_reports_the_tcti_error():

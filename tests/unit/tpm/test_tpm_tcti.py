@@ -32,11 +32,12 @@ def test_simulators(name):
 @pytest.mark.parametrize(
     ("text", "fragment"),
     [
-        ("tpm0", "unknown TCTI 'tpm0'"),
-        ("", "unknown TCTI ''"),
-        ("swtpm:host=h,port=http", "port 'http' is not a TCP port"),
-        ("swtpm:port=70000", "port '70000' is not a TCP port"),
-        ("mssim:host=h,speed=9", "unknown option 'speed=9'"),
+        ("tpm0", '"tpm0" is not a device URL'),
+        ("", '"" is not a device URL'),
+        ("tis-i2c:///dev/i2c-1", "unknown TCTI 'tis-i2c'"),
+        ("swtpm:host=h,port=http", 'port "http" is not a TCP port'),
+        ("swtpm:port=70000", 'port "70000" is not a TCP port'),
+        ("mssim:host=h,speed=9", 'unknown option "speed=9"'),
     ],
 )
 def test_bad_strings_are_config_errors(text, fragment):
@@ -53,7 +54,7 @@ def test_missing_device_names_the_driver_and_the_setting(tmp_path):
     assert isinstance(caught.value, DeviceError)
     assert caught.value.message == f"no TPM at {path}"
     assert "tpm_tis driver" in caught.value.hint
-    assert "[tpm] tcti in config.toml" in caught.value.hint
+    assert "[tpm] device in config.toml" in caught.value.hint
 
 
 def test_closed_port_says_connection_refused():
