@@ -132,6 +132,11 @@ class Violation(NamedTuple):
 
 DURATION = r"[1-9][0-9]*\s*[smhdw]"
 DEFAULT_TPM = "device:/dev/tpmrm0"
+CONSOLE_SCHEMES = frozenset({"serial", "socket", "rfc2217"})
+CONSOLE_FORMS = (
+    'e.g. "/dev/ttyS0", "serial:///dev/ttyS0?baud=115200", "pty", "socket://127.0.0.1:7000", '
+    '"rfc2217://host:port" or "none"'
+)
 LogLevel = Literal["debug", "info", "warning", "error"]
 KeyBackendName = Literal["file", "pkcs11", "tpm"]
 
@@ -205,7 +210,8 @@ class Console:
 
     device: str = setting(
         "none",
-        doc='"none", "pty" (a pseudo-terminal, its path printed), a device path or a pyserial URL',
+        doc='"none", "pty" (a pseudo-terminal, its path printed), a device path or a device URL '
+        "(serial:///dev/ttyS0?baud=115200, socket://HOST:PORT, rfc2217://HOST:PORT)",
     )
     baud: int = setting(115200, doc="line speed (bit/s)", min=50, max=4000000)
     prompt: str = setting("edgekeeper> ", doc="the prompt shown before each line")
@@ -237,17 +243,27 @@ class Console:
             except UnusableHash as unusable:
                 yield Violation("password_hash", f"not a usable hash: {unusable.reason}", HINT)
         device = self.device
-        if device not in ("none", "pty") and not device.startswith("/") and "://" not in device:
-            yield Violation(
-                "device",
-                f'console device "{device}" is not "none", "pty", a device path or a URL',
-                'e.g. "/dev/ttyS0", "pty", "socket://127.0.0.1:7000" or "none"',
-            )
         if device.startswith("loop://"):
             yield Violation(
                 "device",
                 "loop:// sends the console's own output back to it as input, without end",
                 'use "pty" for a local console or "none" for no console',
+            )
+        elif "://" in device:
+            try:
+                scheme = parse_device_url(device).scheme
+            except DeviceUrlError as bad:
+                yield Violation("device", bad.message, bad.hint or CONSOLE_FORMS)
+            else:
+                if scheme not in CONSOLE_SCHEMES:
+                    yield Violation(
+                        "device", f'"{device}" is a TPM\'s device URL, not a console line', CONSOLE_FORMS
+                    )
+        elif device not in ("none", "pty") and not device.startswith("/"):
+            yield Violation(
+                "device",
+                f'console device "{device}" is not "none", "pty", a device path or a URL',
+                CONSOLE_FORMS,
             )
 
 

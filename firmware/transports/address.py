@@ -44,6 +44,15 @@ _SHAPES: Mapping[str, tuple[bool, bool, frozenset[str]]] = {
     "rfc2217": (False, True, frozenset({"baud"})),
 }
 
+# the range every numeric parameter must lie in (a transport may narrow it); None: on/off
+_PARAMETER_RANGES: Mapping[str, tuple[int, int] | None] = {
+    "addr": (0x03, 0x77),
+    "locality": (0, 4),
+    "hz": (100_000, 50_000_000),
+    "baud": (50, 4_000_000),
+    "checksum": None,
+}
+
 SCHEMES = frozenset(_SHAPES)
 _TCTI_NAMES = frozenset({"device", "swtpm", "mssim", "tabrmd"})  # tpm2-tss names, conf optional
 _SIMULATOR_PORT = 2321
@@ -72,7 +81,7 @@ class DeviceUrl:
         if value is None or not lo <= value <= hi:
             raise DeviceUrlError(
                 f'device URL "{self.text}": {name}={raw} is not a number from {lo} to {hi}',
-                hint=f"e.g. {name}={default:#x}" if name == "addr" else f"e.g. {name}={default}",
+                hint=f"write {name}=0x2e for the usual TPM address" if name == "addr" else None,
             )
         return value
 
@@ -129,6 +138,7 @@ def parse_device_url(text: str) -> DeviceUrl:
             hint=f"{scheme}:// takes {takes}",
         )
     frozen = MappingProxyType(params)
+    _check_values(DeviceUrl(text, scheme, params=frozen))
     if needs_path:
         if parts.netloc or not parts.path.startswith("/"):
             raise DeviceUrlError(
@@ -148,6 +158,15 @@ def parse_device_url(text: str) -> DeviceUrl:
             )
         return DeviceUrl(text, scheme, host=host, port=port, params=frozen)
     raise AssertionError(f"scheme {scheme} has no shape")
+
+
+def _check_values(url: DeviceUrl) -> None:
+    for name in url.params:
+        bounds = _PARAMETER_RANGES[name]
+        if bounds is None:
+            url.param_flag(name, False)
+        else:
+            url.param_int(name, bounds[0], lo=bounds[0], hi=bounds[1])
 
 
 def _tcti_form(text: str, scheme: str, conf: str) -> DeviceUrl:
