@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from firmware._ffi._linux_bus import FFI as LinuxBusFFI
+    from firmware._ffi._linux_bus import Lib as LinuxBusLib
     from firmware._ffi._openssl import FFI as OpenSslFFI
     from firmware._ffi._openssl import Lib as OpenSslLib
     from firmware._ffi._pkcs11 import FFI, Lib
@@ -19,6 +21,9 @@ PKCS11_BINDING_VERSION = 1
 
 # Bump whenever ffi/openssl_build.py changes a declaration; the build script reads it from here.
 OPENSSL_BINDING_VERSION = 1
+
+# Bump whenever ffi/linux_bus_build.py changes a declaration; the build script reads it from here.
+LINUX_BUS_BINDING_VERSION = 1
 
 # The OpenSSL major version the TLS binding is written for (its EC_KEY_METHOD and libssl calls).
 _OPENSSL_MAJOR = 3
@@ -71,3 +76,22 @@ def load_openssl() -> tuple[OpenSslFFI, OpenSslLib]:
             f"{running:#x}; install libssl3"
         )
     return _openssl.ffi, _openssl.lib
+
+
+def load_linux_bus() -> tuple[LinuxBusFFI, LinuxBusLib]:
+    """`(ffi, lib)` of the Linux I²C/SPI ioctl binding, checked against this tree's version."""
+    try:
+        # Deferred: the compiled extension, so this package (and its version) imports without it.
+        from firmware._ffi import _linux_bus
+    except ImportError as err:
+        raise ImportError(
+            f"the Linux bus binding firmware._ffi._linux_bus is not built ({err}); "
+            "build it with `python ffi/linux_bus_build.py` (build.py does this)"
+        ) from err
+    built = _linux_bus.lib.EK_LINUX_BUS_BINDING_VERSION
+    if built != LINUX_BUS_BINDING_VERSION:
+        raise BindingMismatch(
+            f"the Linux bus binding firmware._ffi._linux_bus is version {built}, this source needs "
+            f"version {LINUX_BUS_BINDING_VERSION}; rebuild it with `python ffi/linux_bus_build.py`"
+        )
+    return _linux_bus.ffi, _linux_bus.lib
