@@ -31,7 +31,6 @@ from firmware.transports.errors import BusFault, DeviceUrlError
 if TYPE_CHECKING:
     from firmware._ffi._linux_bus import FFI, Lib
 
-SPI_MODE_0 = 0
 BITS_PER_WORD = 8
 
 NOT_SPI_HINT = "tis-spi:// takes a spidev node such as /dev/spidev0.1 or a simulated bus's socket"
@@ -97,13 +96,16 @@ class SocketSpiBus:
 
 
 class SpidevBus:
-    """A kernel spidev node, set to mode 0, 8 bits per word and `hz` when opened."""
+    """A kernel spidev node, set to mode 0, 8 bits per word and `hz` when opened; `binding` is
+    the cffi extension's `(ffi, lib)`, loaded when not given."""
 
-    def __init__(self, path: str, hz: int, where: str) -> None:
+    def __init__(
+        self, path: str, hz: int, where: str, *, binding: tuple[FFI, Lib] | None = None
+    ) -> None:
         self.where = where
         self.path = path
         self.hz = hz
-        ffi, lib = _linux_bus(where)
+        ffi, lib = binding or _linux_bus(where)
         self._ffi, self._lib = ffi, lib
         try:
             self._fd: int | None = os.open(path, os.O_RDWR | os.O_CLOEXEC)
@@ -114,7 +116,7 @@ class SpidevBus:
             ) from None
         except OSError as exc:
             raise BusFault(f"{where}: cannot open {path}: {exc.strerror}") from None
-        rc = lib.ek_spi_setup(self._fd, SPI_MODE_0, BITS_PER_WORD, hz)
+        rc = lib.ek_spi_setup(self._fd, lib.SPI_MODE_0, BITS_PER_WORD, hz)
         if rc < 0:
             self.close()
             raise _setup_error(where, path, hz, -rc)
@@ -168,7 +170,7 @@ def _setup_error(where: str, path: str, hz: int, errno_value: int) -> BusFault |
             hint=NOT_SPI_HINT,
         )
     return BusFault(
-        f"{where}: {path} refused SPI mode 0, {BITS_PER_WORD} bits, {hz} Hz: "
+        f"{where}: {path} refused SPI mode 0, {BITS_PER_WORD} bits per word, {hz} Hz: "
         f"{os.strerror(errno_value)}",
         hint="lower hz= in the device URL or check the SPI controller's driver",
     )

@@ -93,9 +93,9 @@ def test_decoding_any_bytes_gives_a_header_or_value_error(raw: bytes) -> None:
         assert header.encode() == raw
 
 
-def _noise(draw: st.DrawFn, ready: bool) -> int:
+def _noise(data: st.DataObject, ready: bool) -> int:
     """A MISO byte whose bit 0 is `ready` and whose other bits are anything."""
-    return draw(st.integers(0, 0x7F)) << 1 | int(ready)
+    return data.draw(st.integers(0, 0x7F)) << 1 | int(ready)
 
 
 @st.composite
@@ -119,16 +119,14 @@ def test_wait_states_up_to_the_bound_then_data(
     header, payload, waits, limit = frame_case
     frame = SpiFrame(header, b"" if header.read else payload, wait_limit=limit)
     assert frame.step == Clock(header.encode(), hold=True)
-    header_rx = bytes(_noise(data.draw, False) for _ in range(3)) + bytes(
-        [_noise(data.draw, waits == 0)]
-    )
+    header_rx = bytes(_noise(data, False) for _ in range(3)) + bytes([_noise(data, waits == 0)])
     step = frame.receive(header_rx)
     for poll in range(1, waits + 1):
         if poll > limit:
             assert step == Stalled(limit)
             return
         assert step == Clock(b"\0", hold=True)
-        step = frame.receive(bytes([_noise(data.draw, poll == waits)]))
+        step = frame.receive(bytes([_noise(data, poll == waits)]))
     assert step == Clock(bytes(header.size) if header.read else payload, hold=False)
     end = frame.receive(payload if header.read else bytes(header.size))
     assert end == Done(payload if header.read else b"", waits)
@@ -266,7 +264,8 @@ def test_a_transfer_refused_twice_is_a_bus_fault() -> None:
 
 
 def test_endless_wait_states_release_cs_and_fail_after_a_retry() -> None:
-    frame = [(H("83d40018"), True, NOT_READY)] + [(b"\0", True, b"\0")] * 3
+    frame: list[tuple[bytes, bool, bytes | int]] = [(H("83d40018"), True, NOT_READY)]
+    frame += [(b"\0", True, b"\0")] * 3
     bus = ScriptedBus(frame * 2)
     with pytest.raises(BusFault, match="still in wait states after 3 polls"):
         SpiRegisterPort(bus, wait_limit=3).read(Register.STS, 4, FAR)
