@@ -205,7 +205,9 @@ class SpiRegisterPort:
     def _frame(
         self, register: Register, header: FrameHeader, payload: bytes, deadline: float
     ) -> bytes:
-        """Run one frame, trying it again once when the bus refuses it."""
+        """Run one frame, trying it again once when the bus refuses it. A refused FIFO frame may
+        have moved some bytes before it failed; the FIFO protocol above finds a command or a
+        response that no longer adds up (STS.Expect, dataAvail, the size in the header)."""
         reason = ""
         for _ in range(BUS_TRIES):
             try:
