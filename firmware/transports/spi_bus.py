@@ -65,7 +65,9 @@ def open_spi_bus(path: str, hz: int, where: str) -> SpiBus:
             hint="enable SPI and the spidev node of the TPM's chip select (docs/transports.md)",
         ) from None
     except OSError as exc:
-        raise BusFault(f"{where}: cannot look at {path}: {exc.strerror}") from None
+        raise BusFault(
+            f"{where}: cannot look at {path}: {exc.strerror}", hint="check the device URL's path"
+        ) from None
     if stat.S_ISCHR(mode):
         return SpidevBus(path, hz, where)
     if stat.S_ISSOCK(mode):
@@ -115,7 +117,9 @@ class SpidevBus:
                 hint="run edgekeeper in the group that owns the spidev node (often `spi`)",
             ) from None
         except OSError as exc:
-            raise BusFault(f"{where}: cannot open {path}: {exc.strerror}") from None
+            raise BusFault(
+                f"{where}: cannot open {path}: {exc.strerror}", hint="check the device URL's path"
+            ) from None
         rc = lib.ek_spi_setup(self._fd, lib.SPI_MODE_0, BITS_PER_WORD, hz)
         if rc < 0:
             self.close()
