@@ -217,10 +217,14 @@ class Console:
     prompt: str = setting("edgekeeper> ", doc="the prompt shown before each line")
     log_level: LogLevel = setting(
         "warning",
-        doc="lowest level of daemon log lines shown on the console (`log` changes it for a session)",
+        doc="lowest level of daemon log lines shown on the console "
+        "(`log` changes it for a session)",
     )
     columns: int = setting(
-        0, doc="terminal width for tables; 0: ask the terminal (80 if it does not answer)", min=0, max=1000
+        0,
+        doc="terminal width for tables; 0: ask the terminal (80 if it does not answer)",
+        min=0,
+        max=1000,
     )
     password_hash: str | None = setting(
         None,
@@ -257,7 +261,9 @@ class Console:
             else:
                 if scheme not in CONSOLE_SCHEMES:
                     yield Violation(
-                        "device", f'"{device}" is a TPM\'s device URL, not a console line', CONSOLE_FORMS
+                        "device",
+                        f'"{device}" is a TPM\'s device URL, not a console line',
+                        CONSOLE_FORMS,
                     )
         elif device not in ("none", "pty") and not device.startswith("/"):
             yield Violation(

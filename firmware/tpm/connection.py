@@ -35,10 +35,10 @@ from firmware.tpm.errors import (
     TpmUnavailable,
 )
 from firmware.tpm.handle_record import HandleRecord
+from firmware.tpm.link import TpmLink, link_for
 from firmware.tpm.objects import DEFAULT_CAPACITY, LoadedObjects
 from firmware.tpm.retry import RetryPolicy
 from firmware.tpm.srk import STORAGE_HANDLE, ensure_storage_key
-from firmware.tpm.link import TpmLink, link_for
 from firmware.tpm.tcti import TctiSpec
 from firmware.transports.address import DeviceUrl
 
@@ -207,7 +207,9 @@ class TpmConnection:
     def _failure(self, what: str, exc: TSS2_Exception, outcome: Outcome) -> Exception:
         if outcome is Outcome.DISCONNECTED:
             reason = self.link.last_error() or str(exc)
-            return TpmUnavailable(f"lost the TPM ({self.link.where}) while {what}: {reason}", hint=TCTI_HINT)
+            return TpmUnavailable(
+                f"lost the TPM ({self.link.where}) while {what}: {reason}", hint=TCTI_HINT
+            )
         return TpmCommandFailed(f"the TPM ({self.link.where}) refused {what}: {exc}", rc=exc.rc)
 
     def _startup(self, what: str, esapi: ESAPI) -> None:

@@ -1,4 +1,4 @@
-"""A `Transport` seen by tpm2-tss as a TCTI: tpm2-pytss's Python TCTI around edgekeeper's own bus code.
+"""A `Transport` seen by tpm2-tss as a TCTI: tpm2-pytss's Python TCTI around edgekeeper's bus code.
 
 ESAPI hands a whole command to `do_transmit` and asks for the response in `do_receive`, on the
 thread that called ESAPI (the daemon's executor), waiting forever unless the transport stops it: so

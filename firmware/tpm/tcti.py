@@ -38,13 +38,15 @@ class TctiSpec:
 
     @classmethod
     def parse(cls, text: str) -> TctiSpec:
-        """Parse a TCTI string (`name[:conf]`) or its device URL; `ConfigError` for anything else."""
+        """A TCTI string (`name[:conf]`) or its device URL; `ConfigError` for anything else."""
         try:
             url = parse_device_url(text)
         except DeviceUrlError as bad:
             raise ConfigError(f"[tpm] tcti {text!r}: {bad.message}", hint=f"use {_FORMS}") from None
         if url.scheme not in KNOWN_TCTIS:
-            raise ConfigError(f"[tpm] tcti {text!r}: unknown TCTI {url.scheme!r}", hint=f"use {_FORMS}")
+            raise ConfigError(
+                f"[tpm] tcti {text!r}: unknown TCTI {url.scheme!r}", hint=f"use {_FORMS}"
+            )
         return cls.of_url(url)
 
     @classmethod

@@ -124,7 +124,9 @@ def parse_device_url(text: str) -> DeviceUrl:
     parts = urlsplit(text)
     needs_path, needs_address, known = _SHAPES[scheme]
     try:
-        params = dict(parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query)))
+        params = dict(
+            parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
+        )
     except ValueError:
         raise DeviceUrlError(
             f'device URL "{text}": the query "{parts.query}" is not name=value pairs',
