@@ -3,30 +3,34 @@
 A `Command` names itself (one or two words: "status", "keys list"), says what it does, lists its
 arguments (argparse style), and either makes one API request (`ApiCall`: method, path with
 `{argument}` placeholders, query and body built from the arguments) whose JSON answer its
-`render` turns into text, or runs `local`ly (help, version, and the CLI-only run, logs -f,
-deploy and config).
+`render` turns into text, runs an `action` (several requests, a stream or a file read, text
+streamed to the terminal meanwhile: `logs`, `deploy`, `stop`, `restart`, `config validate`), or
+runs `local`ly (help, version, and the CLI-only `run`, `console-password` and `config show`).
 Adding a command is adding one entry to `COMMANDS`. A command that changes nothing says so
 with `read_only=True`: a console that is not logged in runs only those (docs/console.md); a new
 command is refused there until it is marked.
 
-The CLI sends the request over the management socket (`firmware.cli.frontend.SocketInvoker`) and
-adds the commands only it offers (`logs -f`, `deploy`, `run`); the console dispatches requests
-in-process into the router (`InProcessInvoker`). Both show the same text. `execute(argv, invoker)`
-parses one command line and runs it; errors come back as `error: ...` text with exit code 2 for
-usage errors and 1 otherwise, never as exceptions.
+The CLI sends requests over the management socket (`firmware.cli.frontend.SocketInvoker`); the
+console dispatches them in-process into the router (`InProcessInvoker`). Both show the same text,
+fitted to the `Terminal` they run on. `execute(argv, invoker)` parses one command line and runs
+it; errors come back as `error: ...` text with exit code 2 for usage errors and 1 otherwise,
+never as exceptions, in the language of the surface: the console's hints say `help COMMAND` and
+name console commands without `edgekeeper`, the CLI's say `edgekeeper COMMAND --help`; an
+unknown command, subcommand or option gets a did-you-mean.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import platform
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, Protocol
+from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, Protocol, TypeVar
 from urllib.parse import quote
 
 from firmware import __version__
@@ -35,16 +39,24 @@ from firmware.api.errors import error_for_answer
 from firmware.api.model import JSON_TYPE, ApiRequest, ApiResponse
 from firmware.api.router import Router
 from firmware.build_info import build_description
+from firmware.cli import module_commands
+from firmware.cli.console_password import make_console_password
 from firmware.cli.result import CommandResult
-from firmware.cli.terminal import Terminal
+from firmware.cli.terminal import DEFAULT_COLUMNS, Terminal
 from firmware.cli.views.certs import render_certificates, render_renewed
 from firmware.cli.views.daemon import render_log_level, render_status
 from firmware.cli.views.identity import render_identities, render_identity, render_sockets
 from firmware.cli.views.keys import render_keys
 from firmware.cli.views.keys_migration import migration_status, render_migration
-from firmware.cli.views.modules import render_log_lines, render_modules, render_system_status
+from firmware.cli.views.modules import (
+    render_log_lines,
+    render_module,
+    render_modules,
+    render_system_status,
+)
 from firmware.cli.views.provisioning import render_reprovisioned
 from firmware.errors import EdgekeeperError, UsageError
+from firmware.executor import RunBlocking
 
 if TYPE_CHECKING:
     from _typeshed import SupportsWrite
@@ -53,14 +65,32 @@ CLI = "cli"
 CONSOLE = "console"
 EVERYWHERE = frozenset({CLI, CONSOLE})
 LOG_LEVELS = ("debug", "info", "warning", "error")
+PROGRAM = "edgekeeper"
+# `run`, the daemon itself, joins the CLI's table at the program's entry point
+# (firmware.cli.frontend.daemon_command); the console names it among the CLI's own commands.
+RUN = "run"
+
+T = TypeVar("T")
+P = ParamSpec("P")
 
 
 class Invoker(Protocol):
-    """Carries a command's request to the daemon; raises the answer's error for status >= 400."""
+    """Carries a command's requests to the daemon (raising the answer's error for status >=
+    400) and runs its blocking calls (file reads) off the event loop."""
 
     async def request(
         self, method: str, path: str, query: Mapping[str, str], body: object
     ) -> ApiResponse: ...
+
+    def stream(
+        self, method: str, path: str, query: Mapping[str, str]
+    ) -> AsyncGenerator[bytes, None]:
+        """The answer's body chunk by chunk as it comes (a followed log); closing the generator
+        (or cancelling its reader) ends the request."""
+
+    def run_blocking(
+        self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> Awaitable[T]: ...
 
 
 @dataclass(frozen=True)
@@ -96,6 +126,9 @@ def render_json(answer: object, args: argparse.Namespace) -> str:
     return json.dumps(answer, indent=2, sort_keys=True)
 
 
+Action = Callable[[argparse.Namespace, Invoker, Terminal], Awaitable[CommandResult]]
+
+
 @dataclass(frozen=True)
 class Command:
     """One command of the CLI and the console."""
@@ -106,6 +139,7 @@ class Command:
     call: ApiCall | None = None
     render: Callable[[Any, argparse.Namespace], str] = render_json
     local: Callable[[argparse.Namespace], CommandResult] | None = None
+    action: Action | None = None  # requests, streams, waits; writes to the terminal meanwhile
     surfaces: frozenset[str] = EVERYWHERE
     read_only: bool = False  # changes nothing: a logged-out console may run it
     exit_status: Callable[[Any], int] | None = None  # from the answer; None: 0 for any answer
@@ -127,7 +161,7 @@ def _migration_request(args: argparse.Namespace) -> dict[str, object]:
     if bool(args.names) == args.all:
         raise UsageError(
             "keys migrate: name the keys to move, or give --all",
-            hint="e.g. `keys migrate device-identity --to pkcs11`",
+            hint=f"e.g. `{_prefixed(args.prog, 'keys migrate device-identity --to pkcs11')}`",
         )
     chosen: dict[str, object] = {"all": True} if args.all else {"keys": list(args.names)}
     return {**chosen, "to": args.to, "apply": args.apply}
@@ -140,7 +174,7 @@ def show_help(args: argparse.Namespace) -> CommandResult:
     surface = args.surface
     if args.topic:
         try:
-            build_parser(surface, prog=args.prog, table=args.table).parse_args(
+            build_parser(surface, prog=args.prog, table=args.table).parse_line(
                 [*args.topic, "--help"]
             )
         except HelpRequested as shown:
@@ -150,6 +184,9 @@ def show_help(args: argparse.Namespace) -> CommandResult:
     width = max(len(command.name) for command in available)
     lines.extend(f"  {command.name.ljust(width)}  {command.help}" for command in available)
     lines.append(f"`{_prefixed(args.prog, 'help COMMAND')}` tells more about one.")
+    if surface == CONSOLE:
+        shell_only = ", ".join(f"`{PROGRAM} {name}`" for name in _cli_only_names())
+        lines.append(f"On the board's shell only: {shell_only}.")
     return CommandResult("\n".join(lines))
 
 
@@ -178,12 +215,27 @@ def _board_name(given: str | None) -> str:
     return compiled[0] if compiled else "none compiled in (running from source)"
 
 
-def validate_config(args: argparse.Namespace) -> CommandResult:
+async def validate_config(
+    args: argparse.Namespace, invoker: Invoker, terminal: Terminal
+) -> CommandResult:
+    """`config validate [FILE]`: on the CLI FILE or --config with --board; on the console FILE
+    (an absolute path) or the file the daemon runs with, and the daemon's board. The files are
+    read off the event loop."""
     # Deferred: the config loader and validator load only for `config` commands.
     from firmware.config.report import validate_report
 
-    chosen = args.file or args.config
-    ok, text = validate_report(Path(chosen) if chosen else None, args.board)
+    if args.surface == CONSOLE:
+        status = (await invoker.request("GET", "/daemon/status", {}, None)).json()
+        known = status if isinstance(status, dict) else {}
+        if args.file is not None and not Path(args.file).is_absolute():
+            raise UsageError(
+                f"config validate: {args.file!r} is not an absolute path",
+                hint="the console has no working directory: give the whole path",
+            )
+        chosen, board = args.file or known.get("config_file"), known.get("board")
+    else:
+        chosen, board = args.file or args.config, args.board
+    ok, text = await invoker.run_blocking(validate_report, Path(chosen) if chosen else None, board)
     return CommandResult(text, 0 if ok else 1)
 
 
@@ -282,36 +334,59 @@ COMMANDS: tuple[Command, ...] = (
     ),
     Command(
         "list",
-        "the modules: name, status, uptime, image",
+        "the modules: name, status, uptime, image (detail cut to the width; `show` has it all)",
         call=ApiCall("GET", "/modules"),
         render=render_modules,
         read_only=True,
     ),
     Command(
-        "logs",
-        "the last lines a module wrote",
-        (
-            argument("name", metavar="NAME", help="the module"),
-            argument("--tail", type=int, default=50, metavar="N", help="lines (default 50)"),
-        ),
-        call=ApiCall(
-            "GET",
-            "/modules/{name}/logs",
-            query=lambda args: {"tail": str(args.tail), "format": "json"},
-        ),
-        render=render_log_lines,
-        surfaces=frozenset({CONSOLE}),
+        "show",
+        "one module: status, image, restarts, exit status and the whole detail",
+        (argument("name", metavar="NAME", help="the module"),),
+        call=ApiCall("GET", "/modules/{name}"),
+        render=render_module,
         read_only=True,
     ),
-    *(
-        Command(
-            verb,
-            f"{verb} a module",
-            (argument("name", metavar="NAME", help="the module"),),
-            call=ApiCall("POST", f"/modules/{{name}}/{verb}"),
-            render=_requested(verb),
-        )
-        for verb in ("start", "stop", "restart")
+    Command(
+        "logs",
+        "a module's output (-f follows it until Ctrl-C)",
+        (
+            argument("name", metavar="NAME", help="the module"),
+            argument("--tail", type=int, metavar="N", help="only the last N lines"),
+            argument("--since", metavar="T", help="unix seconds, RFC 3339, or e.g. 10m"),
+            argument("-f", "--follow", action="store_true", help="keep streaming new lines"),
+            argument("-t", "--timestamps", action="store_true", help="prefix engine timestamps"),
+        ),
+        action=module_commands.show_logs,
+        read_only=True,
+    ),
+    Command(
+        "start",
+        "start a module",
+        (argument("name", metavar="NAME", help="the module"),),
+        call=ApiCall("POST", "/modules/{name}/start"),
+        render=_requested("start"),
+    ),
+    Command(
+        "stop",
+        "stop a module and wait until it has stopped (Ctrl-C stops the wait)",
+        (argument("name", metavar="NAME", help="the module"),),
+        action=module_commands.stop_module,
+    ),
+    Command(
+        "restart",
+        "restart a module and wait until it has (Ctrl-C stops the wait)",
+        (argument("name", metavar="NAME", help="the module"),),
+        action=module_commands.restart_module,
+    ),
+    Command(
+        "deploy",
+        "apply a deployment manifest (TOML or IoT Edge JSON), showing what changes",
+        (
+            argument("manifest", metavar="MANIFEST", help="the manifest file"),
+            argument("--dry-run", action="store_true", help="show the changes, apply nothing"),
+        ),
+        action=module_commands.deploy,
     ),
     Command(
         "system status",
@@ -338,11 +413,12 @@ COMMANDS: tuple[Command, ...] = (
     Command(
         "config validate",
         "check a config file (and its config.d) and list every problem",
-        (argument("file", nargs="?", metavar="FILE", help="the config file (default: --config)"),),
-        local=validate_config,
-        surfaces=frozenset({CLI}),
+        (argument("file", nargs="?", metavar="FILE", help="the config file (default: in use)"),),
+        action=validate_config,
         read_only=True,
     ),
+    # On the board's shell only: it reads the config files itself, which the shell protects by
+    # their permissions, where a console shows them to whoever holds the UART.
     Command(
         "config show",
         "the effective configuration, secrets redacted",
@@ -354,12 +430,25 @@ COMMANDS: tuple[Command, ...] = (
         surfaces=frozenset({CLI}),
         read_only=True,
     ),
+    # On the board's shell only: it prints a line for config.toml, which the console cannot
+    # edit, and the console would echo the password typed as an argument.
+    Command(
+        "console-password",
+        "make [console] password_hash: asks the password twice (or reads a line from stdin)",
+        local=make_console_password,
+        surfaces=frozenset({CLI}),
+    ),
 )
 
 
 def commands_for(surface: str, table: Iterable[Command] | None = None) -> list[Command]:
     """The commands offered on `surface` (CLI or CONSOLE), from `COMMANDS` unless given."""
     return [command for command in (table or COMMANDS) if surface in command.surfaces]
+
+
+def _cli_only_names() -> list[str]:
+    """The commands the CLI offers and the console does not, `run` first."""
+    return [RUN, *(command.name for command in COMMANDS if CONSOLE not in command.surfaces)]
 
 
 # --- parsing -------------------------------------------------------------------------------
@@ -373,25 +462,63 @@ class HelpRequested(Exception):
         self.text = text
 
 
-_UNKNOWN_COMMAND = re.compile(r"argument COMMAND: invalid choice: '(.*?)'")
+@dataclass(frozen=True)
+class Wording:
+    """How a surface names its commands in messages: `prog` before each ("" on the console)."""
+
+    surface: str
+    prog: str
+
+    def command(self, words: str) -> str:
+        """`words` as typed on this surface: "help" or "edgekeeper help"."""
+        return _prefixed(self.prog, words)
+
+    def help_hint(self, name: str) -> str:
+        """Where to read about command `name` ("" for the whole list)."""
+        if self.surface == CONSOLE:
+            return f"`{_prefixed('help', name)}` lists " + ("its arguments" if name else "them")
+        return f"see `{_prefixed(self.prog, _prefixed(name, '--help'))}`"
 
 
 class CommandParser(argparse.ArgumentParser):
     """An argparse parser that raises instead of printing and exiting (the console has no
-    stdout of its own, and the CLI prints errors in one place)."""
+    stdout of its own, and the CLI prints errors in one place). `words` are the command words
+    it parses after (none for the top parser); errors name the command, never the program."""
 
-    def __init__(self, *args: Any, root: str = "", **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        wording: Wording | None = None,
+        words: tuple[str, ...] = (),
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
-        self.root = root
+        self.wording = wording or Wording(CLI, PROGRAM)
+        self.words = words
+
+    def parse_line(self, argv: Sequence[str]) -> argparse.Namespace:
+        """`argv` parsed; `UsageError` for anything the command does not take."""
+        args, extras = self.parse_known_args(list(argv))
+        if extras:
+            command: Command | None = getattr(args, "command", None)
+            raise _unrecognized(extras, command, self.wording)
+        return args
 
     def error(self, message: str) -> NoReturn:
-        unknown = _UNKNOWN_COMMAND.match(message)
-        if unknown:
+        name = " ".join(self.words)
+        choices = self._command_choices()
+        unknown = _INVALID_CHOICE.match(message)
+        if unknown and choices:
+            raise _unknown_command(self.words, unknown.group(1), choices, self.wording)
+        if choices and message.endswith("required: COMMAND"):
+            shown = ", ".join(f"`{self.wording.command(f'{name} {c}')}`" for c in choices)
             raise UsageError(
-                f"{self.prog}: unknown command {unknown.group(1)!r}",
-                hint=f"`{_prefixed(self.root, 'help')}` lists the commands",
+                f"{name}: which one? {shown}" if name else "no command given",
+                hint=_list_hint(self.words, self.wording),
             )
-        raise UsageError(f"{self.prog}: {message}", hint=f"see `{self.prog} --help`")
+        raise UsageError(
+            f"{name}: {message}" if name else message, hint=self.wording.help_hint(name)
+        )
 
     def print_help(self, file: SupportsWrite[str] | None = None) -> None:
         raise HelpRequested(self.format_help().rstrip("\n"))
@@ -399,9 +526,69 @@ class CommandParser(argparse.ArgumentParser):
     def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
         raise UsageError(message.strip() if message else f"{self.prog}: cannot parse the line")
 
+    def _command_choices(self) -> list[str]:
+        """The command words this parser takes next (none for a command's own parser)."""
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                return list(action.choices)
+        return []
+
+
+_INVALID_CHOICE = re.compile(r"argument COMMAND: invalid choice: '(.*?)'")
+
+
+def _unknown_command(
+    words: tuple[str, ...], typed: str, choices: list[str], wording: Wording
+) -> UsageError:
+    """An unknown command word after `words`: the CLI-only ones are named as such, a close
+    one is offered, and `edgekeeper` typed on the console is shown the console's way."""
+    typed_name = " ".join((*words, typed))
+    console = wording.surface == CONSOLE
+    if console and typed_name in _cli_only_names():
+        return UsageError(
+            f"`{typed_name}` runs on the board's shell only, not on the console",
+            hint=f"`{PROGRAM} {typed_name}` in a shell; `help` lists the console's commands",
+        )
+    if console and not words and typed == PROGRAM:
+        return UsageError(
+            f"unknown command {typed!r}: on the console, type the command alone",
+            hint="e.g. `status`; `help` lists the commands",
+        )
+    message = f"unknown command {typed_name!r}"
+    close = _closest(typed, choices)
+    if close is not None:
+        message += f": did you mean `{wording.command(' '.join((*words, close)))}`?"
+    return UsageError(message, hint=_list_hint(words, wording))
+
+
+def _list_hint(words: tuple[str, ...], wording: Wording) -> str:
+    listing = wording.command(_prefixed("help", " ".join(words)))
+    return f"`{listing}` lists the commands"
+
+
+def _unrecognized(extras: list[str], command: Command | None, wording: Wording) -> UsageError:
+    """Words after a command that it does not take; a close option is offered."""
+    name = command.name if command is not None else ""
+    message = f"unrecognized arguments: {' '.join(extras)}"
+    options = [flag for item in (command.arguments if command else ()) for flag in item.flags]
+    typed = next((extra for extra in extras if extra.startswith("-")), None)
+    close = _closest(typed, [flag for flag in options if flag.startswith("-")]) if typed else None
+    if close is not None:
+        message += f": did you mean `{close}`?"
+    return UsageError(f"{name}: {message}" if name else message, hint=wording.help_hint(name))
+
+
+def _closest(typed: str, choices: Sequence[str]) -> str | None:
+    """The choice most like `typed`, if one is close enough to be a typo of it."""
+    # Deferred: difflib loads only when a line has a typo in it.
+    import difflib
+
+    found = difflib.get_close_matches(typed, choices, n=1, cutoff=0.6)
+    return found[0] if found else None
+
 
 def _prefixed(prog: str, words: str) -> str:
-    return f"{prog} {words}" if prog else words
+    return " ".join(part for part in (prog, words) if part)
 
 
 def build_parser(
@@ -413,7 +600,8 @@ def build_parser(
     table: Iterable[Command] | None = None,
 ) -> CommandParser:
     """The parser for `surface`'s commands; `parents` add global options (the CLI's)."""
-    top = CommandParser(prog=prog or "edgekeeper", parents=list(parents), root=prog)
+    wording = Wording(surface, prog)
+    top = CommandParser(prog=prog or PROGRAM, parents=list(parents), wording=wording)
     offered = commands_for(surface, table)
     top.set_defaults(surface=surface, prog=prog, table=tuple(offered))
     words = top.add_subparsers(dest="command_word", metavar="COMMAND", parser_class=CommandParser)
@@ -436,7 +624,8 @@ def build_parser(
                     help=f"{first} commands",
                     prog=_prefixed(prog, first),
                     parents=list(sub_parents),
-                    root=prog,
+                    wording=wording,
+                    words=(first,),
                 )
                 groups[first] = group.add_subparsers(
                     dest="group_word", metavar="COMMAND", parser_class=CommandParser
@@ -449,7 +638,8 @@ def build_parser(
             description=command.help,
             prog=_prefixed(prog, command.name),
             parents=list(sub_parents),
-            root=prog,
+            wording=wording,
+            words=tuple(command.words),
         )
         for item in command.arguments:
             parser.add_argument(*item.flags, **item.options)
@@ -466,26 +656,49 @@ def run_local(command: Command, args: argparse.Namespace) -> CommandResult:
     try:
         return command.local(args)
     except EdgekeeperError as error:
-        return failure(error)
+        return failure(error, args.surface)
 
 
-async def run(command: Command, args: argparse.Namespace, invoker: Invoker) -> CommandResult:
-    """Run a parsed command line: locally, or by its API request through `invoker`."""
+async def run(
+    command: Command, args: argparse.Namespace, invoker: Invoker, terminal: Terminal
+) -> CommandResult:
+    """Run a parsed command line: locally, as an action, or by its API request through
+    `invoker`; tables fit `terminal.columns`."""
+    args.columns = terminal.columns
     if command.local is not None:
         return run_local(command, args)
-    assert command.call is not None
     try:
+        if command.action is not None:
+            return await command.action(args, invoker, terminal)
+        assert command.call is not None
         method, path, query, body = command.call.build(args)
         answer = await invoker.request(method, path, query, body)
         document = answer.json()
         status = command.exit_status(document) if command.exit_status is not None else 0
         return CommandResult(command.render(document, args), status)
     except EdgekeeperError as error:
-        return failure(error)
+        return failure(error, args.surface)
 
 
-def failure(error: EdgekeeperError) -> CommandResult:
-    return CommandResult(f"error: {error.render()}", 2 if isinstance(error, UsageError) else 1)
+def failure(error: EdgekeeperError, surface: str = CLI) -> CommandResult:
+    """`error: ...` for `error`, in the surface's language, with its exit code."""
+    text = error.render()
+    if surface == CONSOLE:
+        text = _SHELL_COMMAND.sub(_as_console_command, text)
+    return CommandResult(f"error: {text}", 2 if isinstance(error, UsageError) else 1)
+
+
+_SHELL_COMMAND = re.compile(rf"`{PROGRAM} ([^`]+)`")
+
+
+def _as_console_command(found: re.Match[str]) -> str:
+    """`edgekeeper status` in a hint (the daemon writes for the CLI) as the console says it,
+    when the console has that command."""
+    typed = found.group(1)
+    offered = (command.name for command in commands_for(CONSOLE))
+    if any(typed == name or typed.startswith(f"{name} ") for name in offered):
+        return f"`{typed}`"
+    return found.group(0)
 
 
 async def execute(
@@ -498,26 +711,34 @@ async def execute(
 ) -> CommandResult:
     """Parse and run one command line (the console's words, without a program name); `permit`
     may refuse the parsed command (raise an `EdgekeeperError`) before it runs; `terminal` is
-    where it runs (its width, and where streamed text goes), None: 80 columns, nothing streamed."""
+    where it runs (its width, and where streamed text goes). Without one: 80 columns, and what
+    would have streamed comes first in the result's text."""
     try:
-        args = build_parser(surface).parse_args(argv)
+        args = build_parser(surface).parse_line(argv)
     except HelpRequested as shown:
         return CommandResult(shown.text)
     except UsageError as error:
-        return failure(error)
+        return failure(error, surface)
     if permit is not None:
         permit(args.command)
-    return await run(args.command, args, invoker)
+    if terminal is not None:
+        return await run(args.command, args, invoker, terminal)
+    streamed: list[str] = []
+    result = await run(args.command, args, invoker, Terminal(DEFAULT_COLUMNS, streamed.append))
+    text = "".join(streamed) + result.text
+    return CommandResult(text.removesuffix("\n") if not result.text else text, result.exit_code)
 
 
 # --- invokers ------------------------------------------------------------------------------
 
 
 class InProcessInvoker:
-    """The console's way to the daemon: straight into the router, as listener "console"."""
+    """The console's way to the daemon: straight into the router, as listener "console";
+    blocking calls go to `run_blocking` (the daemon's bounded executor; default: a thread)."""
 
-    def __init__(self, router: Router) -> None:
+    def __init__(self, router: Router, run_blocking: RunBlocking = asyncio.to_thread) -> None:
         self._router = router
+        self.run_blocking = run_blocking
 
     async def request(
         self, method: str, path: str, query: Mapping[str, str], body: object
@@ -533,9 +754,30 @@ class InProcessInvoker:
         )
         answer = await self._router.dispatch(request)
         if answer.status >= 400:
+            if answer.stream is not None and isinstance(answer.stream, AsyncGenerator):
+                await answer.stream.aclose()
             try:
                 document = answer.json()
             except ValueError:
                 document = None
             raise error_for_answer(answer.status, document)
         return answer
+
+    async def stream(
+        self, method: str, path: str, query: Mapping[str, str]
+    ) -> AsyncGenerator[bytes, None]:
+        answer = await self.request(method, path, query, None)
+        chunks = answer.stream
+        if chunks is None:
+            body = answer.encoded_body()
+            if body:
+                yield body
+            return
+        try:
+            async for chunk in chunks:
+                yield chunk
+        finally:
+            # The handler's generator holds the engine's log stream: close it now, also when
+            # the reader was cancelled (Ctrl-C on the console), not when it is collected.
+            if isinstance(chunks, AsyncGenerator):
+                await chunks.aclose()

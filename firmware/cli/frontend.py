@@ -1,56 +1,24 @@
-"""The commands only the CLI front end offers, and its way to the daemon.
+"""The CLI front end's own parts: its way to the daemon, and the `run` command.
 
-`logs` (streamed to stdout, `-f` follows) and `deploy` (reads a local manifest) talk to the
-daemon's socket themselves; `console-password` makes the console's password hash without the
-daemon; `run` starts the daemon and is supplied by the program's entry point.
-The console never loads this module: it has its own `logs` and no use for local files.
+`SocketInvoker` carries the shared commands' requests over the management socket (the console
+dispatches them in-process instead, so the API client never loads for it); `run` starts the
+daemon and is supplied by the program's entry point.
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Mapping
+import asyncio
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from typing import ParamSpec, TypeVar
 
 from firmware.api.client import ApiClient
 from firmware.api.model import ApiResponse
-from firmware.cli.commands import CLI, LOG_LEVELS, Command, argument
-from firmware.cli.console_password import make_console_password
-from firmware.cli.deploy import deploy
-from firmware.cli.follow import follow_logs
+from firmware.cli.commands import CLI, LOG_LEVELS, RUN, Command, argument
 from firmware.cli.result import CommandResult
 
-COMMANDS: tuple[Command, ...] = (
-    Command(
-        "logs",
-        "a module's output (-f follows it until Ctrl-C)",
-        (
-            argument("name", metavar="NAME", help="the module"),
-            argument("--tail", type=int, metavar="N", help="only the last N lines"),
-            argument("--since", metavar="T", help="unix seconds, RFC 3339, or e.g. 10m"),
-            argument("-f", "--follow", action="store_true", help="keep streaming new lines"),
-            argument("-t", "--timestamps", action="store_true", help="prefix engine timestamps"),
-        ),
-        local=follow_logs,
-        surfaces=frozenset({CLI}),
-    ),
-    Command(
-        "deploy",
-        "apply a deployment manifest (TOML or IoT Edge JSON), showing what changes",
-        (
-            argument("manifest", metavar="MANIFEST", help="the manifest file"),
-            argument("--dry-run", action="store_true", help="show the changes, apply nothing"),
-        ),
-        local=deploy,
-        surfaces=frozenset({CLI}),
-    ),
-    Command(
-        "console-password",
-        "make [console] password_hash: asks the password twice (or reads a line from stdin)",
-        local=make_console_password,
-        surfaces=frozenset({CLI}),
-    ),
-)
-
+T = TypeVar("T")
+P = ParamSpec("P")
 
 DaemonRunner = Callable[[argparse.Namespace], int]
 
@@ -59,7 +27,7 @@ def daemon_command(run_daemon: DaemonRunner) -> Command:
     """`run`: the daemon in the foreground. The program's entry point supplies `run_daemon`, the
     one layer above the CLI that may start the daemon."""
     return Command(
-        "run",
+        RUN,
         "run the daemon in the foreground (what the systemd unit starts)",
         (
             argument("--log-level", choices=LOG_LEVELS, help="override [logging] level"),
@@ -71,12 +39,35 @@ def daemon_command(run_daemon: DaemonRunner) -> Command:
 
 
 class SocketInvoker:
-    """The CLI's way to the daemon: the management socket."""
+    """The CLI's way to the daemon: the management socket, found when first used (`uri` is the
+    socket's URI, or how to find it: a command that never asks the daemon never looks)."""
 
-    def __init__(self, uri: str) -> None:
-        self._client = ApiClient(uri)
+    def __init__(self, uri: str | Callable[[], str]) -> None:
+        self._uri = uri
+        self._client: ApiClient | None = None
 
     async def request(
         self, method: str, path: str, query: Mapping[str, str], body: object
     ) -> ApiResponse:
-        return await self._client.request(method, path, query, body)
+        return await self._connected().request(method, path, query, body)
+
+    async def stream(
+        self, method: str, path: str, query: Mapping[str, str]
+    ) -> AsyncGenerator[bytes, None]:
+        chunks = self._connected().stream(method, path, query)
+        try:
+            async for chunk in chunks:
+                yield chunk
+        finally:
+            if isinstance(chunks, AsyncGenerator):  # the connection closes with it, now
+                await chunks.aclose()
+
+    def run_blocking(
+        self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> Awaitable[T]:
+        return asyncio.to_thread(fn, *args, **kwargs)
+
+    def _connected(self) -> ApiClient:
+        if self._client is None:
+            self._client = ApiClient(self._uri if isinstance(self._uri, str) else self._uri())
+        return self._client

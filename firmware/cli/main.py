@@ -20,20 +20,17 @@ from collections.abc import Sequence
 
 from firmware.cli import commands, frontend
 from firmware.cli.connect import CONFIG_ENV, SOCKET_ENV, management_uri
+from firmware.cli.terminal import stdout_terminal
 from firmware.errors import EdgekeeperError, UsageError
 
-PROGRAM = "edgekeeper"
+PROGRAM = commands.PROGRAM
 
 
 def main(argv: list[str] | None = None, *, run_daemon: frontend.DaemonRunner | None = None) -> int:
     """Run one command line (`argv` includes the program name, as `sys.argv` does); `run_daemon`
     makes the `run` command available (the program's entry point gives it)."""
     argv = list(sys.argv if argv is None else argv)
-    table = (
-        *commands.COMMANDS,
-        *frontend.COMMANDS,
-        *((frontend.daemon_command(run_daemon),) if run_daemon else ()),
-    )
+    table = (*commands.COMMANDS, *((frontend.daemon_command(run_daemon),) if run_daemon else ()))
     try:
         words = command_words(argv, table)
         return _run(words, table)
@@ -103,7 +100,7 @@ def _run(words: list[str], table: Sequence[commands.Command]) -> int:
         table=table,
     )
     try:
-        args = parser.parse_args(words)
+        args = parser.parse_line(words)
     except commands.HelpRequested as shown:
         print(shown.text)
         return 0
@@ -111,8 +108,8 @@ def _run(words: list[str], table: Sequence[commands.Command]) -> int:
     if command.local is not None:
         result = commands.run_local(command, args)
     else:
-        invoker = frontend.SocketInvoker(management_uri(args))
-        result = asyncio.run(commands.run(command, args, invoker))
+        invoker = frontend.SocketInvoker(lambda: management_uri(args))
+        result = asyncio.run(commands.run(command, args, invoker, stdout_terminal()))
     if result.text:
         print(result.text, file=sys.stdout if result.exit_code == 0 else sys.stderr)
     return result.exit_code

@@ -1,25 +1,42 @@
-"""Text for people from API answers: aligned tables, durations and sizes, plain ASCII.
+"""Text for people from API answers: aligned tables, durations and sizes, no colours.
 
-The same text goes to a terminal and to a serial console, so it never depends on the terminal's
-width, colours or encoding.
+The same text goes to a terminal and to a serial console. Tables fit the terminal's width when
+it is known: a line too long is cut with "…" (the last column, the free-text one, goes first);
+the commands that show one thing (`show NAME`) keep the whole text.
 """
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Iterable, Sequence
 
 EMPTY = "-"
+CUT = "…"
 
 
-def table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
-    """Columns aligned on the widest cell, two spaces apart; the last column is not padded."""
+def columns_of(args: argparse.Namespace) -> int:
+    """The width the command's output should fit (0: unknown, nothing is cut)."""
+    columns = getattr(args, "columns", 0)
+    return columns if isinstance(columns, int) else 0
+
+
+def fit(line: str, columns: int) -> str:
+    """`line`, cut with "…" to `columns` characters when it is longer (0: never cut)."""
+    if columns <= 0 or len(line) <= columns:
+        return line
+    return line[: max(columns - 1, 0)].rstrip() + CUT
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[object]], columns: int = 0) -> str:
+    """Columns aligned on the widest cell, two spaces apart; the last column is not padded.
+    With `columns`, each line is cut to fit that width."""
     cells = [[str(header) for header in headers]]
     cells.extend([cell_text(value) for value in row] for row in rows)
     widths = [max(len(row[column]) for row in cells) for column in range(len(headers))]
     lines = []
     for row in cells:
         padded = [text.ljust(width) for text, width in zip(row[:-1], widths, strict=False)]
-        lines.append("  ".join([*padded, row[-1]]).rstrip())
+        lines.append(fit("  ".join([*padded, row[-1]]).rstrip(), columns))
     return "\n".join(lines)
 
 

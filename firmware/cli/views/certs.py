@@ -26,7 +26,7 @@ def render_certificates(answer: dict[str, Any], args: Namespace) -> str:
     certs = answer.get("certificates") or []
     if not certs:
         return "no certificates"
-    return render.table(_HEADERS, (_row(cert) for cert in certs))
+    return render.table(_HEADERS, (_row(cert) for cert in certs), render.columns_of(args))
 
 
 def render_renewed(answer: dict[str, Any], args: Namespace) -> str:

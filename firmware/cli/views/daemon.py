@@ -24,6 +24,7 @@ def render_status(answer: dict[str, Any], args: argparse.Namespace) -> str:
             (s.get("name"), s.get("state"), s.get("restarts"), s.get("last_error"))
             for s in answer.get("services") or ()
         ),
+        render.columns_of(args),
     )
     identity = next(
         (s.get("detail") for s in answer.get("services") or () if s.get("name") == "identity"),

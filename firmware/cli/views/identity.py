@@ -18,6 +18,7 @@ def render_identities(answer: dict[str, Any], args: Namespace) -> str:
             (i.get("moduleId"), i.get("generationId"), i.get("managedBy"), i.get("authType"))
             for i in identities
         ),
+        render.columns_of(args),
     )
 
 

@@ -15,6 +15,7 @@ def render_keys(answer: dict[str, Any], args: Namespace) -> str:
         render.table(
             ("NAME", "KIND", "BACKEND", "NOTE"),
             ((k.get("name"), k.get("kind"), k.get("backend"), k.get("note")) for k in keys),
+            render.columns_of(args),
         )
         if keys
         else "no keys"

@@ -1,4 +1,4 @@
-"""Text for the container commands: `list`, `logs`, `deploy`, `system status` and `system logs`."""
+"""Text for the container commands: `list`, `show`, `deploy`, `system status` and `system logs`."""
 
 from __future__ import annotations
 
@@ -41,7 +41,31 @@ def render_modules(answer: dict[str, Any], args: argparse.Namespace) -> str:
                 runtime.get("description"),
             )
         )
-    return render.table(("NAME", "STATUS", "UPTIME", "IMAGE", "DETAIL"), rows)
+    return render.table(
+        ("NAME", "STATUS", "UPTIME", "IMAGE", "DETAIL"), rows, render.columns_of(args)
+    )
+
+
+def render_module(module: dict[str, Any], args: argparse.Namespace) -> str:
+    """One module, one field a line, nothing cut (the detail `list` cuts to the width)."""
+    status = module.get("status", {})
+    runtime = status.get("runtimeStatus", {})
+    exited = status.get("exitStatus") or {}
+    fields = (
+        ("name", module.get("name")),
+        ("status", runtime.get("status")),
+        ("desired", module.get("desiredStatus")),
+        ("uptime", uptime(status.get("startTime")) if runtime.get("status") == "running" else None),
+        ("image", module.get("config", {}).get("settings", {}).get("image")),
+        ("restarts", module.get("restartCount")),
+        ("exit code", exited.get("statusCode")),
+        ("exited at", exited.get("exitTime")),
+        ("detail", runtime.get("description")),
+    )
+    width = max(len(label) for label, _ in fields) + 1
+    return "\n".join(
+        f"{(label + ':').ljust(width)} {render.cell_text(value)}" for label, value in fields
+    )
 
 
 def render_log_lines(answer: dict[str, Any], args: argparse.Namespace) -> str:

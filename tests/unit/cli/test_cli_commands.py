@@ -67,10 +67,7 @@ def test_console_requests_arrive_on_the_console_listener() -> None:
 def test_errors_become_text_with_exit_codes() -> None:
     unknown = console(["frobnicate"])
     assert unknown.exit_code == 2
-    assert (
-        unknown.text
-        == "error: edgekeeper: unknown command 'frobnicate' (`help` lists the commands)"
-    )
+    assert unknown.text == "error: unknown command 'frobnicate' (`help` lists the commands)"
     bad_arg = console(["log-level", "loud"])
     assert bad_arg.exit_code == 2
     assert bad_arg.text.startswith("error: log-level: argument level: invalid choice: 'loud'")
@@ -86,7 +83,11 @@ def test_console_offers_the_shared_commands_only() -> None:
     listing = console(["help"]).text
     assert re.search(r"^  status +the daemon's state", listing, re.MULTILINE)
     assert "run" not in listing.split()
-    assert listing.endswith("`help COMMAND` tells more about one.")
+    assert listing.endswith(
+        "`help COMMAND` tells more about one.\n"
+        "On the board's shell only: `edgekeeper run`, `edgekeeper config show`, "
+        "`edgekeeper console-password`."
+    )
 
 
 def test_help_for_one_command_never_prints() -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from firmware import __version__
-from firmware.cli import commands, frontend, main
+from firmware.cli import commands, main
 from firmware.errors import UsageError
 from tests.peers.program import program_env
 from tests.unit.cli.daemon_double import ThreadedDaemon, daemon_router
@@ -45,7 +45,7 @@ def test_unknown_command_is_a_usage_error_printed_once() -> None:
     assert done.returncode == 2
     assert done.stdout == ""
     assert done.stderr == (
-        "error: edgekeeper: unknown command 'frobnicate' (`edgekeeper help` lists the commands)\n"
+        "error: unknown command 'frobnicate' (`edgekeeper help` lists the commands)\n"
     )
 
 
@@ -139,7 +139,7 @@ def test_symlinked_applet_name_dispatches(tmp_path: Path) -> None:
 
 
 def test_command_words_from_program_name() -> None:
-    table = (*commands.COMMANDS, *frontend.COMMANDS)
+    table = commands.COMMANDS
 
     def words(argv: list[str]) -> list[str]:
         return main.command_words(argv, table)
@@ -206,7 +206,7 @@ def test_run_is_offered_only_with_a_daemon_to_run(capsys: pytest.CaptureFixture[
     assert "  run " not in capsys.readouterr().out
     assert main.main(["edgekeeper", "run"]) == 2
     assert capsys.readouterr().err == (
-        "error: edgekeeper: unknown command 'run' (`edgekeeper help` lists the commands)\n"
+        "error: unknown command 'run' (`edgekeeper help` lists the commands)\n"
     )
     daemon = FakeDaemon()
     assert main.main(["edgekeeper", "help"], run_daemon=daemon) == 0

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from firmware.cli.deploy import read_manifest
+from firmware.cli.module_commands import read_manifest
 from firmware.errors import BadRequest, UsageError
 
 
