@@ -29,7 +29,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from firmware.console.line import Echo, Interrupt, LineDiscipline, LineEntered, LineRefused
+from firmware.console.line import (
+    Echo,
+    Event,
+    Interrupt,
+    LineDiscipline,
+    LineEntered,
+    LineRefused,
+)
 from firmware.console.login import (
     Action,
     Check,
@@ -175,7 +182,7 @@ class ConsoleSession:
         self._logs.append(line)
         self._log_ready.set()
 
-    def _on_event(self, event: Echo | LineEntered | LineRefused | Interrupt) -> None:
+    def _on_event(self, event: Event) -> None:
         dialog = self._dialog
         if dialog is not None and dialog.ignores_input:
             return
@@ -192,6 +199,8 @@ class ConsoleSession:
                 if dialog is not None:
                     self._apply(dialog.interrupted())
                 self._emit(self._input_line())
+        elif not isinstance(event, LineEntered | LineRefused):
+            return
         elif busy:
             if len(self._typed_ahead) < QUEUED_LINES:
                 self._typed_ahead.append(event)

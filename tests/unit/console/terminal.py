@@ -60,3 +60,57 @@ class Terminal:
 
     def close(self) -> None:
         os.close(self.fd)
+
+
+class Screen:
+    """A one-line terminal model for the line discipline's echo: a printable character
+    overwrites the cell under the cursor and moves it right, BS moves it left, CR LF starts a
+    new line, BEL rings. Any other byte fails the test: the echo uses nothing else."""
+
+    def __init__(self) -> None:
+        self.cells: list[str] = []
+        self.column = 0
+        self.lines: list[str] = []
+        self.bells = 0
+        self._after_cr = False
+
+    @property
+    def text(self) -> str:
+        return "".join(self.cells)
+
+    def write(self, data: bytes) -> None:
+        for char in data.decode("utf-8"):
+            after_cr, self._after_cr = self._after_cr, False
+            assert not after_cr or char == "\n", "CR without LF in the echo"
+            if char == "\b":
+                assert self.column > 0, "BS at the start of the line"
+                self.column -= 1
+            elif char == "\r":
+                self._after_cr = True
+            elif char == "\n":
+                assert after_cr, "LF without CR in the echo"
+                self.new_line()
+            elif char == "\x07":
+                self.bells += 1
+            else:
+                assert char.isprintable(), f"{char!r} in the echo"
+                assert self.column <= len(self.cells)
+                if self.column == len(self.cells):
+                    self.cells.append(char)
+                else:
+                    self.cells[self.column] = char
+                self.column += 1
+
+    def new_line(self) -> None:
+        self.lines.append(self.text)
+        self.cells = []
+        self.column = 0
+
+    def shows(self, text: str, cursor: int) -> bool:
+        """The line on screen is `text` (followed by blanks at most), the cursor at `cursor`."""
+        shown = self.text
+        return (
+            shown[: len(text)] == text
+            and not shown[len(text) :].strip(" ")
+            and self.column == cursor
+        )
