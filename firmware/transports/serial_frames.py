@@ -18,17 +18,18 @@ still be on its way. So:
   - after any failure, and on a line just opened, the transport is out of step, and before the next
     command it sends `PROBE` (a command every TPM refuses, unchanged, with a 10-byte answer) and
     discards everything up to and including that answer, within the next command's deadline. A TPM
-    answers in order, so what it owed for the abandoned command has arrived by then;
-  - on a socket URL a failure also ends the session (SESSION_END) and closes the connection, so a
-    TPM simulator drops what it was doing for it; the next command connects again (and probes: a
-    board farm's TCP bridge keeps the serial line behind it as it was).
+    answers in order, so what it owed for the abandoned command has arrived by then.
+The same holds on a socket URL: the connection is kept (a board farm's TCP bridge keeps the serial
+line behind it as it was anyway, and pyserial's socket:// sleeps 0.3 s in every close), and opened
+again only when the far end closed it.
 
 Sending a command twice. Once any byte of a command was written, it is never sent again: the TPM
 may have run it, and a second run is not the same as one (an NV counter incremented twice, a
 second key created, a policy session's nonce rolled on). A timeout or garbage after the write is
 the caller's to handle, who knows the command. The one resend is of a command not yet written:
 when the line turns out dead before the write (the far end closed the connection since the last
-command, e.g. a simulator restarted), it is opened again and the command sent on the new one.
+command, e.g. a simulator restarted, or the device went away), it is opened again and the command
+sent on the new one. `close` ends the session with TPM_SESSION_END.
 """
 
 from __future__ import annotations
@@ -82,7 +83,6 @@ class _Line:
     target: Callable[[DeviceUrl], str]  # the pyserial URL
     where: Callable[[DeviceUrl, int], str]
     waits_on_fd: bool  # select() on the port's descriptor (else read in slices)
-    reconnects: bool  # a failure ends the connection; the next command makes a new one
 
 
 _LINES: Mapping[str, _Line] = {
@@ -90,19 +90,16 @@ _LINES: Mapping[str, _Line] = {
         target=lambda url: url.path,
         where=lambda url, baud: f"the TPM behind {url.path} ({baud} baud)",
         waits_on_fd=True,
-        reconnects=False,
     ),
     "mssim+socket": _Line(
         target=lambda url: f"socket://{url.endpoint}",
         where=lambda url, _baud: f"the TPM behind {url.endpoint} (TPM frames over TCP)",
         waits_on_fd=True,
-        reconnects=True,
     ),
     "mssim+rfc2217": _Line(
         target=lambda url: f"rfc2217://{url.endpoint}",
         where=lambda url, baud: f"the TPM behind the RFC 2217 port {url.endpoint} ({baud} baud)",
         waits_on_fd=False,
-        reconnects=False,
     ),
 }
 
@@ -147,7 +144,7 @@ class SerialFramesTransport:
                 self._write(port, encode_command(command), deadline)
                 response = self._read_response(port, deadline)
             except TransportError:
-                self._after_failure()
+                self._in_step = False
                 raise
             self._in_step = True
             return response
@@ -268,12 +265,6 @@ class SerialFramesTransport:
 
     def _lost(self, error: OSError) -> BusFault:
         return BusFault(f"{self.where}: the line failed: {error}", hint=_LINE_HINT)
-
-    def _after_failure(self) -> None:
-        self._in_step = False
-        if self._line.reconnects:
-            self._end_session()
-            self._drop_port()
 
     def _end_session(self) -> None:
         """Tell the far end this session is over (it has no answer); best effort."""
