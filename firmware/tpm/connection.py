@@ -35,7 +35,7 @@ from firmware.tpm.errors import (
     TpmUnavailable,
 )
 from firmware.tpm.handle_record import HandleRecord
-from firmware.tpm.link import TpmLink, link_for
+from firmware.tpm.link import COMMAND_TIMEOUT_S, TpmLink, link_for
 from firmware.tpm.objects import DEFAULT_CAPACITY, LoadedObjects
 from firmware.tpm.retry import RetryPolicy
 from firmware.tpm.srk import STORAGE_HANDLE, ensure_storage_key
@@ -52,7 +52,8 @@ class TpmConnection:
     `owner_auth` and `endorsement_auth` are the hierarchies' passwords when they have one (needed
     to create and persist primary keys, and by DPS TPM attestation's PolicySecret on the
     endorsement hierarchy); `device` is a device URL or IoT Edge TCTI string (`link`);
-    `connector` replaces the link's way to open the TPM (tests).
+    `connector` replaces the link's way to open the TPM (tests); `command_timeout` bounds each
+    command on edgekeeper's own transports.
     """
 
     def __init__(
@@ -65,9 +66,10 @@ class TpmConnection:
         owner_auth: str | None = None,
         endorsement_auth: str | None = None,
         connector: Connector | None = None,
+        command_timeout: float = COMMAND_TIMEOUT_S,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self.link: TpmLink = link_for(device)
+        self.link: TpmLink = link_for(device, command_timeout)
         self._owner_auth = owner_auth
         self._endorsement_auth = endorsement_auth
         self.retry = retry or RetryPolicy()

@@ -114,11 +114,14 @@ class TransportLink:
         return error.render() if error is not None else None
 
 
-def link_for(device: str | DeviceUrl | TctiSpec) -> TpmLink:
-    """The link for a device URL, an IoT Edge TCTI string or a parsed TCTI."""
+def link_for(
+    device: str | DeviceUrl | TctiSpec, command_timeout: float = COMMAND_TIMEOUT_S
+) -> TpmLink:
+    """The link for a device URL, an IoT Edge TCTI string or a parsed TCTI; `command_timeout`
+    bounds each command on edgekeeper's own transports (tpm2-tss's TCTIs keep their own)."""
     if isinstance(device, TctiSpec):
         return TctiLink(device)
     url = device if isinstance(device, DeviceUrl) else parse_device_url(device)
     if url.scheme in TCTI_SCHEMES:
         return TctiLink(TctiSpec.of_url(url))
-    return TransportLink(url)
+    return TransportLink(url, command_timeout)
