@@ -237,7 +237,7 @@ def _manifest_text(path: Path) -> str:
         fd = os.open(path, flags)
     except OSError as exc:
         raise UsageError(f"cannot read manifest {path}: {exc.strerror}") from None
-    with os.fdopen(fd, "rb") as file:
+    try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             raise UsageError(f"cannot read manifest {path}: not a regular file")
@@ -246,6 +246,10 @@ def _manifest_text(path: Path) -> str:
                 f"manifest {path} is {info.st_size} bytes, over {MAX_MANIFEST_BYTES}",
                 hint="a deployment manifest is a few KiB; is it the right file?",
             )
+    except BaseException:
+        os.close(fd)
+        raise
+    with os.fdopen(fd, "rb") as file:
         data = file.read(MAX_MANIFEST_BYTES + 1)
     if len(data) > MAX_MANIFEST_BYTES:
         raise UsageError(f"manifest {path} grew over {MAX_MANIFEST_BYTES} bytes while read")
