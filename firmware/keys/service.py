@@ -373,6 +373,10 @@ class KeyService:
             if (configured := self._registry.backend_for(key_id)) != recorded
         ]
 
+    def backends_in_use(self) -> list[str]:
+        """The backends the configuration sends keys to (the default and per-key choices)."""
+        return self._registry.in_use()
+
     def backends_down(self) -> dict[str, str]:
         """Backends whose last use failed because they could not be reached: name -> the error
         (never waits; cleared by the next use that succeeds)."""

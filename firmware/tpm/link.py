@@ -89,10 +89,7 @@ class TransportLink:
             transport = open_transport(self.url)
         except TransportError as failed:
             self._error = failed
-            raise TpmUnavailable(
-                f"cannot open the TPM at {self.where}: {failed.message}",
-                hint=failed.hint or TCTI_HINT,
-            ) from failed
+            raise TpmUnavailable(failed.message, hint=failed.hint or TCTI_HINT) from failed
         tcti = TransportTcti(transport, self.command_timeout)
         self._tcti = tcti
         try:

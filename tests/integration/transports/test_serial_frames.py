@@ -65,7 +65,13 @@ def get_randoms(line: SerialTpm) -> list[bytes]:
     return [c for c in line.commands if c == GET_RANDOM_8]
 
 
-@pytest.fixture(params=["pty", "tcp"])
+# pyserial 3.5's RFC 2217 client starts its reader thread with Thread.setDaemon and setName
+RFC2217 = pytest.param(
+    "rfc2217", marks=pytest.mark.filterwarnings("ignore:set(Daemon|Name).. is deprecated")
+)
+
+
+@pytest.fixture(params=["pty", "tcp", RFC2217])
 def line(request: pytest.FixtureRequest, swtpm: Swtpm) -> Iterator[SerialTpm]:
     served = SerialTpm(swtpm, over=request.param)
     served.start()
