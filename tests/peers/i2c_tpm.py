@@ -23,6 +23,7 @@ from __future__ import annotations
 import errno
 import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -211,7 +212,7 @@ class I2cTpm:
             if self.faults.take_bad_checksum():
                 crc ^= 0x5A5A
             return int.from_bytes(crc.to_bytes(2, "big"), "little")  # high byte first on the wire
-        simple = {
+        simple: dict[int, Callable[[], int]] = {
             REG_LOC_SEL: lambda: self.loc_sel,
             REG_ACCESS: lambda: self.device.read(self.loc_sel, tis.REG_ACCESS, 1)[0],
             REG_INTERFACE_CAPABILITY: self.capability,

@@ -10,7 +10,13 @@ read; responseRetry reads it again; commandReady goes back to Ready). It is stri
 allows: FIFO writes outside Ready/Reception and past the command's size are dropped, tpmGo before
 the whole command is ignored, FIFO reads without dataAvail give 0xFF, a locality that is not
 active reads STS and the FIFO as all ones and cannot write them, a write of more than one ACCESS
-or STS command bit at once is ignored. Seize and interrupts are not modelled (read 0, ignored).
+or STS command bit at once is ignored. stsValid is set in every state but Idle (the simulated TPM
+settles at once). Seize and interrupts are not modelled (read 0, ignored).
+
+A TPM reset injected at tpmGo (`Faults.reset_mid_command`) loses the command: swtpm gets TPM_Init
+and the interface comes back as after power-on (no active locality, Idle, checksum off); the next
+command answers TPM_RC_INITIALIZE until a Startup. A backend that fails (swtpm gone) leaves the TPM
+executing for ever, like a hung chip; commandReady abandons the command.
 
 The bus fronts (tests/peers/i2c_tpm.py, spi_tpm.py) call `read`/`write` from their one serving
 thread; the backend runs on a worker thread so that STS stays readable while the TPM executes.
@@ -20,8 +26,8 @@ thread; the backend runs on a worker thread so that STS stays readable while the
 from __future__ import annotations
 
 import concurrent.futures
+import enum
 import errno
-import struct
 import threading
 import time
 from typing import Protocol
@@ -29,14 +35,11 @@ from typing import Protocol
 # ACCESS bits
 ACCESS_VALID = 0x80
 ACCESS_ACTIVE = 0x20
-ACCESS_BEEN_SEIZED = 0x10
-ACCESS_SEIZE = 0x08
 ACCESS_PENDING = 0x04
 ACCESS_REQUEST_USE = 0x02
 ACCESS_ESTABLISHMENT = 0x01  # 1: no DRTM sequence established
 # STS bits
 STS_FAMILY_TPM2 = 0x04000000  # tpmFamily (27:26) = 01
-STS_COMMAND_CANCEL = 0x01000000
 STS_VALID = 0x80
 STS_COMMAND_READY = 0x40
 STS_GO = 0x20
@@ -47,12 +50,9 @@ STS_RESPONSE_RETRY = 0x02
 # TIS register offsets (within a locality's 4 KiB page)
 REG_ACCESS = 0x00
 REG_INT_ENABLE = 0x08
-REG_INT_VECTOR = 0x0C
-REG_INT_STATUS = 0x10
 REG_INTF_CAPABILITY = 0x14
 REG_STS = 0x18
 REG_DATA_FIFO = 0x24
-REG_INTERFACE_ID = 0x30
 REG_XDATA_FIFO = 0x80
 REG_DID_VID = 0xF00
 REG_RID = 0xF04
@@ -62,7 +62,7 @@ NO_DATA = 0xFF  # what a FIFO read gives when there is nothing to read
 MAX_COMMAND = 4096
 # Transfer size 64 bytes (10:9 = 11), interface version TPM 2.0 (30:28 = 011).
 INTF_CAPABILITY = 0x30000600
-DID_VID = 0x001B_1050  # an invented vendor 0x1050 ("sim"), device 0x001B
+DID_VID = 0x0014_ED6E  # an invented vendor 0xED6E and device 0x0014 (no real TPM)
 RID = 0x01
 
 
@@ -181,16 +181,18 @@ def crc16_kermit(data: bytes) -> int:
     return crc
 
 
+class State(enum.Enum):
+    """The PTP's command states of the FIFO interface."""
+
+    IDLE = "idle"
+    READY = "ready"
+    RECEPTION = "reception"
+    EXECUTION = "execution"
+    COMPLETION = "completion"
+
+
 class TisDevice:
     """The FIFO interface of one TPM: `read`/`write` at TIS offsets of a locality."""
-
-    IDLE, READY, RECEPTION, EXECUTION, COMPLETION = (
-        "idle",
-        "ready",
-        "reception",
-        "execution",
-        "completion",
-    )
 
     def __init__(self, backend: Backend, faults: Faults, burst: int = 32) -> None:
         self.backend = backend
@@ -198,6 +200,14 @@ class TisDevice:
         self.burst = burst
         self.checksum_enabled = False  # the I²C interface's DATA_CSUM_ENABLE
         self.commands: list[bytes] = []  # every command passed to the backend, for tests
+        self._state = State.IDLE
+        self._active: int | None = None
+        self._requests: set[int] = set()
+        self._pending: concurrent.futures.Future[bytes] | None = None
+        self._ready_at = 0.0
+        self._command = bytearray()
+        self._response = b""
+        self._read_offset = 0
         self._worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="tis-tpm")
         self._reset_interface()
 
@@ -239,9 +249,9 @@ class TisDevice:
         self._collect()
         if not self.checksum_enabled:
             return 0
-        if self._state == self.COMPLETION:
+        if self._state == State.COMPLETION:
             return crc16_kermit(self._response[: self._read_offset])
-        if self._state in (self.RECEPTION, self.EXECUTION):
+        if self._state in (State.RECEPTION, State.EXECUTION):
             return crc16_kermit(bytes(self._command))
         return crc16_kermit(b"")
 
@@ -250,15 +260,15 @@ class TisDevice:
         self._collect()
         if locality != self._active:
             return False
-        return self._state == self.READY or (self._state == self.RECEPTION and self._expect())
+        return self._state == State.READY or (self._state == State.RECEPTION and self._expect())
 
     def burst_count(self) -> int:
         """What STS.burstCount shows now to the active locality."""
         if self.faults.burst_stuck():
             return 0
-        if self._state in (self.READY, self.RECEPTION):
+        if self._state in (State.READY, State.RECEPTION):
             return self.burst
-        if self._state == self.COMPLETION:
+        if self._state == State.COMPLETION:
             return min(self.burst, len(self._response) - self._read_offset)
         return 0
 
@@ -289,13 +299,13 @@ class TisDevice:
 
     def _sts(self) -> int:
         value = STS_FAMILY_TPM2 | STS_SELF_TEST_DONE | self.burst_count() << 8
-        if self._state != self.IDLE:
+        if self._state != State.IDLE:
             value |= STS_VALID
-        if self._state == self.READY:
+        if self._state == State.READY:
             value |= STS_COMMAND_READY
-        if self._state == self.RECEPTION and self._expect():
+        if self._state == State.RECEPTION and self._expect():
             value |= STS_EXPECT
-        if self._state == self.COMPLETION and self._read_offset < len(self._response):
+        if self._state == State.COMPLETION and self._read_offset < len(self._response):
             value |= STS_DATA_AVAIL
         return value
 
@@ -322,16 +332,16 @@ class TisDevice:
         if locality != self._active:
             return
         if value == STS_COMMAND_READY:
-            if self._state == self.EXECUTION:
+            if self._state == State.EXECUTION:
                 self._pending = None  # cancelled: the answer, when it comes, is dropped
-            self._state = self.READY
+            self._state = State.READY
             self._command = bytearray()
             self._response = b""
             self._read_offset = 0
         elif value == STS_GO:
-            if self._state == self.RECEPTION and not self._expect():
+            if self._state == State.RECEPTION and not self._expect():
                 self._execute(bytes(self._command))
-        elif value == STS_RESPONSE_RETRY and self._state == self.COMPLETION:
+        elif value == STS_RESPONSE_RETRY and self._state == State.COMPLETION:
             self._read_offset = 0
         # several bits at once, or none of them: ignored
 
@@ -340,13 +350,13 @@ class TisDevice:
     def _fifo_write(self, locality: int, byte: int) -> None:
         if locality != self._active:
             return
-        if self._state == self.READY:
-            self._state = self.RECEPTION
-        if self._state == self.RECEPTION and self._expect():
+        if self._state == State.READY:
+            self._state = State.RECEPTION
+        if self._state == State.RECEPTION and self._expect():
             self._command.append(byte)
 
     def _fifo_read(self, locality: int) -> int:
-        if locality != self._active or self._state != self.COMPLETION:
+        if locality != self._active or self._state != State.COMPLETION:
             return NO_DATA
         if self._read_offset >= len(self._response):
             return NO_DATA
@@ -358,7 +368,7 @@ class TisDevice:
         """Expect: the TPM wants more command bytes (it knows the size once 6 bytes are in)."""
         if len(self._command) < 6:
             return True
-        (size,) = struct.unpack_from(">I", self._command, 2)
+        size = int.from_bytes(self._command[2:6], "big")
         return len(self._command) < min(max(size, 6), MAX_COMMAND)
 
     # Execution.
@@ -370,7 +380,7 @@ class TisDevice:
             self._reset_interface()
             return
         self.commands.append(command)
-        self._state = self.EXECUTION
+        self._state = State.EXECUTION
         self._pending = self._worker.submit(self.backend.execute, command)
         self._ready_at = time.monotonic() + self.faults.slow_s
 
@@ -378,26 +388,26 @@ class TisDevice:
         """Take the backend's answer once it is there and the slow-TPM delay has passed. A
         backend that fails leaves the TPM executing forever (a hung TPM)."""
         pending = self._pending
-        if self._state != self.EXECUTION or pending is None or not pending.done():
+        if self._state != State.EXECUTION or pending is None or not pending.done():
             return
         if time.monotonic() < self._ready_at or pending.exception() is not None:
             return
         self._pending = None
         self._response = pending.result()
         self._read_offset = 0
-        self._state = self.COMPLETION
+        self._state = State.COMPLETION
 
     def _go_idle(self) -> None:
-        self._state = self.IDLE
+        self._state = State.IDLE
         self._pending = None
         self._command = bytearray()
         self._response = b""
         self._read_offset = 0
 
     def _reset_interface(self) -> None:
-        self._active: int | None = None
-        self._requests: set[int] = set()
-        self._pending: concurrent.futures.Future[bytes] | None = None
+        self._active = None
+        self._requests = set()
+        self._pending = None
         self._ready_at = 0.0
         self.checksum_enabled = False
         self._go_idle()

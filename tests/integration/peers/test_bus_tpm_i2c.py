@@ -170,10 +170,11 @@ def test_fifo_write_beyond_burst_count_is_nacked_after_the_burst(
     assert read(i2c_bus, CSUM, 2) == wire_crc(command[: i2c_tpm.device.burst])
 
 
-def test_fifo_write_without_command_ready_is_ignored(i2c_bus: RawBus) -> None:
+def test_fifo_write_without_command_ready_is_ignored(i2c_tpm: I2cTpm, i2c_bus: RawBus) -> None:
     claim_locality(i2c_bus)
     write(i2c_bus, FIFO, GET_RANDOM_8)
     write(i2c_bus, STS, bytes([GO]))
+    assert i2c_tpm.device.commands == []
     assert sts(i2c_bus)[0] & (EXPECT | DATA_AVAIL | COMMAND_READY) == 0
     assert read(i2c_bus, FIFO, 4) == b"\xff" * 4  # nothing to read without dataAvail
     assert response_code(exchange(i2c_bus, GET_RANDOM_8)) == 0
