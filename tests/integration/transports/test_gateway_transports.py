@@ -10,7 +10,6 @@ from collections.abc import Iterator
 import pytest
 
 from firmware.errors import Unavailable
-
 from tests.peers.serial_tpm import SerialTpm
 from tests.peers.spi_tpm import SpiTpm
 from tests.peers.waiting import wait_until

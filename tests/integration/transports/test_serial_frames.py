@@ -8,6 +8,7 @@ command reaches the TPM twice.
 
 from __future__ import annotations
 
+import socket
 import struct
 import time
 from collections.abc import Iterator
@@ -223,6 +224,31 @@ def test_a_line_that_does_not_exist_cannot_be_opened(tmp_path) -> None:
     missing = tmp_path / "ttyUSB9"
     with pytest.raises(TransportError, match=f"the TPM behind {missing} .* cannot be opened"):
         open_serial_frames(parse_device_url(f"mssim+serial://{missing}"))
+
+
+@pytest.mark.parametrize("scheme", ["mssim+socket", "mssim+rfc2217"])
+def test_a_port_nobody_listens_on_cannot_be_opened(scheme: str) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+    with pytest.raises(
+        TransportError, match=f"the TPM behind .*127.0.0.1:{port} .* cannot be opened"
+    ):
+        open_serial_frames(parse_device_url(f"{scheme}://127.0.0.1:{port}"))
+
+
+def test_a_command_no_tpm_takes_is_refused_before_it_is_sent(swtpm: Swtpm) -> None:
+    line = SerialTpm(swtpm, over="pty")
+    line.start()
+    transport = open_serial_frames(parse_device_url(line.url))
+    try:
+        for command in (GET_RANDOM_8[:9], GET_RANDOM_8 + bytes(4096)):
+            with pytest.raises(TransportError, match=f"a command of {len(command)} bytes"):
+                exchange_within(transport, command, LONG_S)
+        assert_random(exchange_within(transport, GET_RANDOM_8, LONG_S))
+    finally:
+        transport.close()
+        line.stop()
+    assert get_randoms(line) == [GET_RANDOM_8]
 
 
 def test_a_closed_transport_refuses_commands(line: SerialTpm, transport: Transport) -> None:
