@@ -102,10 +102,6 @@ class ResponseDecoder:
         return len(self._buffer)
 
     @property
-    def complete(self) -> bool:
-        return self._response is not None
-
-    @property
     def wanted(self) -> int:
         """Bytes still missing to complete what is known of the frame; 0 once complete."""
         if self._response is not None:

@@ -8,8 +8,9 @@ control) or a line a board farm bridges to the network, opened through pyserial:
     mssim+rfc2217://host:port?baud=115200     pyserial's rfc2217://: a remote serial port
 
 Every wait ends at the command's deadline, counted in wall-clock time for the whole exchange, so a
-TPM that sends its answer a byte at a time cannot stretch it. (Two waits are pyserial's own: a TCP
-connect gives up after 5 s, and an RFC 2217 port cannot bound a write.)
+TPM that sends its answer a byte at a time cannot stretch it. (Some waits are pyserial's own: a TCP
+connect gives up after 5 s, its socket:// and rfc2217:// sleep 0.3 s when closed, an RFC 2217 port
+cannot bound a write and is read in 20 ms slices, so it may overrun a deadline by one.)
 
 Getting back in step. A byte stream has no message boundaries: after a timeout the TPM may still
 be working on the abandoned command, and after garbage or a lost byte the rest of a response may
@@ -26,7 +27,9 @@ again only when the far end closed it.
 Sending a command twice. Once any byte of a command was written, it is never sent again: the TPM
 may have run it, and a second run is not the same as one (an NV counter incremented twice, a
 second key created, a policy session's nonce rolled on). A timeout or garbage after the write is
-the caller's to handle, who knows the command. The one resend is of a command not yet written:
+the caller's to handle, who knows the command. (A command cut off in the middle of its write leaves
+the far end inside a frame; the probes that follow fill it up, and the line is back in step once
+the far end has answered or dropped it.) The one resend is of a command not yet written:
 when the line turns out dead before the write (the far end closed the connection since the last
 command, e.g. a simulator restarted, or the device went away), it is opened again and the command
 sent on the new one. `close` ends the session with TPM_SESSION_END.
@@ -64,7 +67,6 @@ _SESSION_END_TIMEOUT_S = 0.1
 class _Port(Protocol):
     """What the transport uses of a pyserial port."""
 
-    timeout: float | None
     write_timeout: float | None
 
     def read(self, size: int) -> bytes: ...

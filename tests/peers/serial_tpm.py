@@ -1,7 +1,7 @@
-"""A TPM behind a serial line, for tests: TPM simulator frames on a pty (or a TCP port), relayed to
-a real swtpm, with the faults a serial line and a microcontroller's firmware have.
+"""A TPM behind a serial line, for tests: TPM simulator frames on a pty (or a TCP port, or an
+RFC 2217 server), relayed to a real swtpm, with the faults of a line and a microcontroller.
 
-The far end of the pty (or each accepted TCP connection) is read as a stream of mssim frames; the
+The far end of the pty (or of each accepted TCP connection) is read as a stream of mssim frames; the
 command of each TPM_SEND_COMMAND goes to swtpm as a raw command (`SwtpmRaw`, a connection per
 command) and its response is framed back. TPM_SESSION_END ends a TCP connection (on the pty it
 means nothing). Faults apply to the next command and can be set from the test's thread at any time:
@@ -26,6 +26,9 @@ import threading
 import tty
 from dataclasses import dataclass
 
+import serial
+from serial.rfc2217 import PortManager
+
 from firmware.transports.mssim_frames import TPM_SEND_COMMAND, TPM_SESSION_END
 from tests.peers.sim import Swtpm
 from tests.peers.swtpm_raw import SwtpmRaw
@@ -45,11 +48,12 @@ class _Faults:
 
 
 class SerialTpm:
-    """swtpm behind a pty (`over="pty"`, URL mssim+serial://) or a TCP port (mssim+socket://)."""
+    """swtpm behind a pty (`over="pty"`, URL mssim+serial://), a TCP port (`"tcp"`,
+    mssim+socket://) or an RFC 2217 server (`"rfc2217"`, mssim+rfc2217://)."""
 
     def __init__(self, tpm: Swtpm, *, over: str = "pty", baud: int = 115200) -> None:
-        if over not in ("pty", "tcp"):
-            raise ValueError(f"over={over!r}: a SerialTpm is served over pty or tcp")
+        if over not in ("pty", "tcp", "rfc2217"):
+            raise ValueError(f"over={over!r}: a SerialTpm is served over pty, tcp or rfc2217")
         self._tpm = SwtpmRaw(tpm.host, tpm.port, tpm.ctrl_port)
         self.over = over
         self.baud = baud
@@ -100,7 +104,10 @@ class SerialTpm:
             self.url = f"mssim+serial://{os.ttyname(self._slave)}?baud={self.baud}"
         else:
             self._listener = socket.create_server(("127.0.0.1", 0))
-            self.url = f"mssim+socket://127.0.0.1:{self._listener.getsockname()[1]}"
+            address = f"127.0.0.1:{self._listener.getsockname()[1]}"
+            self.url = f"mssim+socket://{address}"
+            if self.over == "rfc2217":
+                self.url = f"mssim+rfc2217://{address}?baud={self.baud}"
         self._thread = threading.Thread(target=self._serve, name=f"serial-tpm-{self.over}")
         self._thread.start()
 
@@ -124,7 +131,7 @@ class SerialTpm:
 
     def _serve(self) -> None:
         if self._listener is None:
-            self._serve_line(self._master)
+            self._serve_line(_Wire(self._master))
             return
         while not self._stopping.is_set():
             ready, _, _ = select.select([self._listener, self._wake_r], [], [])
@@ -132,27 +139,30 @@ class SerialTpm:
                 continue
             connection, _ = self._listener.accept()
             with connection:
-                self._serve_line(connection.fileno())
+                wire = _Wire(connection.fileno())
+                if self.over == "rfc2217":
+                    wire = _TelnetWire(connection.fileno())
+                self._serve_line(wire)
 
-    def _serve_line(self, fd: int) -> None:
-        """Answer the frames arriving on `fd` until stopped (or, on TCP, the session ends)."""
+    def _serve_line(self, wire: _Wire) -> None:
+        """Answer the frames arriving on `wire` until stopped (or, on TCP, the session ends)."""
         buffer = bytearray()
         while not self._stopping.is_set():
-            ready, _, _ = select.select([fd, self._wake_r], [], [])
-            if fd not in ready:
+            ready, _, _ = select.select([wire.fd, self._wake_r], [], [])
+            if wire.fd not in ready:
                 continue
             try:
-                data = os.read(fd, 4096)
+                data = os.read(wire.fd, 4096)
             except OSError:
                 return
             if not data:
                 return
-            buffer += data
+            buffer += wire.incoming(data)
             while len(buffer) >= 4:
                 (code,) = struct.unpack_from(">I", buffer)
                 if code == TPM_SESSION_END:
                     del buffer[:4]
-                    if self.over == "tcp":
+                    if self.over != "pty":
                         return
                     continue
                 if code != TPM_SEND_COMMAND:
@@ -166,11 +176,11 @@ class SerialTpm:
                     break
                 command = bytes(buffer[_COMMAND_HEADER.size : end])
                 del buffer[:end]
-                if not self._answer(fd, command):
+                if not self._answer(wire, command):
                     return
 
-    def _answer(self, fd: int, command: bytes) -> bool:
-        """Relay one command and send its response with the faults due; False when `fd` died."""
+    def _answer(self, wire: _Wire, command: bytes) -> bool:
+        """Relay one command and send its response with the faults due; False when `wire` died."""
         with self._lock:
             faults, self._faults = self._faults, _Faults()
         self.commands.append(command)
@@ -187,12 +197,45 @@ class SerialTpm:
             return False
         try:
             if faults.trickle is None:
-                os.write(fd, frame)
+                wire.send(frame)
                 return True
             for index in range(len(frame)):
                 if index and self._stopping.wait(faults.trickle):
                     return False
-                os.write(fd, frame[index : index + 1])
+                wire.send(frame[index : index + 1])
         except OSError:  # the client went away (on TCP, after giving up on this answer)
             return False
         return True
+
+
+class _Wire:
+    """The bytes of a line as they are: a pty's master, a TCP connection."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def incoming(self, data: bytes) -> bytes:
+        return data
+
+    def send(self, data: bytes) -> None:
+        while data:
+            data = data[os.write(self.fd, data) :]
+
+
+class _TelnetWire(_Wire):
+    """A line behind an RFC 2217 server: Telnet negotiation and escapes, by pyserial's own server
+    side (its settings go to a loop:// port, there being no real line to set)."""
+
+    def __init__(self, fd: int) -> None:
+        super().__init__(fd)
+        self._manager = PortManager(serial.serial_for_url("loop://"), self)
+
+    def write(self, data: bytes) -> None:
+        """Where the port manager sends its negotiation."""
+        _Wire.send(self, data)
+
+    def incoming(self, data: bytes) -> bytes:
+        return b"".join(self._manager.filter(data))
+
+    def send(self, data: bytes) -> None:
+        _Wire.send(self, b"".join(self._manager.escape(data)))
