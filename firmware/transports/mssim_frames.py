@@ -34,7 +34,7 @@ _COMMAND_HEADER = struct.Struct(">IBI")
 _U32 = struct.Struct(">I")
 _TPM_HEADER = struct.Struct(">HI")
 # TPM_ST_NO_SESSIONS, TPM_ST_SESSIONS, and TPM_ST_RSP_COMMAND (a TPM's answer to a malformed tag)
-RESPONSE_TAGS = frozenset({0x8001, 0x8002, 0x00C4})
+_RESPONSE_TAGS = frozenset({0x8001, 0x8002, 0x00C4})
 _TRAILER = b"\0\0\0\0"
 
 _HINT = (
@@ -143,7 +143,7 @@ class ResponseDecoder:
         if self._length is None:
             return None
         body = bytes(buffer[_U32.size : _U32.size + self._length])
-        if len(body) >= 2 and (tag := int.from_bytes(body[:2], "big")) not in RESPONSE_TAGS:
+        if len(body) >= 2 and (tag := int.from_bytes(body[:2], "big")) not in _RESPONSE_TAGS:
             raise self._error(f"answered a response with tag {tag:#06x}, which no TPM 2.0 uses")
         if len(body) >= _TPM_HEADER.size:
             _tag, size = _TPM_HEADER.unpack_from(body)
