@@ -208,9 +208,10 @@ class TpmConnection:
 
     def _failure(self, what: str, exc: TSS2_Exception, outcome: Outcome) -> Exception:
         if outcome is Outcome.DISCONNECTED:
-            reason = self.link.last_error() or str(exc)
+            failed = self.link.last_error()
+            reason, hint = (str(exc), None) if failed is None else (failed.message, failed.hint)
             return TpmUnavailable(
-                f"lost the TPM ({self.link.where}) while {what}: {reason}", hint=TCTI_HINT
+                f"lost the TPM ({self.link.where}) while {what}: {reason}", hint=hint or TCTI_HINT
             )
         return TpmCommandFailed(f"the TPM ({self.link.where}) refused {what}: {exc}", rc=exc.rc)
 

@@ -37,7 +37,7 @@ class TpmLink(Protocol):
         """An ESAPI context on the TPM and the function that closes both."""
         ...
 
-    def last_error(self) -> str | None:
+    def last_error(self) -> TransportError | None:
         """Why the transport failed last, when ESAPI's return code cannot say it."""
         ...
 
@@ -64,7 +64,7 @@ class TctiLink:
 
         return esapi, close
 
-    def last_error(self) -> str | None:
+    def last_error(self) -> TransportError | None:
         return None
 
 
@@ -106,9 +106,8 @@ class TransportLink:
 
         return esapi, close
 
-    def last_error(self) -> str | None:
-        error = (self._tcti.last_error if self._tcti is not None else None) or self._error
-        return error.render() if error is not None else None
+    def last_error(self) -> TransportError | None:
+        return (self._tcti.last_error if self._tcti is not None else None) or self._error
 
 
 def link_for(
