@@ -373,7 +373,7 @@ class KeyService:
             if (configured := self._registry.backend_for(key_id)) != recorded
         ]
 
-    def backends_in_use(self) -> list[str]:
+    def backends_in_use(self) -> builtins.list[str]:
         """The backends the configuration sends keys to (the default and per-key choices)."""
         return self._registry.in_use()
 
