@@ -112,7 +112,7 @@ class GuardTimes:
     def from_capability(cls, capability: int) -> GuardTimes:
         """The guard time and its flags from I2C_INTERFACE_CAPABILITY."""
         return cls(
-            seconds=((capability >> _GUARD_SHIFT) & _GUARD_MASK) * 1e-6,
+            seconds=((capability >> _GUARD_SHIFT) & _GUARD_MASK) / 1e6,
             read_read=bool(capability & _GUARD_RR),
             read_write=bool(capability & _GUARD_RW),
             write_read=bool(capability & _GUARD_WR),
