@@ -57,7 +57,8 @@ class BusSocket:
             except OSError as exc:
                 sock.close()
                 raise BusFault(
-                    f"{self.where}: cannot connect to the bus socket {self.path}: {exc.strerror or exc}",
+                    f"{self.where}: cannot connect to the bus socket {self.path}: "
+                    f"{exc.strerror or exc}",
                     hint="check that the bus bridge or simulator is running",
                 ) from None
             self._sock = sock

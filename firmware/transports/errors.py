@@ -6,7 +6,7 @@ from firmware.errors import DeviceError
 
 
 class TransportError(DeviceError):
-    """A TPM (or another device) that edgekeeper drives itself could not be reached or understood."""
+    """A device edgekeeper drives itself (a TPM on a bus) could not be reached or understood."""
 
 
 class TransportTimeout(TransportError):
