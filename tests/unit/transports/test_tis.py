@@ -9,6 +9,8 @@ bounded by its PTP timeout and the caller's deadline, polling 1 ms growing to 8 
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from firmware.transports.errors import TransportError, TransportProtocolError, TransportTimeout
 from firmware.transports.tis import (
@@ -311,3 +313,34 @@ def test_identify_refuses_an_absent_tpm(did_vid: bytes) -> None:
     tpm = FakeTis(did_vid=did_vid)
     with pytest.raises(TransportError, match="no TPM answers as the fake TIS TPM"):
         transport(tpm).identify(FAR)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_any_register_values_give_a_response_or_a_transport_error(data: st.DataObject) -> None:
+    """The receive path fuzzed: whatever the TPM answers, the machine ends, within its deadline,
+    with a response of the size its header gives or with a timeout or protocol error."""
+    now = [0.0]
+    command = tpm_command(b"fuzz")
+    steps = exchange_steps(command, where="dev", max_burst=64, deadline=0.05, clock=lambda: now[0])
+    result: bytes | bool | None = None
+    try:
+        while True:
+            step = steps.send(result)
+            now[0] += 0.0001
+            if isinstance(step, Read):
+                result = data.draw(st.binary(min_size=step.size, max_size=step.size))
+            elif isinstance(step, Verify):
+                result = data.draw(st.booleans())
+            elif isinstance(step, Pause):
+                assert 0 < step.seconds <= 0.008
+                now[0] += step.seconds
+                result = None
+            else:
+                result = None
+    except StopIteration as done:
+        response = done.value
+        assert int.from_bytes(response[2:6], "big") == len(response)
+    except (TransportTimeout, TransportProtocolError):
+        pass
+    assert now[0] < 0.05 + 0.01
