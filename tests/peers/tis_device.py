@@ -93,7 +93,10 @@ class Faults:
 
     def nak(self, count: int, kind: str = "address") -> None:
         """The next `count` transactions fail: ENXIO (address NAK) or EREMOTEIO (data NAK)."""
-        code = {"address": errno.ENXIO, "data": errno.EREMOTEIO}[kind]
+        codes = {"address": errno.ENXIO, "data": errno.EREMOTEIO}
+        if kind not in codes:
+            raise ValueError(f"NAK kind {kind!r} is not one of {sorted(codes)}")
+        code = codes[kind]
         with self._lock:
             self._failures += [code] * count
 
@@ -208,12 +211,15 @@ class TisDevice:
         self._command = bytearray()
         self._response = b""
         self._read_offset = 0
-        self._worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="tis-tpm")
+        self._worker: concurrent.futures.ThreadPoolExecutor | None = None  # made when needed
         self._reset_interface()
 
     def close(self) -> None:
-        """Stop the backend worker (a command in flight is left to finish on its own)."""
-        self._worker.shutdown(wait=False, cancel_futures=True)
+        """Stop the backend worker (a command in flight is left to finish on its own); the device
+        can be used again, with a new worker."""
+        if self._worker is not None:
+            self._worker.shutdown(wait=False, cancel_futures=True)
+            self._worker = None
 
     # Register access.
 
@@ -376,13 +382,19 @@ class TisDevice:
     def _execute(self, command: bytes) -> None:
         if self.faults.take_reset():
             # TPM_Init: the command is lost, the interface comes back as after power-on.
-            self._worker.submit(self.backend.reset).result()
+            self._backend_worker().submit(self.backend.reset).result()
             self._reset_interface()
             return
         self.commands.append(command)
         self._state = State.EXECUTION
-        self._pending = self._worker.submit(self.backend.execute, command)
+        self._pending = self._backend_worker().submit(self.backend.execute, command)
         self._ready_at = time.monotonic() + self.faults.slow_s
+
+    def _backend_worker(self) -> concurrent.futures.ThreadPoolExecutor:
+        """One thread, so that the TPM runs commands (and resets) in the order they came."""
+        if self._worker is None:
+            self._worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="tis-tpm")
+        return self._worker
 
     def _collect(self) -> None:
         """Take the backend's answer once it is there and the slow-TPM delay has passed. A

@@ -269,7 +269,7 @@ def test_reset_mid_command_loses_the_command_and_needs_startup(i2c_tpm_fresh: I2
         bus.close()
 
 
-def test_reconnect_and_stop(i2c_tpm: I2cTpm) -> None:
+def test_reconnect_stop_and_start_again(i2c_tpm: I2cTpm) -> None:
     for _ in range(2):
         bus = RawBus(i2c_tpm.path)
         assert read(bus, RID, 1) != b""
@@ -280,3 +280,8 @@ def test_reconnect_and_stop(i2c_tpm: I2cTpm) -> None:
     bus.close()
     assert time.monotonic() - started < 2.0
     assert not i2c_tpm.path.exists()
+    i2c_tpm.start()  # and it serves again
+    bus = RawBus(i2c_tpm.path)
+    claim_locality(bus)
+    assert response_code(exchange(bus, GET_RANDOM_8)) == 0
+    bus.close()
