@@ -90,7 +90,10 @@ class LineRefused:
 
 @dataclass(frozen=True)
 class Interrupt:
-    """Ctrl-C: the line being typed is abandoned (and a running command should stop)."""
+    """Ctrl-C: the line being typed is abandoned (and a running command should stop);
+    `abandoned` says whether anything was typed on it."""
+
+    abandoned: bool = False
 
 
 @dataclass(frozen=True)
@@ -375,11 +378,12 @@ class LineDiscipline:
         events.append(self._finish())
 
     def _interrupt(self, echo: bytearray, events: deque[Event]) -> None:
+        abandoned = bool(self._text or self._partial)
         self._move(len(self._text), echo)
         echo += b"^C\r\n"
         self._flush(echo, events)
         self.reset()
-        events.append(Interrupt())
+        events.append(Interrupt(abandoned))
 
     def _kill_before(self, echo: bytearray, events: deque[Event]) -> None:
         whole = self._cursor == len(self._text)

@@ -3,8 +3,10 @@
 `prepare` reads the login settings and opens the port (so a bad `[console] password_hash` or a
 missing UART stops the start with one clear line); `run` prints the banner and prompt and serves
 the session until the daemon stops it, with the daemon's log lines fed to the console through the
-log sink. Commands run through the `CommandRunner` it is given: the CLI's command table executed
-in-process (`command_table_runner`), so the console shows what the CLI shows.
+log sink (from the console's own level, `[console] log_level`). Commands run through the
+`CommandRunner` it is given: the CLI's command table executed in-process
+(`command_table_runner`), so the console shows what the CLI shows, on a `Terminal` of the
+session's width. Tab completes through the `Completer` it is given (`command_completer`).
 
 With a password hash set, every session asks for a login (firmware/console/login.py). The
 service keeps one `LoginLedger` for its life, so failures and a lockout outlast a session that
@@ -25,11 +27,19 @@ from firmware.cli.commands import (
     InProcessInvoker,
     execute,
 )
+from firmware.cli.terminal import Terminal
 from firmware.config.password_hash import PasswordHash
 from firmware.config.schema import Config
+from firmware.console.completion import Completer, DaemonNames
 from firmware.console.login import LoginDialog, LoginLedger, LoginRules
 from firmware.console.port import ConsolePort, open_console_port
-from firmware.console.session import CommandOutput, CommandRunner, ConsoleLogin, ConsoleSession
+from firmware.console.session import (
+    OWN_WORDS,
+    CommandOutput,
+    CommandRunner,
+    ConsoleLogin,
+    ConsoleSession,
+)
 from firmware.errors import Forbidden
 from firmware.executor import BoundedExecutor
 from firmware.logs import get_logger
@@ -40,8 +50,13 @@ log = get_logger("console")
 class LogLines(Protocol):
     """Where the console gets the daemon's log lines from (the daemon's `LogControl`)."""
 
-    def add_sink(self, sink: Callable[[str], None]) -> Callable[[], None]:
-        """Send every formatted line to `sink`; returns a function that stops it."""
+    @property
+    def level(self) -> str:
+        """The daemon's own log level ("info")."""
+
+    def add_level_sink(self, sink: Callable[[str, int], None]) -> Callable[[], None]:
+        """Send every formatted line and its level to `sink`; returns a function that stops
+        it."""
 
 
 class ConsoleService:
@@ -55,11 +70,13 @@ class ConsoleService:
         executor: BoundedExecutor,
         logs: LogLines,
         run_command: CommandRunner,
+        completer: Completer | None = None,
     ) -> None:
         self._config = config
         self._executor = executor
         self._logs = logs
         self._run_command = run_command
+        self._completer = completer
         self._port: ConsolePort | None = None
         self._session: ConsoleSession | None = None
         self._password: PasswordHash | None = None
@@ -87,15 +104,20 @@ class ConsoleService:
             return
         config = self._config
         login = self._login()
+        logs = self._logs
         session = ConsoleSession(
             port,
             self._run_command,
             prompt=config.console.prompt,
             banner=f"edgekeeper {__version__} console on {config.hostname}; {_invitation(login)}",
             login=login,
+            completer=self._completer,
+            columns=config.console.columns,
+            log_level=config.console.log_level,
+            daemon_log_level=lambda: logs.level,
         )
         self._session = session
-        remove_sink = self._logs.add_sink(session.post_log)
+        remove_sink = logs.add_level_sink(session.post_log)
         try:
             await session.serve()
         finally:
@@ -112,6 +134,7 @@ class ConsoleService:
         detail: dict[str, object] = {
             "port": session.port_description,
             "dropped_log_lines": session.dropped_logs,
+            "columns": session.columns,
         }
         if session.login is not None:
             detail["logged_in"] = session.login.dialog.logged_in
@@ -138,15 +161,22 @@ def _invitation(login: ConsoleLogin | None) -> str:
 
 
 def command_table_runner(router: Router) -> CommandRunner:
-    """The CLI's command set, executed in-process against the daemon's router; `read_only`
-    refuses the commands not marked `read_only` in the table."""
+    """The CLI's command set, executed in-process against the daemon's router on the session's
+    terminal; `read_only` refuses the commands not marked `read_only` in the table."""
     invoker = InProcessInvoker(router)
 
     def only_read_only(command: Command) -> None:
         if not command.read_only:
             raise Forbidden(f"{command.name} changes the gateway: log in first", hint="login")
 
-    async def run_command(argv: list[str], *, read_only: bool) -> CommandOutput:
-        return await execute(argv, invoker, permit=only_read_only if read_only else None)
+    async def run_command(argv: list[str], *, read_only: bool, terminal: Terminal) -> CommandOutput:
+        permit = only_read_only if read_only else None
+        return await execute(argv, invoker, permit=permit, terminal=terminal)
 
     return run_command
+
+
+def command_completer(router: Router) -> Completer:
+    """Completion from the console's command table, the session's own words, and the names
+    the daemon lists through its router."""
+    return Completer(DaemonNames(InProcessInvoker(router)), own=OWN_WORDS)

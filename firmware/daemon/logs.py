@@ -11,9 +11,10 @@ too (`firmware.logs.redact`), so the stream, the console and `/system/logs` neve
 
 `LogControl` owns the root logger's output (so `logging.getLogger(__name__)` in any module and
 `get_logger("console")` both end up here) and is what the daemon and its services hold:
-`set_level`, `set_format` and `add_sink(callable)` for the console, which receives each
-formatted line on the event loop's thread (lines logged from executor threads are handed over
-to the loop), so it can print them between its own output without tearing it.
+`set_level`, `set_format` and `add_sink(callable)`, which receives each formatted line on the
+event loop's thread (lines logged from executor threads are handed over to the loop), so the
+console can print them between its own output without tearing it; `add_level_sink` gives the
+record's level with each line (the console filters by its own level).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ LEVELS = {
 FORMATS = ("text", "json")
 
 Sink = Callable[[str], None]
+LevelSink = Callable[[str, int], None]  # the line and its record's level (logging.WARNING...)
 
 
 def parse_level(level: str) -> int:
@@ -148,17 +150,18 @@ class _SinkHandler(logging.Handler):
         except Exception:
             self.handleError(record)
             return
+        level = record.levelno
         loop = self._control.loop
         if loop is None or loop.is_closed() or threading.get_ident() == self._control.loop_thread:
-            self._deliver(sinks, line)
+            self._deliver(line, level)
         else:
             with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(self._deliver, sinks, line)
+                loop.call_soon_threadsafe(self._deliver, line, level)
 
-    def _deliver(self, sinks: list[Sink], line: str) -> None:
-        for sink in sinks:
+    def _deliver(self, line: str, level: int) -> None:
+        for sink, deliver in self._control.deliveries():
             try:
-                sink(line)
+                deliver(line, level)
             except Exception:
                 self._control.remove_sink(sink)
                 logging.getLogger(ROOT).exception("log sink %r failed and was removed", sink)
@@ -171,7 +174,7 @@ class LogControl:
         self._logger = logging.getLogger()
         self._stream_handler = logging.StreamHandler(stream or sys.stderr)
         self._sink_handler = _SinkHandler(self)
-        self._sinks: list[Sink] = []
+        self._sinks: list[tuple[Sink | LevelSink, LevelSink]] = []  # (as added, how called)
         self._lock = threading.Lock()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.loop_thread: int | None = None
@@ -205,19 +208,32 @@ class LogControl:
 
     def add_sink(self, sink: Sink) -> Callable[[], None]:
         """Send every formatted line to `sink` too; returns a function that removes it."""
-        with self._lock:
-            self._sinks.append(sink)
-        return lambda: self.remove_sink(sink)
+        return self._add(sink, lambda line, level: sink(line))
 
-    def remove_sink(self, sink: Sink) -> None:
+    def add_level_sink(self, sink: LevelSink) -> Callable[[], None]:
+        """Send every formatted line and its record's level to `sink`; returns a function that
+        removes it."""
+        return self._add(sink, sink)
+
+    def remove_sink(self, sink: Sink | LevelSink) -> None:
         """Stop sending lines to `sink` (no error if it is not registered)."""
-        with self._lock, contextlib.suppress(ValueError):
-            self._sinks.remove(sink)
+        with self._lock:
+            self._sinks = [entry for entry in self._sinks if entry[0] != sink]
 
-    def sinks(self) -> list[Sink]:
+    def sinks(self) -> list[Sink | LevelSink]:
         """A copy of the registered sinks."""
         with self._lock:
+            return [sink for sink, _ in self._sinks]
+
+    def deliveries(self) -> list[tuple[Sink | LevelSink, LevelSink]]:
+        """Each registered sink and how to call it with a line and its level."""
+        with self._lock:
             return list(self._sinks)
+
+    def _add(self, sink: Sink | LevelSink, deliver: LevelSink) -> Callable[[], None]:
+        with self._lock:
+            self._sinks.append((sink, deliver))
+        return lambda: self.remove_sink(sink)
 
     def close(self) -> None:
         """Detach this control's handlers from the root logger."""

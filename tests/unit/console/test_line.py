@@ -85,7 +85,7 @@ def test_backspace_erases_a_whole_multibyte_character():
 def test_ctrl_c_abandons_the_line_and_prints_caret_c():
     discipline = LineDiscipline()
     events = discipline.feed(b"reboot now\x03")
-    assert lines(events) == [Interrupt()]
+    assert lines(events) == [Interrupt(abandoned=True)]
     assert echo(events).endswith(b"^C\r\n")
     assert discipline.pending == ""
     assert lines(discipline.feed(b"help\r")) == [LineEntered("help")]
@@ -115,7 +115,7 @@ def test_escape_sequence_split_across_reads_is_swallowed():
 
 
 def test_ctrl_c_inside_an_escape_sequence_still_interrupts():
-    assert lines(LineDiscipline().feed(b"\x1b[12\x03")) == [Interrupt()]
+    assert lines(LineDiscipline().feed(b"\x1b[12\x03")) == [Interrupt(abandoned=False)]
 
 
 def test_overlong_escape_sequence_is_bounded_and_refused():
@@ -235,7 +235,7 @@ def test_hidden_input_echoes_only_the_line_end_and_ctrl_c():
     assert lines(events) == [LineEntered("pass word")]
     assert echo(events) == b"\r\n"
     events = discipline.feed(b"half a secret\x03")
-    assert lines(events) == [Interrupt()]
+    assert lines(events) == [Interrupt(abandoned=True)]
     assert echo(events) == b"^C\r\n"
 
 

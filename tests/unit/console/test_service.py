@@ -13,6 +13,7 @@ from types import SimpleNamespace
 import pytest
 
 from firmware import __version__
+from firmware.cli import terminal as cli_terminal
 from firmware.config.schema import Console
 from firmware.console.service import ConsoleService, command_table_runner
 from firmware.daemon.logs import LogControl
@@ -42,13 +43,13 @@ def console_service(ctx, run_command):
     return ConsoleService(ctx.config, ctx.executor, ctx.logs, run_command)
 
 
-async def echo_command(argv, *, read_only=False):
+async def echo_command(argv, *, read_only=False, terminal=None):
     return Result(f"you said {argv}")
 
 
 def test_service_serves_the_pty_and_prints_daemon_logs(tmp_path):
     async def body():
-        ctx = context(tmp_path)
+        ctx = context(tmp_path, log_level="info")
         ctx.logs.attach_loop(asyncio.get_running_loop())
         service = console_service(ctx, echo_command)
         assert service.name == "console"
@@ -146,7 +147,9 @@ def test_with_a_password_hash_the_console_asks_for_a_login_checked_with_scrypt(t
 
     async def body():
         hashed = PasswordHash.make(PASSWORD).text()
-        ctx = context(tmp_path, password_hash=hashed, login_attempts=1, lockout="1m")
+        ctx = context(
+            tmp_path, password_hash=hashed, login_attempts=1, lockout="1m", log_level="info"
+        )
         service = console_service(ctx, echo_command)
         await service.prepare()
         task = asyncio.create_task(service.run())
@@ -215,7 +218,11 @@ def test_read_only_runs_only_commands_that_change_nothing():
     from firmware.errors import Forbidden
 
     async def body():
-        run_command = command_table_runner(Router())
+        run = command_table_runner(Router())
+
+        async def run_command(argv, *, read_only):
+            return await run(argv, read_only=read_only, terminal=cli_terminal.Terminal(80, print))
+
         version = await run_command(["version"], read_only=True)
         assert version.text.startswith(f"edgekeeper {__version__}")
         listing = await run_command(["help"], read_only=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from logging import WARNING
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,7 +39,7 @@ class Commands:
         self.cancelled = False
         self.big_output = ""
 
-    async def __call__(self, argv: list[str], *, read_only: bool = False) -> Result:
+    async def __call__(self, argv: list[str], *, read_only: bool = False, terminal=None) -> Result:
         self.calls.append(argv)
         if argv[0] == "slow":
             try:
@@ -177,7 +178,7 @@ async def test_slow_command_does_not_block_reading_and_ctrl_c_cancels_it(tmp_pat
         lambda: commands.calls == [["slow"]], timeout_s=5, what="the slow command to start"
     )
     terminal.type("\x03")
-    await terminal.expect("^C\r\n" + PROMPT)
+    await terminal.expect("^C: stopped waiting for `slow`\r\n" + PROMPT)
     assert commands.cancelled
     terminal.type("version\r")
     assert b"ran version" in await terminal.expect(PROMPT)
@@ -189,7 +190,7 @@ async def test_ctrl_c_right_behind_enter_cancels_before_the_command_starts(tmp_p
     commands = Commands()
     _session, task, terminal, port = await start(tmp_path, commands)
     terminal.type("slow\r\x03")
-    await terminal.expect("^C\r\n" + PROMPT)
+    await terminal.expect("^C: stopped waiting for `slow`\r\n" + PROMPT)
     terminal.type("version\r")
     assert b"ran version" in await terminal.expect(PROMPT)
     assert commands.calls == [["version"]]
@@ -221,8 +222,8 @@ async def test_log_line_while_typing_redraws_prompt_and_input(tmp_path):
     session, task, terminal, port = await start(tmp_path, commands)
     terminal.type("sta")
     await terminal.expect("sta")
-    session.post_log("INFO daemon: something happened")
-    await terminal.expect("\r\x1b[KINFO daemon: something happened\r\n" + PROMPT + "sta")
+    session.post_log("WARNING daemon: something happened", WARNING)
+    await terminal.expect("\r\x1b[KWARNING daemon: something happened\r\n" + PROMPT + "sta")
     terminal.type("tus\r")
     await terminal.expect("ran status")
     assert commands.calls == [["status"]]
@@ -236,7 +237,7 @@ async def test_log_lines_never_tear_command_output(tmp_path):
     session, task, terminal, port = await start(tmp_path, commands)
     loop = asyncio.get_running_loop()
     for n in range(50):
-        loop.call_later(n * 0.002, session.post_log, f"LOG-{n}")
+        loop.call_later(n * 0.002, session.post_log, f"LOG-{n}", WARNING)
     terminal.type("big\r")
     await terminal.expect("big\r\n")
     block = await terminal.expect(PROMPT, within=20)
@@ -272,7 +273,7 @@ async def test_nobody_reading_keeps_output_bounded_and_counts_dropped_logs(tmp_p
     session = ConsoleSession(port, commands, prompt=PROMPT)
     task = asyncio.create_task(session.serve())
     for n in range(20000):
-        session.post_log(f"log line {n:06d} " + "x" * 60)
+        session.post_log(f"log line {n:06d} " + "x" * 60, WARNING)
         if n % 500 == 0:
             await asyncio.sleep(0)
     await wait_until_async(

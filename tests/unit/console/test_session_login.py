@@ -29,7 +29,7 @@ class Commands:
     def __init__(self) -> None:
         self.calls: list[tuple[list[str], bool]] = []
 
-    async def __call__(self, argv: list[str], *, read_only: bool = False) -> Result:
+    async def __call__(self, argv: list[str], *, read_only: bool = False, terminal=None) -> Result:
         self.calls.append((argv, read_only))
         if argv[0] == "change" and read_only:
             raise Forbidden("change changes the gateway: log in first", hint="login")
@@ -237,7 +237,7 @@ async def test_lines_typed_ahead_of_login_are_never_taken_as_a_name_or_password(
         await c.terminal.expect(PROMPT)
         release = asyncio.Event()
 
-        async def slow(argv, *, read_only=False):
+        async def slow(argv, *, read_only=False, terminal=None):
             await release.wait()
             return Result("slow done")
 
@@ -275,15 +275,15 @@ async def test_idle_logout_after_no_input(tmp_path):
 async def test_log_lines_are_shown_only_to_whoever_may_read(tmp_path):
     async with console(tmp_path) as c:
         await c.terminal.expect("login: ")
-        c.session.post_log("WARNING keys: secret-ish detail")
+        c.session.post_log("WARNING keys: secret-ish detail", logging.WARNING)
         c.terminal.type("tech\r")
         await c.terminal.expect("Password: ")
         await c.terminal.quiet(0.2)
         assert b"secret-ish" not in c.terminal.seen
         c.terminal.type(RIGHT + "\r")
         await c.terminal.expect(PROMPT)
-        c.session.post_log("INFO daemon: for the logged in")
-        await c.terminal.expect("INFO daemon: for the logged in\r\n" + PROMPT)
+        c.session.post_log("ERROR daemon: for the logged in", logging.ERROR)
+        await c.terminal.expect("ERROR daemon: for the logged in\r\n" + PROMPT)
 
 
 @run
@@ -294,8 +294,8 @@ async def test_a_log_line_during_the_password_does_not_redraw_it(tmp_path):
         await c.terminal.expect("Password: ")
         c.terminal.type("sw0r")
         await c.terminal.quiet(0.1)
-        c.session.post_log("INFO daemon: something happened")
-        await c.terminal.expect("\r\x1b[KINFO daemon: something happened\r\nPassword: ")
+        c.session.post_log("ERROR daemon: something happened", logging.ERROR)
+        await c.terminal.expect("\r\x1b[KERROR daemon: something happened\r\nPassword: ")
         c.terminal.type("dfish-42\r")
         await c.terminal.expect("logged in")
         assert b"sw0r" not in c.terminal.seen
