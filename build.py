@@ -4,12 +4,14 @@
     python3 build.py run                 set up, build the sim binary, start the sim services and
                                          run the daemon in the foreground until Ctrl-C; it comes
                                          online through the sim's DPS (symmetric key; add
-                                         `--attestation tpm` for TPM attestation on the swtpm)
+                                         `--attestation tpm` for TPM attestation on the swtpm;
+                                         `--tpm tis-i2c|tis-spi` drives the swtpm over a
+                                         simulated I²C or SPI bus instead of its socket)
     python3 build.py test [PYTEST ARGS]  set up, build, run the test suite against the binary
     python3 build.py setup               Debian packages + .venv (implicit in the others)
     python3 build.py build [--board B]   cffi modules + Nuitka -> dist/B/edgekeeper.dist, with
                                          dist/B/edgekeeper pointing at its binary (cached)
-    python3 build.py sim start|stop|status [--attestation symmetric_key|tpm]  (start only)
+    python3 build.py sim start|stop|status [--attestation symmetric_key|tpm] [--tpm T]  (start only)
     python3 build.py bundle --board B    rootfs-overlay tarball dist/B/edgekeeper-B-VERSION.tar.gz
                                          around the program's squashfs image
 
@@ -26,7 +28,13 @@ from buildkit.bundle import make_bundle
 from buildkit.daemon import run_daemon
 from buildkit.log import BuildError, log
 from buildkit.nuitka import BUILD_MODE, BUILD_MODES
-from buildkit.sim import ATTESTATIONS, DEFAULT_ATTESTATION, SIM_ACTIONS, sim_command
+from buildkit.sim import (
+    ATTESTATIONS,
+    DEFAULT_ATTESTATION,
+    SIM_ACTIONS,
+    TPM_TRANSPORTS,
+    sim_command,
+)
 from buildkit.steps import build, set_up
 from buildkit.testsuite import run_tests
 
@@ -59,12 +67,20 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
             choices=ATTESTATIONS,
             help=f"how the gateway attests to the sim's DPS (default {DEFAULT_ATTESTATION})",
         )
+        sub.add_argument(
+            "--tpm",
+            choices=TPM_TRANSPORTS,
+            help="how the gateway reaches the sim's TPM: swtpm's socket (default) or edgekeeper's "
+            "own TIS over a simulated I²C or SPI bus",
+        )
     commands.add_parser("test", help="run the test suite against the built binary")
     args, rest = parser.parse_known_args(argv)
     if rest and args.command not in PASS_THROUGH:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.command == "sim" and args.action != "start" and args.attestation is not None:
         parser.error("--attestation goes with `sim start` only")
+    if args.command == "sim" and args.action != "start" and args.tpm is not None:
+        parser.error("--tpm goes with `sim start` only")
     if args.command in ("sim", "run") and args.attestation is None:
         args.attestation = DEFAULT_ATTESTATION
     return args, rest
@@ -84,9 +100,9 @@ def main(argv: list[str]) -> int:
             print(make_bundle(args.board))
             return 0
         if args.command == "sim":
-            return sim_command(args.action, args.attestation)
+            return sim_command(args.action, args.attestation, args.tpm or TPM_TRANSPORTS[0])
         if args.command == "run":
-            return run_daemon(rest, args.attestation)
+            return run_daemon(rest, args.attestation, args.tpm or TPM_TRANSPORTS[0])
         return run_tests(rest)
     except BuildError as error:
         log(f"error: {error}")

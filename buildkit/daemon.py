@@ -14,7 +14,7 @@ from types import FrameType
 
 from buildkit.log import log
 from buildkit.paths import ROOT
-from buildkit.sim import DEFAULT_ATTESTATION, sim_board, start_services
+from buildkit.sim import DEFAULT_ATTESTATION, TPM_TRANSPORTS, sim_board, start_services
 from buildkit.steps import build
 
 # How the daemon may end when it was asked to stop (Ctrl-C, SIGTERM), all reported as success.
@@ -40,10 +40,12 @@ def identity_lines(status_text: str) -> list[str] | None:
     return None
 
 
-def run_daemon(extra: list[str], attestation: str = DEFAULT_ATTESTATION) -> int:
+def run_daemon(
+    extra: list[str], attestation: str = DEFAULT_ATTESTATION, tpm: str = TPM_TRANSPORTS[0]
+) -> int:
     binary = build("sim")
     already = sim_board().status()
-    board = start_services(attestation)
+    board = start_services(attestation, tpm)
     env = dict(os.environ, SOFTHSM2_CONF=str(board.softhsm.conf))
     log(
         f"starting {binary.relative_to(ROOT)} run --config {board.config_file} (Ctrl-C stops); "

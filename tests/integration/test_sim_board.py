@@ -103,20 +103,20 @@ def test_an_unknown_attestation_is_refused(tmp_path: Path) -> None:
         SimBoard(tmp_path, attestation="x509")
 
 
-SimBoardFactory = Callable[[str], SimBoard]
+SimBoardFactory = Callable[..., SimBoard]
 
 
 @pytest.fixture
 def sim_board(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimBoardFactory]:
-    """`sim_board(attestation)` starts a whole sim board (its own dockerd, swtpm, SoftHSM2 token
+    """`sim_board(attestation, tpm="swtpm")` starts a whole sim board (its own dockerd, swtpm, SoftHSM2 token
     and cloud) as `build.py run` does, or starts what is not running of it and writes its config
     for `attestation`; all stopped at the end of the test."""
     root = tmp_path_factory.mktemp("sim")
     root.chmod(0o755)
     boards: list[SimBoard] = []  # each holds the processes it started until it stops them
 
-    def start(attestation: str) -> SimBoard:
-        board = SimBoard(root, attestation=attestation, python=sys.executable)
+    def start(attestation: str, tpm: str = "swtpm") -> SimBoard:
+        board = SimBoard(root, attestation=attestation, tpm=tpm, python=sys.executable)
         boards.append(board)
         try:
             board.start()
@@ -187,6 +187,22 @@ def test_the_daemon_on_the_sim_board_comes_online_and_restarts_from_its_cache(
         assert online(board) == [
             "provisioning: dps, from cache",
             f"device: {registration} on {board.cloud.hub}",
+        ]
+    finally:
+        stop_daemon(daemon)
+
+
+@pytest.mark.parametrize("tpm", ["tis-i2c", "tis-spi"])
+def test_the_daemon_attests_with_a_tpm_it_drives_over_a_simulated_bus(
+    sim_board: SimBoardFactory, tpm: str
+) -> None:
+    board = sim_board("tpm", tpm)
+    assert f'device = "{tpm}://' in board.config_file.read_text()
+    daemon = start_daemon(board)
+    try:
+        assert online(board) == [
+            "provisioning: dps, provisioned",
+            f"device: {SIM_TPM_REGISTRATION} on {board.cloud.hub}",
         ]
     finally:
         stop_daemon(daemon)

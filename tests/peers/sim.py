@@ -482,6 +482,7 @@ class SoftHsm:
 
 
 ATTESTATIONS = ("symmetric_key", "tpm")  # how the sim gateway may attest to the sim's DPS
+TPM_TRANSPORTS = ("swtpm", "tis-i2c", "tis-spi")  # how the sim gateway reaches its swtpm
 SIM_ID_SCOPE = "0ne00000517"
 SIM_REGISTRATION = "sim-gateway"  # enrolled with a symmetric key
 SIM_TPM_REGISTRATION = "sim-gateway-tpm"  # enrolled for TPM attestation, EK trusted on first use
@@ -625,6 +626,49 @@ class CloudPeersService:
             return False
 
 
+class BusTpmService:
+    """The swtpm behind register-level I²C and SPI TPM simulators on bus sockets
+    (`python -m tests.peers.bus_tpm`), so the gateway can drive a TPM over TIS itself."""
+
+    def __init__(self, state_dir: Path, swtpm: Swtpm, python: str | Path) -> None:
+        self.dir = Path(state_dir)
+        self.swtpm = swtpm
+        self.python = python
+        self.i2c = self.dir / "i2c.sock"
+        self.spi = self.dir / "spi.sock"
+        self._process = BackgroundProcess(self.dir, "bus-tpm")
+
+    def url(self, transport: str) -> str:
+        """The device URL of the simulated TPM on `transport` ("tis-i2c" or "tis-spi")."""
+        return f"{transport}://{self.i2c if transport == 'tis-i2c' else self.spi}"
+
+    def running(self) -> bool:
+        return self._process.running() and self.i2c.exists() and self.spi.exists()
+
+    def start(self) -> None:
+        if self.running():
+            return
+        self._process.stop()
+        self._process.spawn(
+            [
+                str(self.python),
+                "-m",
+                "tests.peers.bus_tpm",
+                "--i2c",
+                str(self.i2c),
+                "--spi",
+                str(self.spi),
+                "--swtpm",
+                f"{self.swtpm.host}:{self.swtpm.port}",
+            ],
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
+        self._process.wait_ready(self.running, "the I²C and SPI TPM simulators", START_TIMEOUT_S)
+
+    def stop(self) -> None:
+        self._process.stop()
+
+
 class SimBoard:
     """All sim services under one directory (`.sim/` for build.py) plus the config file for them:
     the gateway provisions through the sim's DPS with `attestation` (one of ATTESTATIONS)."""
@@ -634,14 +678,19 @@ class SimBoard:
         root: Path,
         *,
         attestation: str = "symmetric_key",
+        tpm: str = "swtpm",
         python: str | Path = sys.executable,
     ) -> None:
         if attestation not in ATTESTATIONS:
             raise ValueError(f"attestation {attestation!r} is not one of {ATTESTATIONS}")
+        if tpm not in TPM_TRANSPORTS:
+            raise ValueError(f"tpm {tpm!r} is not one of {TPM_TRANSPORTS}")
         self.root = Path(root)
         self.attestation = attestation
+        self.tpm = tpm
         self.dockerd = Dockerd(self.root / "docker")
         self.swtpm = Swtpm(self.root / "swtpm")
+        self.bus_tpm = BusTpmService(self.root / "bus-tpm", self.swtpm, python)
         self.softhsm = SoftHsm(self.root / "softhsm")
         self.cloud = CloudPeersService(self.root / "cloud", python)
         self.data_dir = self.root / "data"
@@ -657,7 +706,7 @@ class SimBoard:
         self.root.mkdir(parents=True, exist_ok=True)
         started = []
         try:
-            for service in (self.softhsm, self.swtpm, self.cloud, self.dockerd):
+            for service in (self.softhsm, self.swtpm, self.bus_tpm, self.cloud, self.dockerd):
                 service.start()
                 started.append(service)
         except BaseException:
@@ -670,16 +719,22 @@ class SimBoard:
         self.write_config()
 
     def stop(self) -> None:
-        for service in (self.dockerd, self.cloud, self.swtpm, self.softhsm):
+        for service in (self.dockerd, self.cloud, self.bus_tpm, self.swtpm, self.softhsm):
             service.stop()
 
     def status(self) -> dict[str, bool]:
         return {
             "dockerd": self.dockerd.running(),
             "swtpm": self.swtpm.running(),
+            "bus-tpm": self.bus_tpm.running(),
             "softhsm": self.softhsm.running(),
             "cloud": self.cloud.running(),
         }
+
+    @property
+    def tpm_url(self) -> str:
+        """The device URL the gateway reaches the swtpm by: its socket, or a simulated bus."""
+        return self.swtpm.url if self.tpm == "swtpm" else self.bus_tpm.url(self.tpm)
 
     def write_config(self) -> Path:
         self.config_file.write_text(
@@ -700,7 +755,7 @@ class SimBoard:
             "\n[runtime]\n"
             f'uri = "{self.dockerd.uri}"\n'
             "\n[tpm]\n"
-            f'device = "{self.swtpm.url}"\n'
+            f'device = "{self.tpm_url}"\n'
             "\n[keys.pkcs11]\n"
             f'module = "{self.softhsm.module}"\n'
             f'token_label = "{self.softhsm.token_label}"\n'

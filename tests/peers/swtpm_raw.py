@@ -30,6 +30,10 @@ class SwtpmRaw:
     def execute(self, command: bytes) -> bytes:
         """Send one whole TPM command, return the whole response (OSError when swtpm fails)."""
         with socket.create_connection((self.host, self.port), timeout=COMMAND_TIMEOUT_S) as sock:
+            # Closed with a reset, not a FIN: a connection per command would otherwise leave one
+            # TIME-WAIT port behind per command, and thousands of them exhaust the ports other
+            # tests (and `free_port_pair`) need.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             sock.sendall(command)
             header = _receive(sock, HEADER_SIZE)
             (size,) = struct.unpack_from(">I", header, 2)
