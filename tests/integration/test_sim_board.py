@@ -108,9 +108,10 @@ SimBoardFactory = Callable[..., SimBoard]
 
 @pytest.fixture
 def sim_board(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimBoardFactory]:
-    """`sim_board(attestation, tpm="swtpm")` starts a whole sim board (its own dockerd, swtpm, SoftHSM2 token
-    and cloud) as `build.py run` does, or starts what is not running of it and writes its config
-    for `attestation`; all stopped at the end of the test."""
+    """`sim_board(attestation, tpm="swtpm")` starts a whole sim board (its own dockerd, swtpm,
+    bus simulators, SoftHSM2 token and cloud) as `build.py run` does, or starts what is not
+    running of it and writes its config for `attestation` and `tpm`; all stopped at the end of
+    the test."""
     root = tmp_path_factory.mktemp("sim")
     root.chmod(0o755)
     boards: list[SimBoard] = []  # each holds the processes it started until it stops them
