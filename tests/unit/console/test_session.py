@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from logging import WARNING
 from dataclasses import dataclass
+from logging import WARNING
 from pathlib import Path
 
 from firmware.console import session as session_module

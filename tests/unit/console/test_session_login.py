@@ -12,9 +12,10 @@ import pytest
 
 from firmware.console.login import LoginDialog, LoginLedger, LoginRules
 from firmware.console.port import open_console_port
-from firmware.console.session import ConsoleLogin, ConsoleSession
+from firmware.console.session import WIDTH_QUESTION, ConsoleLogin, ConsoleSession
 from firmware.errors import Forbidden
 from firmware.executor import BoundedExecutor
+from tests.peers.waiting import wait_until_async
 
 from .terminal import Terminal
 from .test_session import PROMPT, Result
@@ -66,16 +67,19 @@ def rules(**changes) -> LoginRules:
 class Console:
     """One session with a login on a pty, and the technician's terminal on it."""
 
-    def __init__(self, tmp_path: Path, ledger: LoginLedger, checks: Checks) -> None:
+    def __init__(self, tmp_path: Path, ledger: LoginLedger, checks: Checks, **options) -> None:
         self.tmp_path = tmp_path
         self.ledger = ledger
         self.checks = checks
         self.commands = Commands()
+        self.options = options
 
     async def __aenter__(self) -> Console:
         self.port = await open_console_port("pty", 115200, self.tmp_path, run_blocking)
         login = ConsoleLogin(LoginDialog(self.ledger), self.checks)
-        self.session = ConsoleSession(self.port, self.commands, prompt=PROMPT, login=login)
+        self.session = ConsoleSession(
+            self.port, self.commands, prompt=PROMPT, login=login, **self.options
+        )
         self.task = asyncio.create_task(self.session.serve())
         self.terminal = Terminal(self.tmp_path)
         return self
@@ -366,3 +370,62 @@ def test_without_a_password_login_says_there_is_none_and_logout_just_prompts(tmp
             port.close()
 
     asyncio.run(body())
+
+
+class Everything:
+    """A completer that offers a word for anything, and records what it was asked."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    async def candidates(self, before: str) -> list[str]:
+        self.asked.append(before)
+        return ["completed"]
+
+
+@run
+async def test_history_keeps_no_login_name_and_is_forgotten_at_logout(tmp_path):
+    async with Console(tmp_path, LoginLedger(rules()), Checks()) as c:
+        await c.terminal.expect("login: ")
+        await c.log_in()
+        c.terminal.type("status\r")
+        await c.terminal.expect("ran status\r\n" + PROMPT)
+        history = c.session._discipline.history
+        assert history.lines == ("status",)  # not "tech", not the password
+        c.terminal.type("logout\r")
+        await c.terminal.expect("login: ")
+        assert history.lines == ()
+        c.terminal.type("\x1b[A\r")  # Up at the login prompt: nothing to recall
+        await c.terminal.expect("\r\nlogin: ")
+
+
+@run
+async def test_no_completion_at_the_login_prompts(tmp_path):
+    words = Everything()
+    async with Console(tmp_path, LoginLedger(rules()), Checks(), completer=words) as c:
+        await c.terminal.expect("login: ")
+        c.terminal.type("te\t")
+        await c.terminal.quiet(0.1)
+        c.terminal.type("ch\r")
+        await c.terminal.expect("Password: ")
+        c.terminal.type("sw0\t")
+        await c.terminal.quiet(0.1)
+        assert words.asked == []
+        c.terminal.type("rdfish-42\r")
+        await c.terminal.expect("logged in (logout ends it)\r\n" + PROMPT)
+        c.terminal.type("comp\t")
+        await c.terminal.expect("leted ")
+        assert words.asked == ["comp"]
+
+
+@run
+async def test_the_width_is_asked_after_the_login_not_before(tmp_path):
+    async with Console(tmp_path, LoginLedger(rules()), Checks(), columns=0) as c:
+        await c.terminal.expect("login: ")
+        assert WIDTH_QUESTION not in c.terminal.seen
+        await c.log_in()
+        await c.terminal.expect(WIDTH_QUESTION)
+        c.terminal.type("\x1b[50;120R")
+        await wait_until_async(
+            lambda: c.session.columns == 120, timeout_s=5, what="the width answer"
+        )
