@@ -79,9 +79,8 @@ COMMAND_TIMEOUT_S = 10.0  # a bench that stalls says so instead of waiting out t
 I2C_HZ = (100_000, 400_000)
 SPI_HZ = 10_000_000
 SERIAL_BAUD = 115_200
-SERIAL_FRAMING = (
-    9 + 8
-)  # mssim: code, locality, size before the command; size, trailer around the response
+# mssim frames: code, locality and size before a command; size before and a trailer after a response
+SERIAL_FRAMING = 9 + 8
 GIL_NOTE = (
     "the simulators run in this process (one GIL): simulated-bus overheads are an upper bound on "
     "the driver's own cost; bus times are computed from the bytes counted, not measured"
