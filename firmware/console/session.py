@@ -45,9 +45,11 @@ typed beyond QUEUED_LINES are dropped and counted before the others run.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import shlex
+import threading
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -205,6 +207,7 @@ class ConsoleSession:
         self._repeats = 0
         self._repeat_note: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = 0
         self.dropped_logs = 0
         self.dropped_bytes = 0
         self.muted_logs = 0
@@ -227,6 +230,7 @@ class ConsoleSession:
     async def serve(self) -> None:
         """Run the session until the port fails (raises `DeviceError`) or the task is cancelled."""
         loop = self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
         pump = asyncio.create_task(self._pump_logs(), name="console-logs")
         try:
             if self._banner:
@@ -593,7 +597,13 @@ class ConsoleSession:
         log.debug("console: the terminal did not say its width; %d columns", self._columns)
 
     def _stream(self, text: str) -> None:
-        """A command's streamed text (Terminal.write), shown at once; never muted."""
+        """A command's streamed text (Terminal.write), shown at once; never muted. Written
+        from another thread (a command's work in the executor), it is handed to the loop."""
+        loop = self._loop
+        if loop is not None and threading.get_ident() != self._loop_thread:
+            with contextlib.suppress(RuntimeError):  # the loop is closing: the text goes
+                loop.call_soon_threadsafe(self._stream, text)
+            return
         data = crlf(text)
         if not data:
             return

@@ -549,3 +549,15 @@ def merged(events: list[Event]) -> list[Event]:
         else:
             out.append(event)
     return out
+
+
+@given(st.lists(st.one_of(st.sampled_from(KEYS), st.binary(max_size=6)), max_size=40))
+def test_hidden_input_never_echoes_with_editing_keys_either(keys):
+    discipline = LineDiscipline()
+    discipline.feed(b"status\r")
+    discipline.hidden = True
+    events = complete(discipline, b"".join(keys), ["status", "stop"])
+    shown = echo(events).replace(b"\r\n", b"").replace(b"^C", b"")
+    assert shown == b""
+    assert not [e for e in events if isinstance(e, ShowCandidates | CompletionWanted)]
+    assert discipline.history.lines == ("status",)

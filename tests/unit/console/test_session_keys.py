@@ -44,7 +44,7 @@ class Commands:
             await self.release.wait()
             return Result("slow done")
         if argv[0] == "stream":
-            terminal.write("progress 1\n")
+            await asyncio.to_thread(terminal.write, "progress 1\n")  # from a worker thread
             terminal.write("waiting... ")
             await self.release.wait()
             return Result("streamed")
