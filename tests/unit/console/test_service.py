@@ -237,3 +237,40 @@ def test_read_only_runs_only_commands_that_change_nothing():
         assert "log in first" not in answered.text  # no route in this bare router: another error
 
     asyncio.run(body())
+
+
+def test_the_service_completes_commands_and_module_names_from_the_router(tmp_path):
+    from firmware.api.model import ApiResponse
+    from firmware.api.router import Router
+    from firmware.console.service import command_completer
+
+    async def modules(request):
+        return ApiResponse(200, {"modules": [{"name": "agent"}, {"name": "hub"}]})
+
+    async def body():
+        router = Router()
+        router.add("GET", "/modules", modules)
+        ctx = context(tmp_path, columns=80)
+        service = ConsoleService(
+            ctx.config, ctx.executor, ctx.logs, echo_command, command_completer(router)
+        )
+        await service.prepare()
+        task = asyncio.create_task(service.run())
+        terminal = Terminal(tmp_path)
+        try:
+            await terminal.expect("edgekeeper> ")
+            terminal.type("resta\ta\t")
+            await terminal.expect("restart agent ")
+            terminal.type("\r")
+            assert b"you said ['restart', 'agent']" in await terminal.expect("edgekeeper> ")
+            terminal.type("log m\t\r")
+            await terminal.expect("console log muted")
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            terminal.close()
+            ctx.logs.close()
+            ctx.executor.shutdown()
+
+    asyncio.run(body())
