@@ -27,6 +27,7 @@ import json
 import os
 import platform
 import re
+import textwrap
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +40,7 @@ from firmware.api.errors import error_for_answer
 from firmware.api.model import JSON_TYPE, ApiRequest, ApiResponse
 from firmware.api.router import Router
 from firmware.build_info import build_description
-from firmware.cli import module_commands
+from firmware.cli import module_commands, render
 from firmware.cli.console_password import make_console_password
 from firmware.cli.result import CommandResult
 from firmware.cli.terminal import DEFAULT_COLUMNS, Terminal
@@ -182,12 +183,24 @@ def show_help(args: argparse.Namespace) -> CommandResult:
     available = commands_for(surface, args.table)
     lines = ["commands:"]
     width = max(len(command.name) for command in available)
-    lines.extend(f"  {command.name.ljust(width)}  {command.help}" for command in available)
+    for command in available:
+        lines.extend(_help_line(command, width, render.columns_of(args)))
     lines.append(f"`{_prefixed(args.prog, 'help COMMAND')}` tells more about one.")
     if surface == CONSOLE:
         shell_only = ", ".join(f"`{PROGRAM} {name}`" for name in _cli_only_names())
-        lines.append(f"On the board's shell only: {shell_only}.")
+        note = f"On the board's shell only: {shell_only}."
+        columns = render.columns_of(args)
+        lines.extend(textwrap.wrap(note, columns) if columns > 0 else [note])
     return CommandResult("\n".join(lines))
+
+
+def _help_line(command: Command, width: int, columns: int) -> list[str]:
+    """`command`'s line of the list, its help wrapped under itself to fit `columns`."""
+    first = f"  {command.name.ljust(width)}  "
+    if columns <= 0:
+        return [first + command.help]
+    wrapped = textwrap.wrap(command.help, max(columns - len(first), 20))
+    return [first + wrapped[0], *(" " * len(first) + rest for rest in wrapped[1:])]
 
 
 def show_version(args: argparse.Namespace) -> CommandResult:
@@ -334,7 +347,7 @@ COMMANDS: tuple[Command, ...] = (
     ),
     Command(
         "list",
-        "the modules: name, status, uptime, image (detail cut to the width; `show` has it all)",
+        "the modules: name, status, uptime, image, detail (cut to fit: `show NAME` has it all)",
         call=ApiCall("GET", "/modules"),
         render=render_modules,
         read_only=True,

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 
 EMPTY = "-"
 CUT = "…"
+NARROWEST = 8  # characters a column keeps when a table is narrowed to fit
 
 
 def columns_of(args: argparse.Namespace) -> int:
@@ -29,15 +30,38 @@ def fit(line: str, columns: int) -> str:
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[object]], columns: int = 0) -> str:
     """Columns aligned on the widest cell, two spaces apart; the last column is not padded.
-    With `columns`, each line is cut to fit that width."""
+    With `columns`, the table fits that width: the last column is narrowed first, then the
+    widest of the others, each cell cut with "…" (down to NARROWEST characters a column)."""
     cells = [[str(header) for header in headers]]
     cells.extend([cell_text(value) for value in row] for row in rows)
     widths = [max(len(row[column]) for row in cells) for column in range(len(headers))]
+    if columns > 0:
+        widths = narrowed(widths, columns)
     lines = []
     for row in cells:
-        padded = [text.ljust(width) for text, width in zip(row[:-1], widths, strict=False)]
-        lines.append(fit("  ".join([*padded, row[-1]]).rstrip(), columns))
+        shown = [fit(text, width) for text, width in zip(row, widths, strict=True)]
+        padded = [text.ljust(width) for text, width in zip(shown[:-1], widths, strict=False)]
+        lines.append(fit("  ".join([*padded, shown[-1]]).rstrip(), columns))
     return "\n".join(lines)
+
+
+def narrowed(widths: Sequence[int], columns: int) -> list[int]:
+    """Column `widths` made to fit `columns` (with two spaces between columns): the last column
+    gives up its excess first, then the widest other column, one character at a time; no
+    column goes below NARROWEST (or its own width, if less)."""
+    fitted = list(widths)
+    excess = sum(fitted) + 2 * (len(fitted) - 1) - columns
+    last = len(fitted) - 1
+    give = min(excess, max(fitted[last] - NARROWEST, 0))
+    fitted[last] -= max(give, 0)
+    excess -= max(give, 0)
+    while excess > 0:
+        widest = max(range(last), key=lambda column: fitted[column], default=None)
+        if widest is None or fitted[widest] <= NARROWEST:
+            break
+        fitted[widest] -= 1
+        excess -= 1
+    return fitted
 
 
 def cell_text(value: object) -> str:

@@ -13,6 +13,11 @@ EDGEKEEPER_FROM_SOURCE=1) with a private config whose console is a pty, waits fo
 With `--port /dev/ttyUSB0` (or `rfc2217://...`, `socket://...`) the same tests drive that board.
 `--embedded-services` defaults to `serial`.
 
+On the sim board the daemon runs its modules on the session's private dockerd (`sim_dockerd`),
+with a sleeping busybox agent, and its console is 80 columns wide (`[console] columns`); the
+`sim_board` fixture gives the board's directory, where a test may put files for the daemon to
+read (a manifest to `deploy`), or None on a farm board.
+
 The login tests (test_login.py) need a console with a password: on the sim board a
 second daemon (`sim_login_console`) whose `[console] password_hash` is made by the CLI's
 `console-password` from `SIM_PASSWORD`; on a board farm the board's password given with
@@ -24,12 +29,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from _pytest.fixtures import FixtureFunctionDefinition
 
+from firmware.runtime.spec import MODULE_LABEL
 from tests.peers.program import cli_argv, daemon_argv, program_env
 from tests.peers.sim import BackgroundProcess
 from tests.peers.waiting import WaitTimeout, log_tail, wait_until
@@ -64,6 +71,28 @@ level = "info"
 device = "pty"
 baud = 115200
 prompt = "edgekeeper> "
+columns = {columns}
+"""
+SIM_COLUMNS = 80
+# The sim board's container engine and agent (a sleeping busybox), appended after [console].
+SIM_RUNTIME = """
+[runtime]
+uri = "{uri}"
+
+[image_garbage_collection]
+enabled = false
+
+[agent]
+name = "{agent}"
+imagePullPolicy = "never"
+
+[agent.config]
+image = "{image}"
+
+[agent.config.createOptions]
+Cmd = ["sleep", "3600"]
+StopTimeout = 1
+HostConfig = {{ NetworkMode = "none" }}
 """
 
 
@@ -102,7 +131,8 @@ class SimBoard:
     def start(self) -> str:
         """Start the daemon; the console's pty path once it is there."""
         self.config.write_text(
-            SIM_CONFIG.format(data_dir=self.data_dir, run_dir=self.run_dir) + self.console_toml,
+            SIM_CONFIG.format(data_dir=self.data_dir, run_dir=self.run_dir, columns=SIM_COLUMNS)
+            + self.console_toml,
             encoding="utf-8",
         )
         self.config.chmod(0o600)  # it may hold a secret
@@ -134,18 +164,41 @@ class SimBoard:
 
 
 @pytest.fixture(scope="session")
-def sim_console(
+def sim_daemon(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    """Path of the sim board daemon's console pty (the daemon runs for the whole session)."""
+) -> Iterator[tuple[SimBoard, str]]:
+    """The sim board's daemon, its modules on `sim_dockerd`, and its console pty's path (the
+    daemon runs for the whole session; its module containers are removed at the end)."""
     from_source = os.environ.get("EDGEKEEPER_FROM_SOURCE") == "1"
     binary = None if from_source else request.getfixturevalue("edgekeeper_binary")
-    board = SimBoard(tmp_path_factory.mktemp("hil-sim"), binary)
+    dockerd = request.getfixturevalue("sim_dockerd")
+    runtime = SIM_RUNTIME.format(
+        uri=dockerd.uri,
+        agent=f"hilagent{uuid.uuid4().hex[:6]}",
+        image=request.getfixturevalue("busybox_image"),
+    )
+    board = SimBoard(tmp_path_factory.mktemp("hil-sim"), binary, runtime)
     path = board.start()
     try:
-        yield path
+        yield board, path
     finally:
         board.stop()
+        dockerd.remove_containers(MODULE_LABEL)
+
+
+@pytest.fixture(scope="session")
+def sim_console(sim_daemon: tuple[SimBoard, str]) -> str:
+    """Path of the sim board daemon's console pty."""
+    return sim_daemon[1]
+
+
+@pytest.fixture
+def sim_board(request: pytest.FixtureRequest) -> SimBoard | None:
+    """The sim board (its directory, readable by its daemon), or None on a farm board."""
+    if request.config.getoption("port", None):
+        return None
+    board: SimBoard = request.getfixturevalue("sim_daemon")[0]
+    return board
 
 
 @pytest.fixture(scope="session")

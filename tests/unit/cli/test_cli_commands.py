@@ -83,11 +83,12 @@ def test_console_offers_the_shared_commands_only() -> None:
     listing = console(["help"]).text
     assert re.search(r"^  status +the daemon's state", listing, re.MULTILINE)
     assert "run" not in listing.split()
-    assert listing.endswith(
-        "`help COMMAND` tells more about one.\n"
+    assert " ".join(listing.split()).endswith(
+        "`help COMMAND` tells more about one. "
         "On the board's shell only: `edgekeeper run`, `edgekeeper config show`, "
         "`edgekeeper console-password`."
     )
+    assert max(len(line) for line in listing.splitlines()) <= 80  # wrapped to the terminal
 
 
 def test_help_for_one_command_never_prints() -> None:
@@ -156,3 +157,14 @@ def test_kib() -> None:
     assert render.kib(32150) == "31.4 MiB"
     assert render.kib(3 * 1024 * 1024) == "3.0 GiB"
     assert render.kib(None) == "-"
+
+
+def test_table_fits_the_width_narrowing_the_last_column_then_the_widest() -> None:
+    rows = [("web", "edgekeeper/" + "i" * 60, "d" * 100), ("db", "short", None)]
+    lines = render.table(("NAME", "IMAGE", "DETAIL"), rows, columns=40).splitlines()
+    assert all(len(line) <= 40 for line in lines), lines
+    assert lines[1] == "web   edgekeeper/iiiiiiiiiiii…  ddddddd…"
+    assert lines[2] == "db    short                     -"
+    assert render.table(("NAME", "IMAGE", "DETAIL"), rows).splitlines()[1].endswith("d" * 100)
+    assert render.fit("abcdef", 4) == "abc…"
+    assert render.fit("abcdef", 0) == "abcdef"
