@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +24,7 @@ from firmware.cli.commands import CLI, InProcessInvoker, execute
 from firmware.cli.result import CommandResult
 from firmware.cli.terminal import Terminal
 from firmware.errors import NotFound
-from tests.unit.cli.daemon_double import STATUS
+from tests.unit.cli.daemon_double import STATUS, ThreadedDaemon
 
 DETAIL = "Error response from daemon: " + "failed to create task for container: " * 6
 MANIFEST = '[modules.web]\n[modules.web.settings]\nimage = "busybox:1.36"\n'
@@ -360,3 +364,31 @@ def test_the_cli_runs_the_same_board_commands(tmp_path: Path) -> None:
     cli = asyncio.run(execute(["deploy", str(manifest), "--dry-run"], invoker, surface=CLI))
     console_result = asyncio.run(console(board, "deploy", str(manifest), "--dry-run"))
     assert cli == console_result
+
+
+def test_ctrl_c_on_the_cli_says_the_restart_wait_stopped(tmp_path: Path) -> None:
+    """The CLI over a real socket: the progress line on stdout as it happens, then Ctrl-C
+    (SIGINT) ends the wait with the message and exit code 130."""
+    repo = Path(__file__).resolve().parents[3]
+    with ThreadedDaemon(tmp_path, Board(stop_s=30).router) as daemon:
+        cli = subprocess.Popen(
+            [sys.executable, "-m", "firmware", "--socket", daemon.uri, "restart", "web"],
+            cwd=repo,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        try:
+            assert cli.stdout is not None
+            first = cli.stdout.readline()
+            assert first == "restarting web: waiting for it to stop (up to 3 s)…\n"
+            cli.send_signal(signal.SIGINT)
+            rest, errors = cli.communicate(timeout=20)
+        finally:
+            cli.kill()
+    assert cli.returncode == 130, errors
+    assert rest.startswith("stopped waiting for web after ")
+    assert rest.endswith(
+        ": it may still be stopping, or starting again; `edgekeeper list` shows its state\n"
+    )
