@@ -199,7 +199,6 @@ class ConsoleSession:
         self._output_idle = asyncio.Event()
         self._output_idle.set()
         self._stream_open = False  # streamed text left the cursor inside a line
-        self._configured_level = log_level
         self._log_level = _level(log_level)
         self._daemon_log_level = daemon_log_level
         self._muted = False
