@@ -159,10 +159,18 @@ class Wiring:
 
     def _console(self, ctx: DaemonContext) -> Service:
         # Deferred: the console (and pyserial) load only on boards that have one.
-        from firmware.console.service import ConsoleService, command_table_runner
+        from firmware.console.service import (
+            ConsoleService,
+            command_completer,
+            command_table_runner,
+        )
 
         service = ConsoleService(
-            ctx.config, ctx.executor, ctx.logs, command_table_runner(ctx.router)
+            ctx.config,
+            ctx.executor,
+            ctx.logs,
+            command_table_runner(ctx.router),
+            completer=command_completer(ctx.router),
         )
         ctx.services.console = service
         return service
