@@ -29,6 +29,7 @@ from typing import Any
 from firmware.errors import DeviceError
 from firmware.executor import RunBlocking
 from firmware.store.atomic import write_atomic
+from firmware.transports.address import DeviceUrl, parse_device_url
 
 log = logging.getLogger(__name__)
 
@@ -259,15 +260,26 @@ async def open_console_port(
         serial = await run_blocking(_open_serial, device, baud)
         return FdPort(serial.fileno(), device, serial.close)
     if "://" in device:
-        serial = await run_blocking(_open_serial, device, baud)
+        url = parse_device_url(device)
+        baud = url.param_int("baud", baud, lo=50, hi=4_000_000)
+        serial = await run_blocking(_open_serial, _pyserial_target(url), baud)
         fd = _descriptor(serial)
         if fd is None:
             return ThreadedPort(serial, device)
         return FdPort(fd, device, serial.close)
     raise DeviceError(
-        f"console device {device!r} is not 'none', 'pty', a /dev path or a pyserial URL",
+        f"console device {device!r} is not 'none', 'pty', a /dev path or a device URL",
         hint=CONFIG_HINT,
     )
+
+
+def _pyserial_target(url: DeviceUrl) -> str:
+    """What pyserial opens for a console URL: the device path of `serial://`, else the network
+    URL without edgekeeper's own parameters (pyserial refuses options it does not know)."""
+    if url.scheme == "serial":
+        return url.path
+    host = f"[{url.host}]" if url.host and ":" in url.host else url.host
+    return f"{url.scheme}://{host}:{url.port}"
 
 
 def _open_pty(run_dir: Path) -> ConsolePort:

@@ -1,10 +1,11 @@
-"""Opening the console device: none, pty, device paths, pyserial URLs; errors that say the fix."""
+"""Opening the console device: none, pty, device paths, device URLs; errors that say the fix."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import socket
+import termios
 
 import pytest
 
@@ -29,7 +30,7 @@ def test_missing_device_is_one_clear_error(tmp_path):
 
 
 def test_unknown_device_spelling_is_refused(tmp_path):
-    with pytest.raises(DeviceError, match="not 'none', 'pty', a /dev path or a pyserial URL"):
+    with pytest.raises(DeviceError, match="not 'none', 'pty', a /dev path or a device URL"):
         asyncio.run(open_console_port("ttyS0", 115200, tmp_path, run_blocking))
 
 
@@ -123,11 +124,12 @@ def test_socket_url_is_driven_by_the_loop(tmp_path):
     asyncio.run(body())
 
 
-def test_loop_url_uses_the_reader_and_writer_threads(tmp_path):
+def test_a_port_without_a_descriptor_uses_the_reader_and_writer_threads(tmp_path):
+    import serial
+
     async def body():
-        port = await open_console_port("loop://", 115200, tmp_path, run_blocking)
+        port = ThreadedPort(serial.serial_for_url("loop://", timeout=None), "loop://")
         try:
-            assert isinstance(port, ThreadedPort)
             port.write(b"echo through loop://")
             await asyncio.wait_for(port.drain(), 5)
             received = b""
@@ -138,3 +140,36 @@ def test_loop_url_uses_the_reader_and_writer_threads(tmp_path):
             port.close()
 
     asyncio.run(body())
+
+
+def test_serial_url_opens_its_device_path_at_its_own_speed(tmp_path):
+    master, slave = os.openpty()
+    path = os.ttyname(slave)
+
+    async def body():
+        port = await open_console_port(f"serial://{path}?baud=9600", 115200, tmp_path, run_blocking)
+        try:
+            assert isinstance(port, FdPort)
+            assert termios.tcgetattr(slave)[5] == termios.B9600
+            port.write(b"hello")
+            await asyncio.wait_for(port.drain(), 5)
+            assert os.read(master, 5) == b"hello"
+        finally:
+            port.close()
+
+    try:
+        asyncio.run(body())
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
+def test_a_network_url_loses_edgekeepers_own_parameters_before_pyserial(tmp_path):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        free = probe.getsockname()[1]
+    url = f"rfc2217://127.0.0.1:{free}?baud=9600"
+    with pytest.raises(DeviceError, match="cannot be opened") as caught:
+        asyncio.run(open_console_port(url, 115200, tmp_path, run_blocking))
+    assert f"rfc2217://127.0.0.1:{free} cannot be opened" in caught.value.message
+    assert "baud" not in caught.value.message
