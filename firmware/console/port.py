@@ -1,9 +1,10 @@
-"""The console's byte pipe to the technician: a pty, a UART, or any pyserial URL, without blocking.
+"""The console's byte pipe to the technician: a pty, a UART or a network line, without blocking.
 
 `open_console_port(device, baud, run_dir)` turns `[console] device` into a `ConsolePort`:
 "none" gives None; "pty" makes a pty pair (the sim board), prints the slave's path in the log and
-writes it to `<run_dir>/console.pty`; a device path opens the UART through pyserial at `baud`; any
-other pyserial URL (`socket://`, `rfc2217://`, `loop://`, `spy://`) is opened as pyserial has it.
+writes it to `<run_dir>/console.pty`; a device path opens the UART through pyserial at `baud`; a
+device URL (`serial:///dev/ttyS0?baud=N`, `socket://`, `rfc2217://`, docs/transports.md) is
+opened through pyserial at its own `baud` when it gives one.
 
 Ports with a file descriptor (pty, UART, `socket://`) are driven by the event loop's reader and
 writer callbacks on a non-blocking descriptor. The others get one reader thread and one writer
