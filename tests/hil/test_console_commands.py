@@ -212,3 +212,50 @@ def test_a_slow_restart_shows_progress_and_ctrl_c_stops_the_wait(consoles, sim_b
         )
         stopped(board)
         deployed(board, sim_board)  # running again for the next test
+
+
+UP = b"\x1b[A"
+
+
+def test_up_arrow_repeats_the_last_command(consoles):
+    for board in consoles:
+        assert __version__ in command(board, "version")
+        send(board, UP)
+        board.expect_exact("version", timeout=TIMEOUT_S)  # the line, drawn again
+        send(board, b"\r")
+        board.expect_exact(__version__, timeout=TIMEOUT_S)
+        board.expect_exact(PROMPT, timeout=TIMEOUT_S)
+
+
+def test_tab_completes_a_command_name(consoles):
+    for board in consoles:
+        send(board, b"vers\t")
+        board.expect_exact("ion", timeout=TIMEOUT_S)  # what completion added after "vers"
+        send(board, b"\r")
+        board.expect_exact(__version__, timeout=TIMEOUT_S)
+        board.expect_exact(PROMPT, timeout=TIMEOUT_S)
+
+
+def test_tab_completes_a_module_name(consoles, sim_board):
+    for board in consoles:
+        name = deployed(board, sim_board)
+        typed = name[: max(len(name) - 3, 1)]
+        send(board, f"show {typed}\t".encode())
+        board.expect_exact(name[len(typed) :], timeout=TIMEOUT_S)
+        shown = expect(board, "", r"(name: +[^\r]*).*?detail: [^\r]*").group(1).decode()
+        assert shown.split()[-1] == name, shown
+
+
+def test_log_mute_holds_daemon_lines_back_and_follow_counts_them(consoles):
+    for board in consoles:
+        # Changing the daemon's log level logs a warning: shown while following...
+        expect(board, "log-level info", r"log level: info")
+        board.expect_exact("log level changed", timeout=TIMEOUT_S)
+        board.expect_exact(PROMPT, timeout=TIMEOUT_S)
+        expect(board, "log mute", r"console log muted: `log follow` shows daemon lines again")
+        # ... and held back while muted.
+        quiet = expect(board, "log-level info", r"(log level: info.*?)")
+        assert "log level changed" not in quiet.group(1).decode()
+        assert "log level changed" not in command(board, "version")
+        followed = expect(board, "log follow", r"console log followed: (\d+) lines? w[^\r]*")
+        assert int(followed.group(1)) >= 1
