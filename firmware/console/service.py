@@ -41,7 +41,7 @@ from firmware.console.session import (
     ConsoleSession,
 )
 from firmware.errors import Forbidden
-from firmware.executor import BoundedExecutor
+from firmware.executor import BoundedExecutor, RunBlocking
 from firmware.logs import get_logger
 
 log = get_logger("console")
@@ -160,10 +160,11 @@ def _invitation(login: ConsoleLogin | None) -> str:
     return "log in to use it"
 
 
-def command_table_runner(router: Router) -> CommandRunner:
+def command_table_runner(router: Router, run_blocking: RunBlocking) -> CommandRunner:
     """The CLI's command set, executed in-process against the daemon's router on the session's
-    terminal; `read_only` refuses the commands not marked `read_only` in the table."""
-    invoker = InProcessInvoker(router)
+    terminal, file reads in the daemon's executor (`run_blocking`); `read_only` refuses the
+    commands not marked `read_only` in the table."""
+    invoker = InProcessInvoker(router, run_blocking=run_blocking)
 
     def only_read_only(command: Command) -> None:
         if not command.read_only:

@@ -192,7 +192,7 @@ class Daemon:
         try:
             self.ctx = self._context()
             self.wiring = self._wire(self.ctx)
-            self.wiring.register_routes(DaemonStatus(self.ctx, self.state))
+            self.wiring.register_routes(DaemonStatus(self.ctx, self.state, self.config_file))
             async with self._reload_lock:
                 await self._start_services()
             process = ProcessHardening.current()

@@ -1,7 +1,8 @@
 """The daemon's own state for `GET /daemon/status` and `PUT /daemon/log-level`.
 
-The status document is `{"version", "board", "state", "uptime_s", "pid", "memory", "tasks",
-"open_fds", "services"}`, where `state` is "running", "degraded" (a service was given up) or
+The status document is `{"version", "board", "config_file", "state", "uptime_s", "pid", "memory",
+"tasks", "open_fds", "services"}`, where `config_file` is the file the daemon was started with
+(None: the default search), and `state` is "running", "degraded" (a service was given up) or
 "stopping", `memory` holds the process's resident, anonymous and proportional set sizes in KiB read
 from /proc, `tasks` the number of asyncio tasks not yet done and `open_fds` the number of file
 descriptors the process holds (what a soak watches for leaks).
@@ -57,9 +58,12 @@ def _read_kb(path: Path, wanted: dict[str, str], into: dict[str, int]) -> None:
 class DaemonStatus:
     """Builds the status document and changes the log level."""
 
-    def __init__(self, ctx: DaemonContext, state: Callable[[], str]) -> None:
+    def __init__(
+        self, ctx: DaemonContext, state: Callable[[], str], config_file: Path | None = None
+    ) -> None:
         self.ctx = ctx
         self._state = state
+        self._config_file = config_file
         self._started = time.monotonic()
 
     def document(self) -> dict[str, object]:
@@ -80,6 +84,7 @@ class DaemonStatus:
         return {
             "version": __version__,
             "board": self.ctx.config.board.name,
+            "config_file": None if self._config_file is None else str(self._config_file),
             "state": self._state(),
             "uptime_s": round(time.monotonic() - self._started, 3),
             "pid": os.getpid(),

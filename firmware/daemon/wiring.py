@@ -169,7 +169,7 @@ class Wiring:
             ctx.config,
             ctx.executor,
             ctx.logs,
-            command_table_runner(ctx.router),
+            command_table_runner(ctx.router, ctx.executor.run),
             completer=command_completer(ctx.router),
         )
         ctx.services.console = service

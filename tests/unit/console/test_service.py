@@ -86,7 +86,7 @@ def test_command_table_runner_serves_the_shared_command_table(tmp_path):
 
     async def body():
         ctx = context(tmp_path)
-        service = console_service(ctx, command_table_runner(Router()))
+        service = console_service(ctx, command_table_runner(Router(), asyncio.to_thread))
         await service.prepare()
         task = asyncio.create_task(service.run())
         terminal = Terminal(tmp_path)
@@ -218,7 +218,7 @@ def test_read_only_runs_only_commands_that_change_nothing():
     from firmware.errors import Forbidden
 
     async def body():
-        run = command_table_runner(Router())
+        run = command_table_runner(Router(), asyncio.to_thread)
 
         async def run_command(argv, *, read_only):
             return await run(argv, read_only=read_only, terminal=cli_terminal.Terminal(80, print))

@@ -17,6 +17,7 @@ from firmware.api.model import ApiRequest
 from firmware.api.router import Router
 from firmware.api.versions import LATEST
 from firmware.cli.commands import InProcessInvoker, execute
+from firmware.cli.terminal import Terminal
 from firmware.config import load_config
 from firmware.daemon.logs import LogControl
 from firmware.daemon.service import ConfigCell, DaemonContext, Service, ServiceDirectory
@@ -26,6 +27,9 @@ from firmware.daemon.wiring import Wiring
 from firmware.executor import BoundedExecutor
 from firmware.keys.backend import KeyKind, SignAlgorithm
 from firmware.store.state import StateStore
+
+# A terminal of unknown width: tables are not cut, so the tests see every cell whole.
+UNCUT = Terminal(columns=0, write=lambda text: None)
 
 
 class Daemonless:
@@ -113,7 +117,7 @@ def test_keys_and_certificates_routes(tmp_path, daemonless):
         missing = await router.dispatch(request("POST", "/certificates/nope/renew"))
         invoker = InProcessInvoker(router)
         shown = {
-            words: await execute(words.split(), invoker)
+            words: await execute(words.split(), invoker, terminal=UNCUT)
             for words in ("keys list", "certs list", "certs renew edge-ca", "certs renew nope")
         }
         await stop(tasks)
@@ -242,7 +246,7 @@ def test_a_new_default_backend_keeps_the_keys_and_says_so(tmp_path, daemonless):
         except Exception as err:
             refused = err
         status = service.describe()
-        shown = await execute(["keys", "list"], InProcessInvoker(after.router))
+        shown = await execute(["keys", "list"], InProcessInvoker(after.router), terminal=UNCUT)
         await stop(tasks)
         return tag, tag_after, refused, status, shown.text
 
