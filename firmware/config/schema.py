@@ -341,17 +341,13 @@ class TpmHierarchyAuthorization:
 class Tpm:
     """The TPM 2.0 (IoT Edge `[tpm]`)."""
 
-    device: str | None = setting(
-        None,
+    device: str = setting(
+        DEFAULT_TPM,
+        aliases=("tcti",),
         doc="device URL of the TPM: device:/dev/tpmrm0, swtpm://HOST:PORT, "
         "tis-i2c:///dev/i2c-1?addr=0x2e, tis-spi:///dev/spidev0.1, "
-        "mssim+serial:///dev/ttyUSB0?baud=115200 (docs/transports.md); unset: tcti, "
-        "else device:/dev/tpmrm0",
-    )
-    tcti: str | None = setting(
-        None,
-        doc='IoT Edge\'s tpm2-tss TCTI string, e.g. "device:/dev/tpmrm0" or '
-        '"swtpm:host=127.0.0.1,port=2321", read as the device URL it means',
+        "mssim+serial:///dev/ttyUSB0?baud=115200 (docs/transports.md); IoT Edge's `tcti` "
+        "(a tpm2-tss TCTI string such as swtpm:host=H,port=P) is read as the URL it means",
     )
     auth_key_index: int = setting(
         0x00_01_00, doc="persistent handle offset for the DPS auth key", min=0, max=0x7F_FF_FF
@@ -360,23 +356,11 @@ class Tpm:
         factory=TpmHierarchyAuthorization, doc="hierarchy passwords"
     )
 
-    @property
-    def url(self) -> str:
-        """The TPM's device URL: `device`, else IoT Edge's `tcti`, else the kernel's device."""
-        return self.device or self.tcti or DEFAULT_TPM
-
     def check(self) -> Iterator[Violation]:
-        if self.device is not None and self.tcti is not None:
-            yield Violation(
-                "device",
-                "[tpm] device and [tpm] tcti are both set",
-                "keep device (a device URL) and remove tcti, which only IoT Edge configs need",
-            )
-        key = "device" if self.device is not None else "tcti"
         try:
-            parse_device_url(self.url)
+            parse_device_url(self.device)
         except DeviceUrlError as bad:
-            yield Violation(key, bad.message, bad.hint or URL_HINT)
+            yield Violation("device", bad.message, bad.hint or URL_HINT)
 
 
 @dataclass(frozen=True)

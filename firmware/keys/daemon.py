@@ -95,7 +95,7 @@ class KeysService:
         return {
             "ready": self._ready.is_set(),
             "default_backend": keys.default_backend,
-            "tpm": self._config.tpm.url if "tpm" in keys.backends_in_use() else None,
+            "tpm": self._config.tpm.device if "tpm" in keys.backends_in_use() else None,
             "degraded": bool(down),
             "backends_down": down,
             "keys_down": keys.keys_down(),

@@ -189,7 +189,7 @@ def _tpm_backend(settings: Tpm, data_dir: Path) -> KeyBackend:
 
     passwords = settings.hierarchy_authorization
     return TpmBackend(
-        settings.url,
+        settings.device,
         data_dir / "tpm-keys",
         owner_auth=passwords.owner,
         endorsement_auth=passwords.endorsement,

@@ -34,7 +34,7 @@ def test_sim_board_describes_this_machine() -> None:
     config = load_config(None, "sim")
     assert config.board.arch == "x86_64"
     assert config.console.device == "pty"
-    assert config.tpm.url == "swtpm://127.0.0.1:2321"
+    assert config.tpm.device == "swtpm://127.0.0.1:2321"
     assert config.keys.pkcs11.module == "/usr/lib/softhsm/libsofthsm2.so"
     assert config.keys.pkcs11.token_label == "edgekeeper"
     assert config.runtime.uri == "unix:///run/edgekeeper-sim/docker.sock"
@@ -47,7 +47,7 @@ def test_gateway_boards_name_their_devices() -> None:
         "/dev/ttyS0",
         115200,
     )
-    assert rpi.tpm.url == "device:/dev/tpmrm0"
+    assert rpi.tpm.device == "device:/dev/tpmrm0"
     assert rpi.board.devices.tpm == "/dev/tpmrm0"
     assert "/dev/i2c-1" in rpi.board.devices.i2c
     imx = load_config(None, "imx8mm-se050")
@@ -109,7 +109,7 @@ def test_board_file_problems_are_placed_in_the_board_file(write) -> None:
     problems = validate_files(None, path).problems
     assert [(p.file, p.line, p.key) for p in problems] == [
         (str(path), 3, "board.memory_budget_mb"),
-        (str(path), 5, "tpm.tcti"),
+        (str(path), 5, "tpm.device"),
     ]
 
 
