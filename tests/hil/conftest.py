@@ -13,8 +13,9 @@ EDGEKEEPER_FROM_SOURCE=1) with a private config whose console is a pty, waits fo
 With `--port /dev/ttyUSB0` (or `rfc2217://...`, `socket://...`) the same tests drive that board.
 `--embedded-services` defaults to `serial`.
 
-On the sim board the daemon runs its modules on the session's private dockerd (`sim_dockerd`),
-with a sleeping busybox agent, and its console is 80 columns wide (`[console] columns`); the
+On the sim board the daemon runs its modules on a dockerd of its own, with a sleeping busybox
+agent (on the session's `sim_dockerd` its reconciler would adopt the other tests' module
+containers for the whole session), and its console is 80 columns wide (`[console] columns`). The
 `sim_board` fixture gives the board's directory, where a test may put files for the daemon to
 read (a manifest to `deploy`), or None on a farm board.
 
@@ -38,7 +39,13 @@ from _pytest.fixtures import FixtureFunctionDefinition
 
 from firmware.runtime.spec import MODULE_LABEL
 from tests.peers.program import cli_argv, daemon_argv, program_env
-from tests.peers.sim import BackgroundProcess
+from tests.peers.sim import (
+    BackgroundProcess,
+    Dockerd,
+    MissingComponent,
+    ServiceFailed,
+    busybox_rootfs,
+)
 from tests.peers.waiting import WaitTimeout, log_tail, wait_until
 
 _EMBEDDED_ACTIVE = "pytest_embedded.plugin" in sys.modules
@@ -74,6 +81,7 @@ prompt = "edgekeeper> "
 columns = {columns}
 """
 SIM_COLUMNS = 80
+SIM_AGENT_IMAGE = "edgekeeper-hil/busybox:latest"
 # The sim board's container engine and agent (a sleeping busybox), appended after [console].
 SIM_RUNTIME = """
 [runtime]
@@ -167,23 +175,30 @@ class SimBoard:
 def sim_daemon(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[SimBoard, str]]:
-    """The sim board's daemon, its modules on `sim_dockerd`, and its console pty's path (the
-    daemon runs for the whole session; its module containers are removed at the end)."""
+    """The sim board's daemon, its modules on a dockerd of its own, and its console pty's path
+    (both run for the whole session)."""
     from_source = os.environ.get("EDGEKEEPER_FROM_SOURCE") == "1"
     binary = None if from_source else request.getfixturevalue("edgekeeper_binary")
-    dockerd = request.getfixturevalue("sim_dockerd")
+    dockerd = Dockerd(tmp_path_factory.mktemp("hil-docker"))
+    try:
+        dockerd.start()
+        image = dockerd.import_image(
+            busybox_rootfs(tmp_path_factory.mktemp("hil-busybox")), SIM_AGENT_IMAGE
+        )
+    except (MissingComponent, ServiceFailed) as error:
+        dockerd.stop()
+        pytest.fail(str(error), pytrace=False)
     runtime = SIM_RUNTIME.format(
-        uri=dockerd.uri,
-        agent=f"hilagent{uuid.uuid4().hex[:6]}",
-        image=request.getfixturevalue("busybox_image"),
+        uri=dockerd.uri, agent=f"hilagent{uuid.uuid4().hex[:6]}", image=image
     )
     board = SimBoard(tmp_path_factory.mktemp("hil-sim"), binary, runtime)
-    path = board.start()
     try:
+        path = board.start()
         yield board, path
     finally:
         board.stop()
         dockerd.remove_containers(MODULE_LABEL)
+        dockerd.stop()
 
 
 @pytest.fixture(scope="session")
