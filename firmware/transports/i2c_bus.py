@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import errno
 import os
-import stat
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+from firmware.transports.bus_node import NodeKind, ioctl_binding, node_kind, open_device
 from firmware.transports.bus_socket import BusSocket
 from firmware.transports.errors import BusFault, DeviceUrlError
 
@@ -75,22 +75,16 @@ class I2cBus(Protocol):
 def open_i2c_bus(path: str, where: str) -> I2cBus:
     """The bus at `path`: an i2c-dev character device or a bus socket; `BusFault` when nothing
     is there, `DeviceUrlError` when it is something else."""
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        raise BusFault(
-            f"{where}: {path} does not exist",
-            hint="enable the I²C adapter and load i2c-dev (docs/transports.md)",
-        ) from None
-    except OSError as exc:
-        raise BusFault(f"{where}: cannot look at {path}: {exc.strerror}") from None
-    if stat.S_ISCHR(mode):
-        return I2cDevBus(path, where)
-    if stat.S_ISSOCK(mode):
-        return SocketI2cBus(path, where)
-    raise DeviceUrlError(
-        f"{where}: {path} is neither an I²C adapter nor a bus socket", hint=NOT_I2C_HINT
+    kind = node_kind(
+        path,
+        where,
+        missing_hint="enable the I²C adapter and load i2c-dev (docs/transports.md)",
+        other_hint=NOT_I2C_HINT,
+        bus="an I²C adapter",
     )
+    if kind is NodeKind.DEVICE:
+        return I2cDevBus(path, where)
+    return SocketI2cBus(path, where)
 
 
 def _check(messages: Sequence[I2cMessage]) -> None:
@@ -130,17 +124,13 @@ class I2cDevBus:
     def __init__(self, path: str, where: str, *, binding: tuple[FFI, Lib] | None = None) -> None:
         self.where = where
         self.path = path
-        ffi, lib = binding or _linux_bus(where)
+        ffi, lib = binding or ioctl_binding(where)
         self._ffi, self._lib = ffi, lib
-        try:
-            self._fd: int | None = os.open(path, os.O_RDWR | os.O_CLOEXEC)
-        except PermissionError:
-            raise BusFault(
-                f"{where}: no permission to open {path}",
-                hint="run edgekeeper in the group that owns the I²C adapter (often `i2c`)",
-            ) from None
-        except OSError as exc:
-            raise BusFault(f"{where}: cannot open {path}: {exc.strerror}") from None
+        self._fd: int | None = open_device(
+            path,
+            where,
+            group_hint="run edgekeeper in the group that owns the I²C adapter (often `i2c`)",
+        )
         funcs = ffi.new("unsigned long *")
         rc = lib.ek_i2c_funcs(self._fd, funcs)
         if rc < 0 or not funcs[0] & lib.I2C_FUNC_I2C:
@@ -175,16 +165,3 @@ class I2cDevBus:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
-
-
-def _linux_bus(where: str) -> tuple[FFI, Lib]:
-    # Deferred: the compiled extension, loaded only when a kernel I²C adapter is opened.
-    from firmware._ffi import load_linux_bus
-
-    try:
-        return load_linux_bus()
-    except ImportError as exc:
-        raise BusFault(
-            f"{where}: the kernel bus binding is not available: {exc}",
-            hint="build the extension with build.py (ffi/README.md)",
-        ) from None

@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import errno
 import os
-import stat
 import struct
 from typing import TYPE_CHECKING, Protocol
 
+from firmware.transports.bus_node import NodeKind, ioctl_binding, node_kind, open_device
 from firmware.transports.bus_socket import BusSocket
 from firmware.transports.errors import BusFault, DeviceUrlError
 
@@ -57,25 +57,16 @@ class SpiBus(Protocol):
 def open_spi_bus(path: str, hz: int, where: str) -> SpiBus:
     """The bus at `path`: a spidev character device or a bus socket; `BusFault` when nothing is
     there, `DeviceUrlError` when it is something else."""
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        raise BusFault(
-            f"{where}: {path} does not exist",
-            hint="enable SPI and the spidev node of the TPM's chip select (docs/transports.md)",
-        ) from None
-    except OSError as exc:
-        raise BusFault(
-            f"{where}: cannot look at {path}: {exc.strerror}", hint="check the device URL's path"
-        ) from None
-    if stat.S_ISCHR(mode):
-        return SpidevBus(path, hz, where)
-    if stat.S_ISSOCK(mode):
-        return SocketSpiBus(path, hz, where)
-    raise DeviceUrlError(
-        f"{where}: {path} is neither an SPI device nor a bus socket",
-        hint=NOT_SPI_HINT,
+    kind = node_kind(
+        path,
+        where,
+        missing_hint="enable SPI and the spidev node of the TPM's chip select (docs/transports.md)",
+        other_hint=NOT_SPI_HINT,
+        bus="an SPI device",
     )
+    if kind is NodeKind.DEVICE:
+        return SpidevBus(path, hz, where)
+    return SocketSpiBus(path, hz, where)
 
 
 class SocketSpiBus:
@@ -107,19 +98,13 @@ class SpidevBus:
         self.where = where
         self.path = path
         self.hz = hz
-        ffi, lib = binding or _linux_bus(where)
+        ffi, lib = binding or ioctl_binding(where)
         self._ffi, self._lib = ffi, lib
-        try:
-            self._fd: int | None = os.open(path, os.O_RDWR | os.O_CLOEXEC)
-        except PermissionError:
-            raise BusFault(
-                f"{where}: no permission to open {path}",
-                hint="run edgekeeper in the group that owns the spidev node (often `spi`)",
-            ) from None
-        except OSError as exc:
-            raise BusFault(
-                f"{where}: cannot open {path}: {exc.strerror}", hint="check the device URL's path"
-            ) from None
+        self._fd: int | None = open_device(
+            path,
+            where,
+            group_hint="run edgekeeper in the group that owns the spidev node (often `spi`)",
+        )
         rc = lib.ek_spi_setup(self._fd, lib.SPI_MODE_0, BITS_PER_WORD, hz)
         if rc < 0:
             self.close()
@@ -151,19 +136,6 @@ class SpidevBus:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
-
-
-def _linux_bus(where: str) -> tuple[FFI, Lib]:
-    # Deferred: the compiled extension, loaded only when a kernel SPI device is opened.
-    from firmware._ffi import load_linux_bus
-
-    try:
-        return load_linux_bus()
-    except ImportError as exc:
-        raise BusFault(
-            f"{where}: the kernel bus binding is not available: {exc}",
-            hint="build the extension with build.py (ffi/README.md)",
-        ) from None
 
 
 def _setup_error(where: str, path: str, hz: int, errno_value: int) -> BusFault | DeviceUrlError:
