@@ -200,6 +200,17 @@ class Dockerd:
         if self.running():
             self.docker("network", "prune", "-f", check=False)
         self._process.stop()
+        self._unmount_leftovers()
+
+    def _unmount_leftovers(self) -> None:
+        """Unmount what the engine left mounted under its directory (the network namespace it
+        bind-mounts into its exec root, when it did not get to unmount it): a directory holding
+        a mount cannot be deleted, and pytest then fails a later session cleaning its old ones."""
+        prefix = f"{self.dir.resolve()}/"
+        with open("/proc/self/mountinfo", encoding="utf-8") as table:
+            points = [line.split()[4] for line in table]
+        for point in sorted((p for p in points if p.startswith(prefix)), reverse=True):
+            subprocess.run(["umount", "-l", point], check=False, capture_output=True, timeout=10)
 
     def _ping(self) -> bool:
         try:
