@@ -29,7 +29,7 @@ from firmware.transports.tis import (
     Write,
     exchange_steps,
 )
-from tests.unit.transports.test_tis_fakes import FakeTis, echo_response, tpm_command
+from tests.unit.transports.tis_fakes import FakeTis, echo_response, tpm_command
 
 FAR = 1e9
 

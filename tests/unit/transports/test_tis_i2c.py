@@ -41,7 +41,7 @@ from firmware.transports.tis_i2c import (
     crc16_kermit,
     open_tis_i2c,
 )
-from tests.unit.transports.test_tis_fakes import FakeClock, FakeTis, echo_response, tpm_command
+from tests.unit.transports.tis_fakes import FakeClock, FakeTis, echo_response, tpm_command
 
 ADDR = 0x2E
 FAR = 1e9
