@@ -190,6 +190,8 @@ class ConsoleSession:
         self._typed_ahead: deque[LineEntered | LineRefused] = deque()
         self._typed_dropped = 0
         self._discarded = 0
+        self._cancelling = False  # Ctrl-C asked the running command to stop
+        self._said_why = False  # and it wrote something since, saying what that means
         self._columns = columns or DEFAULT_COLUMNS
         self._asks_width = columns == 0
         self._width_due = self._asks_width
@@ -333,6 +335,7 @@ class ConsoleSession:
             self._discarded = len(self._typed_ahead) + self._typed_dropped + event.abandoned
             self._typed_ahead.clear()
             self._typed_dropped = 0
+            self._cancelling, self._said_why = True, False
             command.cancel()
             return
         dialog = self._dialog
@@ -449,7 +452,8 @@ class ConsoleSession:
         # A callback, not a `finally`: a command cancelled before it ever ran must end here too.
         if command.cancelled():
             self._close_stream()
-            note = f"^C: stopped waiting for `{self._command_line}`"
+            # A command that said itself what stopping it means (restart, stop) is not repeated.
+            note = "^C" if self._said_why else f"^C: stopped waiting for `{self._command_line}`"
             if self._discarded:
                 lines = "line" if self._discarded == 1 else "lines"
                 note += f"; discarded {self._discarded} {lines} typed meanwhile"
@@ -457,6 +461,7 @@ class ConsoleSession:
         elif command.exception() is not None:
             log.error("console command failed", exc_info=command.exception())
         self._discarded = 0
+        self._cancelling = self._said_why = False
         self._output_idle.set()
         if self._command is command:
             self._command = None
@@ -614,6 +619,7 @@ class ConsoleSession:
             return
         self._port.write(data)
         self._stream_open = not data.endswith(b"\n")
+        self._said_why = self._said_why or self._cancelling
 
     def _close_stream(self) -> None:
         if self._stream_open:

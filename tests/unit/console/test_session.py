@@ -41,11 +41,13 @@ class Commands:
 
     async def __call__(self, argv: list[str], *, read_only: bool = False, terminal=None) -> Result:
         self.calls.append(argv)
-        if argv[0] == "slow":
+        if argv[0] in ("slow", "patient"):
             try:
                 await self.release.wait()
             except asyncio.CancelledError:
                 self.cancelled = True
+                if argv[0] == "patient":  # a command that says itself what the stop means
+                    terminal.write("stopped waiting for the patient: it goes on alone\n")
                 raise
             return Result("slow done")
         if argv[0] == "big":
@@ -182,6 +184,21 @@ async def test_slow_command_does_not_block_reading_and_ctrl_c_cancels_it(tmp_pat
     assert commands.cancelled
     terminal.type("version\r")
     assert b"ran version" in await terminal.expect(PROMPT)
+    await stop(task, terminal, port)
+
+
+@run
+async def test_ctrl_c_says_only_what_the_command_did_not_say_itself(tmp_path):
+    commands = Commands()
+    _session, task, terminal, port = await start(tmp_path, commands)
+    terminal.type("patient\r")
+    await wait_until_async(
+        lambda: commands.calls == [["patient"]], timeout_s=5, what="the command to start"
+    )
+    terminal.type("\x03")
+    shown = await terminal.expect(PROMPT)
+    assert b"stopped waiting for the patient: it goes on alone\r\n^C\r\n" in shown
+    assert b"stopped waiting for `patient`" not in shown
     await stop(task, terminal, port)
 
 
