@@ -16,9 +16,13 @@ import os
 import socket
 import threading
 import traceback
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
+
+from tests.peers import tis_device as tis
+from tests.peers.swtpm_raw import SwtpmRaw
 
 POLL_S = 0.05  # how often a blocked accept/recv looks at the stop flag
 STOP_TIMEOUT_S = 5.0
@@ -119,3 +123,42 @@ class BusServer:
                 client.sendall(reply)
             except OSError:
                 return
+
+
+class BusTpm(ABC):
+    """What the I²C and SPI simulators share: a TIS device executing on swtpm at host:port, its
+    `faults`, and the bus server that serves the subclass's `BusFront` methods at `path`."""
+
+    def __init__(
+        self,
+        path: Path,
+        swtpm_host: str,
+        swtpm_port: int,
+        ctrl_port: int | None,
+        burst: int,
+        name: str,
+    ) -> None:
+        self.path = Path(path)
+        self.faults = tis.Faults()
+        self.device = tis.TisDevice(SwtpmRaw(swtpm_host, swtpm_port, ctrl_port), self.faults, burst)
+        self._server = BusServer(self.path, self, f"{name} {self.path.name}")
+
+    @abstractmethod
+    def handle(self, read_exact: ReadExact) -> bytes:
+        """Read one request, carry it out on the device, return the reply."""
+
+    @abstractmethod
+    def disconnected(self) -> None:
+        """The client went away: drop any half-done bus state."""
+
+    @property
+    def errors(self) -> list[BaseException]:
+        """Simulator bugs met while serving (each failed its bus request with EIO)."""
+        return self._server.errors
+
+    def start(self) -> None:
+        self._server.start()
+
+    def stop(self) -> None:
+        self._server.stop()
+        self.device.close()

@@ -28,8 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.peers import tis_device as tis
-from tests.peers.bus_server import BusServer, ReadExact
-from tests.peers.swtpm_raw import SwtpmRaw
+from tests.peers.bus_server import BusTpm, ReadExact
 
 I2C_M_RD = 0x0001
 I2C_M_TEN = 0x0010
@@ -86,7 +85,7 @@ class I2cMessage:
         return bool(self.flags & I2C_M_RD)
 
 
-class I2cTpm:
+class I2cTpm(BusTpm):
     """An I²C TPM at `address` on the bus socket `path`, executing on swtpm at host:port."""
 
     def __init__(
@@ -101,27 +100,12 @@ class I2cTpm:
     ) -> None:
         if not 0 <= guard_time_us <= 0xFF:
             raise ValueError(f"guard_time_us {guard_time_us} does not fit 8 bits")
-        self.path = Path(path)
         self.address = address
         self.guard_time_us = guard_time_us
-        self.faults = tis.Faults()
-        self.device = tis.TisDevice(SwtpmRaw(swtpm_host, swtpm_port, ctrl_port), self.faults, burst)
         self.loc_sel = 0
         self.pointer = REG_LOC_SEL
         self._last_end = 0.0
-        self._server = BusServer(self.path, self, f"i2c-tpm {self.path.name}")
-
-    @property
-    def errors(self) -> list[BaseException]:
-        """Simulator bugs met while serving (each failed its transaction with EIO)."""
-        return self._server.errors
-
-    def start(self) -> None:
-        self._server.start()
-
-    def stop(self) -> None:
-        self._server.stop()
-        self.device.close()
+        super().__init__(path, swtpm_host, swtpm_port, ctrl_port, burst, "i2c-tpm")
 
     # The bus socket.
 

@@ -26,8 +26,7 @@ import struct
 from pathlib import Path
 
 from tests.peers import tis_device as tis
-from tests.peers.bus_server import BusServer, ReadExact
-from tests.peers.swtpm_raw import SwtpmRaw
+from tests.peers.bus_server import BusTpm, ReadExact
 
 SPI_MAX_TRANSFERS = 16
 READ_FLAG = 0x80
@@ -98,7 +97,7 @@ class _Frame:
         return miso
 
 
-class SpiTpm:
+class SpiTpm(BusTpm):
     """An SPI TPM on the bus socket `path`, executing on swtpm at host:port."""
 
     def __init__(
@@ -109,28 +108,13 @@ class SpiTpm:
         ctrl_port: int | None = None,
         burst: int = 48,
     ) -> None:
-        self.path = Path(path)
-        self.faults = tis.Faults()
-        self.device = tis.TisDevice(SwtpmRaw(swtpm_host, swtpm_port, ctrl_port), self.faults, burst)
         self._frame: _Frame | None = None
-        self._server = BusServer(self.path, self, f"spi-tpm {self.path.name}")
-
-    @property
-    def errors(self) -> list[BaseException]:
-        """Simulator bugs met while serving (each failed its message with EIO)."""
-        return self._server.errors
+        super().__init__(path, swtpm_host, swtpm_port, ctrl_port, burst, "spi-tpm")
 
     @property
     def selected(self) -> bool:
         """Chip select is asserted (a frame is open across messages)."""
         return self._frame is not None
-
-    def start(self) -> None:
-        self._server.start()
-
-    def stop(self) -> None:
-        self._server.stop()
-        self.device.close()
 
     # The bus socket.
 
