@@ -39,6 +39,16 @@ def context(tmp_path, device="pty", **console):
     return SimpleNamespace(config=config, executor=BoundedExecutor(), logs=logs)
 
 
+async def stop_console(ctx, task, terminal) -> None:
+    """End a console test: the service's task, the test terminal, the logs and the executor."""
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    terminal.close()
+    ctx.logs.close()
+    ctx.executor.shutdown()
+
+
 def console_service(ctx, run_command):
     return ConsoleService(ctx.config, ctx.executor, ctx.logs, run_command)
 
@@ -69,12 +79,7 @@ def test_service_serves_the_pty_and_prints_daemon_logs(tmp_path):
             )
             await terminal.expect("INFO keys: from a thread\r\nedgekeeper> ")
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            terminal.close()
-            ctx.logs.close()
-            ctx.executor.shutdown()
+            await stop_console(ctx, task, terminal)
         assert ctx.logs.sinks() == []
         assert not (tmp_path / "console.pty").exists()
 
@@ -103,12 +108,7 @@ def test_command_table_runner_serves_the_shared_command_table(tmp_path):
             terminal.type("version\r")
             assert __version__.encode() in await terminal.expect("edgekeeper> ")
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            terminal.close()
-            ctx.logs.close()
-            ctx.executor.shutdown()
+            await stop_console(ctx, task, terminal)
 
     asyncio.run(body())
 
@@ -181,12 +181,7 @@ def test_with_a_password_hash_the_console_asks_for_a_login_checked_with_scrypt(t
             assert PASSWORD.encode() not in terminal.seen
             assert hashed.encode() not in terminal.seen
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            terminal.close()
-            ctx.logs.close()
-            ctx.executor.shutdown()
+            await stop_console(ctx, task, terminal)
 
     asyncio.run(body())
 
@@ -266,11 +261,6 @@ def test_the_service_completes_commands_and_module_names_from_the_router(tmp_pat
             terminal.type("log m\t\r")
             await terminal.expect("console log muted")
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            terminal.close()
-            ctx.logs.close()
-            ctx.executor.shutdown()
+            await stop_console(ctx, task, terminal)
 
     asyncio.run(body())

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import io
 import logging
 from logging import ERROR, INFO, WARNING
@@ -13,7 +12,7 @@ from firmware.console import session as session_module
 from firmware.daemon.logs import LogControl
 
 from .terminal import Terminal
-from .test_service import console_service, context, echo_command
+from .test_service import console_service, context, echo_command, stop_console
 from .test_session_keys import PROMPT, Console, run
 
 
@@ -141,11 +140,6 @@ def test_the_service_shows_warnings_but_not_info_by_default(tmp_path):
             assert b"quiet detail" not in terminal.seen
             assert service.describe()["columns"] == 80
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            terminal.close()
-            ctx.logs.close()
-            ctx.executor.shutdown()
+            await stop_console(ctx, task, terminal)
 
     asyncio.run(body())
