@@ -264,10 +264,12 @@ def test_a_quick_restart_shows_no_progress_line(quick: None) -> None:
     assert result.text.startswith("web restarted in 0.0")
 
 
-def test_cancelling_a_restart_says_the_wait_stopped_and_what_may_be(quick: None) -> None:
+def cancelled_while_waiting(command: str) -> str:
+    """What the terminal shows when `command web` is cancelled while it waits for the module."""
+
     async def scenario() -> str:
         screen = Screen()
-        task = asyncio.create_task(console(Board(stop_s=30), "restart", "web", screen=screen))
+        task = asyncio.create_task(console(Board(stop_s=30), command, "web", screen=screen))
         async with asyncio.timeout(5):
             await screen.shows("waiting")
             task.cancel()
@@ -275,7 +277,11 @@ def test_cancelling_a_restart_says_the_wait_stopped_and_what_may_be(quick: None)
                 await task
         return screen.text
 
-    lines = asyncio.run(scenario()).splitlines()
+    return asyncio.run(scenario())
+
+
+def test_cancelling_a_restart_says_the_wait_stopped_and_what_may_be(quick: None) -> None:
+    lines = cancelled_while_waiting("restart").splitlines()
     assert lines[0] == "restarting web: waiting for it to stop (up to 3 s)…"
     assert lines[1].startswith("stopped waiting for web after 0.")
     assert lines[1].endswith(
@@ -306,17 +312,7 @@ def test_stop_gives_up_after_the_stop_timeout_and_a_margin(
 
 
 def test_cancelling_a_stop_says_the_daemon_goes_on(quick: None) -> None:
-    async def scenario() -> str:
-        screen = Screen()
-        task = asyncio.create_task(console(Board(stop_s=30), "stop", "web", screen=screen))
-        async with asyncio.timeout(5):
-            await screen.shows("waiting")
-            task.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await task
-        return screen.text
-
-    last = asyncio.run(scenario()).splitlines()[-1]
+    last = cancelled_while_waiting("stop").splitlines()[-1]
     assert last.startswith("stopped waiting for web after ")
     assert last.endswith(": the daemon goes on stopping it; `list` shows its state")
 
