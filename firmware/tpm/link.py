@@ -7,7 +7,6 @@ I²C or SPI, TPM frames over a serial line), wrapped as a Python TCTI.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
@@ -15,7 +14,7 @@ from tpm2_pytss import ESAPI
 from tpm2_pytss.TSS2_Exception import TSS2_Exception
 
 from firmware.tpm.errors import TCTI_HINT, TpmUnavailable
-from firmware.tpm.tcti import TctiSpec, open_tcti, unavailable
+from firmware.tpm.tcti import TctiSpec, open_tcti, quiet_tss2_log, unavailable
 from firmware.transports.address import DeviceUrl, parse_device_url
 from firmware.transports.errors import TransportError
 
@@ -83,8 +82,7 @@ class TransportLink:
         from firmware.tpm.pytcti import TransportTcti
         from firmware.transports.registry import open_transport
 
-        # tpm2-tss logs its own errors to stderr unless told otherwise; ours are raised instead.
-        os.environ.setdefault("TSS2_LOG", "all+none")
+        quiet_tss2_log()
         try:
             transport = open_transport(self.url)
         except TransportError as failed:

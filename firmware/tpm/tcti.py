@@ -83,10 +83,15 @@ class TctiSpec:
         return f"{self.name}:{self.conf}" if self.conf else self.name
 
 
+def quiet_tss2_log() -> None:
+    """Keep tpm2-tss's own error lines off stderr (ours are raised instead), unless the operator
+    set TSS2_LOG to debug a TPM."""
+    os.environ.setdefault("TSS2_LOG", "all+none")
+
+
 def open_tcti(spec: TctiSpec) -> TCTILdr:
     """Load and connect the TCTI; raise `TpmUnavailable` saying why there is no TPM there."""
-    # tpm2-tss logs its own errors to stderr unless told otherwise; ours are raised instead.
-    os.environ.setdefault("TSS2_LOG", "all+none")
+    quiet_tss2_log()
     if spec.device_path is not None:
         _check_device(spec.device_path)
     try:
